@@ -1,0 +1,1 @@
+"""Energy from power, interval energy or counters; time buckets in site time."""

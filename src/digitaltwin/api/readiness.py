@@ -1,0 +1,119 @@
+"""Real dependency checks behind ``/readyz``: database, Redis, MQTT broker, models."""
+
+from __future__ import annotations
+
+import socket
+import struct
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from digitaltwin.api.deps import AppState
+from digitaltwin.storage.db import current_revision
+
+#: Seconds each network check may take.
+CHECK_TIMEOUT_S = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """Outcome of one dependency check."""
+
+    name: str
+    ok: bool
+    detail: str
+
+
+def broker_address(url: str) -> tuple[str, int, bool]:
+    """(host, port, tls) of ``mqtt://``, ``mqtts://`` or the guide's ``mosquitto://host:port``."""
+    parts = urlsplit(url if "://" in url else f"mqtt://{url}")
+    tls = parts.scheme == "mqtts"
+    return parts.hostname or "localhost", parts.port or (8883 if tls else 1883), tls
+
+
+def mqtt_handshake(host: str, port: int, *, username: str | None, password: str | None) -> str:
+    """Send an MQTT 3.1.1 CONNECT and read the CONNACK; returns "ok" or raises with the broker's refusal."""
+
+    def utf8(text: str) -> bytes:
+        data = text.encode()
+        return struct.pack("!H", len(data)) + data
+
+    flags = 0x02  # clean session
+    payload = utf8("digitaltwin-readyz")
+    if username:
+        flags |= 0x80
+        payload += utf8(username)
+        if password:
+            flags |= 0x40
+            payload += utf8(password)
+    variable = utf8("MQTT") + bytes([4, flags]) + struct.pack("!H", 10)
+    body = variable + payload
+    length, encoded = len(body), bytearray()
+    while True:  # MQTT variable-length "remaining length"
+        length, digit = divmod(length, 128)
+        encoded.append(digit | (0x80 if length else 0))
+        if not length:
+            break
+    packet = bytes([0x10]) + bytes(encoded) + body
+    with socket.create_connection((host, port), timeout=CHECK_TIMEOUT_S) as sock:
+        sock.sendall(packet)
+        reply = sock.recv(4)
+        sock.sendall(b"\xe0\x00")  # DISCONNECT
+    if len(reply) < 4 or reply[0] != 0x20:
+        raise ConnectionError("no CONNACK from broker")
+    if reply[3] != 0:
+        raise ConnectionError(f"broker refused the connection (CONNACK code {reply[3]})")
+    return "ok"
+
+
+def check_database(state: AppState) -> Check:
+    try:
+        state.repo.ping()
+        revision = current_revision(state.repo.engine)
+    except Exception as exc:  # noqa: BLE001 - any failure means not ready
+        return Check("database", False, f"{type(exc).__name__}: {exc}"[:300])
+    if revision is None:
+        return Check("database", False, "schema not migrated; run `digitaltwin migrate`")
+    return Check("database", True, f"{state.repo.engine.dialect.name} at revision {revision}")
+
+
+def check_redis(state: AppState) -> Check | None:
+    if state.redis is None:
+        return None
+    try:
+        state.redis.ping()  # type: ignore[attr-defined]
+    except Exception as exc:  # noqa: BLE001
+        return Check("redis", False, f"{type(exc).__name__}: {exc}"[:300])
+    return Check("redis", True, "ok")
+
+
+def check_mqtt(state: AppState) -> Check | None:
+    settings = state.settings
+    if not settings.mqtt_broker:
+        return None
+    host, port, tls = broker_address(settings.mqtt_broker)
+    try:
+        if tls:
+            with socket.create_connection((host, port), timeout=CHECK_TIMEOUT_S):
+                detail = "tcp ok (tls broker)"
+        else:
+            detail = mqtt_handshake(host, port, username=settings.mqtt_username, password=settings.mqtt_password)
+    except Exception as exc:  # noqa: BLE001
+        return Check("mqtt", False, f"{host}:{port}: {type(exc).__name__}: {exc}"[:300])
+    return Check("mqtt", True, detail)
+
+
+def check_models(state: AppState) -> Check:
+    try:
+        manifests = state.forecasts.registry.list()
+        latest = {(m.asset_id, m.algorithm) for m in manifests}
+        for asset_id, algorithm in sorted(latest):
+            state.forecasts.model(asset_id, algorithm)
+    except Exception as exc:  # noqa: BLE001
+        return Check("models", False, f"{type(exc).__name__}: {exc}"[:300])
+    return Check("models", True, f"{len(latest)} active model(s)")
+
+
+def run_checks(state: AppState) -> list[Check]:
+    """All configured checks, in order."""
+    checks = [check_database(state), check_redis(state), check_mqtt(state), check_models(state)]
+    return [c for c in checks if c is not None]

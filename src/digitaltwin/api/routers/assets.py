@@ -1,0 +1,132 @@
+"""Assets (the twins), their raw readings and their energy per bucket."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Query, status
+
+from digitaltwin.analytics.buckets import Bucket
+from digitaltwin.api.deps import State
+from digitaltwin.api.schemas import (
+    AssetIn,
+    AssetOut,
+    EnergyBucketOut,
+    EnergyOut,
+    LatestReading,
+    ReadingOut,
+    ReadingsPage,
+    SeriesOut,
+)
+from digitaltwin.domain.assets import Asset, AssetKind, check_slug
+from digitaltwin.domain.errors import ValidationError
+from digitaltwin.domain.timestamps import parse_instant
+from digitaltwin.domain.units import quantity_spec
+from digitaltwin.services.energy import energy_report
+
+router = APIRouter(prefix="/api/v1/assets", tags=["assets"])
+
+#: Largest page of raw readings.
+MAX_LIMIT = 50_000
+
+
+def _out(state: State, asset: Asset, *, detail: bool = False) -> AssetOut:
+    out = AssetOut(
+        id=asset.id,
+        site_id=asset.site_id,
+        name=asset.name,
+        kind=asset.kind,
+        parent_id=asset.parent_id,
+        rated_power_kw=asset.rated_power_kw,
+        attributes=asset.attributes,
+    )
+    if detail:
+        out.series = [
+            SeriesOut(quantity=s.quantity, kind=s.kind.value, unit=s.unit, interval_seconds=s.interval_seconds)
+            for s in state.repo.list_series(asset.id)
+        ]
+        out.latest = [LatestReading(quantity=r.quantity, unit=r.unit, ts=r.ts, value=r.value) for r in state.repo.latest(asset.id)]
+    return out
+
+
+def _instant(value: str | None, field: str) -> datetime | None:
+    return None if value is None else parse_instant(value, field=field)
+
+
+@router.get("", response_model=list[AssetOut])
+def list_assets(state: State, site_id: str | None = None, kind: AssetKind | None = None) -> list[AssetOut]:
+    """All assets, optionally of one site or kind."""
+    return [_out(state, a) for a in state.repo.list_assets(site_id=site_id, kind=kind)]
+
+
+@router.post("", response_model=AssetOut, status_code=status.HTTP_201_CREATED)
+def create_asset(body: AssetIn, state: State) -> AssetOut:
+    """Register an asset; 404 naming ``site_id``/``parent_id`` if they do not exist, 409 if the id exists."""
+    check_slug(body.id, field="id")
+    asset = Asset(body.id, body.site_id, body.name, body.kind, body.parent_id, body.rated_power_kw, body.attributes)
+    return _out(state, state.repo.create_asset(asset))
+
+
+@router.get("/{asset_id}", response_model=AssetOut)
+def get_asset(asset_id: str, state: State) -> AssetOut:
+    """One asset with its series and the latest reading of each (the twin's current state)."""
+    return _out(state, state.repo.get_asset(asset_id), detail=True)
+
+
+@router.get("/{asset_id}/readings", response_model=ReadingsPage)
+def get_readings(
+    asset_id: str,
+    state: State,
+    start: Annotated[str | None, Query(description="RFC 3339 with offset, inclusive")] = None,
+    end: Annotated[str | None, Query(description="RFC 3339 with offset, exclusive")] = None,
+    quantity: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 1000,
+    cursor: str | None = None,
+) -> ReadingsPage:
+    """Raw readings, oldest first, in canonical units; follow ``next_cursor`` for more."""
+    state.repo.get_asset(asset_id)
+    if quantity is not None:
+        quantity_spec(quantity)
+    page = state.repo.read_page(
+        asset_id, start=_instant(start, "start"), end=_instant(end, "end"), quantity=quantity, limit=limit, cursor=cursor
+    )
+    rows = [ReadingOut(ts=r.ts, quantity=r.quantity, unit=r.unit, value=r.value) for r in page.rows]
+    return ReadingsPage(asset_id=asset_id, readings=rows, next_cursor=page.next_cursor)
+
+
+@router.get("/{asset_id}/energy", response_model=EnergyOut)
+def get_energy(
+    asset_id: str,
+    state: State,
+    start: Annotated[str, Query(description="RFC 3339 with offset")],
+    end: Annotated[str, Query(description="RFC 3339 with offset, exclusive")],
+    bucket: Bucket = Bucket.HOUR,
+    quantity: Annotated[str | None, Query(description="energy, energy_total or power; default: the first present")] = None,
+) -> EnergyOut:
+    """Energy (kWh), mean and peak power (kW) and sample counts per bucket of the site's local calendar.
+
+    Days, weeks (Monday first) and months start at local midnight, so DST days
+    have 23 or 25 hours. Buckets without data have null values.
+    """
+    start_ts, end_ts = parse_instant(start, field="start"), parse_instant(end, field="end")
+    if end_ts - start_ts > timedelta(days=3660):
+        raise ValidationError("range longer than 10 years", field="end")
+    report = energy_report(
+        state.repo, asset_id, start=start_ts, end=end_ts, bucket=bucket,
+        max_hold=state.settings.power_max_hold, quantity=quantity, now=datetime.now(UTC),
+    )
+    tz = ZoneInfo(report.timezone)
+    buckets = [
+        EnergyBucketOut(
+            start=r.start, start_local=r.start.astimezone(tz), end=r.end, energy_kwh=r.energy_kwh,
+            mean_power_kw=r.mean_power_kw, peak_power_kw=r.peak_power_kw, sample_count=r.sample_count,
+            expected_count=r.expected_count, missing_count=r.missing_count,
+        )
+        for r in report.rows
+    ]
+    return EnergyOut(
+        asset_id=asset_id, quantity=report.quantity, timezone=report.timezone, bucket=bucket.value,
+        total_energy_kwh=report.total_energy_kwh, buckets=buckets,
+    )

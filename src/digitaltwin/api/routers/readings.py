@@ -1,0 +1,68 @@
+"""HTTP ingestion of telemetry batches."""
+
+from __future__ import annotations
+
+import json
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+
+from digitaltwin.api.deps import State
+from digitaltwin.api.schemas import BatchIn, BatchOut, ItemResultOut
+from digitaltwin.domain.errors import ValidationError
+from digitaltwin.ingest.batch import ingest_batch
+
+router = APIRouter(prefix="/api/v1/readings", tags=["readings"])
+
+#: Items per request.
+MAX_ITEMS = 10_000
+
+
+@router.post(
+    "",
+    response_model=BatchOut,
+    responses={422: {"model": BatchOut, "description": "every item was rejected (or the body is not a batch)"}},
+    openapi_extra={"requestBody": {"content": {"application/json": {"schema": BatchIn.model_json_schema()}}, "required": True}},
+)
+async def post_readings(request: Request, state: State) -> JSONResponse:
+    """Store a batch of telemetry items and answer per item: accepted, or rejected with field and reason.
+
+    The body is ``{"timezone": optional IANA zone, "readings": [item, ...]}`` or a bare
+    array of items. An item is ``{"asset_id", "ts", "quantity", "value", "unit"}`` or
+    names its measurements with their unit (``{"device_id", "ts", "power_w": 750}``);
+    ``ts`` is RFC 3339 with offset or epoch milliseconds. Plain decimal strings are
+    coerced; NaN, Infinity, null and other strings are rejected naming the field.
+    The answer is 200 when at least one item was accepted, 422 when none was.
+    """
+    raw = await request.body()
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValidationError(f"body is not valid JSON: {exc}", field="body") from None
+    timezone = None
+    if isinstance(body, dict):
+        timezone = body.get("timezone")
+        if timezone is not None and not isinstance(timezone, str):
+            raise ValidationError("timezone must be a string", field="timezone")
+        body = body.get("readings")
+    if not isinstance(body, list):
+        raise ValidationError("body must be an array of items or an object with a 'readings' array", field="readings")
+    if len(body) > MAX_ITEMS:
+        raise ValidationError(f"at most {MAX_ITEMS} items per request", field="readings")
+    result = await run_in_threadpool(ingest_batch, state.repo, body, timezone=timezone)
+    state.metrics.readings_stored.labels("http").inc(result.stored)
+    state.metrics.readings_rejected.labels("http").inc(result.rejected)
+    out = BatchOut(
+        accepted=result.accepted,
+        rejected=result.rejected,
+        stored=result.stored,
+        items=[
+            ItemResultOut(
+                index=i.index, status="accepted" if i.accepted else "rejected", readings=i.readings, field=i.field, reason=i.reason
+            )
+            for i in result.items
+        ],
+    )
+    code = 422 if result.items and result.accepted == 0 else 200
+    return JSONResponse(out.model_dump(mode="json"), status_code=code)

@@ -1,0 +1,36 @@
+"""Sites: places with one local calendar."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, status
+
+from digitaltwin.api.deps import State
+from digitaltwin.api.schemas import SiteIn, SiteOut
+from digitaltwin.domain.assets import Site, check_slug
+from digitaltwin.domain.timestamps import zone
+
+router = APIRouter(prefix="/api/v1/sites", tags=["sites"])
+
+
+def _out(site: Site) -> SiteOut:
+    return SiteOut(id=site.id, name=site.name, timezone=site.timezone, country=site.country)
+
+
+@router.get("", response_model=list[SiteOut])
+def list_sites(state: State) -> list[SiteOut]:
+    """All sites."""
+    return [_out(s) for s in state.repo.list_sites()]
+
+
+@router.post("", response_model=SiteOut, status_code=status.HTTP_201_CREATED)
+def create_site(body: SiteIn, state: State) -> SiteOut:
+    """Register a site; 409 if the id exists, 422 naming ``timezone`` for an unknown IANA zone."""
+    check_slug(body.id, field="id")
+    zone(body.timezone)
+    return _out(state.repo.create_site(Site(body.id, body.name, body.timezone, body.country)))
+
+
+@router.get("/{site_id}", response_model=SiteOut)
+def get_site(site_id: str, state: State) -> SiteOut:
+    """One site; 404 if unknown."""
+    return _out(state.repo.get_site(site_id))

@@ -1,0 +1,1 @@
+"""Pure domain types: assets, readings, quantities and units, errors. No I/O."""

@@ -1,0 +1,26 @@
+"""ISO 8601 durations of the API (``PT24H``, ``PT15M``, ``P1D``)."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+from digitaltwin.domain.errors import ValidationError
+
+_DURATION = re.compile(r"^P(?:(?P<d>\d+)D)?(?:T(?:(?P<h>\d+)H)?(?:(?P<m>\d+)M)?(?:(?P<s>\d+)S)?)?$")
+
+
+def parse_duration(text: str, *, field: str) -> timedelta:
+    """Parse days, hours, minutes and seconds of an ISO 8601 duration (no years or months: their length varies).
+
+    Raises:
+        ValidationError: naming ``field`` for anything else or a zero duration.
+    """
+    match = _DURATION.match(text.strip().upper()) if isinstance(text, str) else None
+    if not match or text.strip().upper() in ("P", "PT"):
+        raise ValidationError(f"{text!r} is not an ISO 8601 duration such as PT24H", field=field)
+    parts = {k: int(v) for k, v in match.groupdict().items() if v}
+    delta = timedelta(days=parts.get("d", 0), hours=parts.get("h", 0), minutes=parts.get("m", 0), seconds=parts.get("s", 0))
+    if delta <= timedelta(0):
+        raise ValidationError("duration must be positive", field=field)
+    return delta

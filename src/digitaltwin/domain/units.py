@@ -1,0 +1,157 @@
+"""Quantities, series kinds and unit conversion to canonical units.
+
+Every stored value is in its quantity's canonical unit (power in kW, energy in
+kWh, ...). Conversion happens once, at the edge, through :func:`to_canonical`;
+an unknown unit is rejected by name (:class:`~digitaltwin.domain.errors.UnknownUnitError`)
+rather than guessed, because a Wh/kWh mix-up silently scales energy and cost by
+1000 (field case ``payload/wh-vs-kwh-units``).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from digitaltwin.domain.errors import UnknownUnitError, ValidationError
+
+
+class SeriesKind(str, enum.Enum):
+    """How the values of a series relate to time.
+
+    * ``instantaneous``: a sample at an instant (power in kW, temperature).
+    * ``interval``: an amount over the interval starting at the timestamp
+      (energy in kWh per 15-min interval).
+    * ``cumulative``: a monotonically increasing counter (meter register in kWh),
+      like Home Assistant's ``total_increasing``.
+    """
+
+    INSTANTANEOUS = "instantaneous"
+    INTERVAL = "interval"
+    CUMULATIVE = "cumulative"
+
+
+@dataclass(frozen=True, slots=True)
+class QuantitySpec:
+    """A physical quantity with its canonical unit and accepted input units.
+
+    ``factors`` maps each accepted unit spelling to the factor that converts a
+    value in that unit into the canonical unit (value_canonical = value * factor),
+    or to an affine pair (factor, offset) for temperatures.
+    """
+
+    name: str
+    kind: SeriesKind
+    canonical_unit: str
+    factors: dict[str, tuple[float, float]]
+
+
+def _scaled(base: str) -> dict[str, tuple[float, float]]:
+    """Accepted spellings of W/kW/MW-style units scaled to the k-prefixed unit."""
+    lower = base.lower()
+    out = {
+        base: (1e-3, 0.0),
+        "k" + base: (1.0, 0.0),
+        "K" + base: (1.0, 0.0),
+        "k" + lower: (1.0, 0.0),
+        "M" + base: (1e3, 0.0),
+    }
+    if lower != base:
+        out[lower] = (1e-3, 0.0)
+    return out
+
+
+_ENERGY_UNITS = _scaled("Wh") | {"KWH": (1.0, 0.0)}
+_POWER_UNITS = _scaled("W")
+_REACTIVE_ENERGY_UNITS = {"varh": (1e-3, 0.0), "kvarh": (1.0, 0.0), "kVArh": (1.0, 0.0), "kVarh": (1.0, 0.0), "Mvarh": (1e3, 0.0)}
+_REACTIVE_POWER_UNITS = {"var": (1e-3, 0.0), "kvar": (1.0, 0.0), "kVAr": (1.0, 0.0), "kVar": (1.0, 0.0), "Mvar": (1e3, 0.0)}
+
+QUANTITIES: dict[str, QuantitySpec] = {
+    spec.name: spec
+    for spec in (
+        QuantitySpec("power", SeriesKind.INSTANTANEOUS, "kW", _POWER_UNITS),
+        QuantitySpec("energy", SeriesKind.INTERVAL, "kWh", _ENERGY_UNITS),
+        QuantitySpec("energy_total", SeriesKind.CUMULATIVE, "kWh", _ENERGY_UNITS),
+        QuantitySpec("reactive_power", SeriesKind.INSTANTANEOUS, "kvar", _REACTIVE_POWER_UNITS),
+        QuantitySpec("reactive_energy", SeriesKind.INTERVAL, "kvarh", _REACTIVE_ENERGY_UNITS),
+        QuantitySpec("voltage", SeriesKind.INSTANTANEOUS, "V", {"V": (1.0, 0.0), "kV": (1e3, 0.0), "mV": (1e-3, 0.0)}),
+        QuantitySpec("current", SeriesKind.INSTANTANEOUS, "A", {"A": (1.0, 0.0), "mA": (1e-3, 0.0), "kA": (1e3, 0.0)}),
+        QuantitySpec(
+            "temperature",
+            SeriesKind.INSTANTANEOUS,
+            "degC",
+            {"degC": (1.0, 0.0), "°C": (1.0, 0.0), "C": (1.0, 0.0), "K": (1.0, -273.15), "degF": (5 / 9, -32 * 5 / 9), "°F": (5 / 9, -32 * 5 / 9)},
+        ),
+        QuantitySpec("irradiance", SeriesKind.INSTANTANEOUS, "W/m2", {"W/m2": (1.0, 0.0), "W/m²": (1.0, 0.0), "kW/m2": (1e3, 0.0)}),
+        QuantitySpec("power_factor", SeriesKind.INSTANTANEOUS, "%", {"%": (1.0, 0.0), "ratio": (100.0, 0.0)}),
+        QuantitySpec("co2", SeriesKind.INTERVAL, "kg", {"kg": (1.0, 0.0), "g": (1e-3, 0.0), "t": (1e3, 0.0), "tCO2": (1e3, 0.0), "kgCO2": (1.0, 0.0)}),
+    )
+}
+
+
+def quantity_spec(name: str, *, field: str = "quantity") -> QuantitySpec:
+    """Look up a quantity by name.
+
+    Raises:
+        ValidationError: naming ``field`` when the quantity is unknown.
+    """
+    try:
+        return QUANTITIES[name]
+    except (KeyError, TypeError):
+        raise ValidationError(
+            f"unknown quantity {name!r}; known: {', '.join(sorted(QUANTITIES))}", field=field
+        ) from None
+
+
+def accepted_units(quantity: str) -> list[str]:
+    """Unit spellings accepted for ``quantity`` (empty for an unknown quantity)."""
+    spec = QUANTITIES.get(quantity)
+    return sorted(spec.factors) if spec else []
+
+
+def to_canonical(quantity: str, value: float, unit: str | None, *, field: str = "unit") -> float:
+    """Convert ``value`` given in ``unit`` to the quantity's canonical unit.
+
+    ``unit=None`` means the value is already canonical.
+
+    Examples: ``to_canonical("power", 2500, "W") == 2.5`` (kW);
+    ``to_canonical("energy_total", 1_502_500, "Wh") == 1502.5`` (kWh).
+
+    Raises:
+        UnknownUnitError: naming ``field`` when ``unit`` is not accepted.
+    """
+    spec = quantity_spec(quantity)
+    if unit is None:
+        return value
+    try:
+        factor, offset = spec.factors[unit]
+    except (KeyError, TypeError):
+        raise UnknownUnitError(unit, quantity, field=field) from None
+    return value * factor + offset
+
+
+def _field_aliases() -> dict[str, tuple[str, str | None]]:
+    """Payload field names that carry both quantity and unit, e.g. ``power_w``.
+
+    Generated from :data:`QUANTITIES`: ``<quantity>`` (unit from a ``unit`` key),
+    ``<quantity>_<unit>`` in lower case, and for cumulative energy also
+    ``energy_<unit>_total`` and ``energy_import_<unit>_total``.
+    """
+    aliases: dict[str, tuple[str, str | None]] = {}
+    for spec in QUANTITIES.values():
+        aliases[spec.name] = (spec.name, None)
+        for unit in spec.factors:
+            key = f"{spec.name}_{unit.lower()}"
+            if key.isidentifier() and key not in aliases:
+                aliases[key] = (spec.name, unit)
+    for unit in ("Wh", "kWh", "MWh"):
+        aliases[f"energy_{unit.lower()}_total"] = ("energy_total", unit)
+        aliases[f"energy_import_{unit.lower()}_total"] = ("energy_total", unit)
+        aliases[f"energy_total_{unit.lower()}"] = ("energy_total", unit)
+    # The replaced system's MQTT contract names its power field power_kW.
+    aliases["power_kW"] = ("power", "kW")
+    aliases["power_W"] = ("power", "W")
+    return aliases
+
+
+#: Measurement field name -> (quantity, unit or None when a ``unit`` key applies).
+FIELD_ALIASES: dict[str, tuple[str, str | None]] = _field_aliases()

@@ -1,0 +1,1 @@
+"""Ingestion: CSV import, HTTP batches (and MQTT in a later issue)."""

@@ -1,0 +1,70 @@
+"""JSON batches of telemetry items (``POST /api/v1/readings``), answered item by item."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from digitaltwin.domain.errors import ValidationError
+from digitaltwin.domain.readings import Reading, parse_item
+from digitaltwin.domain.timestamps import zone
+from digitaltwin.storage.repository import Repository
+
+
+@dataclass(frozen=True, slots=True)
+class ItemResult:
+    """Outcome of one item: accepted with its reading count, or rejected naming a field."""
+
+    index: int
+    accepted: bool
+    readings: int = 0
+    field: str | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    """Per-item results and how many readings were newly stored (duplicates are not)."""
+
+    items: list[ItemResult]
+    stored: int
+
+    @property
+    def accepted(self) -> int:
+        return sum(1 for i in self.items if i.accepted)
+
+    @property
+    def rejected(self) -> int:
+        return len(self.items) - self.accepted
+
+
+def ingest_batch(repo: Repository, items: Sequence[object], *, timezone: str | None = None) -> BatchResult:
+    """Validate every item and store the readings of the valid ones in one transaction.
+
+    Args:
+        repo: storage.
+        items: telemetry items (see :func:`digitaltwin.domain.readings.parse_item`).
+        timezone: IANA zone of offset-less timestamps; without it they are rejected.
+
+    Raises:
+        ValidationError: naming ``timezone`` when it is not a known zone.
+    """
+    tz = zone(timezone) if timezone else None
+    parsed: list[tuple[int, list[Reading]]] = []
+    results: dict[int, ItemResult] = {}
+    for index, item in enumerate(items):
+        try:
+            parsed.append((index, parse_item(item, tz=tz)))
+        except ValidationError as exc:
+            results[index] = ItemResult(index, False, field=exc.field, reason=exc.message)
+    known = repo.known_asset_ids(r.asset_id for _, rs in parsed for r in rs)
+    to_store: list[Reading] = []
+    for index, readings in parsed:
+        unknown = next((r.asset_id for r in readings if r.asset_id not in known), None)
+        if unknown is not None:
+            results[index] = ItemResult(index, False, field="asset_id", reason=f"unknown asset {unknown!r}")
+            continue
+        to_store.extend(readings)
+        results[index] = ItemResult(index, True, readings=len(readings))
+    stored = repo.write_readings(to_store)
+    return BatchResult([results[i] for i in range(len(items))], stored)

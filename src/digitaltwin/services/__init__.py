@@ -1,0 +1,1 @@
+"""Use cases that tie domain, analytics, forecasting and storage together."""

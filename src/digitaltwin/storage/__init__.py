@@ -1,0 +1,1 @@
+"""Engine and session factory, tables, repositories; TimescaleDB behind a dialect check."""

@@ -1,0 +1,395 @@
+"""The one place that reads and writes tables.
+
+Services and the API call :class:`Repository`; nothing else touches tables.
+Writes of readings are idempotent (``ON CONFLICT DO NOTHING`` on the
+``(series_id, ts)`` key); on PostgreSQL batches go through ``COPY`` into a
+temporary table first, which is what makes bulk import fast.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Engine, and_, func, or_, select, text
+from sqlalchemy.exc import IntegrityError
+
+from digitaltwin.domain.assets import Asset, AssetKind, Site
+from digitaltwin.domain.errors import ConflictError, NotFoundError, ValidationError
+from digitaltwin.domain.readings import Reading
+from digitaltwin.domain.units import SeriesKind, quantity_spec
+from digitaltwin.storage.tables import assets, from_epoch_us, readings, series, sites, to_epoch_us
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesInfo:
+    """A stored series: one quantity of one asset.
+
+    Attributes:
+        interval_seconds: length of each interval for ``interval`` series, when known.
+    """
+
+    id: int
+    asset_id: str
+    quantity: str
+    kind: SeriesKind
+    unit: str
+    interval_seconds: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class ReadingRow:
+    """One reading as returned by queries (value in the series' canonical unit)."""
+
+    ts: datetime
+    quantity: str
+    unit: str
+    value: float
+
+
+@dataclass(frozen=True, slots=True)
+class ReadingPage:
+    """A page of raw readings, oldest first, and the cursor of the next page (None at the end)."""
+
+    rows: list[ReadingRow]
+    next_cursor: str | None
+
+
+def _encode_cursor(ts: datetime, series_id: int) -> str:
+    return base64.urlsafe_b64encode(f"{to_epoch_us(ts)}:{series_id}".encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, int]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        ts_us, sid = base64.urlsafe_b64decode(padded.encode()).decode().split(":")
+        return from_epoch_us(int(ts_us)), int(sid)
+    except (ValueError, UnicodeDecodeError):
+        raise ValidationError("invalid cursor", field="cursor") from None
+
+
+def _site(row: Any) -> Site:
+    return Site(id=row.id, name=row.name, timezone=row.timezone, country=row.country)
+
+
+def _asset(row: Any) -> Asset:
+    return Asset(
+        id=row.id,
+        site_id=row.site_id,
+        name=row.name,
+        kind=AssetKind(row.kind),
+        parent_id=row.parent_id,
+        rated_power_kw=row.rated_power_kw,
+        attributes=dict(row.attributes or {}),
+    )
+
+
+def _series(row: Any) -> SeriesInfo:
+    return SeriesInfo(
+        id=row.id,
+        asset_id=row.asset_id,
+        quantity=row.quantity,
+        kind=SeriesKind(row.kind),
+        unit=row.unit,
+        interval_seconds=row.interval_seconds,
+    )
+
+
+class Repository:
+    """Data access for sites, assets, series and readings.
+
+    Args:
+        engine: a SQLAlchemy engine on SQLite or PostgreSQL, migrated to head.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._series_cache: dict[tuple[str, str], SeriesInfo] = {}
+
+    # -- sites ---------------------------------------------------------------
+    def create_site(self, site: Site, *, exist_ok: bool = False) -> Site:
+        """Insert ``site``; with ``exist_ok`` an existing id is updated instead.
+
+        Raises:
+            ConflictError: the id exists and ``exist_ok`` is false.
+        """
+        values = {"id": site.id, "name": site.name, "timezone": site.timezone, "country": site.country}
+        with self.engine.begin() as conn:
+            exists = conn.execute(select(sites.c.id).where(sites.c.id == site.id)).first()
+            if exists and not exist_ok:
+                raise ConflictError(f"site {site.id!r} exists", field="id")
+            if exists:
+                conn.execute(sites.update().where(sites.c.id == site.id).values(**values))
+            else:
+                conn.execute(sites.insert().values(**values, created_at=datetime.now(UTC)))
+        return site
+
+    def get_site(self, site_id: str) -> Site:
+        """Raises NotFoundError naming ``site_id``."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(sites).where(sites.c.id == site_id)).first()
+        if row is None:
+            raise NotFoundError(f"site {site_id!r} not found", field="site_id")
+        return _site(row)
+
+    def list_sites(self) -> list[Site]:
+        with self.engine.connect() as conn:
+            return [_site(r) for r in conn.execute(select(sites).order_by(sites.c.id))]
+
+    # -- assets --------------------------------------------------------------
+    def create_asset(self, asset: Asset, *, exist_ok: bool = False) -> Asset:
+        """Insert ``asset``; with ``exist_ok`` an existing id is updated instead.
+
+        Raises:
+            NotFoundError: its site or parent does not exist.
+            ConflictError: the id exists and ``exist_ok`` is false.
+        """
+        self.get_site(asset.site_id)
+        if asset.parent_id is not None:
+            parent = self.get_asset(asset.parent_id, field="parent_id")
+            if parent.id == asset.id:
+                raise ValidationError("an asset cannot be its own parent", field="parent_id")
+        values = {
+            "id": asset.id,
+            "site_id": asset.site_id,
+            "name": asset.name,
+            "kind": asset.kind.value,
+            "parent_id": asset.parent_id,
+            "rated_power_kw": asset.rated_power_kw,
+            "attributes": asset.attributes,
+        }
+        with self.engine.begin() as conn:
+            exists = conn.execute(select(assets.c.id).where(assets.c.id == asset.id)).first()
+            if exists and not exist_ok:
+                raise ConflictError(f"asset {asset.id!r} exists", field="id")
+            if exists:
+                conn.execute(assets.update().where(assets.c.id == asset.id).values(**values))
+            else:
+                conn.execute(assets.insert().values(**values, created_at=datetime.now(UTC)))
+        return asset
+
+    def get_asset(self, asset_id: str, *, field: str = "asset_id") -> Asset:
+        """Raises NotFoundError naming ``field``."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(assets).where(assets.c.id == asset_id)).first()
+        if row is None:
+            raise NotFoundError(f"asset {asset_id!r} not found", field=field)
+        return _asset(row)
+
+    def list_assets(self, *, site_id: str | None = None, kind: AssetKind | None = None) -> list[Asset]:
+        query = select(assets).order_by(assets.c.id)
+        if site_id is not None:
+            query = query.where(assets.c.site_id == site_id)
+        if kind is not None:
+            query = query.where(assets.c.kind == kind.value)
+        with self.engine.connect() as conn:
+            return [_asset(r) for r in conn.execute(query)]
+
+    def known_asset_ids(self, asset_ids: Iterable[str]) -> set[str]:
+        """The subset of ``asset_ids`` that exist."""
+        wanted = sorted(set(asset_ids))
+        if not wanted:
+            return set()
+        with self.engine.connect() as conn:
+            return {r.id for r in conn.execute(select(assets.c.id).where(assets.c.id.in_(wanted)))}
+
+    # -- series --------------------------------------------------------------
+    def list_series(self, asset_id: str) -> list[SeriesInfo]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(series).where(series.c.asset_id == asset_id).order_by(series.c.quantity))
+            return [_series(r) for r in rows]
+
+    def find_series(self, asset_id: str, quantity: str) -> SeriesInfo | None:
+        """The series of ``quantity`` on ``asset_id``, or None if nothing was ever stored."""
+        key = (asset_id, quantity)
+        if key in self._series_cache:
+            return self._series_cache[key]
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(series).where(series.c.asset_id == asset_id, series.c.quantity == quantity)
+            ).first()
+        if row is None:
+            return None
+        info = self._series_cache[key] = _series(row)
+        return info
+
+    def ensure_series(self, asset_id: str, quantity: str, *, interval_seconds: int | None = None) -> SeriesInfo:
+        """Get or create the series of ``quantity`` on ``asset_id``.
+
+        ``interval_seconds`` is recorded for new interval series, and fills in a
+        series that did not know its interval yet.
+        """
+        found = self.find_series(asset_id, quantity)
+        if found is not None and (interval_seconds is None or found.interval_seconds is not None):
+            return found
+        spec = quantity_spec(quantity)
+        with self.engine.begin() as conn:
+            if found is None:
+                try:
+                    with conn.begin_nested():
+                        conn.execute(
+                            series.insert().values(
+                                asset_id=asset_id,
+                                quantity=quantity,
+                                kind=spec.kind.value,
+                                unit=spec.canonical_unit,
+                                interval_seconds=interval_seconds,
+                            )
+                        )
+                except IntegrityError:
+                    pass  # created concurrently
+            else:
+                conn.execute(series.update().where(series.c.id == found.id).values(interval_seconds=interval_seconds))
+        self._series_cache.pop((asset_id, quantity), None)
+        info = self.find_series(asset_id, quantity)
+        assert info is not None
+        return info
+
+    # -- readings ------------------------------------------------------------
+    def write_readings(self, batch: Sequence[Reading], *, interval_seconds: int | None = None) -> int:
+        """Store readings idempotently in one transaction.
+
+        Args:
+            batch: readings of existing assets, values in canonical units.
+            interval_seconds: interval length recorded on new ``interval`` series.
+
+        Returns:
+            How many readings were new (duplicates of stored ones are skipped).
+        """
+        if not batch:
+            return 0
+        ids: dict[tuple[str, str], int] = {}
+        rows: list[tuple[int, datetime, float]] = []
+        for r in batch:
+            key = (r.asset_id, r.quantity)
+            sid = ids.get(key)
+            if sid is None:
+                spec = quantity_spec(r.quantity)
+                interval = interval_seconds if spec.kind is SeriesKind.INTERVAL else None
+                sid = ids[key] = self.ensure_series(r.asset_id, r.quantity, interval_seconds=interval).id
+            rows.append((sid, r.ts, r.value))
+        if self.engine.dialect.name == "postgresql":
+            return self._copy_postgres(rows)
+        return self._insert_sqlite(rows)
+
+    def _insert_sqlite(self, rows: list[tuple[int, datetime, float]]) -> int:
+        params = [(sid, to_epoch_us(ts), value) for sid, ts, value in rows]
+        raw = self.engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            cursor.executemany("INSERT OR IGNORE INTO readings (series_id, ts, value) VALUES (?, ?, ?)", params)
+            stored = cursor.rowcount
+            raw.commit()
+            return int(stored)
+        finally:
+            raw.close()
+
+    def _copy_postgres(self, rows: list[tuple[int, datetime, float]]) -> int:
+        raw = self.engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            cursor.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS readings_in "
+                "(series_id integer, ts timestamptz, value double precision) ON COMMIT DELETE ROWS"
+            )
+            with cursor.copy("COPY readings_in (series_id, ts, value) FROM STDIN") as copy:  # type: ignore[attr-defined]
+                for row in rows:
+                    copy.write_row(row)
+            cursor.execute(
+                "INSERT INTO readings (series_id, ts, value) "
+                "SELECT DISTINCT ON (series_id, ts) series_id, ts, value FROM readings_in "
+                "ON CONFLICT (series_id, ts) DO NOTHING"
+            )
+            stored = cursor.rowcount
+            raw.commit()
+            return int(stored)
+        except Exception:
+            raw.rollback()
+            raise
+        finally:
+            raw.close()
+
+    def read_page(
+        self,
+        asset_id: str,
+        *,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        quantity: str | None = None,
+        limit: int = 1000,
+        cursor: str | None = None,
+    ) -> ReadingPage:
+        """Raw readings of an asset in ``[start, end)``, oldest first, ``limit`` per page."""
+        infos = {s.id: s for s in self.list_series(asset_id) if quantity is None or s.quantity == quantity}
+        if not infos:
+            return ReadingPage([], None)
+        query = select(readings.c.series_id, readings.c.ts, readings.c.value).where(readings.c.series_id.in_(infos))
+        if start is not None:
+            query = query.where(readings.c.ts >= start)
+        if end is not None:
+            query = query.where(readings.c.ts < end)
+        if cursor is not None:
+            c_ts, c_sid = _decode_cursor(cursor)
+            query = query.where(or_(readings.c.ts > c_ts, and_(readings.c.ts == c_ts, readings.c.series_id > c_sid)))
+        query = query.order_by(readings.c.ts, readings.c.series_id).limit(limit + 1)
+        with self.engine.connect() as conn:
+            fetched = conn.execute(query).all()
+        more = len(fetched) > limit
+        fetched = fetched[:limit]
+        rows = [ReadingRow(r.ts, infos[r.series_id].quantity, infos[r.series_id].unit, r.value) for r in fetched]
+        next_cursor = _encode_cursor(fetched[-1].ts, fetched[-1].series_id) if more else None
+        return ReadingPage(rows, next_cursor)
+
+    def series_arrays(self, series_id: int, *, start: datetime, end: datetime) -> tuple[np.ndarray, np.ndarray]:
+        """Readings of one series in ``[start, end)`` as (epoch seconds float64, values float64), sorted."""
+        query = (
+            select(readings.c.ts, readings.c.value)
+            .where(readings.c.series_id == series_id, readings.c.ts >= start, readings.c.ts < end)
+            .order_by(readings.c.ts)
+        )
+        with self.engine.connect() as conn:
+            fetched = conn.execute(query).all()
+        ts = np.fromiter((to_epoch_us(r[0]) for r in fetched), dtype=np.int64, count=len(fetched)) / 1e6
+        values = np.fromiter((r[1] for r in fetched), dtype=np.float64, count=len(fetched))
+        return ts, values
+
+    def previous_reading(self, series_id: int, before: datetime) -> tuple[datetime, float] | None:
+        """The last reading of a series strictly before ``before``, if any."""
+        query = (
+            select(readings.c.ts, readings.c.value)
+            .where(readings.c.series_id == series_id, readings.c.ts < before)
+            .order_by(readings.c.ts.desc())
+            .limit(1)
+        )
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        return (row.ts, row.value) if row else None
+
+    def series_extent(self, series_id: int) -> tuple[datetime, datetime, int] | None:
+        """(first ts, last ts, count) of a series, or None when empty."""
+        query = select(func.min(readings.c.ts), func.max(readings.c.ts), func.count()).where(
+            readings.c.series_id == series_id
+        )
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        if row is None or row[2] == 0:
+            return None
+        return row[0], row[1], int(row[2])  # min/max keep the column type, so these are UTC datetimes
+
+    def latest(self, asset_id: str) -> list[ReadingRow]:
+        """The latest reading (by timestamp) of each series of an asset."""
+        out: list[ReadingRow] = []
+        for info in self.list_series(asset_id):
+            last = self.previous_reading(info.id, datetime.max.replace(tzinfo=UTC))
+            if last is not None:
+                out.append(ReadingRow(last[0], info.quantity, info.unit, last[1]))
+        return out
+
+    def ping(self) -> None:
+        """Run a trivial query; raises when the database is unreachable."""
+        with self.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
