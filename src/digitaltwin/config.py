@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 #: The guide's placeholder secret, refused outside development.
 PLACEHOLDER_SECRET = "your-secret-key-here-change-in-production"
@@ -61,7 +61,7 @@ class Settings(BaseSettings):
     # API
     api_rate_limit: int = Field(100, alias="API_RATE_LIMIT", ge=1, description="requests per minute per client")
     api_timeout: float = Field(30.0, alias="API_TIMEOUT", gt=0, description="seconds")
-    cors_origins: list[str] = Field(default_factory=list, alias="CORS_ORIGINS")
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list, alias="CORS_ORIGINS")
 
     # Energy analytics
     power_max_hold_seconds: int = Field(

@@ -1,0 +1,82 @@
+"""Fixtures on real databases: every storage test runs on SQLite and on PostgreSQL.
+
+PostgreSQL comes from ``DT_TEST_POSTGRES_URL`` (default: the local server as
+``postgres``). Each test session creates its own database and drops it at the
+end. Without a reachable server the PostgreSQL variants are skipped, unless
+``DT_REQUIRE_POSTGRES=1`` (set by ``.ci/run``), which turns that into a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from digitaltwin.config import Settings
+from digitaltwin.storage.db import make_engine, migrate
+from digitaltwin.storage.repository import Repository
+from digitaltwin.storage.tables import metadata
+
+DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+STEEL_CSV = REPO_ROOT / "datasets" / "steel_industry" / "Steel_industry_data.csv"
+
+
+def _pg_admin_url() -> str:
+    url = os.environ.get("DT_TEST_POSTGRES_URL", DEFAULT_PG)
+    return url.replace("postgresql://", "postgresql+psycopg://", 1).replace("postgres://", "postgresql+psycopg://", 1)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """URL (guide's ``postgresql://`` form) of a fresh database for this test session."""
+    admin_url = _pg_admin_url()
+    try:
+        admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:  # noqa: BLE001
+        if os.environ.get("DT_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"PostgreSQL required but unreachable at {admin_url}: {exc}")
+        pytest.skip(f"PostgreSQL unreachable at {admin_url}: {exc}")
+    name = f"dt_test_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    yield url.replace("postgresql+psycopg://", "postgresql://", 1)
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    """Settings for one backend, with data, models and logs in a temporary folder."""
+    database_url = request.getfixturevalue("postgres_url") if request.param == "postgres" else None
+    return Settings(
+        _env_file=None,
+        ENVIRONMENT="test",
+        DATABASE_URL=database_url,
+        DATA_DIR=tmp_path / "data",
+        MODELS_DIR=tmp_path / "models",
+        LOG_DIR=tmp_path / "logs",
+        REDIS_URL=None,
+        MQTT_BROKER=None,
+    )
+
+
+@pytest.fixture
+def repo(settings: Settings) -> Iterator[Repository]:
+    """A migrated, empty database on the parametrised backend."""
+    engine = make_engine(settings)
+    migrate(engine)
+    with engine.begin() as conn:
+        for table in reversed(metadata.sorted_tables):
+            conn.execute(table.delete())
+    yield Repository(engine)
+    engine.dispose()
