@@ -1,0 +1,189 @@
+"""Rolling-origin backtests: train on the past of each origin, score the next horizon."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+
+import numpy as np
+import pandas as pd
+
+from digitaltwin.forecasting.algorithms import make_forecaster
+from digitaltwin.forecasting.base import Forecaster
+from digitaltwin.forecasting.errors import InsufficientHistoryError
+from digitaltwin.forecasting.metrics import cv_rmse, mae, nmbe, rmse
+from digitaltwin.forecasting.series import as_utc_series, check_timezone, infer_step, to_grid
+
+FORECAST_COLUMNS = ["origin", "ts", "algorithm", "actual", "predicted"]
+METRIC_COLUMNS = ["mae", "rmse", "cv_rmse", "nmbe", "n"]
+
+
+@dataclass
+class BacktestResult:
+    """Outcome of :func:`backtest`.
+
+    Attributes:
+        forecasts: one row per (origin, ts, algorithm) with columns ``origin``,
+            ``ts`` (interval start, UTC), ``algorithm``, ``actual`` and
+            ``predicted`` (unit of the target; ``actual`` is ``NaN`` past the data).
+        metrics: indexed by algorithm, columns ``mae``, ``rmse`` (target unit),
+            ``cv_rmse``, ``nmbe`` (fractions, see :mod:`.metrics`) and ``n``
+            (scored pairs), pooled over all kept origins.
+        skipped_origins: origins left out for every algorithm because at least one
+            lacked history; ``skip_reasons`` gives the reason per origin.
+    """
+
+    forecasts: pd.DataFrame
+    metrics: pd.DataFrame
+    skipped_origins: list[pd.Timestamp] = field(default_factory=list)
+    skip_reasons: dict[pd.Timestamp, str] = field(default_factory=dict)
+
+
+def backtest(
+    y: pd.Series,
+    *,
+    algorithms: list[str],
+    origins: list[pd.Timestamp],
+    horizon_steps: int,
+    timezone: str,
+    country: str | None = None,
+    retrain_every: int = 1,
+    min_train_samples: int | None = None,
+) -> BacktestResult:
+    """Rolling-origin evaluation of several algorithms on one target series.
+
+    For each origin (in time order) every algorithm is trained only on ``y``
+    strictly before the origin, retrained every ``retrain_every`` kept origins
+    (the last fitted model is reused in between, still predicting from the
+    latest history), and predicts ``horizon_steps`` intervals starting at the
+    origin. An origin is skipped for all algorithms when any of them lacks
+    history (or, with ``min_train_samples``, when fewer non-missing samples
+    precede it), so every algorithm is scored on the same intervals.
+
+    Args:
+        y: target series (see :mod:`.series`), e.g. kWh per 15-min interval.
+        algorithms: names from :data:`~digitaltwin.forecasting.algorithms.ALGORITHMS`.
+        origins: tz-aware timestamps on the grid of ``y``; the first forecast interval starts there.
+        horizon_steps: intervals predicted per origin (>= 1).
+        timezone: IANA zone of the site.
+        country: ISO country code for holidays, or ``None``.
+        retrain_every: refit after this many kept origins (>= 1).
+        min_train_samples: optional floor on non-missing training samples.
+
+    Returns:
+        A :class:`BacktestResult`.
+
+    Raises:
+        UnknownAlgorithmError: an unknown algorithm name.
+        ValueError: no algorithm, bad ``retrain_every``, naive or off-grid origins.
+    """
+    if not algorithms:
+        raise ValueError("at least one algorithm is needed")
+    if retrain_every < 1:
+        raise ValueError(f"retrain_every must be >= 1, got {retrain_every}")
+    check_timezone(timezone)
+    models: dict[str, Forecaster | None] = {name: None for name in algorithms}
+    for name in algorithms:
+        make_forecaster(name)  # fail early on unknown names
+    y = as_utc_series(y)
+    step = infer_step(y.index)
+    y = to_grid(y, step)
+    ordered = sorted(_check_origin(o, y.index[0], step) for o in origins)
+
+    rows: list[pd.DataFrame] = []
+    skipped: dict[pd.Timestamp, str] = {}
+    since_fit = {name: 0 for name in algorithms}
+    for origin in ordered:
+        train = y[y.index < origin]
+        if min_train_samples is not None and int(train.notna().sum()) < min_train_samples:
+            skipped[origin] = f"{int(train.notna().sum())} training samples < min_train_samples={min_train_samples}"
+            continue
+        try:
+            outputs = {}
+            for name in algorithms:
+                model = models[name]
+                if model is None or since_fit[name] >= retrain_every:
+                    model = make_forecaster(name)
+                    model.fit(train, horizon_steps=horizon_steps, timezone=timezone, country=country)
+                    models[name], since_fit[name] = model, 0
+                outputs[name] = model.predict(train, steps=horizon_steps)
+        except InsufficientHistoryError as exc:
+            skipped[origin] = str(exc)
+            continue
+        for name, predicted in outputs.items():
+            since_fit[name] += 1
+            rows.append(
+                pd.DataFrame(
+                    {
+                        "origin": origin,
+                        "ts": predicted.index,
+                        "algorithm": name,
+                        "actual": y.reindex(predicted.index).to_numpy(),
+                        "predicted": predicted.to_numpy(),
+                    }
+                )
+            )
+    forecasts = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=FORECAST_COLUMNS)
+    return BacktestResult(
+        forecasts=forecasts,
+        metrics=score(forecasts, algorithms),
+        skipped_origins=list(skipped),
+        skip_reasons=skipped,
+    )
+
+
+def score(forecasts: pd.DataFrame, algorithms: list[str]) -> pd.DataFrame:
+    """Metrics per algorithm over a forecasts table (columns as in :class:`BacktestResult`)."""
+    table = pd.DataFrame(index=pd.Index(algorithms, name="algorithm"), columns=METRIC_COLUMNS, dtype=float)
+    for name in algorithms:
+        part = forecasts[forecasts["algorithm"] == name]
+        a, p = part["actual"].to_numpy(dtype=float), part["predicted"].to_numpy(dtype=float)
+        n = int((~(np.isnan(a) | np.isnan(p))).sum())
+        table.loc[name] = [mae(a, p), rmse(a, p), cv_rmse(a, p), nmbe(a, p), n]
+    table["n"] = table["n"].astype(int)
+    return table
+
+
+def daily_origins(y: pd.Series, *, timezone: str, start: date, end: date) -> list[pd.Timestamp]:
+    """Every local midnight from ``start`` to ``end`` (inclusive) as UTC timestamps.
+
+    Midnights outside the span of ``y`` (before its first or after its last
+    stamp) are dropped. Where a midnight does not exist (a daylight-saving jump
+    at 00:00) the first instant after the gap is used; where it occurs twice,
+    the first.
+
+    Args:
+        y: the target series (fixes the span and the grid).
+        timezone: IANA zone of the site.
+        start: first local date.
+        end: last local date.
+
+    Returns:
+        Sorted tz-aware UTC timestamps.
+
+    Raises:
+        ValueError: a midnight off the grid of ``y`` (e.g. hourly UTC data for a half-hour zone).
+    """
+    check_timezone(timezone)
+    y = as_utc_series(y)
+    naive = pd.date_range(pd.Timestamp(start), pd.Timestamp(end), freq="D")
+    local = naive.tz_localize(timezone, ambiguous=np.ones(len(naive), dtype=bool), nonexistent="shift_forward")
+    utc = local.tz_convert("UTC")
+    if len(y) == 0:
+        return []
+    kept = utc[(utc >= y.index[0]) & (utc <= y.index[-1])]
+    if len(y) >= 2:
+        step = infer_step(y.index)
+        for origin in kept:
+            _check_origin(origin, y.index[0], step)
+    return list(kept)
+
+
+def _check_origin(origin: pd.Timestamp, first: pd.Timestamp, step: pd.Timedelta) -> pd.Timestamp:
+    origin = pd.Timestamp(origin)
+    if origin.tzinfo is None:
+        raise ValueError(f"origin {origin} is naive; origins must be tz-aware")
+    origin = origin.tz_convert("UTC")
+    if (origin - first) % step != pd.Timedelta(0):
+        raise ValueError(f"origin {origin} is not on the {step} grid of the series")
+    return origin
