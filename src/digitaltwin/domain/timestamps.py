@@ -21,6 +21,9 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import numpy as np
+import pandas as pd
+
 from digitaltwin.domain.errors import ValidationError
 
 #: Earliest accepted instant: readings before 2000 are almost always epoch seconds read as ms.
@@ -141,37 +144,50 @@ def localize_sequence(naive: Sequence[datetime | None], tz: ZoneInfo) -> list[da
     time marks the switch from the first (summer) to the second (winter)
     occurrence of the repeated hour. A run without such a step cannot be resolved
     from the file and each of its rows is reported. ``None`` entries (rows that
-    failed to parse earlier) are passed through.
+    failed to parse earlier) are passed through. Vectorised with pandas; only
+    ambiguous rows are looked at one by one.
 
     Returns:
         One entry per input: a UTC ``datetime``, an error reason (``str``), or ``None``.
     """
-    out: list[datetime | str | None] = [None] * len(naive)
-    run: list[int] = []
+    n = len(naive)
+    out: list[datetime | str | None] = [None] * n
+    present = [i for i, value in enumerate(naive) if value is not None]
+    if not present:
+        return out
+    index = pd.DatetimeIndex([naive[i] for i in present])
+    summer = index.tz_localize(tz, ambiguous=np.ones(len(index), dtype=bool), nonexistent="NaT")
+    winter = index.tz_localize(tz, ambiguous=np.zeros(len(index), dtype=bool), nonexistent="NaT")
+    gap = np.asarray(summer.isna())
+    ambiguous = ~gap & np.asarray(summer != winter)
+    first_utc = summer.tz_convert("UTC").to_pydatetime()
+    second_utc = winter.tz_convert("UTC").to_pydatetime()
+
+    run: list[int] = []  # positions in `present`
 
     def close_run() -> None:
         if not run:
             return
-        switch = next((k for k in range(1, len(run)) if naive[run[k]] <= naive[run[k - 1]]), None)  # type: ignore[operator]
-        for pos, idx in enumerate(run):
-            first, second, _ = _candidates(naive[idx], tz)  # type: ignore[arg-type]
+        walls = [naive[present[p]] for p in run]
+        switch = next((k for k in range(1, len(run)) if walls[k] <= walls[k - 1]), None)  # type: ignore[operator]
+        for pos, p in enumerate(run):
             if switch is None:
-                out[idx] = f"local time {naive[idx].isoformat()} is ambiguous in {tz.key} and the file order does not resolve it"  # type: ignore[union-attr]
+                out[present[p]] = (
+                    f"local time {walls[pos].isoformat()} is ambiguous in {tz.key} "  # type: ignore[union-attr]
+                    "and the file order does not resolve it"
+                )
             else:
-                out[idx] = first if pos < switch else second
+                out[present[p]] = (first_utc[p] if pos < switch else second_utc[p]).replace(tzinfo=UTC)
         run.clear()
 
-    for idx, value in enumerate(naive):
-        if value is None:
-            continue
-        first, second, exists = _candidates(value, tz)
-        if not exists:
+    for p, idx in enumerate(present):
+        if gap[p]:
             close_run()
-            out[idx] = f"local time {value.isoformat()} does not exist in {tz.key} (DST gap)"
-        elif first != second:
-            run.append(idx)
+            out[idx] = f"local time {naive[idx].isoformat()} does not exist in {tz.key} (DST gap)"  # type: ignore[union-attr]
+        elif ambiguous[p]:
+            run.append(p)
         else:
             close_run()
-            out[idx] = first
+            out[idx] = first_utc[p].replace(tzinfo=UTC)
     close_run()
     return out

@@ -20,6 +20,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
+import pandas as pd
+
 from digitaltwin.domain.errors import ValidationError
 from digitaltwin.domain.readings import Reading, parse_value
 from digitaltwin.domain.timestamps import check_plausible, localize_sequence, parse_instant, zone
@@ -27,7 +29,7 @@ from digitaltwin.domain.units import quantity_spec, to_canonical
 from digitaltwin.storage.repository import Repository
 
 #: Readings written per transaction.
-CHUNK_ROWS = 5000
+CHUNK_ROWS = 20_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,10 +141,30 @@ def _naive_iso(text: str, column: str) -> datetime:
         raise ValidationError(f"unparseable timestamp {text!r}", field=column) from None
 
 
+def _parse_formatted(texts: list[str], mapping: ColumnMapping) -> list[datetime | ValidationError]:
+    """Vectorised ``strptime`` of a whole column; failures are re-parsed one by one for their message."""
+    parsed = pd.to_datetime(pd.Series(texts, dtype="object").str.strip(), format=mapping.timestamp_format, errors="coerce")
+    if mapping.midnight_ends_day:
+        midnight = (parsed.dt.hour == 0) & (parsed.dt.minute == 0)
+        parsed = parsed.where(~midnight, parsed + pd.Timedelta(days=1))
+    values = parsed.dt.to_pydatetime()
+    out: list[datetime | ValidationError] = []
+    for text, value in zip(texts, values, strict=True):
+        if value is None or value != value:  # NaT
+            try:
+                out.append(_parse_ts(text, mapping))
+            except ValidationError as exc:
+                out.append(exc)
+        else:
+            out.append(value)
+    return out
+
+
 def read_rows(path: Path, mapping: ColumnMapping) -> tuple[list[_Row], list[RowError], int]:
     """Parse a CSV file into rows with raw timestamps; returns (rows, errors, rows read)."""
     rows: list[_Row] = []
     errors: list[RowError] = []
+    texts: list[str] = []
     count = 0
     with path.open(newline="", encoding=mapping.encoding) as handle:
         reader = csv.DictReader(handle, delimiter=mapping.delimiter)
@@ -160,7 +182,8 @@ def read_rows(path: Path, mapping: ColumnMapping) -> tuple[list[_Row], list[RowE
                 asset_id = record[mapping.asset_column] if mapping.asset_column else mapping.asset_id
                 if not asset_id:
                     raise ValidationError("asset id is missing", field=mapping.asset_column or "asset_id")
-                ts = _parse_ts(record[mapping.timestamp_column] or "", mapping)
+                text = record[mapping.timestamp_column] or ""
+                ts = None if mapping.timestamp_format else _parse_ts(text, mapping)
                 values = []
                 for col in mapping.values:
                     raw = parse_value(record[col.column], field=col.column)
@@ -169,6 +192,16 @@ def read_rows(path: Path, mapping: ColumnMapping) -> tuple[list[_Row], list[RowE
                 errors.append(RowError(line, exc.field or "row", exc.message))
                 continue
             rows.append(_Row(line, asset_id, ts, values))
+            texts.append(text)
+    if mapping.timestamp_format and rows:
+        kept: list[_Row] = []
+        for row, parsed in zip(rows, _parse_formatted(texts, mapping), strict=True):
+            if isinstance(parsed, ValidationError):
+                errors.append(RowError(row.line, parsed.field or mapping.timestamp_column, parsed.message))
+            else:
+                row.ts = parsed
+                kept.append(row)
+        rows = kept
     return rows, errors, count
 
 

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+import psycopg
 from sqlalchemy import Engine, and_, func, or_, select, text
 from sqlalchemy.exc import IntegrityError
 
@@ -289,19 +290,48 @@ class Repository:
             raw.close()
 
     def _copy_postgres(self, rows: list[tuple[int, datetime, float]]) -> int:
+        """COPY the batch in; straight into ``readings`` when no stored reading of its series
+        falls in its time span (the common case of new data), else through a temporary
+        table and ``INSERT ... ON CONFLICT DO NOTHING``."""
+        unique: dict[tuple[int, datetime], float] = {}
+        for sid, ts, value in rows:
+            unique.setdefault((sid, ts), value)
+
+        def copy_into(table: str) -> None:
+            with cursor.copy(f"COPY {table} (series_id, ts, value) FROM STDIN (FORMAT BINARY)") as copy:  # type: ignore[attr-defined]
+                copy.set_types(["int4", "timestamptz", "float8"])
+                for (sid, ts), value in unique.items():
+                    copy.write_row((sid, ts, value))
+
+        spans: dict[int, tuple[datetime, datetime]] = {}
+        for sid, ts in unique:
+            low, high = spans.get(sid, (ts, ts))
+            spans[sid] = (min(low, ts), max(high, ts))
         raw = self.engine.raw_connection()
         try:
             cursor = raw.cursor()
+            overlap = False
+            for sid, (low, high) in spans.items():
+                cursor.execute(
+                    "SELECT 1 FROM readings WHERE series_id = %s AND ts BETWEEN %s AND %s LIMIT 1", (sid, low, high)
+                )
+                overlap = overlap or cursor.fetchone() is not None
+            if not overlap:
+                cursor.execute("SAVEPOINT direct_copy")
+                try:
+                    copy_into("readings")
+                except psycopg.errors.UniqueViolation:
+                    cursor.execute("ROLLBACK TO SAVEPOINT direct_copy")  # a concurrent writer got there first
+                else:
+                    raw.commit()
+                    return len(unique)
             cursor.execute(
                 "CREATE TEMP TABLE IF NOT EXISTS readings_in "
                 "(series_id integer, ts timestamptz, value double precision) ON COMMIT DELETE ROWS"
             )
-            with cursor.copy("COPY readings_in (series_id, ts, value) FROM STDIN") as copy:  # type: ignore[attr-defined]
-                for row in rows:
-                    copy.write_row(row)
+            copy_into("readings_in")
             cursor.execute(
-                "INSERT INTO readings (series_id, ts, value) "
-                "SELECT DISTINCT ON (series_id, ts) series_id, ts, value FROM readings_in "
+                "INSERT INTO readings (series_id, ts, value) SELECT series_id, ts, value FROM readings_in "
                 "ON CONFLICT (series_id, ts) DO NOTHING"
             )
             stored = cursor.rowcount
