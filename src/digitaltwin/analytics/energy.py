@@ -11,8 +11,8 @@ Every series kind is first turned into *segments*: half-open time spans
   decrease is a meter reset and the new reading counts from zero, as Home
   Assistant's ``total_increasing`` does.
 
-Buckets then take the energy of the overlapping part of each segment, exactly,
-through a piecewise-linear cumulative-energy curve. Per bucket:
+Buckets then take each segment whole when it lies inside them, or the share of
+its energy proportional to the overlap when it crosses bucket edges. Per bucket:
 
 * ``energy_kwh``: energy in the bucket, None when no segment covers it;
 * ``mean_power_kw``: ``energy_kwh`` divided by the covered hours, so a 23-hour
@@ -112,15 +112,29 @@ def _empty() -> Segments:
     return Segments(empty, empty, empty)
 
 
-def _cumulative(seg: Segments, amount: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """Integral of ``amount`` (spread evenly over each segment) from -inf to each point."""
-    if seg.start_s.size == 0:
-        return np.zeros(points.size)
-    before = np.concatenate(([0.0], np.cumsum(amount)))
-    j = np.searchsorted(seg.start_s, points, side="right") - 1
-    jc = np.clip(j, 0, None)
-    frac = np.clip((points - seg.start_s[jc]) / (seg.end_s[jc] - seg.start_s[jc]), 0.0, 1.0)
-    return np.where(j >= 0, before[jc] + amount[jc] * frac, 0.0)
+def _spread(seg: Segments, edges_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Energy (kWh) and covered seconds per bucket: whole segments are added as they are
+    (exact sums), only segments crossing a bucket edge are split by overlap."""
+    n = edges_s.size - 1
+    energy = np.zeros(n)
+    covered = np.zeros(n)
+    if seg.start_s.size == 0 or n <= 0:
+        return energy, covered
+    duration = seg.end_s - seg.start_s
+    first = np.searchsorted(edges_s, seg.start_s, side="right") - 1
+    last = np.searchsorted(edges_s, seg.end_s, side="left") - 1
+    inside = (first == last) & (first >= 0) & (first < n)
+    np.add.at(energy, first[inside], seg.energy_kwh[inside])
+    np.add.at(covered, first[inside], duration[inside])
+    for k in np.nonzero(~inside & (last >= 0) & (first < n))[0]:
+        a, b = seg.start_s[k], seg.end_s[k]
+        rate = seg.energy_kwh[k] / (b - a)
+        for i in range(max(first[k], 0), min(last[k], n - 1) + 1):
+            overlap = min(b, edges_s[i + 1]) - max(a, edges_s[i])
+            if overlap > 0:
+                energy[i] += rate * overlap
+                covered[i] += overlap
+    return energy, covered
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,8 +157,7 @@ def aggregate(seg: Segments, edges_s: np.ndarray, sample_ts_s: np.ndarray) -> Bu
         sample_ts_s: timestamps of the readings, for ``sample_count``.
     """
     n = edges_s.size - 1
-    energy = np.diff(_cumulative(seg, seg.energy_kwh, edges_s))
-    covered_s = np.diff(_cumulative(seg, seg.end_s - seg.start_s, edges_s))
+    energy, covered_s = _spread(seg, edges_s)
     covered_h = covered_s / 3600.0
     has = covered_s > 1e-9
     energy = np.where(has, energy, np.nan)

@@ -12,12 +12,13 @@ from fastapi.responses import JSONResponse
 
 from digitaltwin.domain.errors import DomainError
 from digitaltwin.forecasting.errors import ForecastError, InsufficientHistoryError, UnknownAlgorithmError
+from digitaltwin.registry.errors import ModelNotFoundError, RegistryError
 
 log = logging.getLogger(__name__)
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """Register handlers: DomainError -> its status, forecasting errors -> 422/404."""
+    """Register handlers: DomainError -> its status, forecasting errors -> 422, registry errors -> 404/503."""
 
     @app.exception_handler(DomainError)
     async def _domain(_request: Request, exc: DomainError) -> JSONResponse:
@@ -31,3 +32,10 @@ def install_error_handlers(app: FastAPI) -> None:
         if isinstance(exc, UnknownAlgorithmError):
             return JSONResponse({"detail": str(exc), "field": "algorithm"}, status_code=422)
         return JSONResponse({"detail": str(exc), "field": None}, status_code=422)
+
+    @app.exception_handler(RegistryError)
+    async def _registry(_request: Request, exc: RegistryError) -> JSONResponse:
+        if isinstance(exc, ModelNotFoundError):
+            return JSONResponse({"detail": str(exc), "field": "model_id"}, status_code=404)
+        log.error("model registry failure: %s", exc)
+        return JSONResponse({"detail": f"model unavailable: {exc}", "field": None}, status_code=503)
