@@ -64,7 +64,10 @@ def parse_value(raw: object, *, field: str) -> float:
     if isinstance(raw, bool):
         raise ValidationError("value must be a number, not a boolean", field=field)
     if isinstance(raw, int | float):
-        value = float(raw)
+        try:
+            value = float(raw)
+        except OverflowError:  # a JSON integer beyond the float range
+            raise ValidationError("value is not a finite number (out of range)", field=field) from None
     elif isinstance(raw, str):
         if not _DECIMAL.match(raw.strip()):
             raise ValidationError(f"value {raw[:40]!r} is not a number", field=field)

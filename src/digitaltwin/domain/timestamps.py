@@ -66,12 +66,13 @@ def check_plausible(ts: datetime, *, field: str = "ts", now: datetime | None = N
 
 def from_epoch_ms(value: float, *, field: str = "ts") -> datetime:
     """Epoch milliseconds to UTC, checked for plausibility."""
-    if not math.isfinite(value):
-        raise ValidationError("timestamp is not a finite number", field=field)
     try:
-        ts = datetime.fromtimestamp(value / 1000.0, tz=UTC)
+        ms = float(value)  # a JSON integer beyond the float range overflows here
+        if not math.isfinite(ms):
+            raise ValidationError("timestamp is not a finite number", field=field)
+        ts = datetime.fromtimestamp(ms / 1000.0, tz=UTC)
     except (OverflowError, OSError, ValueError):
-        raise ValidationError(f"timestamp {value!r} is out of range", field=field) from None
+        raise ValidationError(f"timestamp {str(value)[:40]} is out of range", field=field) from None
     return check_plausible(ts, field=field)
 
 
@@ -91,7 +92,7 @@ def parse_instant(value: object, *, field: str = "ts", tz: ZoneInfo | None = Non
     if isinstance(value, bool) or value is None:
         raise ValidationError("timestamp is missing", field=field)
     if isinstance(value, int | float):
-        return from_epoch_ms(float(value), field=field)
+        return from_epoch_ms(value, field=field)
     if isinstance(value, datetime):
         parsed = value
     elif isinstance(value, str):

@@ -10,6 +10,7 @@ rather than guessed, because a Wh/kWh mix-up silently scales energy and cost by
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass
 
 from digitaltwin.domain.errors import UnknownUnitError, ValidationError
@@ -118,6 +119,8 @@ def to_canonical(quantity: str, value: float, unit: str | None, *, field: str = 
 
     Raises:
         UnknownUnitError: naming ``field`` when ``unit`` is not accepted.
+        ValidationError: naming ``field`` when the converted value is not finite
+            (e.g. ``1e306`` MW overflows in kW); a stored Infinity would poison sums.
     """
     spec = quantity_spec(quantity)
     if unit is None:
@@ -126,7 +129,10 @@ def to_canonical(quantity: str, value: float, unit: str | None, *, field: str = 
         factor, offset = spec.factors[unit]
     except (KeyError, TypeError):
         raise UnknownUnitError(unit, quantity, field=field) from None
-    return value * factor + offset
+    converted = value * factor + offset
+    if not math.isfinite(converted):
+        raise ValidationError(f"{value!r} {unit} is out of range in {spec.canonical_unit}", field=field)
+    return converted
 
 
 def _field_aliases() -> dict[str, tuple[str, str | None]]:

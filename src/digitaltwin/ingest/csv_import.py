@@ -7,7 +7,8 @@ reason; all other rows are stored. Re-importing a file stores nothing new
 Timestamps: values with a UTC offset are taken as they are; offset-less values
 take the mapping's timezone, else the site's; with neither the row is
 rejected ("no UTC offset", field case ``time/naive-timestamps``). Repeated
-local hours are resolved by file order (``time/csv-ambiguous-local-times``).
+local hours are resolved by each asset's file order
+(``time/csv-ambiguous-local-times``).
 Interval-end labels are moved to interval starts, the product's convention.
 """
 
@@ -215,13 +216,19 @@ def _resolve_times(rows: list[_Row], tz_name: str | None, column: str, errors: l
         naive_idx = []
     if naive_idx:
         tz = zone(tz_name)  # type: ignore[arg-type]
-        resolved = localize_sequence([rows[i].ts for i in naive_idx], tz)
-        for i, value in zip(naive_idx, resolved, strict=True):
-            if isinstance(value, datetime):
-                rows[i].ts = value
-            else:
-                errors.append(RowError(rows[i].line, column, str(value)))
-                rows[i].ts = None
+        # File order resolves the repeated hour per asset: in a file that interleaves
+        # meters, one meter's rows are not a step back in another meter's time.
+        per_asset: dict[str, list[int]] = {}
+        for i in naive_idx:
+            per_asset.setdefault(rows[i].asset_id, []).append(i)
+        for idx in per_asset.values():
+            resolved = localize_sequence([rows[i].ts for i in idx], tz)
+            for i, value in zip(idx, resolved, strict=True):
+                if isinstance(value, datetime):
+                    rows[i].ts = value
+                else:
+                    errors.append(RowError(rows[i].line, column, str(value)))
+                    rows[i].ts = None
     for row in rows:
         if row.ts is not None:
             try:

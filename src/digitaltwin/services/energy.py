@@ -108,6 +108,11 @@ def energy_report(
         prev_s = previous[0].timestamp()
         ts_s = np.concatenate(([prev_s], ts_s))
         values = np.concatenate(([previous[1]], values))
+    # A counter's increase over [t_i, t_i+1) needs the reading that closes the last bucket's span.
+    following = repo.next_reading(info.id, edges[-1]) if info.kind is SeriesKind.CUMULATIVE else None
+    if following is not None:
+        ts_s = np.append(ts_s, following[0].timestamp())
+        values = np.append(values, following[1])
     edges_s = np.array([e.timestamp() for e in edges])
     until = min(edges[-1], now or datetime.now(UTC))
     seg = segments_for(

@@ -399,6 +399,18 @@ class Repository:
             row = conn.execute(query).first()
         return (row.ts, row.value) if row else None
 
+    def next_reading(self, series_id: int, at_or_after: datetime) -> tuple[datetime, float] | None:
+        """The first reading of a series at or after ``at_or_after``, if any."""
+        query = (
+            select(readings.c.ts, readings.c.value)
+            .where(readings.c.series_id == series_id, readings.c.ts >= at_or_after)
+            .order_by(readings.c.ts)
+            .limit(1)
+        )
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        return (row.ts, row.value) if row else None
+
     def series_extent(self, series_id: int) -> tuple[datetime, datetime, int] | None:
         """(first ts, last ts, count) of a series, or None when empty."""
         query = select(func.min(readings.c.ts), func.max(readings.c.ts), func.count()).where(

@@ -28,10 +28,13 @@ MAX_ITEMS = 10_000
 async def post_readings(request: Request, state: State) -> JSONResponse:
     """Store a batch of telemetry items and answer per item: accepted, or rejected with field and reason.
 
-    The body is ``{"timezone": optional IANA zone, "readings": [item, ...]}`` or a bare
-    array of items. An item is ``{"asset_id", "ts", "quantity", "value", "unit"}`` or
-    names its measurements with their unit (``{"device_id", "ts", "power_w": 750}``);
-    ``ts`` is RFC 3339 with offset or epoch milliseconds. Plain decimal strings are
+    The body is ``{"timezone": optional IANA zone, "readings": [item, ...]}``, a bare
+    array of items, or a single item object (a batch of one). An item is
+    ``{"asset_id", "ts", "quantity", "value", "unit"}`` or names its measurements with
+    their unit (``{"device_id", "ts", "power_w": 750}``); an unknown unit is rejected
+    naming ``unit``. ``ts`` is RFC 3339 with offset, or epoch milliseconds (values
+    before 2000-01-01, such as epoch seconds, are rejected naming ``ts``); an
+    offset-less ``ts`` needs the body's ``timezone``. Plain decimal strings are
     coerced; NaN, Infinity, null and other strings are rejected naming the field.
     The answer is 200 when at least one item was accepted, 422 when none was.
     """
@@ -45,7 +48,8 @@ async def post_readings(request: Request, state: State) -> JSONResponse:
         timezone = body.get("timezone")
         if timezone is not None and not isinstance(timezone, str):
             raise ValidationError("timezone must be a string", field="timezone")
-        body = body.get("readings")
+        # An object without "readings" is one item (an MQTT-style message), answered like a batch of one.
+        body = body["readings"] if "readings" in body else [body]
     if not isinstance(body, list):
         raise ValidationError("body must be an array of items or an object with a 'readings' array", field="readings")
     if len(body) > MAX_ITEMS:
