@@ -20,10 +20,11 @@ from sqlalchemy import Engine, and_, func, or_, select, text
 from sqlalchemy.exc import IntegrityError
 
 from digitaltwin.domain.assets import Asset, AssetKind, Site
+from digitaltwin.domain.dead_letters import DeadLetter
 from digitaltwin.domain.errors import ConflictError, NotFoundError, ValidationError
 from digitaltwin.domain.readings import Reading
 from digitaltwin.domain.units import SeriesKind, quantity_spec
-from digitaltwin.storage.tables import assets, from_epoch_us, readings, series, sites, to_epoch_us
+from digitaltwin.storage.tables import assets, dead_letters, from_epoch_us, readings, series, sites, to_epoch_us
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,12 +311,14 @@ class Repository:
         raw = self.engine.raw_connection()
         try:
             cursor = raw.cursor()
-            overlap = False
-            for sid, (low, high) in spans.items():
-                cursor.execute(
-                    "SELECT 1 FROM readings WHERE series_id = %s AND ts BETWEEN %s AND %s LIMIT 1", (sid, low, high)
-                )
-                overlap = overlap or cursor.fetchone() is not None
+            # One probe for all series of the batch (a batch of MQTT messages spans many series).
+            sids = list(spans)
+            cursor.execute(
+                "SELECT 1 FROM unnest(%s::int4[], %s::timestamptz[], %s::timestamptz[]) AS s(sid, low, high) "
+                "WHERE EXISTS (SELECT 1 FROM readings WHERE series_id = s.sid AND ts BETWEEN s.low AND s.high) LIMIT 1",
+                (sids, [spans[s][0] for s in sids], [spans[s][1] for s in sids]),
+            )
+            overlap = cursor.fetchone() is not None
             if not overlap:
                 cursor.execute("SAVEPOINT direct_copy")
                 try:
@@ -430,6 +433,48 @@ class Repository:
             if last is not None:
                 out.append(ReadingRow(last[0], info.quantity, info.unit, last[1]))
         return out
+
+    # -- MQTT ingestion (issue 3) ---------------------------------------------
+    def asset_sites(self, asset_ids: Iterable[str]) -> dict[str, str]:
+        """Site id of each existing asset among ``asset_ids`` (missing ones are left out)."""
+        wanted = sorted(set(asset_ids))
+        if not wanted:
+            return {}
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(assets.c.id, assets.c.site_id).where(assets.c.id.in_(wanted)))
+            return {r.id: r.site_id for r in rows}
+
+    def write_dead_letters(self, letters: Sequence[DeadLetter]) -> int:
+        """Store rejected telemetry (one row per letter, in one transaction); returns the count."""
+        if not letters:
+            return 0
+        rows = [
+            {
+                "received_at": d.received_at,
+                "topic": d.topic[:512],
+                "payload": d.payload,
+                "payload_bytes": d.payload_bytes,
+                "item_index": d.item_index,
+                "field": (d.field or None) and d.field[:128],
+                "reason": d.reason,
+                "reason_code": d.reason_code,
+            }
+            for d in letters
+        ]
+        with self.engine.begin() as conn:
+            conn.execute(dead_letters.insert(), rows)
+        return len(rows)
+
+    def list_dead_letters(self, *, topic_prefix: str | None = None, limit: int = 1000) -> list[DeadLetter]:
+        """Dead letters, oldest first, optionally only those whose topic starts with ``topic_prefix``."""
+        query = select(dead_letters).order_by(dead_letters.c.id).limit(limit)
+        if topic_prefix is not None:
+            query = query.where(dead_letters.c.topic.startswith(topic_prefix, autoescape=True))
+        with self.engine.connect() as conn:
+            return [
+                DeadLetter(r.topic, r.payload, r.payload_bytes, r.item_index, r.field, r.reason, r.reason_code, r.received_at)
+                for r in conn.execute(query)
+            ]
 
     def ping(self) -> None:
         """Run a trivial query; raises when the database is unreachable."""

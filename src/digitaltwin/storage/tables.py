@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Dialect,
@@ -22,6 +23,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
     UniqueConstraint,
 )
 from sqlalchemy.types import TypeDecorator, TypeEngine
@@ -122,4 +124,103 @@ readings = Table(
     Column("series_id", Integer, ForeignKey("series.id", ondelete="CASCADE"), primary_key=True),
     Column("ts", UTCDateTime(), primary_key=True),
     Column("value", Float, nullable=False),
+)
+
+# --- MQTT ingestion (issue 3; migration 0002): rejected telemetry with its reason -----------------
+dead_letters = Table(
+    "dead_letters",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    Column("received_at", UTCDateTime(), nullable=False, index=True),
+    Column("topic", String(512), nullable=False),
+    Column("payload", Text, nullable=False),  # the first 1 KiB, see domain/dead_letters.py
+    Column("payload_bytes", Integer, nullable=False),
+    Column("item_index", Integer, nullable=True),
+    Column("field", String(128), nullable=True),
+    Column("reason", Text, nullable=False),
+    Column("reason_code", String(32), nullable=False),
+)
+
+# --- Security (issue 4; migration 0003): accounts, sessions, API keys, audit log --------------------
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("username", String(64), nullable=False, unique=True),
+    Column("password_hash", String(255), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("active", Boolean, nullable=False),
+    Column("mfa_secret", String(64), nullable=True),
+    Column("mfa_enabled", Boolean, nullable=False),
+    Column("mfa_last_step", BigInteger, nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("password_changed_at", UTCDateTime(), nullable=False),
+)
+
+# One row per login session; every refresh token of the session belongs to its family.
+token_families = Table(
+    "token_families",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("user_id", String(32), ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("amr", String(16), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False),
+    Column("revoked_at", UTCDateTime(), nullable=True),
+    Column("revoked_reason", String(32), nullable=True),
+)
+
+refresh_tokens = Table(
+    "refresh_tokens",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("family_id", String(32), ForeignKey("token_families.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("issued_at", UTCDateTime(), nullable=False),
+    Column("used_at", UTCDateTime(), nullable=True),
+)
+
+recovery_codes = Table(
+    "recovery_codes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("user_id", String(32), ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("code_hash", String(64), nullable=False),
+    Column("used_at", UTCDateTime(), nullable=True),
+)
+
+role_policies = Table(
+    "role_policies",
+    metadata,
+    Column("role", String(16), primary_key=True),
+    Column("mfa_required", Boolean, nullable=False),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(16), primary_key=True),
+    Column("name", String(100), nullable=False),
+    Column("secret_hash", String(64), nullable=False),
+    Column("scopes", JSON, nullable=False),
+    Column("site_id", String(64), ForeignKey("sites.id", ondelete="CASCADE"), nullable=True),
+    Column("created_by", String(64), nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=True),
+    Column("last_used_at", UTCDateTime(), nullable=True),
+    Column("revoked_at", UTCDateTime(), nullable=True),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("ts", UTCDateTime(), nullable=False, index=True),
+    Column("event", String(40), nullable=False),
+    Column("success", Boolean, nullable=False),
+    Column("actor", String(100), nullable=True),
+    Column("subject", String(100), nullable=True),
+    Column("client_ip", String(64), nullable=True),
+    Column("detail", JSON, nullable=False),
 )

@@ -1,0 +1,283 @@
+"""The live twin state: the latest reading of each asset and quantity, by timestamp, and a feed of new readings.
+
+"Latest" is by the reading's timestamp, never by arrival: a late or out-of-order reading is
+stored (and streamed) but does not replace a newer one (field case ``mqtt/out-of-order-arrival``).
+On equal timestamps the first value stays, as in storage (``ON CONFLICT DO NOTHING``), so the
+state and the stored series never disagree (field case ``mqtt/qos1-duplicate-delivery``).
+
+Two implementations behind one interface (:class:`LiveState`):
+
+* :class:`RedisLiveState` (``REDIS_URL`` set): one hash per asset
+  (``{prefix}:state:{asset_id}``, field = quantity or ``status``, value ``"<epoch us>|<json>"``)
+  updated by a Lua script that compares timestamps atomically, so several ingest replicas
+  can write; new readings are published on ``{prefix}:stream:{asset_id}`` for the SSE stream
+  of any API process.
+* :class:`MemoryLiveState` (no Redis, the embedded setup): the same in process; the stream
+  then only sees what this process ingests.
+
+Writers call :meth:`LiveState.record` from any thread after the readings were committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+
+from digitaltwin.domain.readings import Reading
+from digitaltwin.domain.units import QUANTITIES
+from digitaltwin.storage.tables import from_epoch_us, to_epoch_us
+
+log = logging.getLogger(__name__)
+
+#: Event batches buffered per stream subscriber; a slower client loses the oldest.
+SUBSCRIBER_BUFFER = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class LiveReading:
+    """Latest value of one quantity, in its canonical unit, at ``ts`` (UTC)."""
+
+    quantity: str
+    unit: str
+    ts: datetime
+    value: float
+
+
+@dataclass(frozen=True, slots=True)
+class LiveStatus:
+    """Latest machine state (``RUN``/``IDLE``/``STOP``) reported at ``ts`` (UTC)."""
+
+    status: str
+    ts: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class TwinState:
+    """What the twin knows now: one :class:`LiveReading` per quantity (sorted by quantity) and the status."""
+
+    asset_id: str
+    readings: list[LiveReading]
+    status: LiveStatus | None
+
+
+def reading_event(reading: Reading) -> dict[str, object]:
+    """A stream event of a stored reading: ``{"asset_id", "quantity", "unit", "ts", "value"}`` (ts RFC 3339 UTC)."""
+    return {
+        "asset_id": reading.asset_id,
+        "quantity": reading.quantity,
+        "unit": QUANTITIES[reading.quantity].canonical_unit,
+        "ts": reading.ts.isoformat(),
+        "value": reading.value,
+    }
+
+
+def status_event(asset_id: str, status: str, ts: datetime) -> dict[str, object]:
+    """A stream event of a machine state: ``{"asset_id", "status", "ts"}``."""
+    return {"asset_id": asset_id, "status": status, "ts": ts.isoformat()}
+
+
+def _group(readings: Sequence[Reading], statuses: Sequence[tuple[str, str, datetime]]) -> dict[str, list[dict[str, object]]]:
+    events: dict[str, list[dict[str, object]]] = {}
+    for r in readings:
+        events.setdefault(r.asset_id, []).append(reading_event(r))
+    for asset_id, status, ts in statuses:
+        events.setdefault(asset_id, []).append(status_event(asset_id, status, ts))
+    return events
+
+
+class LiveState:
+    """Interface of the live state (see the module docstring)."""
+
+    def record(self, readings: Sequence[Reading], statuses: Sequence[tuple[str, str, datetime]] = ()) -> None:
+        """Take committed readings and ``(asset_id, status, ts)`` machine states; thread-safe."""
+        raise NotImplementedError
+
+    def state(self, asset_id: str) -> TwinState:
+        """The current state of ``asset_id`` (empty when nothing was recorded)."""
+        raise NotImplementedError
+
+    def subscribe(self, asset_id: str) -> AbstractAsyncContextManager[AsyncIterator[list[dict[str, object]]]]:
+        """``async with live.subscribe(asset_id) as events``: batches of events (:func:`reading_event`,
+        :func:`status_event`) of ``asset_id`` recorded after the ``async with`` was entered."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release connections."""
+
+
+class MemoryLiveState(LiveState):
+    """The live state in this process (no Redis)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._latest: dict[str, dict[str, tuple[datetime, float]]] = {}
+        self._status: dict[str, tuple[datetime, str]] = {}
+        self._subscribers: dict[str, set[tuple[asyncio.AbstractEventLoop, asyncio.Queue[list[dict[str, object]]]]]] = {}
+
+    def record(self, readings: Sequence[Reading], statuses: Sequence[tuple[str, str, datetime]] = ()) -> None:
+        with self._lock:
+            for r in readings:
+                per_asset = self._latest.setdefault(r.asset_id, {})
+                current = per_asset.get(r.quantity)
+                if current is None or r.ts > current[0]:
+                    per_asset[r.quantity] = (r.ts, r.value)
+            for asset_id, status, ts in statuses:
+                current_status = self._status.get(asset_id)
+                if current_status is None or ts > current_status[0]:
+                    self._status[asset_id] = (ts, status)
+            targets = {a: list(s) for a, s in self._subscribers.items() if s}
+        for asset_id, events in _group(readings, statuses).items():
+            for loop, queue in targets.get(asset_id, ()):
+                try:
+                    loop.call_soon_threadsafe(_offer, queue, events)
+                except RuntimeError:  # the subscriber's loop has closed
+                    pass
+
+    def state(self, asset_id: str) -> TwinState:
+        with self._lock:
+            latest = dict(self._latest.get(asset_id, {}))
+            status = self._status.get(asset_id)
+        readings = [
+            LiveReading(q, QUANTITIES[q].canonical_unit, ts, value) for q, (ts, value) in sorted(latest.items())
+        ]
+        return TwinState(asset_id, readings, LiveStatus(status[1], status[0]) if status else None)
+
+    @asynccontextmanager
+    async def subscribe(self, asset_id: str) -> AsyncIterator[AsyncIterator[list[dict[str, object]]]]:
+        queue: asyncio.Queue[list[dict[str, object]]] = asyncio.Queue(SUBSCRIBER_BUFFER)
+        entry = (asyncio.get_running_loop(), queue)
+        with self._lock:
+            self._subscribers.setdefault(asset_id, set()).add(entry)
+
+        async def events() -> AsyncIterator[list[dict[str, object]]]:
+            while True:
+                yield await queue.get()
+
+        try:
+            yield events()
+        finally:
+            with self._lock:
+                self._subscribers.get(asset_id, set()).discard(entry)
+
+
+def _offer(queue: asyncio.Queue[list[dict[str, object]]], events: list[dict[str, object]]) -> None:
+    if queue.full():
+        queue.get_nowait()  # a slow client loses the oldest batch rather than stalling ingestion
+    queue.put_nowait(events)
+
+
+# Sets each (field, ts, value) of ARGV when the stored timestamp is older (or absent).
+_UPDATE_LATEST = """
+for i = 1, #ARGV, 3 do
+  local current = redis.call('HGET', KEYS[1], ARGV[i])
+  local newer = true
+  if current then
+    local sep = string.find(current, '|', 1, true)
+    newer = tonumber(string.sub(current, 1, sep - 1)) < tonumber(ARGV[i + 1])
+  end
+  if newer then
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1] .. '|' .. ARGV[i + 2])
+  end
+end
+return 1
+"""
+
+
+class RedisLiveState(LiveState):
+    """The live state in Redis, shared by every ingest replica and API process.
+
+    Args:
+        url: ``REDIS_URL``.
+        password: ``REDIS_PASSWORD`` (when the URL has none).
+        prefix: key prefix (``LIVE_STATE_KEY_PREFIX``).
+    """
+
+    def __init__(self, url: str, *, password: str | None = None, prefix: str = "digitaltwin:live") -> None:
+        import redis
+
+        self._url, self._password, self._prefix = url, password, prefix
+        self._client = redis.Redis.from_url(url, password=password, socket_timeout=2, socket_connect_timeout=2)
+        self._update = self._client.register_script(_UPDATE_LATEST)
+
+    def _key(self, asset_id: str) -> str:
+        return f"{self._prefix}:state:{asset_id}"
+
+    def channel(self, asset_id: str) -> str:
+        """The pub/sub channel of ``asset_id``'s events."""
+        return f"{self._prefix}:stream:{asset_id}"
+
+    def record(self, readings: Sequence[Reading], statuses: Sequence[tuple[str, str, datetime]] = ()) -> None:
+        latest: dict[str, dict[str, tuple[int, str]]] = {}
+        for r in readings:  # reduce the batch first: one newest value per asset and quantity
+            ts_us = to_epoch_us(r.ts)
+            per_asset = latest.setdefault(r.asset_id, {})
+            if r.quantity not in per_asset or ts_us > per_asset[r.quantity][0]:
+                per_asset[r.quantity] = (ts_us, json.dumps(r.value))
+        for asset_id, status, ts in statuses:
+            ts_us = to_epoch_us(ts)
+            per_asset = latest.setdefault(asset_id, {})
+            if "status" not in per_asset or ts_us > per_asset["status"][0]:
+                per_asset["status"] = (ts_us, json.dumps(status))
+        pipe = self._client.pipeline(transaction=False)
+        for asset_id, fields in latest.items():
+            args: list[object] = []
+            for name, (ts_us, value) in fields.items():
+                args.extend((name, ts_us, value))
+            self._update(keys=[self._key(asset_id)], args=args, client=pipe)
+        for asset_id, events in _group(readings, statuses).items():
+            pipe.publish(self.channel(asset_id), json.dumps(events))
+        pipe.execute()
+
+    def state(self, asset_id: str) -> TwinState:
+        raw = self._client.hgetall(self._key(asset_id))
+        readings: list[LiveReading] = []
+        status: LiveStatus | None = None
+        for name_b, value_b in raw.items():
+            name = name_b.decode()
+            ts_text, _, value_text = value_b.decode().partition("|")
+            ts, value = from_epoch_us(int(ts_text)), json.loads(value_text)
+            if name == "status":
+                status = LiveStatus(str(value), ts)
+            elif name in QUANTITIES:
+                readings.append(LiveReading(name, QUANTITIES[name].canonical_unit, ts, float(value)))
+        return TwinState(asset_id, sorted(readings, key=lambda r: r.quantity), status)
+
+    @asynccontextmanager
+    async def subscribe(self, asset_id: str) -> AsyncIterator[AsyncIterator[list[dict[str, object]]]]:
+        import redis.asyncio
+
+        client = redis.asyncio.Redis.from_url(self._url, password=self._password, socket_connect_timeout=2)
+        pubsub = client.pubsub()
+        try:
+            await pubsub.subscribe(self.channel(asset_id))
+            while True:  # wait for the confirmation: from here on every publish reaches us
+                confirmation = await pubsub.get_message(timeout=5.0)
+                if confirmation is not None and confirmation["type"] == "subscribe":
+                    break
+
+            async def events() -> AsyncIterator[list[dict[str, object]]]:
+                while True:
+                    message = await pubsub.get_message(timeout=30.0)
+                    if message is not None and message["type"] == "message":
+                        yield json.loads(message["data"])
+
+            yield events()
+        finally:
+            await pubsub.aclose()
+            await client.aclose()
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def open_live_state(*, redis_url: str | None, redis_password: str | None = None, prefix: str = "digitaltwin:live") -> LiveState:
+    """:class:`RedisLiveState` when ``redis_url`` is set, else :class:`MemoryLiveState`."""
+    if redis_url:
+        return RedisLiveState(redis_url, password=redis_password, prefix=prefix)
+    return MemoryLiveState()
