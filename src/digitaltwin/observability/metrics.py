@@ -4,15 +4,25 @@ The guide's five: ``http_requests_total``, ``http_request_duration_seconds``,
 ``predictions_total``, ``system_cpu_usage_percent``, ``system_memory_usage_bytes``.
 HTTP metrics are labelled with the route *template* (``/api/v1/assets/{asset_id}``),
 never the raw path, so label cardinality stays bounded.
+
+Several worker processes (``digitaltwin serve --workers N``) share their values through
+prometheus_client's multiprocess mode: :func:`enable_multiprocess` points
+``PROMETHEUS_MULTIPROC_DIR`` at an emptied folder before the workers start, every worker
+writes its samples there, and :meth:`Metrics.render` aggregates all of them, so a scrape
+answered by any worker reports the totals of all workers
+(https://prometheus.github.io/client_python/multiprocess/). In that mode a ``Gauge`` needs a
+``multiprocess_mode`` (``livesum``, ``max``, ...); counters and histograms need nothing.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import psutil
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess, values
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -55,7 +65,78 @@ class Metrics:
         self.readings_rejected = Counter(
             "readings_rejected_total", "Telemetry items or rows rejected", ["source"], registry=self.registry
         )
-        self.registry.register(SystemCollector())
+        # MQTT ingestion (issue 3): see digitaltwin.ingest.writer
+        self.mqtt_messages_received = Counter(
+            "mqtt_messages_received_total", "MQTT messages received (redeliveries included)", registry=self.registry
+        )
+        self.mqtt_messages_stored = Counter(
+            "mqtt_messages_stored_total", "MQTT messages committed (readings stored or dead-lettered) and acknowledged",
+            registry=self.registry,
+        )
+        self.mqtt_dead_letters = Counter(
+            "mqtt_dead_letters_total", "Rejected MQTT messages or items, by reason code", ["reason"], registry=self.registry
+        )
+        self.ingest_flush_duration = Histogram(
+            "ingest_flush_duration_seconds", "Time to commit one batch of readings and dead letters, in seconds",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+            registry=self.registry,
+        )
+        self.ingest_lag = Histogram(
+            "ingest_lag_seconds", "Event time (reading timestamp) to commit, in seconds",
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0),
+            registry=self.registry,
+        )
+        self.ingest_queue_depth = Gauge(
+            "ingest_queue_depth", "MQTT messages received but not yet committed", multiprocess_mode="livesum",
+            registry=self.registry,
+        )
+        self.ingest_retries = Counter(
+            "ingest_write_retries_total", "Batch writes retried after a storage failure", registry=self.registry
+        )
+        # Forecasting (issue 5): model registry hot reload, see digitaltwin.registry.serving
+        self.model_load_failures = Counter(
+            "model_load_failures_total", "Attempts to load a stored model that failed (the previous model keeps serving)",
+            registry=self.registry,
+        )
+        self.models_loaded = Gauge(
+            "models_loaded", "Models loaded and serving", multiprocess_mode="max", registry=self.registry
+        )
+        self.models_failed = Gauge(
+            "models_failed", "Stored models that currently fail to load", multiprocess_mode="max", registry=self.registry
+        )
+        self.system = SystemCollector()
+        self.registry.register(self.system)
+
+    def render(self) -> bytes:
+        """Prometheus text exposition of this instance, or of all worker processes in multiprocess mode."""
+        if not multiprocess_enabled():
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        registry.register(self.system)
+        return generate_latest(registry)
+
+
+def multiprocess_enabled() -> bool:
+    """True when prometheus_client stores values in ``PROMETHEUS_MULTIPROC_DIR`` (decided when it was imported)."""
+    return values.ValueClass is not values.MutexValue
+
+
+def enable_multiprocess(path: Path) -> Path:
+    """Prepare multiprocess mode for worker processes started *after* this call.
+
+    Empties ``path`` of the ``*.db`` files of earlier runs (stale values would be added to the
+    new totals) and exports ``PROMETHEUS_MULTIPROC_DIR`` to the environment the workers
+    inherit; prometheus_client reads that variable when a worker imports it.
+
+    Returns:
+        The folder, created if missing.
+    """
+    path.mkdir(parents=True, exist_ok=True)
+    for stale in path.glob("*.db"):
+        stale.unlink()
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path.resolve())
+    return path
 
 
 class MetricsMiddleware:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from digitaltwin.api.deps import State
 from digitaltwin.api.readiness import run_checks
@@ -34,5 +34,5 @@ async def readyz(state: State) -> JSONResponse:
 
 @router.get("/metrics", include_in_schema=False)
 def metrics(state: State) -> Response:
-    """Prometheus text exposition."""
-    return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    """Prometheus text exposition (the totals of all workers in multiprocess mode)."""
+    return Response(state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
