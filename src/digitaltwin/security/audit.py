@@ -1,0 +1,64 @@
+"""The audit log: who logged in or failed to, token reuse, keys created or revoked, role and MFA changes.
+
+Every entry goes to the ``audit_log`` table (``GET /api/v1/audit``, admin only) and to
+the ``digitaltwin.audit`` logger. Secrets never appear in an entry.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from digitaltwin.security.store import SecurityStore
+
+log = logging.getLogger("digitaltwin.audit")
+
+
+class AuditEvent(StrEnum):
+    """Names of audit events."""
+
+    LOGIN = "login"
+    LOGIN_FAILED = "login_failed"
+    MFA_FAILED = "mfa_failed"
+    LOGOUT = "logout"
+    REFRESH_TOKEN_REUSE = "refresh_token_reuse"
+    USER_CREATED = "user_created"
+    ROLE_CHANGED = "role_changed"
+    USER_DISABLED = "user_disabled"
+    USER_ENABLED = "user_enabled"
+    PASSWORD_CHANGED = "password_changed"
+    MFA_ENABLED = "mfa_enabled"
+    MFA_DISABLED = "mfa_disabled"
+    MFA_RESET = "mfa_reset"
+    RECOVERY_CODE_USED = "recovery_code_used"
+    RECOVERY_CODES_REGENERATED = "recovery_codes_regenerated"
+    MFA_POLICY_CHANGED = "mfa_policy_changed"
+    API_KEY_CREATED = "api_key_created"
+    API_KEY_REVOKED = "api_key_revoked"
+
+
+class AuditLog:
+    """Writes audit entries stamped by ``clock`` (UTC)."""
+
+    def __init__(self, store: SecurityStore, clock: Callable[[], datetime]) -> None:
+        self.store = store
+        self.clock = clock
+
+    def record(
+        self,
+        event: AuditEvent,
+        *,
+        success: bool = True,
+        actor: str | None = None,
+        subject: str | None = None,
+        client_ip: str | None = None,
+        **detail: Any,
+    ) -> None:
+        """Store one entry; ``actor`` did it, ``subject`` is the account or key it concerns."""
+        self.store.record_audit(
+            ts=self.clock(), event=event.value, success=success, actor=actor, subject=subject, client_ip=client_ip, detail=detail
+        )
+        log.info("audit %s success=%s actor=%s subject=%s ip=%s %s", event.value, success, actor, subject, client_ip, detail or "")

@@ -1,0 +1,191 @@
+"""Pure ASGI middleware of request hygiene: client address and rate limit, timeout, NUL guard, security headers.
+
+(The 10 MB body limit is FastAPI's own ``max_body_size``; CORS is Starlette's ``CORSMiddleware``.)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from urllib.parse import parse_qsl
+from collections.abc import Sequence
+
+import anyio
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from digitaltwin.security.client_address import IPNetwork, client_address
+from digitaltwin.security.policy import PUBLIC_PATHS
+from digitaltwin.security.ratelimit import RateLimiter
+
+log = logging.getLogger(__name__)
+
+#: Key of the client address in ``scope["state"]`` (``request.state.client_ip``).
+CLIENT_IP_KEY = "client_ip"
+
+
+async def _send_json(send: Send, status: int, body: dict[str, object], headers: dict[str, str] | None = None) -> None:
+    raw = json.dumps(body).encode()
+    header_list = [(b"content-type", b"application/json"), (b"content-length", str(len(raw)).encode())]
+    header_list += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+    await send({"type": "http.response.start", "status": status, "headers": header_list})
+    await send({"type": "http.response.body", "body": raw})
+
+
+class RateLimitMiddleware:
+    """Resolves the client address (into ``request.state.client_ip``) and applies ``API_RATE_LIMIT``.
+
+    ``/healthz``, ``/readyz`` and ``/metrics`` are not limited, so probes and scrapes never
+    eat a client's budget or get refused.
+    """
+
+    def __init__(self, app: ASGIApp, limiter: RateLimiter, trusted_proxies: Sequence[IPNetwork]) -> None:
+        self.app = app
+        self.limiter = limiter
+        self.trusted_proxies = tuple(trusted_proxies)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        peer = scope.get("client")
+        forwarded = Headers(scope=scope).getlist("x-forwarded-for")
+        address = client_address(peer[0] if peer else None, forwarded, self.trusted_proxies)
+        scope.setdefault("state", {})[CLIENT_IP_KEY] = address
+        if scope.get("path") in PUBLIC_PATHS:
+            await self.app(scope, receive, send)
+            return
+        decision = await self.limiter.hit_api(address)
+        headers = decision.headers(self.limiter.api_window_s)
+        if not decision.allowed:
+            detail = f"rate limit of {decision.limit} requests per minute exceeded; retry after {headers['Retry-After']} s"
+            await _send_json(send, 429, {"detail": detail, "field": None}, headers)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                mutable = MutableHeaders(scope=message)
+                for key, value in headers.items():
+                    mutable[key] = value
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+class TimeoutMiddleware:
+    """Answers 504 when a handler has not started its response within ``timeout_s`` (``API_TIMEOUT``).
+
+    A streaming response that has started is not cut. The handler's task is cancelled; a
+    synchronous handler already running in a worker thread finishes there, but its result is
+    discarded.
+    """
+
+    def __init__(self, app: ASGIApp, timeout_s: float) -> None:
+        self.app = app
+        self.timeout_s = timeout_s
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = anyio.Event()
+        timed_out = False
+
+        async def guarded_send(message: Message) -> None:
+            if timed_out:
+                return
+            if message["type"] == "http.response.start":
+                started.set()
+            await send(message)
+
+        try:
+            async with anyio.create_task_group() as group:
+
+                async def run() -> None:
+                    try:
+                        await self.app(scope, receive, guarded_send)
+                    finally:
+                        started.set()
+
+                group.start_soon(run)
+                with anyio.move_on_after(self.timeout_s):
+                    await started.wait()
+                if not started.is_set():
+                    timed_out = True  # from here on the handler's messages are dropped
+                    log.warning("%s %s exceeded API_TIMEOUT=%ss", scope.get("method"), scope.get("path"), self.timeout_s)
+                    # Answer before cancelling: a handler in a worker thread is only waited for afterwards.
+                    await _send_json(send, 504, {"detail": f"request took longer than {self.timeout_s:g} s", "field": None})
+                    group.cancel_scope.cancel()
+        except BaseExceptionGroup as group_error:
+            # Let the handler's own exception through unwrapped, as if there were no task group.
+            if len(group_error.exceptions) == 1:
+                raise group_error.exceptions[0] from None
+            raise
+
+
+class NulByteGuardMiddleware:
+    """Answers 422 naming the parameter when the path or the query string contains a NUL character.
+
+    No identifier of the product can contain one, and PostgreSQL text cannot store one
+    (a NUL reaching a query is a database error, i.e. a 500).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            field = None
+            if "\x00" in scope.get("path", ""):
+                field = "path"
+            elif b"%00" in scope.get("query_string", b"") or b"\x00" in scope.get("query_string", b""):
+                pairs = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
+                field = next((name for name, value in pairs if "\x00" in name or "\x00" in value), "query")
+            if field is not None:
+                await _send_json(send, 422, {"detail": "NUL characters are not allowed", "field": field})
+                return
+        await self.app(scope, receive, send)
+
+
+#: Headers set on every response (OWASP Secure Headers Project recommendations for APIs).
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Resource-Policy": "same-origin",
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
+}
+#: CSP of API responses; the docs pages (Swagger UI, ReDoc load their scripts from a CDN) get none.
+API_CSP = "default-src 'none'; frame-ancestors 'none'"
+DOCS_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc"})
+#: HSTS on HTTPS requests (the ASGI scheme; behind a proxy run uvicorn with --forwarded-allow-ips).
+HSTS = "max-age=31536000; includeSubDomains"
+
+
+class SecurityHeadersMiddleware:
+    """Adds :data:`SECURITY_HEADERS`, a CSP, ``Cache-Control: no-store`` on auth answers, and HSTS over HTTPS."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope.get("path", "")
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for key, value in SECURITY_HEADERS.items():
+                    headers.setdefault(key, value)
+                if path not in DOCS_PATHS:
+                    headers.setdefault("Content-Security-Policy", API_CSP)
+                if path.startswith("/api/v1/auth/"):
+                    headers["Cache-Control"] = "no-store"
+                if scope.get("scheme") == "https":
+                    headers.setdefault("Strict-Transport-Security", HSTS)
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)

@@ -1,0 +1,174 @@
+"""Rate limiting with the ``limits`` library: per client address, and failed logins per account.
+
+* ``API_RATE_LIMIT`` requests per minute per client address (see :mod:`.client_address`),
+  moving window, on every route except ``/healthz``, ``/readyz`` and ``/metrics``. Over the
+  limit: 429 with ``Retry-After``; every limited response carries ``RateLimit-Limit``,
+  ``RateLimit-Remaining``, ``RateLimit-Reset`` (seconds) and ``RateLimit-Policy``
+  (draft-ietf-httpapi-ratelimit-headers).
+* ``LOGIN_RATE_LIMIT`` failed logins or MFA codes per account per 15 minutes, against
+  password and code guessing from many addresses.
+
+Counters live in Redis (``REDIS_URL``) so every worker shares them, or in process memory
+without Redis. **When Redis fails the API keeps serving**: the request is counted in this
+process's memory instead (the limit then holds per worker rather than globally), the failure
+is logged (at most once a minute) and counted in ``rate_limit_backend_errors_total``, and
+Redis is retried after :data:`RETRY_REDIS_AFTER_S`. Availability of the API is judged worth
+more than exact limits during a Redis outage; the in-memory fallback still stops floods.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from limits import RateLimitItem, RateLimitItemPerMinute, parse
+from limits.aio.storage import MemoryStorage, RedisStorage
+from limits.aio.strategies import MovingWindowRateLimiter
+from prometheus_client import CollectorRegistry, Counter
+
+log = logging.getLogger(__name__)
+
+#: Seconds Redis is bypassed after a failure before it is tried again.
+RETRY_REDIS_AFTER_S = 5.0
+#: Seconds a Redis command may take before the fallback is used.
+REDIS_TIMEOUT_S = 0.5
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """Outcome of one counted request: allowed or not, the limit, what is left, seconds until a slot frees."""
+
+    allowed: bool
+    limit: int
+    remaining: int
+    reset_after_s: int
+
+    def headers(self, window_s: int) -> dict[str, str]:
+        """``RateLimit-*`` headers, plus ``Retry-After`` when refused."""
+        headers = {
+            "RateLimit-Limit": str(self.limit),
+            "RateLimit-Remaining": str(self.remaining),
+            "RateLimit-Reset": str(self.reset_after_s),
+            "RateLimit-Policy": f"{self.limit};w={window_s}",
+        }
+        if not self.allowed:
+            headers["Retry-After"] = str(max(1, self.reset_after_s))
+        return headers
+
+
+def _async_redis_uri(url: str) -> str:
+    return url if url.startswith("async+") else f"async+{url}"
+
+
+class RateLimiter:
+    """Moving-window limiter on Redis with an in-memory fallback.
+
+    Args:
+        per_minute: API requests per client per minute.
+        login_failures_per_15_min: failed logins (or MFA codes) per account per 15 minutes.
+        redis_url: ``redis://`` or ``rediss://`` URL, or None for memory only.
+        redis_password: password when the URL has none.
+        key_prefix: prefix of every Redis key (tests and deployments sharing a Redis separate by it).
+        registry: where the limiter's Prometheus counters go.
+    """
+
+    def __init__(
+        self,
+        *,
+        per_minute: int,
+        login_failures_per_15_min: int,
+        redis_url: str | None,
+        redis_password: str | None = None,
+        key_prefix: str = "digitaltwin",
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        self.api_item: RateLimitItem = RateLimitItemPerMinute(per_minute)
+        self.login_item: RateLimitItem = parse(f"{login_failures_per_15_min} per 15 minutes")
+        self.redis_url = redis_url
+        self.redis_password = redis_password
+        self.key_prefix = f"{key_prefix}:ratelimit"
+        self._redis: MovingWindowRateLimiter | None = None
+        self._redis_storage: RedisStorage | None = None
+        self._memory: MovingWindowRateLimiter | None = None
+        self._bypass_until = 0.0
+        self._last_log = 0.0
+        registry = registry or CollectorRegistry()
+        self.rejected = Counter("rate_limited_total", "Requests refused by a rate limit", ["limit"], registry=registry)
+        self.backend_errors = Counter(
+            "rate_limit_backend_errors_total", "Rate limiter calls that fell back to process memory because Redis failed",
+            registry=registry,
+        )
+
+    async def open(self) -> None:
+        """Create the storages inside the running event loop (call from the app's lifespan)."""
+        self._memory = MovingWindowRateLimiter(MemoryStorage())
+        if self.redis_url:
+            options: dict[str, float | str | bool] = {"socket_timeout": REDIS_TIMEOUT_S, "socket_connect_timeout": REDIS_TIMEOUT_S}
+            if self.redis_password:
+                options["password"] = self.redis_password
+            self._redis_storage = RedisStorage(
+                _async_redis_uri(self.redis_url), implementation="redispy", key_prefix=self.key_prefix, **options
+            )
+            self._redis = MovingWindowRateLimiter(self._redis_storage)
+
+    async def close(self) -> None:
+        """Drop the storages."""
+        self._redis = self._redis_storage = self._memory = None
+
+    @property
+    def backend(self) -> str:
+        """``redis`` or ``memory``: where counters currently go."""
+        return "redis" if self._redis is not None and time.monotonic() >= self._bypass_until else "memory"
+
+    async def _run(self, call: Callable[[MovingWindowRateLimiter], Awaitable[T]]) -> T:
+        if self._memory is None:
+            await self.open()
+        assert self._memory is not None
+        if self._redis is not None and time.monotonic() >= self._bypass_until:
+            try:
+                return await call(self._redis)
+            except Exception as exc:  # noqa: BLE001 - any Redis failure: keep serving
+                self.backend_errors.inc()
+                self._bypass_until = time.monotonic() + RETRY_REDIS_AFTER_S
+                if time.monotonic() - self._last_log >= 60:
+                    self._last_log = time.monotonic()
+                    log.warning("rate limiter: Redis unavailable (%s: %s); counting in process memory", type(exc).__name__, exc)
+        return await call(self._memory)
+
+    async def _decide(self, item: RateLimitItem, *identifiers: str, hit: bool) -> Decision:
+        async def call(limiter: MovingWindowRateLimiter) -> Decision:
+            allowed = await (limiter.hit(item, *identifiers) if hit else limiter.test(item, *identifiers))
+            stats = await limiter.get_window_stats(item, *identifiers)
+            reset = max(0, math.ceil(stats.reset_time - time.time()))
+            return Decision(allowed, item.amount, max(0, stats.remaining), reset)
+
+        return await self._run(call)
+
+    async def hit_api(self, client: str) -> Decision:
+        """Count one request of ``client`` and say whether it is allowed."""
+        decision = await self._decide(self.api_item, "api", client, hit=True)
+        if not decision.allowed:
+            self.rejected.labels("api").inc()
+        return decision
+
+    async def login_blocked(self, account: str) -> int | None:
+        """Seconds to wait when ``account`` has used up its failed attempts, else None."""
+        decision = await self._decide(self.login_item, "login", account.casefold(), hit=False)
+        if decision.allowed:
+            return None
+        self.rejected.labels("login").inc()
+        return max(1, decision.reset_after_s)
+
+    async def login_failed(self, account: str) -> None:
+        """Count one failed login or MFA code of ``account``."""
+        await self._decide(self.login_item, "login", account.casefold(), hit=True)
+
+    @property
+    def api_window_s(self) -> int:
+        return int(self.api_item.get_expiry())

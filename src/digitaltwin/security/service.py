@@ -1,0 +1,79 @@
+"""The security facade the API, the CLI and the demo use: one object per engine and settings."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import Engine
+
+from digitaltwin.config import Settings
+from digitaltwin.security.accounts import Accounts
+from digitaltwin.security.api_keys import ApiKeys
+from digitaltwin.security.audit import AuditLog
+from digitaltwin.security.errors import AuthenticationError
+from digitaltwin.security.mfa import Mfa
+from digitaltwin.security.principal import Principal
+from digitaltwin.security.secret_key import SigningKeys, resolve_signing_keys
+from digitaltwin.security.sessions import Sessions
+from digitaltwin.security.store import SecurityStore
+from digitaltwin.security.tokens import TokenCodec
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class SecurityService:
+    """Accounts, sessions, MFA, API keys and the audit log on one database.
+
+    Args:
+        settings: ``SECRET_KEY`` (checked, see :mod:`.secret_key`), ``JWT_ALGORITHM``,
+            ``ACCESS_TOKEN_EXPIRE_MINUTES``, ``JWT_LEEWAY_SECONDS``, ``REFRESH_TOKEN_EXPIRE_DAYS``.
+        engine: the product's database (migrated to 0003 or later).
+        keys: signing keys; default: resolved from ``settings``.
+        clock: current UTC time.
+
+    Raises:
+        InsecureConfigurationError: for a weak key outside development.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Engine,
+        *,
+        keys: SigningKeys | None = None,
+        clock: Callable[[], datetime] = _now,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.store = SecurityStore(engine)
+        self.audit = AuditLog(self.store, clock)
+        self.codec = TokenCodec(
+            keys or resolve_signing_keys(settings),
+            algorithm=settings.jwt_algorithm,
+            access_ttl=timedelta(minutes=settings.access_token_expire_minutes),
+            leeway_s=settings.jwt_leeway_seconds,
+            clock=clock,
+        )
+        self.accounts = Accounts(self.store, self.audit, clock)
+        self.mfa = Mfa(self.store, self.audit, clock)
+        self.api_keys = ApiKeys(self.store, self.audit, clock)
+        self.sessions = Sessions(
+            self.store, self.codec, self.mfa, self.audit, refresh_ttl=timedelta(days=settings.refresh_token_expire_days), clock=clock
+        )
+
+    def authenticate(self, *, bearer: str | None, api_key: str | None) -> Principal:
+        """The caller behind an access token or an API key (exactly one of them).
+
+        Raises:
+            AuthenticationError: naming ``Authorization`` or ``X-API-Key``.
+        """
+        if bearer and api_key:
+            raise AuthenticationError("send either a bearer token or an API key, not both")
+        if api_key:
+            return self.api_keys.authenticate(api_key)
+        if bearer:
+            return self.sessions.authenticate(bearer)
+        raise AuthenticationError("not authenticated: send 'Authorization: Bearer <access token>' or 'X-API-Key: <key>'")
