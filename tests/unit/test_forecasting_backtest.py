@@ -35,11 +35,13 @@ def test_backtest_tables_skips_and_exact_naive_score() -> None:
     assert result.skipped_origins == origins[:15]
     assert set(result.skip_reasons) == set(origins[:15])
     kept = origins[15:]
-    assert list(result.forecasts.columns) == ["origin", "ts", "algorithm", "actual", "predicted"]
+    assert list(result.forecasts.columns) == ["origin", "ts", "algorithm", "actual", "predicted", "q0.1", "q0.5", "q0.9"]
     assert len(result.forecasts) == len(kept) * 24 * 2
     assert (result.forecasts["ts"] >= result.forecasts["origin"]).all()
     assert list(result.metrics.index) == ["seasonal_naive_daily", "lightgbm"]
-    assert list(result.metrics.columns) == ["mae", "rmse", "cv_rmse", "nmbe", "n"]
+    assert list(result.metrics.columns) == [
+        "mae", "rmse", "cv_rmse", "nmbe", "mape", "mase", "pinball", "coverage_80", "peak_error", "n"
+    ]
     naive = result.metrics.loc["seasonal_naive_daily"]
     assert naive["mae"] == 0 and naive["nmbe"] == 0
     assert result.metrics.loc["lightgbm", "n"] == len(kept) * 24

@@ -108,11 +108,12 @@ def test_artifact_is_lightgbm_text_and_round_trips() -> None:
     y = synthetic(30)
     model = make_forecaster("lightgbm")
     model.fit(y, horizon_steps=24, timezone="Europe/Berlin", country="DE")
-    data, params = model.to_artifact()
-    assert data.startswith(b"tree\n")
-    assert params["lags"] == [24, 48, 72, 168, 336] and params["step_seconds"] == 3600
+    files, params = model.to_artifact()
+    assert list(files) == ["model.txt"] and files["model.txt"].startswith(b"tree\n")
+    assert params["model"]["plan"]["lags"] == [24, 48, 72, 168, 336] and params["context"]["step_seconds"] == 3600
     assert params["feature_names"] == model.feature_names
-    restored = LightGBMForecaster.from_artifact(data, params)
+    restored = LightGBMForecaster.from_artifact(files, params)
     pd.testing.assert_series_equal(restored.predict(y, steps=24), model.predict(y, steps=24))
+    bad_plan = {**params["model"]["plan"], "lags": params["model"]["plan"]["lags"][:-1]}
     with pytest.raises(ValueError):
-        LightGBMForecaster.from_artifact(data, {**params, "feature_names": params["feature_names"][:-1]})
+        LightGBMForecaster.from_artifact(files, {**params, "model": {**params["model"], "plan": bad_plan}})

@@ -110,18 +110,23 @@ def test_artifact_round_trip_is_plain_json() -> None:
     model = make_forecaster("seasonal_naive_weekly")
     y = ramp(96 * 8)
     model.fit(y, horizon_steps=96, timezone="Asia/Seoul", country="KR")
-    data, params = model.to_artifact()
-    assert params["season_steps"] == 672 and params["step_seconds"] == 900
-    assert data.startswith(b"{")
-    restored = SeasonalNaiveForecaster.from_artifact(data, params)
+    files, params = model.to_artifact()
+    assert params["model"]["season_steps"] == 672 and params["context"]["step_seconds"] == 900
+    assert list(files) == ["model.json"] and files["model.json"].startswith(b"{")
+    restored = WeeklySeasonalNaiveForecaster.from_artifact(files, params)
     assert isinstance(restored, WeeklySeasonalNaiveForecaster)
     pd.testing.assert_series_equal(restored.predict(y, steps=96), model.predict(y, steps=96))
     with pytest.raises(ValueError):
-        DailySeasonalNaiveForecaster.from_artifact(data, params)
+        DailySeasonalNaiveForecaster.from_artifact(files, params)
+    with pytest.raises(ValueError):
+        SeasonalNaiveForecaster.from_artifact(files, params)
 
 
 def test_registry_of_algorithms() -> None:
-    assert set(ALGORITHMS) == {"seasonal_naive_daily", "seasonal_naive_weekly", "lightgbm"}
+    assert set(ALGORITHMS) >= {
+        "persistence", "seasonal_naive_daily", "seasonal_naive_weekly", "ridge", "random_forest", "xgboost", "lightgbm",
+        "ensemble_mean", "ensemble_median", "ensemble_weighted",
+    }
     with pytest.raises(UnknownAlgorithmError) as info:
         make_forecaster("prophet")
     assert info.value.algorithm == "prophet" and "lightgbm" in info.value.known

@@ -59,7 +59,8 @@ def test_layout_and_manifest_fields(tmp_path: Path) -> None:
     assert manifest.model_id == f"plant-1--lightgbm--{manifest.version}"
     stored = json.loads((directory / "manifest.json").read_text())
     assert stored["training_window"] == {"start": "2024-01-01T00:00:00Z", "end": "2024-01-30T23:00:00Z"}
-    assert stored["sha256"] == hashlib.sha256((directory / "model.txt").read_bytes()).hexdigest()
+    assert stored["files"] == {"model.txt": hashlib.sha256((directory / "model.txt").read_bytes()).hexdigest()}
+    assert stored["schema"] == 2
     assert stored["metrics"] == {"mae": 0.4, "nmbe": None}
     assert stored["horizon_steps"] == 24 and "lag_24" in stored["features"]
     assert set(stored["library_versions"]) >= {"python", "lightgbm", "pandas", "numpy", "digitaltwin"}
@@ -76,8 +77,8 @@ def test_tampered_artifact_raises_integrity_error(tmp_path: Path) -> None:
     with pytest.raises(ModelIntegrityError) as info:
         registry.load(manifest.model_id)
     assert info.value.path == artifact
-    assert info.value.expected == manifest.sha256
-    assert info.value.actual == hashlib.sha256(bytes(data)).hexdigest() != manifest.sha256
+    assert info.value.expected == manifest.files["model.txt"]
+    assert info.value.actual == hashlib.sha256(bytes(data)).hexdigest() != manifest.files["model.txt"]
 
 
 def test_missing_models_raise_not_found(tmp_path: Path) -> None:

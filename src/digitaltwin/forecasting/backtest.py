@@ -2,20 +2,39 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 
 import numpy as np
 import pandas as pd
 
-from digitaltwin.forecasting.algorithms import make_forecaster
-from digitaltwin.forecasting.base import Forecaster
+from digitaltwin.forecasting.algorithms import canonical_name, make_forecaster
+from digitaltwin.forecasting.base import Forecaster, check_levels
 from digitaltwin.forecasting.errors import InsufficientHistoryError
-from digitaltwin.forecasting.metrics import cv_rmse, mae, nmbe, rmse
-from digitaltwin.forecasting.series import as_utc_series, check_timezone, infer_step, to_grid
+from digitaltwin.forecasting.metrics import (
+    coverage,
+    cv_rmse,
+    mae,
+    mape,
+    mase,
+    nmbe,
+    peak_error,
+    pinball,
+    rmse,
+    seasonal_scale,
+)
+from digitaltwin.forecasting.series import as_utc_series, check_timezone, infer_step, samples_per_day, to_grid
 
 FORECAST_COLUMNS = ["origin", "ts", "algorithm", "actual", "predicted"]
-METRIC_COLUMNS = ["mae", "rmse", "cv_rmse", "nmbe", "n"]
+METRIC_COLUMNS = ["mae", "rmse", "cv_rmse", "nmbe", "mape", "mase", "pinball", "coverage_80", "peak_error", "n"]
+#: Quantile levels of every backtest (the 80 % interval is 0.1 to 0.9).
+DEFAULT_LEVELS = (0.1, 0.5, 0.9)
+
+
+def quantile_column(level: float) -> str:
+    """Column of the forecasts table holding the quantile ``level`` (``0.1`` -> ``"q0.1"``)."""
+    return f"q{level:g}"
 
 
 @dataclass
@@ -24,17 +43,21 @@ class BacktestResult:
 
     Attributes:
         forecasts: one row per (origin, ts, algorithm) with columns ``origin``,
-            ``ts`` (interval start, UTC), ``algorithm``, ``actual`` and
-            ``predicted`` (unit of the target; ``actual`` is ``NaN`` past the data).
-        metrics: indexed by algorithm, columns ``mae``, ``rmse`` (target unit),
-            ``cv_rmse``, ``nmbe`` (fractions, see :mod:`.metrics`) and ``n``
-            (scored pairs), pooled over all kept origins.
+            ``ts`` (interval start, UTC), ``algorithm``, ``actual``, ``predicted`` and one
+            ``q<level>`` column per quantile level (unit of the target; ``actual`` is ``NaN``
+            past the data, a quantile is ``NaN`` when the model had no calibration).
+        metrics: indexed by algorithm, columns of :data:`METRIC_COLUMNS`, pooled over all
+            kept origins: ``mae``, ``rmse``, ``peak_error``, ``pinball`` in the target unit;
+            ``cv_rmse``, ``nmbe``, ``mape``, ``coverage_80`` as fractions; ``mase`` unitless;
+            ``n`` scored pairs (see :mod:`.metrics`).
+        levels: the quantile levels.
         skipped_origins: origins left out for every algorithm because at least one
             lacked history; ``skip_reasons`` gives the reason per origin.
     """
 
     forecasts: pd.DataFrame
     metrics: pd.DataFrame
+    levels: list[float] = field(default_factory=lambda: list(DEFAULT_LEVELS))
     skipped_origins: list[pd.Timestamp] = field(default_factory=list)
     skip_reasons: dict[pd.Timestamp, str] = field(default_factory=dict)
 
@@ -49,42 +72,48 @@ def backtest(
     country: str | None = None,
     retrain_every: int = 1,
     min_train_samples: int | None = None,
+    exog: pd.DataFrame | None = None,
+    levels: Sequence[float] = DEFAULT_LEVELS,
 ) -> BacktestResult:
     """Rolling-origin evaluation of several algorithms on one target series.
 
     For each origin (in time order) every algorithm is trained only on ``y``
     strictly before the origin, retrained every ``retrain_every`` kept origins
     (the last fitted model is reused in between, still predicting from the
-    latest history), and predicts ``horizon_steps`` intervals starting at the
-    origin. An origin is skipped for all algorithms when any of them lacks
+    latest history), and forecasts ``horizon_steps`` intervals starting at the
+    origin with :meth:`Forecaster.forecast` (so the flat-series policy applies as
+    when serving). An origin is skipped for all algorithms when any of them lacks
     history (or, with ``min_train_samples``, when fewer non-missing samples
     precede it), so every algorithm is scored on the same intervals.
 
     Args:
         y: target series (see :mod:`.series`), e.g. kWh per 15-min interval.
-        algorithms: names from :data:`~digitaltwin.forecasting.algorithms.ALGORITHMS`.
+        algorithms: names from :data:`~digitaltwin.forecasting.algorithms.ALGORITHMS` (aliases accepted).
         origins: tz-aware timestamps on the grid of ``y``; the first forecast interval starts there.
         horizon_steps: intervals predicted per origin (>= 1).
         timezone: IANA zone of the site.
         country: ISO country code for holidays, or ``None``.
         retrain_every: refit after this many kept origins (>= 1).
         min_train_samples: optional floor on non-missing training samples.
+        exog: exogenous series for the algorithms that read them (values at and after an
+            origin stand in for a weather forecast).
+        levels: quantile levels to forecast and score.
 
     Returns:
-        A :class:`BacktestResult`.
+        A :class:`BacktestResult`; MASE is scaled by the daily seasonal naive MAE on the data before the first origin.
 
     Raises:
         UnknownAlgorithmError: an unknown algorithm name.
-        ValueError: no algorithm, bad ``retrain_every``, naive or off-grid origins.
+        ValueError: no algorithm, bad ``retrain_every`` or levels, naive or off-grid origins.
     """
     if not algorithms:
         raise ValueError("at least one algorithm is needed")
     if retrain_every < 1:
         raise ValueError(f"retrain_every must be >= 1, got {retrain_every}")
     check_timezone(timezone)
-    models: dict[str, Forecaster | None] = {name: None for name in algorithms}
-    for name in algorithms:
-        make_forecaster(name)  # fail early on unknown names
+    levels = check_levels(levels)
+    names = [canonical_name(a) for a in algorithms]
+    models: dict[str, Forecaster | None] = {name: None for name in names}
     y = as_utc_series(y)
     step = infer_step(y.index)
     y = to_grid(y, step)
@@ -92,7 +121,7 @@ def backtest(
 
     rows: list[pd.DataFrame] = []
     skipped: dict[pd.Timestamp, str] = {}
-    since_fit = {name: 0 for name in algorithms}
+    since_fit = {name: 0 for name in names}
     for origin in ordered:
         train = y[y.index < origin]
         if min_train_samples is not None and int(train.notna().sum()) < min_train_samples:
@@ -100,46 +129,83 @@ def backtest(
             continue
         try:
             outputs = {}
-            for name in algorithms:
+            for name in names:
                 model = models[name]
                 if model is None or since_fit[name] >= retrain_every:
                     model = make_forecaster(name)
-                    model.fit(train, horizon_steps=horizon_steps, timezone=timezone, country=country)
+                    model.fit(train, horizon_steps=horizon_steps, timezone=timezone, country=country, exog=exog)
                     models[name], since_fit[name] = model, 0
-                outputs[name] = model.predict(train, steps=horizon_steps)
+                calibrated = model.calibration is not None
+                outputs[name] = model.forecast(
+                    train, steps=horizon_steps, quantiles=levels if calibrated else (), exog=exog
+                )
         except InsufficientHistoryError as exc:
             skipped[origin] = str(exc)
             continue
-        for name, predicted in outputs.items():
+        for name, result in outputs.items():
             since_fit[name] += 1
-            rows.append(
-                pd.DataFrame(
-                    {
-                        "origin": origin,
-                        "ts": predicted.index,
-                        "algorithm": name,
-                        "actual": y.reindex(predicted.index).to_numpy(),
-                        "predicted": predicted.to_numpy(),
-                    }
-                )
+            index = result.values.index
+            frame = pd.DataFrame(
+                {
+                    "origin": origin,
+                    "ts": index,
+                    "algorithm": name,
+                    "actual": y.reindex(index).to_numpy(),
+                    "predicted": result.values.to_numpy(),
+                }
             )
-    forecasts = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=FORECAST_COLUMNS)
+            for level in levels:
+                column = result.quantiles[level] if level in result.quantiles.columns else np.nan
+                frame[quantile_column(level)] = np.asarray(column, dtype=float) if np.ndim(column) else np.nan
+            rows.append(frame)
+    columns = FORECAST_COLUMNS + [quantile_column(q) for q in levels]
+    forecasts = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=columns)
+    scale = seasonal_scale(y[y.index < ordered[0]].to_numpy(), season=samples_per_day(step)) if ordered else np.nan
     return BacktestResult(
         forecasts=forecasts,
-        metrics=score(forecasts, algorithms),
+        metrics=score(forecasts, names, levels=levels, scale=scale),
+        levels=levels,
         skipped_origins=list(skipped),
         skip_reasons=skipped,
     )
 
 
-def score(forecasts: pd.DataFrame, algorithms: list[str]) -> pd.DataFrame:
-    """Metrics per algorithm over a forecasts table (columns as in :class:`BacktestResult`)."""
+def score(
+    forecasts: pd.DataFrame,
+    algorithms: list[str],
+    *,
+    levels: Sequence[float] = DEFAULT_LEVELS,
+    scale: float = float("nan"),
+) -> pd.DataFrame:
+    """Metrics per algorithm over a forecasts table (columns as in :class:`BacktestResult`).
+
+    Args:
+        levels: quantile levels present as ``q<level>`` columns; pinball over all of them,
+            80 % coverage from ``q0.1`` and ``q0.9`` when both are present.
+        scale: MASE denominator (see :func:`.metrics.seasonal_scale`).
+    """
+    levels = list(levels)
     table = pd.DataFrame(index=pd.Index(algorithms, name="algorithm"), columns=METRIC_COLUMNS, dtype=float)
     for name in algorithms:
         part = forecasts[forecasts["algorithm"] == name]
         a, p = part["actual"].to_numpy(dtype=float), part["predicted"].to_numpy(dtype=float)
         n = int((~(np.isnan(a) | np.isnan(p))).sum())
-        table.loc[name] = [mae(a, p), rmse(a, p), cv_rmse(a, p), nmbe(a, p), n]
+        q = part[[quantile_column(level) for level in levels]].to_numpy(dtype=float) if levels else np.empty((len(a), 0))
+        cover = float("nan")
+        if 0.1 in levels and 0.9 in levels:
+            cover = coverage(a, part[quantile_column(0.1)].to_numpy(dtype=float), part[quantile_column(0.9)].to_numpy(dtype=float))
+        table.loc[name] = [
+            mae(a, p),
+            rmse(a, p),
+            cv_rmse(a, p),
+            nmbe(a, p),
+            mape(a, p),
+            mase(a, p, scale=scale),
+            pinball(a, q, levels),
+            cover,
+            peak_error(a, p, part["origin"].to_numpy()),
+            n,
+        ]
     table["n"] = table["n"].astype(int)
     return table
 

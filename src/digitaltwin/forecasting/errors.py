@@ -59,3 +59,68 @@ class NotFittedError(ForecastError):
     def __init__(self, algorithm: str) -> None:
         super().__init__(f"forecaster {algorithm!r} is not fitted; call fit() first")
         self.algorithm = algorithm
+
+
+class InsufficientValidDataError(InsufficientHistoryError):
+    """A series whose window holds too few non-missing values (e.g. all null).
+
+    Args:
+        available: non-missing samples in the window looked at.
+        required: non-missing samples needed.
+        series: name of the series.
+        window: samples in the window looked at (valid or not).
+    """
+
+    def __init__(self, *, available: int, required: int, series: str, window: int) -> None:
+        ForecastError.__init__(
+            self,
+            f"insufficient valid data in series {series!r}: {available} of {window} samples are valid "
+            f"(not null), {required} required",
+        )
+        self.available = available
+        self.required = required
+        self.series = series
+        self.window = window
+
+
+class MissingExogenousError(ForecastError):
+    """A model fitted with exogenous series was asked to predict without them (or with other columns).
+
+    Args:
+        expected: exogenous column names the model was fitted with.
+        given: column names supplied.
+    """
+
+    def __init__(self, expected: list[str], given: list[str]) -> None:
+        super().__init__(f"the model needs exogenous series {expected}; got {given}")
+        self.expected = list(expected)
+        self.given = list(given)
+
+
+class NotCalibratedError(ForecastError):
+    """Quantiles were asked of a model that has no calibration (too little history to hold some out).
+
+    Args:
+        algorithm: name of the forecaster.
+    """
+
+    def __init__(self, algorithm: str) -> None:
+        super().__init__(
+            f"forecaster {algorithm!r} has no interval calibration (too little history held out); "
+            "train on more history to get quantiles"
+        )
+        self.algorithm = algorithm
+
+
+class OptionalDependencyError(ForecastError):
+    """An algorithm whose library is an optional extra that is not installed.
+
+    Args:
+        algorithm: name of the forecaster.
+        extra: the ``pip install 'digitaltwin[extra]'`` name that brings the library.
+    """
+
+    def __init__(self, algorithm: str, extra: str) -> None:
+        super().__init__(f"algorithm {algorithm!r} needs the optional extra: pip install 'digitaltwin[{extra}]'")
+        self.algorithm = algorithm
+        self.extra = extra

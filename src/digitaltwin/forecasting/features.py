@@ -34,6 +34,8 @@ class FeaturePlan:
         mean_windows: rolling-mean window lengths (steps), windows ending at lag ``horizon_steps``.
         max_windows: rolling-max window lengths (steps), same alignment.
         holidays: whether the ``is_holiday`` feature is present.
+        exog: exogenous columns (e.g. ``temperature``) used at the target's own time
+            as ``exog_<name>``: a weather forecast, or the observation standing in for one.
     """
 
     horizon_steps: int
@@ -41,9 +43,12 @@ class FeaturePlan:
     mean_windows: tuple[int, ...]
     max_windows: tuple[int, ...]
     holidays: bool
+    exog: tuple[str, ...] = ()
 
     @classmethod
-    def for_horizon(cls, *, step: pd.Timedelta, horizon_steps: int, holidays: bool) -> FeaturePlan:
+    def for_horizon(
+        cls, *, step: pd.Timedelta, horizon_steps: int, holidays: bool, exog: tuple[str, ...] = ()
+    ) -> FeaturePlan:
         """Choose lags and windows for a resolution and horizon.
 
         With ``D`` steps per day and ``W = 7 D`` per week: lags ``D, 2D, 3D, W, 2W``
@@ -57,6 +62,7 @@ class FeaturePlan:
             step: grid step of the series.
             horizon_steps: steps ahead (>= 1).
             holidays: include the public-holiday feature.
+            exog: exogenous column names.
         """
         day = samples_per_day(step)
         week = 7 * day
@@ -76,6 +82,7 @@ class FeaturePlan:
             mean_windows=tuple(sorted(mean_windows)),
             max_windows=(day, week),
             holidays=holidays,
+            exog=tuple(exog),
         )
 
     @property
@@ -86,6 +93,7 @@ class FeaturePlan:
         names += list(CALENDAR_FEATURES)
         if self.holidays:
             names.append(HOLIDAY_FEATURE)
+        names += [f"exog_{c}" for c in self.exog]
         return names
 
     @property
@@ -101,6 +109,7 @@ class FeaturePlan:
             "mean_windows": list(self.mean_windows),
             "max_windows": list(self.max_windows),
             "holidays": self.holidays,
+            "exog": list(self.exog),
         }
 
     @classmethod
@@ -111,10 +120,18 @@ class FeaturePlan:
             mean_windows=tuple(int(v) for v in params["mean_windows"]),
             max_windows=tuple(int(v) for v in params["max_windows"]),
             holidays=bool(params["holidays"]),
+            exog=tuple(str(c) for c in params.get("exog", ())),
         )
 
 
-def make_features(y: pd.Series, plan: FeaturePlan, *, timezone: str, country: str | None) -> pd.DataFrame:
+def make_features(
+    y: pd.Series,
+    plan: FeaturePlan,
+    *,
+    timezone: str,
+    country: str | None,
+    exog: pd.DataFrame | None = None,
+) -> pd.DataFrame:
     """Build the feature table of every stamp of ``y``.
 
     Row ``t`` only uses values of ``y`` at ``t - horizon_steps`` or earlier, so
@@ -126,6 +143,7 @@ def make_features(y: pd.Series, plan: FeaturePlan, *, timezone: str, country: st
         plan: the features to build.
         timezone: IANA zone of the site, for calendar features.
         country: ISO country for ``is_holiday`` (needed when ``plan.holidays``).
+        exog: the columns ``plan.exog`` indexed like ``y`` (needed when ``plan.exog``).
 
     Returns:
         DataFrame indexed like ``y`` with columns ``plan.feature_names`` (float;
@@ -151,6 +169,10 @@ def make_features(y: pd.Series, plan: FeaturePlan, *, timezone: str, country: st
     columns["month"] = local.month.to_numpy(dtype=float)
     if plan.holidays:
         columns[HOLIDAY_FEATURE] = holiday_flags(local, country)
+    for name in plan.exog:
+        if exog is None or name not in exog.columns:
+            raise ValueError(f"exogenous column {name!r} is missing")
+        columns[f"exog_{name}"] = exog[name].to_numpy(dtype=float)
     return pd.DataFrame(columns, index=y.index)[plan.feature_names]
 
 

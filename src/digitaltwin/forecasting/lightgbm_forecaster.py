@@ -1,4 +1,4 @@
-"""Direct multi-step LightGBM regressor on lag, rolling and local-calendar features."""
+"""Direct multi-step LightGBM regressor, stored as LightGBM's text model format."""
 
 from __future__ import annotations
 
@@ -6,37 +6,37 @@ from typing import Any, ClassVar
 
 import lightgbm as lgb
 import numpy as np
-import pandas as pd
 
-from digitaltwin.forecasting.base import FitContext, Forecaster
-from digitaltwin.forecasting.errors import InsufficientHistoryError
-from digitaltwin.forecasting.features import FeaturePlan, make_features
-from digitaltwin.forecasting.series import samples_per_day, series_name
+from digitaltwin.forecasting.tabular import DirectRegressionForecaster
+
+MODEL_FILE = "model.txt"
 
 
-class LightGBMForecaster(Forecaster):
+class LightGBMForecaster(DirectRegressionForecaster):
     """One LightGBM model predicting every step of the horizon directly.
 
-    Features are chosen by :meth:`FeaturePlan.for_horizon` (all lags >=
-    ``horizon_steps``) plus quarter-hour of day, day of week, weekend, month and,
-    when a country is given, public holiday, all in the site's local time.
-    Rows whose target is ``NaN`` are skipped in training. Training is
-    deterministic (fixed seed, ``deterministic=True``, fixed thread count).
+    Features: see :class:`~digitaltwin.forecasting.tabular.DirectRegressionForecaster`.
+    Training is deterministic (fixed seed, ``deterministic=True``, fixed thread count).
 
     Args:
         num_boost_round: boosting iterations.
         learning_rate: shrinkage.
         num_leaves: leaves per tree.
         min_data_in_leaf: minimum training rows per leaf.
-        num_threads: CPU threads for training and prediction.
+        objective: LightGBM objective; ``"l1"`` (the conditional median) by default: energy
+            loads are skewed by idle periods and spikes, and on the steel-plant day-ahead
+            benchmark L1 cuts MAE from 11.3 to 9.8 kWh and the bias (NMBE) from -11 % to -2 %
+            against L2 (``"regression"``).
+        num_threads: CPU threads for training and prediction; 1 by default, as OpenMP threads on
+            small tables cost more than they gain on a shared machine (a 9-month hourly fit took
+            11 s with 2 threads and 0.6 s with 1 under load); parallelism comes from fleet processes.
         seed: random seed.
-        min_train_rows: fewest usable training rows accepted; ``None`` means one
-            day of samples (96 for 15-min data, at least 24).
+        min_train_rows: see the base class.
+        recency_halflife_days: see the base class.
     """
 
     name = "lightgbm"
-    artifact_filename: ClassVar[str] = "model.txt"
-    limited_horizon: ClassVar[bool] = True
+    artifact_files: ClassVar[tuple[str, ...]] = (MODEL_FILE,)
 
     def __init__(
         self,
@@ -45,16 +45,17 @@ class LightGBMForecaster(Forecaster):
         learning_rate: float = 0.05,
         num_leaves: int = 31,
         min_data_in_leaf: int = 20,
-        num_threads: int = 2,
+        objective: str = "l1",
+        num_threads: int = 1,
         seed: int = 0,
         min_train_rows: int | None = None,
+        recency_halflife_days: float | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(min_train_rows=min_train_rows, recency_halflife_days=recency_halflife_days)
         self.num_boost_round = num_boost_round
-        self.min_train_rows = min_train_rows
         self.num_threads = num_threads
         self.lgb_params: dict[str, Any] = {
-            "objective": "regression",
+            "objective": objective,
             "learning_rate": learning_rate,
             "num_leaves": num_leaves,
             "min_data_in_leaf": min_data_in_leaf,
@@ -64,97 +65,29 @@ class LightGBMForecaster(Forecaster):
             "num_threads": num_threads,
             "verbosity": -1,
         }
-        self._plan: FeaturePlan | None = None
         self._booster: lgb.Booster | None = None
 
-    def _required_history(self, context: FitContext) -> int:
-        return self._plan_for(context).required_history
-
-    def _plan_for(self, context: FitContext) -> FeaturePlan:
-        if self._plan is not None and self._plan.horizon_steps == context.horizon_steps:
-            return self._plan
-        return FeaturePlan.for_horizon(
-            step=context.step, horizon_steps=context.horizon_steps, holidays=context.country is not None
-        )
-
-    def _fit(self, y: pd.Series, context: FitContext) -> None:
-        plan = self._plan_for(context)
-        min_rows = self.min_train_rows or max(24, samples_per_day(context.step))
-        features = make_features(y, plan, timezone=context.timezone, country=context.country)
-        usable = np.zeros(len(y), dtype=bool)
-        usable[plan.required_history :] = True
-        usable &= y.notna().to_numpy()
-        if usable.sum() < min_rows:
-            raise InsufficientHistoryError(
-                available=len(y),
-                required=plan.required_history + min_rows,
-                series=series_name(y),
-                purpose=f"training history ({int(usable.sum())} usable rows, {min_rows} needed)",
-            )
-        dataset = lgb.Dataset(
-            features.to_numpy()[usable],
-            label=y.to_numpy()[usable],
-            feature_name=plan.feature_names,
-            free_raw_data=True,
-        )
+    def _fit_matrix(self, x: np.ndarray, y: np.ndarray, weight: np.ndarray | None, names: list[str]) -> None:
+        dataset = lgb.Dataset(x, label=y, weight=weight, feature_name=names, free_raw_data=True)
         self._booster = lgb.train(self.lgb_params, dataset, num_boost_round=self.num_boost_round)
-        self._plan = plan
 
-    def _predict(self, history: pd.Series, steps: int) -> np.ndarray:
-        context = self.context
-        plan = self._plan_for(context)
-        tail = history.iloc[-plan.required_history :]
-        future = pd.date_range(tail.index[-1] + context.step, periods=steps, freq=context.step)
-        extended = pd.concat([tail, pd.Series(np.nan, index=future, name=tail.name)])
-        features = make_features(extended, plan, timezone=context.timezone, country=context.country)
+    def _predict_matrix(self, x: np.ndarray) -> np.ndarray:
         assert self._booster is not None
-        return np.asarray(self._booster.predict(features.to_numpy()[-steps:], num_threads=self.num_threads))
+        return np.asarray(self._booster.predict(x, num_threads=self.num_threads))
 
-    @property
-    def feature_names(self) -> list[str]:
-        """Feature names of the fitted model."""
-        return self._plan_for(self.context).feature_names
-
-    def to_artifact(self) -> tuple[bytes, dict[str, Any]]:
-        """LightGBM text model (``Booster.model_to_string``) and the feature plan.
-
-        Returns:
-            ``(model text as UTF-8 bytes, params)``; params hold ``feature_names``,
-            the plan (lags, windows), the fit context (horizon_steps, step_seconds,
-            timezone, country) and the training parameters.
-        """
-        context = self.context
+    def _model_files(self) -> tuple[dict[str, bytes], dict[str, Any]]:
+        """LightGBM text model (``Booster.model_to_string``) and the training parameters."""
         assert self._booster is not None
-        params = {
-            "algorithm": self.name,
-            "feature_names": self.feature_names,
-            **self._plan_for(context).to_dict(),
-            **context.to_dict(),
-            "lightgbm_params": dict(self.lgb_params),
-            "num_boost_round": self.num_boost_round,
-        }
-        return self._booster.model_to_string().encode("utf-8"), params
+        params = {"lightgbm_params": dict(self.lgb_params), "num_boost_round": self.num_boost_round}
+        return {MODEL_FILE: self._booster.model_to_string().encode("utf-8")}, params
 
-    @classmethod
-    def from_artifact(cls, data: bytes, params: dict[str, Any]) -> LightGBMForecaster:
-        """Rebuild from :meth:`to_artifact` output.
-
-        Raises:
-            ValueError: the model's feature names differ from ``params["feature_names"]``,
-                or the plan and the fit context disagree.
-        """
-        context = FitContext.from_dict(params)
-        plan = FeaturePlan.from_dict(params)
-        booster = lgb.Booster(model_str=data.decode("utf-8"))
-        if booster.feature_name() != list(params["feature_names"]) or plan.feature_names != booster.feature_name():
+    def _load_model(self, files: dict[str, bytes], params: dict[str, Any]) -> None:
+        """Load the text model; ValueError when its features differ from the plan's."""
+        booster = lgb.Booster(model_str=files[MODEL_FILE].decode("utf-8"))
+        assert self._plan is not None
+        if booster.feature_name() != self._plan.feature_names:
             raise ValueError("LightGBM model features do not match the artifact params")
-        if plan.horizon_steps != context.horizon_steps or plan.holidays != (context.country is not None):
-            raise ValueError("LightGBM feature plan does not match the fit context")
-        lgb_params = dict(params.get("lightgbm_params", {}))
-        forecaster = cls(num_boost_round=int(params.get("num_boost_round", 0)))
-        forecaster.lgb_params.update(lgb_params)
-        forecaster.num_threads = int(lgb_params.get("num_threads", forecaster.num_threads))
-        forecaster._plan = plan
-        forecaster._booster = booster
-        forecaster._context = context
-        return forecaster
+        self.lgb_params.update(dict(params.get("lightgbm_params", {})))
+        self.num_threads = int(self.lgb_params.get("num_threads", self.num_threads))
+        self.num_boost_round = int(params.get("num_boost_round", self.num_boost_round))
+        self._booster = booster

@@ -20,6 +20,7 @@ from digitaltwin.forecasting.series import samples_per_day, series_name
 
 #: Grid assumed by ``required_history`` before ``fit`` (the finest the product uses).
 UNFITTED_STEP = pd.Timedelta(minutes=15)
+MODEL_FILE = "model.json"
 
 
 class SeasonalNaiveForecaster(Forecaster):
@@ -36,7 +37,8 @@ class SeasonalNaiveForecaster(Forecaster):
     """
 
     season_days: ClassVar[int]
-    artifact_filename: ClassVar[str] = "model.json"
+    stateless: ClassVar[bool] = True
+    artifact_files: ClassVar[tuple[str, ...]] = (MODEL_FILE,)
 
     def _required_history(self, context: FitContext) -> int:
         return self.season_days * samples_per_day(context.step)
@@ -44,12 +46,12 @@ class SeasonalNaiveForecaster(Forecaster):
     def _required_history_unfitted(self) -> int:
         return self.season_days * samples_per_day(UNFITTED_STEP)
 
-    def _fit(self, y: pd.Series, context: FitContext) -> None:
+    def _fit(self, y: pd.Series, context: FitContext, exog: pd.DataFrame | None) -> None:
         required = self._required_history(context)
         if len(y) < required:
             raise InsufficientHistoryError(available=len(y), required=required, series=series_name(y))
 
-    def _predict(self, history: pd.Series, steps: int) -> np.ndarray:
+    def _predict(self, history: pd.Series, steps: int, exog: pd.DataFrame | None) -> np.ndarray:
         context = self.context
         target = pd.date_range(history.index[-1] + context.step, periods=steps, freq=context.step)
         wall = target.tz_convert(context.timezone).tz_localize(None)
@@ -80,22 +82,17 @@ class SeasonalNaiveForecaster(Forecaster):
             out[pending] = fallback
         return out
 
-    def to_artifact(self) -> tuple[bytes, dict[str, Any]]:
-        params = {"algorithm": self.name, "season_days": self.season_days, **self.context.to_dict()}
-        params["season_steps"] = self.required_history()
-        return json.dumps(params, sort_keys=True).encode("utf-8"), params
+    def _to_files(self) -> tuple[dict[str, bytes], dict[str, Any]]:
+        params = {"season_days": self.season_days, "season_steps": self.required_history()}
+        return {MODEL_FILE: json.dumps(params, sort_keys=True).encode("utf-8")}, params
 
     @classmethod
-    def from_artifact(cls, data: bytes, params: dict[str, Any]) -> SeasonalNaiveForecaster:
-        stored = json.loads(data.decode("utf-8"))
-        if stored != params:
+    def _from_files(cls, files: dict[str, bytes], params: dict[str, Any], context: FitContext) -> Forecaster:
+        if json.loads(files[MODEL_FILE].decode("utf-8")) != params:
             raise ValueError("seasonal naive artifact does not match its params")
-        target = _BY_SEASON.get(int(params["season_days"]))
-        if target is None or (cls is not SeasonalNaiveForecaster and target is not cls):
-            raise ValueError(f"params describe season_days={params['season_days']}, not a {cls.__name__}")
-        forecaster = target()
-        forecaster._context = FitContext.from_dict(params)
-        return forecaster
+        if int(params.get("season_days", -1)) != cls.season_days:
+            raise ValueError(f"params describe season_days={params.get('season_days')}, not a {cls.__name__}")
+        return cls()
 
 
 class DailySeasonalNaiveForecaster(SeasonalNaiveForecaster):
@@ -112,7 +109,34 @@ class WeeklySeasonalNaiveForecaster(SeasonalNaiveForecaster):
     season_days = 7
 
 
-_BY_SEASON: dict[int, type[SeasonalNaiveForecaster]] = {
-    1: DailySeasonalNaiveForecaster,
-    7: WeeklySeasonalNaiveForecaster,
-}
+class PersistenceForecaster(Forecaster):
+    """Persistence: every step equals the last non-missing value of the history.
+
+    The reference for intra-day forecasts (1 to 4 steps ahead). Needs one sample.
+    """
+
+    name = "persistence"
+    stateless: ClassVar[bool] = True
+    artifact_files: ClassVar[tuple[str, ...]] = (MODEL_FILE,)
+
+    def _required_history(self, context: FitContext) -> int:
+        return 1
+
+    def _required_history_unfitted(self) -> int:
+        return 1
+
+    def _fit(self, y: pd.Series, context: FitContext, exog: pd.DataFrame | None) -> None:
+        return None
+
+    def _predict(self, history: pd.Series, steps: int, exog: pd.DataFrame | None) -> np.ndarray:
+        valid = history.dropna()
+        if valid.empty:
+            raise InsufficientHistoryError(available=0, required=1, series=series_name(history), purpose="non-missing history")
+        return np.full(steps, float(valid.iloc[-1]))
+
+    def _to_files(self) -> tuple[dict[str, bytes], dict[str, Any]]:
+        return {MODEL_FILE: b"{}"}, {}
+
+    @classmethod
+    def _from_files(cls, files: dict[str, bytes], params: dict[str, Any], context: FitContext) -> Forecaster:
+        return cls()

@@ -7,7 +7,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 #: Version of the manifest layout; bumped when fields change meaning.
-MANIFEST_SCHEMA = 1
+#: 2: several artifact files (``files``: name -> SHA-256) and ``data_fingerprint``.
+MANIFEST_SCHEMA = 2
 
 
 @dataclass(frozen=True)
@@ -26,11 +27,15 @@ class ModelManifest:
         training_end: last training interval start (or end of the window), ISO 8601 UTC.
         metrics: accuracy figures (e.g. backtest ``mae`` in kWh, ``cv_rmse`` as a fraction);
             ``NaN`` is written as JSON ``null`` and read back as ``NaN``.
-        library_versions: versions of python, lightgbm, pandas, numpy, holidays, digitaltwin.
-        artifact: file name of the model inside the version directory.
-        sha256: hex SHA-256 of the artifact file.
+        library_versions: versions of python and of the libraries the model depends on.
+        files: artifact file names inside the version directory -> hex SHA-256 of each
+            (native formats: ``model.txt`` LightGBM text, ``model.ubj`` XGBoost UBJ,
+            ``model.skops`` scikit-learn via skops, ``model.safetensors`` PyTorch weights,
+            ``model.json``; ensembles prefix each member's files with ``m<i>-``).
         created_at: ISO 8601 UTC creation time.
-        extra: free JSON-able details from the caller.
+        data_fingerprint: hex SHA-256 of the training target (UTC stamps and values), so two
+            models trained on the same data can be told apart from ones trained on different data.
+        extra: free JSON-able details from the caller (e.g. the champion/challenger decision).
         schema: manifest layout version.
     """
 
@@ -45,9 +50,9 @@ class ModelManifest:
     training_end: str
     metrics: dict[str, float]
     library_versions: dict[str, str]
-    artifact: str
-    sha256: str
+    files: dict[str, str]
     created_at: str
+    data_fingerprint: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
     schema: int = MANIFEST_SCHEMA
 
@@ -64,7 +69,11 @@ class ModelManifest:
 
         Raises:
             KeyError: a required field is missing.
+            ValueError: a manifest of another schema version.
         """
+        schema = int(data.get("schema", 1))
+        if schema != MANIFEST_SCHEMA:
+            raise ValueError(f"manifest schema {schema} is not supported (expected {MANIFEST_SCHEMA}); retrain the model")
         window = data["training_window"]
         return cls(
             model_id=str(data["model_id"]),
@@ -78,11 +87,11 @@ class ModelManifest:
             training_end=str(window["end"]),
             metrics={str(k): (math.nan if v is None else float(v)) for k, v in data.get("metrics", {}).items()},
             library_versions={str(k): str(v) for k, v in data.get("library_versions", {}).items()},
-            artifact=str(data["artifact"]),
-            sha256=str(data["sha256"]),
+            files={str(k): str(v) for k, v in dict(data["files"]).items()},
             created_at=str(data["created_at"]),
+            data_fingerprint=str(data.get("data_fingerprint", "")),
             extra=dict(data.get("extra") or {}),
-            schema=int(data.get("schema", MANIFEST_SCHEMA)),
+            schema=schema,
         )
 
 

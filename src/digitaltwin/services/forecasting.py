@@ -1,52 +1,97 @@
-"""Training, backtesting and serving forecasts of an asset's energy.
+"""Training, backtesting, champion/challenger and serving forecasts of an asset's energy.
 
 The target is the asset's energy per interval (kWh) on a regular grid in UTC,
 built from whatever series carries its energy (interval energy, counter or
 power) by :func:`digitaltwin.services.energy.energy_report`, at 15-minute
 resolution, or hourly for series of hourly or longer intervals. Gaps are NaN.
+
+Exogenous series: an asset whose ``attributes`` hold
+``{"forecast_exog": [{"asset_id": "weather-1", "quantity": "temperature"}]}``
+is forecast with those series of the other asset (mean per interval of the
+target grid, e.g. outdoor temperature in degC or irradiance in W/m2) as
+features, by the algorithms that read them. Readings of the weather asset after
+the last energy reading act as the weather forecast.
 """
 
 from __future__ import annotations
 
-import threading
-from dataclasses import dataclass
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from digitaltwin.analytics.buckets import Bucket
 from digitaltwin.domain.errors import NotFoundError, ValidationError
-from digitaltwin.forecasting.algorithms import make_forecaster
-from digitaltwin.forecasting.backtest import BacktestResult, backtest, daily_origins
-from digitaltwin.forecasting.base import Forecaster
-from digitaltwin.registry.store import ModelManifest, ModelRegistry
+from digitaltwin.forecasting.algorithms import algorithm_class, canonical_name, make_forecaster
+from digitaltwin.forecasting.backtest import DEFAULT_LEVELS, BacktestResult, backtest, daily_origins
+from digitaltwin.forecasting.base import Forecast
+from digitaltwin.forecasting.calibration import holdout_plan
+from digitaltwin.forecasting.errors import InsufficientHistoryError
+from digitaltwin.forecasting.plot import backtest_png
+from digitaltwin.forecasting.series import samples_per_day
+from digitaltwin.registry.backtests import BacktestRecord, BacktestStore
+from digitaltwin.registry.serving import ModelServer
+from digitaltwin.registry.store import ActiveModel, ModelManifest, ModelRegistry, data_fingerprint, parse_model_id
 from digitaltwin.services.energy import energy_report, pick_energy_series
 from digitaltwin.storage.repository import Repository
 
-#: Algorithms that need no stored model: they are fitted on the request's history.
-STATELESS = frozenset({"seasonal_naive_daily", "seasonal_naive_weekly"})
 DAY_AHEAD_HORIZON = timedelta(days=1)
+#: Local days of the champion/challenger holdout backtest run at every training.
+HOLDOUT_DAYS = 14
+#: The name that asks for the asset's champion.
+BEST = "best"
+#: Asset attribute listing exogenous series.
+EXOG_ATTRIBUTE = "forecast_exog"
 
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """An asset's energy per interval: ``y`` in kWh indexed by UTC interval starts."""
+    """An asset's energy per interval: ``y`` in kWh indexed by UTC interval starts, plus exogenous columns."""
 
     y: pd.Series
     step: timedelta
     timezone: str
     country: str | None
+    exog: pd.DataFrame | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class ForecastResult:
-    """Forecast values (kWh per interval) indexed by UTC interval starts."""
+    """A forecast: values (kWh per interval) and quantiles indexed by UTC interval starts."""
 
     asset_id: str
     algorithm: str
-    values: pd.Series
+    forecast: Forecast
     step: timedelta
     manifest: ModelManifest | None
+
+    @property
+    def values(self) -> pd.Series:
+        return self.forecast.values
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """Outcome of :meth:`ForecastService.train`.
+
+    Attributes:
+        manifest: the stored model.
+        promoted: whether it became the asset's champion.
+        reason: why it was (or was not) promoted.
+        backtest: the champion/challenger backtest, or ``None`` when too little history for one.
+        previous_champion: model id of the champion before, if any.
+    """
+
+    manifest: ModelManifest
+    promoted: bool
+    reason: str
+    backtest: BacktestRecord | None
+    previous_champion: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
 
 
 class ForecastService:
@@ -56,29 +101,50 @@ class ForecastService:
         repo: storage.
         registry: model artifacts in ``MODELS_DIR``.
         max_hold: longest hold of one power sample (see the energy service).
+        server: the served models (a new one over ``registry`` when omitted; loaded on creation).
+        backtests: where backtests are stored (``MODELS_DIR/../backtests`` sibling when omitted).
     """
 
-    def __init__(self, repo: Repository, registry: ModelRegistry, *, max_hold: timedelta) -> None:
+    def __init__(
+        self,
+        repo: Repository,
+        registry: ModelRegistry,
+        *,
+        max_hold: timedelta,
+        server: ModelServer | None = None,
+        backtests: BacktestStore | None = None,
+    ) -> None:
         self.repo = repo
         self.registry = registry
         self.max_hold = max_hold
-        self._loaded: dict[str, tuple[Forecaster, ModelManifest]] = {}
-        self._lock = threading.Lock()
+        self.server = server or ModelServer(registry)
+        if server is None:
+            self.server.reload()
+        self.backtests = backtests or BacktestStore(registry.models_dir.parent / "backtests")
 
-    def target(self, asset_id: str, *, start: datetime | None = None, end: datetime | None = None) -> Target:
+    # ------------------------------------------------------------------ data
+    def _grid(self, asset_id: str) -> tuple[Any, timedelta, tuple[datetime, datetime, int]]:
+        info = pick_energy_series(self.repo, asset_id)
+        extent = self.repo.series_extent(info.id)
+        if extent is None:
+            raise NotFoundError(f"asset {asset_id!r} has no readings", field="asset_id")
+        hourly = (info.interval_seconds or 0) >= 3600
+        return info, (timedelta(hours=1) if hourly else timedelta(minutes=15)), extent
+
+    def target(
+        self, asset_id: str, *, start: datetime | None = None, end: datetime | None = None, future_steps: int = 0
+    ) -> Target:
         """The asset's energy per interval over ``[start, end)`` (default: all stored data).
+
+        Args:
+            future_steps: intervals after the data for which exogenous values are also read.
 
         Raises:
             NotFoundError: unknown asset, or no energy-carrying readings.
         """
         asset = self.repo.get_asset(asset_id)
         site = self.repo.get_site(asset.site_id)
-        info = pick_energy_series(self.repo, asset_id)
-        extent = self.repo.series_extent(info.id)
-        if extent is None:
-            raise NotFoundError(f"asset {asset_id!r} has no readings", field="asset_id")
-        hourly = (info.interval_seconds or 0) >= 3600
-        step = timedelta(hours=1) if hourly else timedelta(minutes=15)
+        info, step, extent = self._grid(asset_id)
         first, last, _ = extent
         start = max(start, first) if start else first
         end = min(end, last + step) if end else last + step
@@ -89,42 +155,136 @@ class ForecastService:
             asset_id,
             start=start,
             end=end,
-            bucket=Bucket.HOUR if hourly else Bucket.QUARTER_HOUR,
+            bucket=Bucket.HOUR if step >= timedelta(hours=1) else Bucket.QUARTER_HOUR,
             max_hold=self.max_hold,
             quantity=info.quantity,
         )
         index = pd.DatetimeIndex([r.start for r in report.rows]).tz_convert("UTC")
         y = pd.Series([r.energy_kwh for r in report.rows], index=index, dtype="float64", name=asset_id)
-        return Target(y, step, site.timezone, site.country)
+        exog = self._exog(asset.attributes.get(EXOG_ATTRIBUTE), y.index, step, future_steps)
+        return Target(y, step, site.timezone, site.country, exog)
 
-    def train(self, asset_id: str, algorithm: str, *, horizon: timedelta = DAY_AHEAD_HORIZON) -> ModelManifest:
-        """Fit ``algorithm`` on all stored history and save it with its holdout metrics.
+    def _exog(self, spec: Any, index: pd.DatetimeIndex, step: timedelta, future_steps: int) -> pd.DataFrame | None:
+        """Exogenous columns (mean per interval) on ``index`` extended by ``future_steps``."""
+        if not spec or len(index) == 0:
+            return None
+        if not isinstance(spec, list) or not all(isinstance(s, dict) and {"asset_id", "quantity"} <= set(s) for s in spec):
+            raise ValidationError(
+                f"asset attribute {EXOG_ATTRIBUTE} must be a list of {{asset_id, quantity}}", field=EXOG_ATTRIBUTE
+            )
+        full = index.append(pd.date_range(index[-1] + step, periods=future_steps, freq=step)) if future_steps else index
+        columns: dict[str, np.ndarray] = {}
+        for item in spec:
+            name = str(item["quantity"])
+            if name in columns:
+                raise ValidationError(f"exogenous quantity {name!r} is listed twice", field=EXOG_ATTRIBUTE)
+            series = self.repo.find_series(str(item["asset_id"]), name)
+            if series is None:
+                raise NotFoundError(f"asset {item['asset_id']!r} has no {name} series", field=EXOG_ATTRIBUTE)
+            ts, values = self.repo.series_arrays(series.id, start=full[0].to_pydatetime(), end=(full[-1] + step).to_pydatetime())
+            stamps = pd.to_datetime(ts, unit="s", utc=True).floor(pd.Timedelta(step))
+            means = pd.Series(values, index=stamps).groupby(level=0).mean()
+            columns[name] = means.reindex(full).to_numpy(dtype=float)
+        return pd.DataFrame(columns, index=full)
 
-        Metrics come from a backtest over the last 14 local days (one fit before
-        them), so a manifest always says how well its model did on unseen data.
+    # ----------------------------------------------------------------- train
+    def train(
+        self,
+        asset_id: str,
+        algorithm: str,
+        *,
+        horizon: timedelta = DAY_AHEAD_HORIZON,
+        activate: bool = True,
+    ) -> TrainResult:
+        """Fit ``algorithm`` on all stored history, store it, and promote it if it beats the champion.
+
+        Champion/challenger: the challenger's algorithm and the champion's are
+        backtested on the same origins (each local midnight of the last
+        :data:`HOLDOUT_DAYS` days, one fit before them). The new model becomes the
+        champion when there is none, when it has the champion's algorithm (a
+        retraining on newer data), or when its MAE on that backtest is strictly
+        lower. Otherwise it is stored and can be activated by an admin.
+
+        Raises:
+            NotFoundError: unknown asset or no readings.
+            UnknownAlgorithmError, OptionalDependencyError: bad algorithm.
+            InsufficientHistoryError: too little history to fit.
+            ValidationError: naming ``horizon``.
         """
+        name = canonical_name(algorithm)
         target = self.target(asset_id)
         steps = _steps(horizon, target.step)
+        record = self.registry.active(asset_id)
+        champion_id = str(record["model_id"]) if record else None
+        champion_algorithm = parse_model_id(champion_id)[1] if champion_id else None
+        compared = [name] + ([champion_algorithm] if champion_algorithm and champion_algorithm != name else [])
+        stored_backtest: BacktestRecord | None = None
         metrics: dict[str, float] | None = None
+        result: BacktestResult | None = None
         last_day = target.y.index[-1].tz_convert(target.timezone).date()
-        origins = daily_origins(target.y, timezone=target.timezone, start=last_day - timedelta(days=14), end=last_day - timedelta(days=1))
+        origins = daily_origins(
+            target.y, timezone=target.timezone, start=last_day - timedelta(days=HOLDOUT_DAYS), end=last_day - timedelta(days=1)
+        )
         if origins:
-            result = backtest(
-                target.y, algorithms=[algorithm], origins=origins, horizon_steps=steps,
-                timezone=target.timezone, country=target.country, retrain_every=len(origins),
-            )
-            if algorithm in result.metrics.index:
-                metrics = {k: float(v) for k, v in result.metrics.loc[algorithm].items()}
-        model = make_forecaster(algorithm)
-        model.fit(target.y, horizon_steps=steps, timezone=target.timezone, country=target.country)
-        return self.registry.save(
+            try:
+                result = backtest(
+                    target.y, algorithms=compared, origins=origins, horizon_steps=steps, timezone=target.timezone,
+                    country=target.country, retrain_every=len(origins), exog=target.exog,
+                )
+            except InsufficientHistoryError:
+                result = None
+            if result is not None and int(result.metrics.loc[name, "n"]) > 0:
+                metrics = {k: float(v) for k, v in result.metrics.loc[name].items()}
+        model = make_forecaster(name)
+        model.fit(target.y, horizon_steps=steps, timezone=target.timezone, country=target.country, exog=target.exog)
+        promoted, reason = self._decide(name, champion_id, champion_algorithm, result)
+        manifest = self.registry.save(
             model,
             asset_id=asset_id,
             training_start=target.y.index[0].to_pydatetime(),
             training_end=(target.y.index[-1] + target.step).to_pydatetime(),
             metrics=metrics,
+            fingerprint=data_fingerprint(target.y),
+            extra={"champion_challenger": {"promoted": promoted, "reason": reason, "previous": champion_id}},
         )
+        if result is not None:
+            stored_backtest = self._store_backtest(
+                result, asset_id=asset_id, target=target, steps=steps, retrain_every=len(origins),
+                purpose="champion/challenger", extra={"model_id": manifest.model_id, "promoted": promoted, "reason": reason},
+            )
+        if promoted and activate:
+            self.registry.activate(manifest.model_id, reason=reason)
+        self.server.reload()
+        return TrainResult(manifest, promoted and activate, reason, stored_backtest, champion_id)
 
+    @staticmethod
+    def _decide(
+        name: str, champion_id: str | None, champion_algorithm: str | None, result: BacktestResult | None
+    ) -> tuple[bool, str]:
+        if champion_id is None:
+            return True, "first model of the asset"
+        if champion_algorithm == name:
+            return True, f"retrained the champion's algorithm {name} on newer data"
+        if result is None or champion_algorithm not in result.metrics.index:
+            return True, f"champion {champion_id} could not be backtested"
+        new, old = float(result.metrics.loc[name, "mae"]), float(result.metrics.loc[champion_algorithm, "mae"])
+        if math.isnan(old) or (not math.isnan(new) and new < old):
+            return True, f"MAE {new:.4g} kWh beats champion {champion_algorithm} {old:.4g} kWh on the same backtest"
+        return False, f"MAE {new:.4g} kWh does not beat champion {champion_algorithm} {old:.4g} kWh on the same backtest"
+
+    def activate(self, model_id: str, *, by: str | None = None) -> ActiveModel:
+        """Make a stored model its asset's champion (an admin's explicit choice) and reload.
+
+        Raises:
+            ModelNotFoundError: unknown model.
+            ModelIntegrityError: the model does not load (it is not activated).
+        """
+        self.registry.load(model_id)  # refuse to activate a model that cannot serve
+        record = self.registry.activate(model_id, reason="activated by an admin", by=by)
+        self.server.reload()
+        return record
+
+    # -------------------------------------------------------------- backtest
     def backtest(
         self,
         asset_id: str,
@@ -134,65 +294,116 @@ class ForecastService:
         end: date,
         horizon: timedelta = DAY_AHEAD_HORIZON,
         retrain_every: int = 7,
-    ) -> BacktestResult:
-        """Rolling-origin backtest with one origin at each local midnight from ``start`` to ``end``."""
+        store: bool = False,
+    ) -> tuple[BacktestResult, BacktestRecord | None]:
+        """Rolling-origin backtest with one origin at each local midnight from ``start`` to ``end``.
+
+        Returns:
+            The result and, with ``store``, its stored record (with a PNG plot).
+
+        Raises:
+            ValidationError: naming ``start`` when no origin has data, ``retrain_every`` when < 1,
+                or ``horizon``.
+        """
+        if retrain_every < 1:
+            raise ValidationError("retrain_every must be >= 1", field="retrain_every")
         target = self.target(asset_id)
         origins = daily_origins(target.y, timezone=target.timezone, start=start, end=end)
         if not origins:
             raise ValidationError("no origin with data between start and end", field="start")
-        return backtest(
-            target.y, algorithms=algorithms, origins=origins, horizon_steps=_steps(horizon, target.step),
-            timezone=target.timezone, country=target.country, retrain_every=retrain_every,
+        steps = _steps(horizon, target.step)
+        result = backtest(
+            target.y, algorithms=algorithms, origins=origins, horizon_steps=steps, timezone=target.timezone,
+            country=target.country, retrain_every=retrain_every, exog=target.exog,
+        )
+        record = None
+        if store:
+            record = self._store_backtest(result, asset_id=asset_id, target=target, steps=steps, retrain_every=retrain_every)
+        return result, record
+
+    def _store_backtest(
+        self,
+        result: BacktestResult,
+        *,
+        asset_id: str,
+        target: Target,
+        steps: int,
+        retrain_every: int,
+        purpose: str = "backtest",
+        extra: dict[str, Any] | None = None,
+    ) -> BacktestRecord:
+        png = backtest_png(result, title=f"{asset_id}: {purpose}, {steps} steps per origin", timezone=target.timezone)
+        return self.backtests.save(
+            result, asset_id=asset_id, horizon_steps=steps, interval_seconds=int(target.step.total_seconds()),
+            retrain_every=retrain_every, png=png, purpose=purpose, extra=extra,
         )
 
-    def model(self, asset_id: str, algorithm: str) -> tuple[Forecaster, ModelManifest] | None:
-        """The newest stored model of ``algorithm`` for the asset, loaded once and verified."""
-        manifest = self.registry.latest(asset_id, algorithm)
-        if manifest is None:
-            return None
-        with self._lock:
-            cached = self._loaded.get(manifest.model_id)
-            if cached is None:
-                cached = self._loaded[manifest.model_id] = self.registry.load(manifest.model_id)
-        return cached
-
-    def forecast(self, asset_id: str, algorithm: str, *, horizon: timedelta = DAY_AHEAD_HORIZON) -> ForecastResult:
+    # -------------------------------------------------------------- forecast
+    def forecast(
+        self,
+        asset_id: str,
+        algorithm: str,
+        *,
+        horizon: timedelta = DAY_AHEAD_HORIZON,
+        quantiles: Sequence[float] = (),
+    ) -> ForecastResult:
         """Forecast the intervals after the last stored reading.
 
+        ``algorithm="best"`` serves the asset's champion. Stateless algorithms
+        (persistence, seasonal naive) are fitted on the request's history.
+
         Raises:
-            NotFoundError: no trained model of a trained algorithm.
+            NotFoundError: no trained model of a trained algorithm (or no champion for ``best``).
             ValidationError: naming ``horizon`` when it is not a positive multiple
-                of the resolution or exceeds what the model was trained for.
-            InsufficientHistoryError: too little recent history for the model's lags.
+                of the resolution or exceeds what the model was trained for, or
+                ``quantiles`` when a level is outside [0.01, 0.99].
+            InsufficientHistoryError: too little recent history for the model's lags
+                (``InsufficientValidDataError`` when it is all missing).
+            NotCalibratedError: quantiles asked of a model without calibration.
         """
-        stored = None if algorithm in STATELESS else self.model(asset_id, algorithm)
-        if algorithm not in STATELESS and stored is None:
-            make_forecaster(algorithm)  # unknown names raise UnknownAlgorithmError first
-            raise NotFoundError(
-                f"no trained {algorithm} model for asset {asset_id!r}; train one first", field="algorithm"
-            )
-        info = pick_energy_series(self.repo, asset_id)
-        extent = self.repo.series_extent(info.id)
-        if extent is None:
-            raise NotFoundError(f"asset {asset_id!r} has no readings", field="asset_id")
-        if stored is not None:
-            model, manifest = stored
+        self.repo.get_asset(asset_id)
+        _, step, extent = self._grid(asset_id)
+        steps = _steps(horizon, step)
+        served = self._served(asset_id, algorithm)
+        if served is not None:
+            model, manifest = served.model, served.manifest
+            if steps > manifest.horizon_steps and model.limited_horizon:
+                raise ValidationError(
+                    f"horizon of {steps} steps exceeds the {manifest.horizon_steps} steps the model was trained for",
+                    field="horizon",
+                )
+            window = step * (model.required_history() + 1)
         else:
             model, manifest = make_forecaster(algorithm), None
-        # Enough recent history for the model's lags, plus a day of margin.
-        probe = self.target(asset_id, start=extent[1] - timedelta(days=1))
-        steps = _steps(horizon, probe.step)
-        window = probe.step * (model.required_history() + steps) + timedelta(days=1)
-        target = self.target(asset_id, start=extent[1] - window)
+            required = model.required_history()
+            n, spacing = holdout_plan(steps, samples_per_day(pd.Timedelta(step)))
+            window = step * (2 * required + n * spacing + steps) if quantiles else step * (required + 1)
+        window = max(window, timedelta(days=1) + step)  # the flat-series check reads the last 24 h
+        target = self.target(asset_id, start=extent[1] - window, future_steps=steps)
         if manifest is None:
-            model.fit(target.y, horizon_steps=steps, timezone=target.timezone, country=target.country)
-        if manifest is not None and steps > manifest.horizon_steps:
-            raise ValidationError(
-                f"horizon of {steps} steps exceeds the {manifest.horizon_steps} steps the model was trained for",
-                field="horizon",
-            )
-        values = model.predict(target.y, steps=steps)
-        return ForecastResult(asset_id, algorithm, values, target.step, manifest)
+            model.fit(target.y, horizon_steps=steps, timezone=target.timezone, country=target.country,
+                      exog=target.exog, calibrate=bool(quantiles))
+        try:
+            result = model.forecast(target.y, steps=steps, quantiles=quantiles, exog=target.exog)
+        except ValueError as exc:
+            raise ValidationError(str(exc), field="quantiles" if "quantile" in str(exc) else "horizon") from exc
+        return ForecastResult(asset_id, model.name, result, step, manifest)
+
+    def _served(self, asset_id: str, algorithm: str) -> Any:
+        if algorithm.strip().lower() == BEST:
+            served = self.server.champion(asset_id)
+            if served is None:
+                raise NotFoundError(f"asset {asset_id!r} has no trained model; train one first", field="algorithm")
+            return served
+        name = canonical_name(algorithm)
+        served = self.server.get(asset_id, name)
+        if served is None and not algorithm_class(name).stateless:
+            raise NotFoundError(f"no trained {name} model for asset {asset_id!r}; train one first", field="algorithm")
+        return served
+
+    def models(self, asset_id: str | None = None) -> list[ModelManifest]:
+        """Manifests of the stored models (of one asset when given)."""
+        return self.registry.list(asset_id)
 
 
 def _steps(horizon: timedelta, step: timedelta) -> int:

@@ -1,0 +1,99 @@
+"""Twelve Cambridge buildings: hourly day-ahead with observed temperature standing in for a weather forecast.
+
+Protocol (issue 5), identical for every model in the same run: each building of
+datasets/cambridge_estates_2019, 24 hourly steps issued at each local (Europe/London)
+midnight from 2019-10-01 to 2019-12-30, trained only on data before the origin, refitted
+every 7 origins; Bedford air temperature as the exogenous series. Peer: mlforecast
+LightGBM with lags 24, 48, 168, hour/day-of-week and the same temperature as a dynamic feature.
+
+Targets: median CV(RMSE) <= 8.5 % (reference: daily naive 13.6 %, LightGBM + temperature 9.15 %),
+every building within ASHRAE Guideline 14 hourly limits (CV(RMSE) <= 30 %, |NMBE| <= 10 %),
+80 % intervals covering 75-85 %.
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from forecast_common import load_bedford_temperature, load_cambridge, timed  # noqa: E402
+
+from digitaltwin.forecasting import backtest, daily_origins  # noqa: E402
+from digitaltwin.forecasting.metrics import coverage, cv_rmse, nmbe  # noqa: E402
+
+TZ = "Europe/London"
+BUILDINGS = ["b2", "b33", "b40", "b57", "b58", "b64", "b77", "b91", "b96", "b97", "b105", "b111"]
+PRODUCT = ["seasonal_naive_daily", "lightgbm", "ensemble_weighted"]
+
+
+def peer(y: pd.Series, temperature: pd.DataFrame, origins: list[pd.Timestamp]) -> tuple[np.ndarray, np.ndarray]:
+    import lightgbm as lgb
+    from mlforecast import MLForecast
+
+    frame = pd.DataFrame({"unique_id": y.name, "ds": y.index.tz_localize(None), "y": y.to_numpy()})
+    frame["temperature"] = temperature["temperature"].reindex(y.index).to_numpy()
+    preds, actual, model = [], [], None
+    for i, origin in enumerate(origins):
+        cut = origin.tz_convert("UTC").tz_localize(None)
+        train = frame[frame["ds"] < cut]
+        if model is None or i % 7 == 0:
+            model = MLForecast(
+                models={"lgb": lgb.LGBMRegressor(n_estimators=300, learning_rate=0.05, verbosity=-1, n_jobs=2, random_state=0)},
+                freq="h", lags=[24, 48, 168], date_features=["hour", "dayofweek"],
+            )
+            model.fit(train, static_features=[])
+        future = frame[(frame["ds"] >= cut) & (frame["ds"] < cut + pd.Timedelta(hours=24))][["unique_id", "ds", "temperature"]]
+        preds.append(model.predict(24, new_df=train, X_df=future)["lgb"].to_numpy())
+        actual.append(y.reindex(pd.date_range(origin, periods=24, freq="1h")).to_numpy())
+    return np.concatenate(actual), np.concatenate(preds)
+
+
+def main() -> None:
+    temperature = load_bedford_temperature()
+    rows = []
+    for building in BUILDINGS:
+        y = load_cambridge(building)
+        origins = daily_origins(y, timezone=TZ, start=date(2019, 10, 1), end=date(2019, 12, 30))
+        result, seconds = timed(
+            lambda y=y, origins=origins: backtest(
+                y, algorithms=PRODUCT, origins=origins, horizon_steps=24, timezone=TZ, country="GB", retrain_every=7, exog=temperature
+            )
+        )
+        for name in PRODUCT:
+            part = result.forecasts[result.forecasts["algorithm"] == name]
+            a, p = part["actual"].to_numpy(), part["predicted"].to_numpy()
+            rows.append({"building": building, "model": f"digitaltwin {name}", "cv_rmse": cv_rmse(a, p), "nmbe": nmbe(a, p),
+                         "coverage": coverage(a, part["q0.1"], part["q0.9"]), "origins": len(origins) - len(result.skipped_origins)})
+        try:
+            (a, p), peer_seconds = timed(lambda y=y, origins=origins: peer(y, temperature, origins))
+            rows.append({"building": building, "model": "peer mlforecast LightGBM", "cv_rmse": cv_rmse(a, p), "nmbe": nmbe(a, p),
+                         "coverage": np.nan, "origins": len(origins)})
+        except ImportError as exc:
+            print(f"peer skipped: {exc} (run in .venv-bench: make bench-forecast)")
+        print(f"{building}: backtest {seconds:.0f} s", flush=True)
+    frame = pd.DataFrame(rows)
+    table = frame.pivot(index="building", columns="model", values="cv_rmse").reindex(BUILDINGS) * 100
+    print("\nCambridge estates, hourly day-ahead, 2019-10-01..12-30 local midnights, CV(RMSE) % per building")
+    print(table.to_string(float_format=lambda v: f"{v:.2f}"))
+    summary = frame.groupby("model").agg(
+        median_cv_rmse=("cv_rmse", "median"), worst_cv_rmse=("cv_rmse", "max"),
+        worst_abs_nmbe=("nmbe", lambda s: s.abs().max()), coverage_min=("coverage", "min"), coverage_median=("coverage", "median"),
+    ) * 100
+    print("\nsummary (%): median and worst CV(RMSE), worst |NMBE|, 80 % interval coverage (min, median)")
+    print(summary.to_string(float_format=lambda v: f"{v:.2f}"))
+    best = summary["median_cv_rmse"].filter(like="digitaltwin").idxmin()
+    ok = summary.loc[best]
+    print(
+        f"best product model {best}: median CV(RMSE) {ok['median_cv_rmse']:.2f} % (target <= 8.5, ratio {ok['median_cv_rmse'] / 8.5:.2f}); "
+        f"worst CV(RMSE) {ok['worst_cv_rmse']:.1f} % (<= 30), worst |NMBE| {ok['worst_abs_nmbe']:.1f} % (<= 10), "
+        f"coverage {ok['coverage_min']:.1f}..{frame[frame['model'] == best]['coverage'].max() * 100:.1f} % (75-85)"
+    )
+
+
+if __name__ == "__main__":
+    main()

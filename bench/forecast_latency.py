@@ -1,0 +1,120 @@
+"""Latency of the forecast endpoint: 96 steps (day-ahead, 15 min) with a warm LightGBM model.
+
+Imports the steel plant into a temporary embedded SQLite database, trains LightGBM,
+serves the API with ``digitaltwin serve`` (one uvicorn process) on 127.0.0.1, logs in a
+fresh admin, then times ``GET /api/v1/assets/steel-plant/forecast?horizon=PT24H&algorithm=lightgbm``:
+sequential requests for p50/p95/p99, then CONCURRENCY parallel clients for forecasts/s.
+Bounded: REQUESTS requests per phase, loopback only.
+
+Target (issue 5, 2 cores): p95 <= 10 ms and >= 300 forecasts/s; the guide asks for < 500 ms.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+REQUESTS = int(os.environ.get("BENCH_REQUESTS", "300"))
+CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "8"))
+URL = "/api/v1/assets/steel-plant/forecast?horizon=PT24H&algorithm=lightgbm"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def main() -> None:
+    folder = Path(tempfile.mkdtemp(prefix="dt-latency-"))
+    env = {
+        **os.environ,
+        "DATA_DIR": str(folder / "data"),
+        "MODELS_DIR": str(folder / "models"),
+        "LOG_DIR": str(folder / "logs"),
+        "SECRET_KEY": secrets.token_hex(32),
+        "API_RATE_LIMIT": "1000000",
+        "LOG_LEVEL": "WARNING",
+    }
+    env.pop("DATABASE_URL", None)
+    cli = [sys.executable, "-m", "digitaltwin.cli"]
+    subprocess.run([*cli, "demo", "--no-serve"], env=env, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    token = login(env)
+    port = free_port()
+    server = subprocess.Popen([*cli, "serve", "--port", str(port)], env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        headers = {"Authorization": f"Bearer {token}"}
+        with httpx.Client(base_url=base, headers=headers, timeout=30) as client:
+            for _ in range(200):
+                try:
+                    if client.get("/healthz").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    time.sleep(0.1)
+            first = client.get(URL)
+            assert first.status_code == 200, first.text
+            assert len(first.json()["points"]) == 96
+            for _ in range(20):  # warm up
+                client.get(URL)
+            durations = []
+            for _ in range(REQUESTS):
+                started = time.perf_counter()
+                assert client.get(URL).status_code == 200
+                durations.append(time.perf_counter() - started)
+        ms = np.array(durations) * 1000
+        p50, p95, p99 = np.percentile(ms, [50, 95, 99])
+
+        def worker(n: int) -> int:
+            with httpx.Client(base_url=base, headers=headers, timeout=30) as c:
+                return sum(c.get(URL).status_code == 200 for _ in range(n))
+
+        per = max(1, REQUESTS // CONCURRENCY)
+        started = time.perf_counter()
+        with ThreadPoolExecutor(CONCURRENCY) as pool:
+            ok = sum(pool.map(worker, [per] * CONCURRENCY))
+        rate = ok / (time.perf_counter() - started)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    print("\nForecast endpoint, 96 x 15 min, warm LightGBM model, one uvicorn process, SQLite, 2 cores shared")
+    print(f"sequential {REQUESTS}: p50 {p50:.1f} ms, p95 {p95:.1f} ms, p99 {p99:.1f} ms (target p95 <= 10 ms: ratio {p95 / 10:.2f}; guide < 500 ms)")
+    print(f"{CONCURRENCY} concurrent clients: {rate:.0f} forecasts/s (target >= 300: ratio {rate / 300:.2f})")
+
+
+def login(env: dict[str, str]) -> str:
+    """A fresh admin's access token, created directly in the benchmark's database."""
+    saved = dict(os.environ)
+    os.environ.update(env)
+    try:
+        from digitaltwin.config import Settings
+        from digitaltwin.security.roles import Role
+        from digitaltwin.security.secret_key import resolve_signing_keys
+        from digitaltwin.security.service import SecurityService
+        from digitaltwin.storage.db import make_engine
+
+        settings = Settings(_env_file=None)
+        engine = make_engine(settings)
+        security = SecurityService(settings, engine, keys=resolve_signing_keys(settings))
+        user = security.accounts.create(f"bench-{secrets.token_hex(3)}", secrets.token_urlsafe(18), Role.ADMIN, actor="bench")
+        token = security.sessions.start(user, amr="pwd").access_token
+        engine.dispose()
+        return token
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+if __name__ == "__main__":
+    main()

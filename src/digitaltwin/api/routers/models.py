@@ -1,0 +1,89 @@
+"""Stored forecasting models: list, detail, training (champion/challenger) and admin activation."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+
+from digitaltwin.api.deps import State
+from digitaltwin.api.forecast_schemas import ActivationOut, ModelDetailOut, ModelOut, ModelsOut, TrainIn, TrainOut
+from digitaltwin.domain.assets import check_slug
+from digitaltwin.domain.durations import parse_duration
+from digitaltwin.registry.manifest import ModelManifest
+from digitaltwin.security.policy import access
+from digitaltwin.security.roles import Role
+from digitaltwin.services.forecasting import ForecastService
+
+router = APIRouter(prefix="/api/v1", tags=["models"])
+
+
+def model_out(manifest: ModelManifest, service: ForecastService, *, detail: bool = False) -> ModelOut:
+    """The API view of a manifest."""
+    data = manifest.to_dict()
+    served = service.server.get(manifest.asset_id, manifest.algorithm)
+    fields = {
+        "model_id": manifest.model_id,
+        "asset_id": manifest.asset_id,
+        "algorithm": manifest.algorithm,
+        "version": manifest.version,
+        "active": service.server.champion_id(manifest.asset_id) == manifest.model_id,
+        "serving": served is not None and served.manifest.model_id == manifest.model_id,
+        "horizon_steps": manifest.horizon_steps,
+        "features": manifest.features,
+        "training_window": data["training_window"],
+        "metrics": data["metrics"],
+        "data_fingerprint": manifest.data_fingerprint,
+        "library_versions": manifest.library_versions,
+        "files": manifest.files,
+        "created_at": manifest.created_at,
+        "extra": manifest.extra,
+    }
+    return ModelDetailOut(**fields, params=manifest.params) if detail else ModelOut(**fields)
+
+
+@router.get("/models", response_model=ModelsOut)
+def list_models(state: State, asset_id: str | None = None) -> ModelsOut:
+    """Stored models (of one asset with ``?asset_id=``), oldest first, with current load failures."""
+    if asset_id is not None:
+        check_slug(asset_id, field="asset_id")
+    service = state.forecasts
+    return ModelsOut(
+        models=[model_out(m, service) for m in service.models(asset_id)],
+        load_failures=service.server.failures,
+    )
+
+
+@router.get("/models/{model_id}", response_model=ModelDetailOut)
+def get_model(model_id: str, state: State) -> ModelOut:
+    """One model's manifest (algorithm, features, training window, fingerprint, metrics, versions, SHA-256)."""
+    return model_out(state.forecasts.registry.manifest(model_id), state.forecasts, detail=True)
+
+
+@router.post("/models/{model_id}/activate", response_model=ActivationOut, openapi_extra=access(Role.ADMIN))
+def activate_model(model_id: str, state: State, request: Request) -> ActivationOut:
+    """Make a model its asset's champion (admin only), bypassing the champion/challenger backtest.
+
+    The model is loaded and verified first: 503 when it does not load, 404 when unknown.
+    """
+    principal = getattr(request.state, "principal", None)
+    by = getattr(principal, "label", None) if principal is not None else None
+    record = state.forecasts.activate(model_id, by=by)
+    return ActivationOut(**record)
+
+
+@router.post("/assets/{asset_id}/train", response_model=TrainOut, status_code=201)
+async def train_model(asset_id: str, body: TrainIn, state: State) -> TrainOut:
+    """Train a model on all stored history; it becomes the champion if it beats the current one.
+
+    The champion/challenger backtest (last 14 local days, both algorithms, same
+    origins) is stored and returned as ``backtest_id``.
+    """
+    horizon = parse_duration(body.horizon, field="horizon")
+    result = await run_in_threadpool(state.forecasts.train, asset_id, body.algorithm, horizon=horizon)
+    return TrainOut(
+        model=model_out(result.manifest, state.forecasts),
+        promoted=result.promoted,
+        reason=result.reason,
+        previous_champion=result.previous_champion,
+        backtest_id=result.backtest.backtest_id if result.backtest else None,
+    )
