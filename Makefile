@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-sqlite test-postgres bench serve clean
+.PHONY: demo test test-sqlite test-postgres bench bench-forecast serve clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,8 +13,9 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 ## Import the steel plant, train, backtest, then serve the API on http://127.0.0.1:8000
+DEMO_PORT ?= 8000
 demo: $(STAMP)
-	$(BIN)/digitaltwin demo
+	$(BIN)/digitaltwin demo --port $(DEMO_PORT)
 
 ## The whole suite: SQLite always, PostgreSQL/Redis/MQTT when reachable (see tests/conftest.py)
 test: $(STAMP)
@@ -22,6 +23,15 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/import_throughput.py
+
+## Forecasting benchmarks (issue 5) against the peer library mlforecast, which needs pandas < 3: own venv
+BENCH_VENV ?= .venv-bench
+bench-forecast:
+	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install --quiet -e '.[bench,peers]'
+	$(BENCH_VENV)/bin/python bench/forecast_steel.py
+	$(BENCH_VENV)/bin/python bench/forecast_cambridge.py
+	$(BIN)/python bench/forecast_latency.py
 
 clean:
 	rm -rf $(VENV) data models logs .pytest_cache

@@ -8,6 +8,7 @@ end. Without a reachable server the PostgreSQL variants are skipped, unless
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -25,6 +26,8 @@ from digitaltwin.storage.tables import metadata
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 STEEL_CSV = REPO_ROOT / "datasets" / "steel_industry" / "Steel_industry_data.csv"
+#: A random signing key per test session (ENVIRONMENT=test refuses weak keys).
+TEST_SECRET_KEY = uuid.uuid4().hex + uuid.uuid4().hex
 
 
 def _pg_admin_url() -> str:
@@ -32,9 +35,12 @@ def _pg_admin_url() -> str:
     return url.replace("postgresql://", "postgresql+psycopg://", 1).replace("postgres://", "postgresql+psycopg://", 1)
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """URL (guide's ``postgresql://`` form) of a fresh database for this test session."""
+@contextlib.contextmanager
+def fresh_postgres_database(prefix: str = "dt_test") -> Iterator[str]:
+    """URL (guide's ``postgresql://`` form) of a new database on the test server, dropped on exit.
+
+    Skips when the server is unreachable, or fails under ``DT_REQUIRE_POSTGRES=1``.
+    """
     admin_url = _pg_admin_url()
     try:
         admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
@@ -44,14 +50,23 @@ def postgres_url() -> Iterator[str]:
         if os.environ.get("DT_REQUIRE_POSTGRES") == "1":
             pytest.fail(f"PostgreSQL required but unreachable at {admin_url}: {exc}")
         pytest.skip(f"PostgreSQL unreachable at {admin_url}: {exc}")
-    name = f"dt_test_{uuid.uuid4().hex[:10]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    yield url.replace("postgresql+psycopg://", "postgresql://", 1)
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    try:
+        yield url.replace("postgresql+psycopg://", "postgresql://", 1)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh database for this test session (see :func:`fresh_postgres_database`)."""
+    with fresh_postgres_database() as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -67,6 +82,8 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
         LOG_DIR=tmp_path / "logs",
         REDIS_URL=None,
         MQTT_BROKER=None,
+        SECRET_KEY=TEST_SECRET_KEY,  # security (issue 4): outside development a strong key is required
+        API_RATE_LIMIT=10_000,  # security (issue 4): one test client makes many requests; limit tests set their own
     )
 
 

@@ -12,14 +12,15 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from digitaltwin.cli_users import users_app
 from digitaltwin.config import Settings
-from digitaltwin.domain.assets import Asset, AssetKind, Site, check_slug
+from digitaltwin.domain.assets import Asset, AssetKind, Site, check_country, check_slug
 from digitaltwin.domain.durations import parse_duration
 from digitaltwin.domain.errors import DomainError
 from digitaltwin.domain.timestamps import zone
 from digitaltwin.forecasting.errors import ForecastError
 from digitaltwin.ingest.csv_import import PRESETS, ColumnMapping, ImportReport, ValueColumn, import_csv, with_asset
-from digitaltwin.observability.logs import configure_logging
+from digitaltwin.observability.logs import configure_logging, secret_values
 from digitaltwin.registry.store import ModelRegistry
 from digitaltwin.services import demo as demo_service
 from digitaltwin.services.forecasting import ForecastService
@@ -31,13 +32,14 @@ sites_app = typer.Typer(help="Sites (places with one local calendar).", no_args_
 assets_app = typer.Typer(help="Assets (the twins).", no_args_is_help=True)
 app.add_typer(sites_app, name="sites")
 app.add_typer(assets_app, name="assets")
+app.add_typer(users_app, name="users")  # security (issue 4)
 console = Console()
 err = Console(stderr=True)
 
 
 def _open(*, auto_migrate: bool = True) -> tuple[Settings, Repository]:
     settings = Settings()
-    configure_logging(settings.log_dir, level=settings.log_level)
+    configure_logging(settings.log_dir, level=settings.log_level, secrets=secret_values(settings))
     engine = make_engine(settings)
     if auto_migrate and settings.embedded:
         migrate(engine)
@@ -71,10 +73,11 @@ def sites_add(
     try:
         check_slug(site_id, field="site_id")
         zone(timezone)
-        repo.create_site(Site(site_id, name or site_id, timezone, country), exist_ok=True)
+        existed = any(s.id == site_id for s in repo.list_sites())
+        repo.create_site(Site(site_id, name or site_id, timezone, check_country(country)), exist_ok=True)
     except DomainError as exc:
         raise _fail(exc) from None
-    console.print(f"site {site_id} ({timezone})")
+    console.print(f"site {site_id} ({timezone}) {'updated' if existed else 'created'}")
 
 
 @sites_app.command("list")
@@ -100,10 +103,11 @@ def assets_add(
     _, repo = _open()
     try:
         check_slug(asset_id, field="asset_id")
+        existed = bool(repo.known_asset_ids([asset_id]))
         repo.create_asset(Asset(asset_id, site, name or asset_id, kind, parent, rated_power_kw), exist_ok=True)
     except DomainError as exc:
         raise _fail(exc) from None
-    console.print(f"asset {asset_id} ({kind.value}) on site {site}")
+    console.print(f"asset {asset_id} ({kind.value}) on site {site} {'updated' if existed else 'created'}")
 
 
 @assets_app.command("list")
@@ -149,7 +153,11 @@ def import_cmd(
     timestamp_format: Annotated[Optional[str], typer.Option(help="strptime format; default ISO 8601")] = None,
     site_timezone_from: Annotated[Optional[str], typer.Option("--site", help="use this site's timezone for naive timestamps")] = None,
 ) -> None:
-    """Import a CSV file of readings; unparseable rows are reported, the rest stored."""
+    """Import a CSV file of readings; unparseable rows are reported, the rest stored.
+
+    Exit status: 0 when every row was stored (or already stored), 1 when some rows
+    were rejected, 2 when the file or options are unusable.
+    """
     _, repo = _open()
     try:
         if preset:
@@ -173,6 +181,8 @@ def import_cmd(
                 interval_seconds=interval_seconds,
                 timestamp_format=timestamp_format,
             )
+        if preset in demo_service.PRESET_SETUP:
+            demo_service.PRESET_SETUP[preset](repo)  # the preset's site and asset, registered if missing
         site_tz = repo.get_site(site_timezone_from).timezone if site_timezone_from else None
         with _progress() as bar:
             task = bar.add_task("import", total=None)
@@ -182,39 +192,96 @@ def import_cmd(
     except DomainError as exc:
         raise _fail(exc) from None
     _print_import(report)
+    if report.errors:
+        raise typer.Exit(code=1)  # some rows were rejected: scripts must notice
 
 
 def _service(settings: Settings, repo: Repository) -> ForecastService:
-    return ForecastService(repo, ModelRegistry(settings.models_dir), max_hold=settings.power_max_hold)
+    from digitaltwin.registry.backtests import BacktestStore
+
+    return ForecastService(
+        repo,
+        ModelRegistry(settings.models_dir),
+        max_hold=settings.power_max_hold,
+        backtests=BacktestStore(settings.data_dir / "backtests"),
+    )
 
 
 @app.command("train")
 def train_cmd(
     asset: Annotated[str, typer.Option(help="asset id")] = demo_service.PLANT.id,
-    algorithm: Annotated[str, typer.Option()] = "lightgbm",
+    algorithm: Annotated[str, typer.Option(help="lightgbm, xgboost, ridge, rf, lstm, gru, ensemble_weighted, ...")] = "lightgbm",
     horizon: Annotated[str, typer.Option(help="ISO 8601 duration")] = "PT24H",
 ) -> None:
-    """Train a model on all stored history and save it in MODELS_DIR."""
+    """Train a model on all stored history, save it in MODELS_DIR; it becomes the champion if it beats the current one."""
     settings, repo = _open()
     try:
-        manifest = _service(settings, repo).train(asset, algorithm, horizon=parse_duration(horizon, field="horizon"))
+        result = _service(settings, repo).train(asset, algorithm, horizon=parse_duration(horizon, field="horizon"))
     except (DomainError, ForecastError) as exc:
         raise _fail(exc) from None
+    manifest = result.manifest
     console.print(f"saved model {manifest.model_id}")
+    console.print(f"{'champion' if result.promoted else 'not promoted'}: {result.reason}")
     if manifest.metrics:
         console.print("holdout (last 14 days): " + ", ".join(f"{k}={v:.4g}" for k, v in manifest.metrics.items()))
 
 
-def print_backtest(metrics: object, *, title: str) -> None:
-    """Print a backtest metrics table (MAE and RMSE in kWh, CV(RMSE) and NMBE in %)."""
-    table = Table(title=title)
-    for column in ("algorithm", "MAE kWh", "RMSE kWh", "CV(RMSE) %", "NMBE %", "points"):
-        table.add_column(column, justify="right" if column != "algorithm" else "left")
-    for name, row in metrics.iterrows():  # type: ignore[attr-defined]
-        table.add_row(
-            str(name), f"{row['mae']:.2f}", f"{row['rmse']:.2f}", f"{100 * row['cv_rmse']:.1f}", f"{100 * row['nmbe']:.1f}", str(int(row["n"]))
-        )
+@app.command("train-fleet")
+def train_fleet_cmd(
+    assets: Annotated[Optional[str], typer.Option(help="comma separated asset ids (default: every asset with readings)")] = None,
+    algorithm: Annotated[str, typer.Option()] = "lightgbm",
+    horizon: Annotated[str, typer.Option(help="ISO 8601 duration")] = "PT24H",
+    n_jobs: Annotated[Optional[int], typer.Option(help="processes (default FLEET_N_JOBS)")] = None,
+) -> None:
+    """Train many assets in parallel processes (joblib), or on the Dask cluster of DASK_SCHEDULER_ADDRESS."""
+    from digitaltwin.services.fleet import train_fleet
+
+    settings, repo = _open()
+    ids = [a.strip() for a in assets.split(",") if a.strip()] if assets else [a.id for a in repo.list_assets() if repo.list_series(a.id)]
+    try:
+        outcomes = train_fleet(settings, ids, algorithm=algorithm, horizon=parse_duration(horizon, field="horizon"), n_jobs=n_jobs)
+    except DomainError as exc:
+        raise _fail(exc) from None
+    table = Table("asset", "model", "champion", "holdout MAE kWh", "reason")
+    for o in outcomes:
+        table.add_row(o.asset_id, o.model_id or "-", "yes" if o.promoted else "no", "" if o.mae is None else f"{o.mae:.3f}", o.reason)
     console.print(table)
+    if any(o.model_id is None for o in outcomes):
+        raise typer.Exit(code=1)
+
+
+#: Columns of the backtest table: (metric, header, scale, format).
+BACKTEST_COLUMNS = (
+    ("mae", "MAE kWh", 1, ".2f"),
+    ("rmse", "RMSE kWh", 1, ".2f"),
+    ("cv_rmse", "CV(RMSE) %", 100, ".1f"),
+    ("nmbe", "NMBE %", 100, ".1f"),
+    ("mape", "MAPE %", 100, ".1f"),
+    ("mase", "MASE", 1, ".3f"),
+    ("pinball", "pinball kWh", 1, ".2f"),
+    ("coverage_80", "80% cover %", 100, ".1f"),
+    ("peak_error", "peak err kWh", 1, ".2f"),
+)
+
+
+def print_backtest(metrics: object, *, title: str) -> None:
+    """Print a backtest metrics table: MAE, RMSE, pinball, peak error in kWh; CV(RMSE), NMBE, MAPE, coverage in %.
+
+    Undefined figures (MAPE with a zero actual, coverage without calibration) print as "-".
+    """
+    table = Table(title=title)
+    table.add_column("algorithm")
+    for _, header, _, _ in BACKTEST_COLUMNS:
+        table.add_column(header, justify="right")
+    table.add_column("points", justify="right")
+    for name, row in metrics.iterrows():  # type: ignore[attr-defined]
+        cells = [str(name)]
+        for key, _, scale, fmt in BACKTEST_COLUMNS:
+            value = float(row[key])
+            cells.append("-" if value != value else format(scale * value, fmt))
+        table.add_row(*cells, str(int(row["n"])))
+    # piped or captured output: wide enough that no header is cut
+    (console if console.is_terminal else Console(width=200)).print(table)
 
 
 @app.command("backtest")
@@ -225,21 +292,35 @@ def backtest_cmd(
     end: Annotated[str, typer.Option(help="last origin, local date")] = "2018-12-30",
     horizon: Annotated[str, typer.Option(help="ISO 8601 duration")] = "PT24H",
     retrain_every: Annotated[int, typer.Option(help="origins between refits")] = 7,
+    plot: Annotated[Optional[Path], typer.Option(help="write a PNG of forecast against actual with the 10-90 % interval")] = None,
+    store: Annotated[bool, typer.Option(help="store it (GET /api/v1/backtests/{id})")] = False,
 ) -> None:
-    """Rolling-origin backtest, one origin per local midnight; prints MAE, RMSE, CV(RMSE), NMBE."""
+    """Rolling-origin backtest, one origin per local midnight; prints MAE, RMSE, CV(RMSE), NMBE, MAPE, MASE, pinball, coverage, peak error."""
     settings, repo = _open()
     try:
-        result = _service(settings, repo).backtest(
+        service = _service(settings, repo)
+        result, record = service.backtest(
             asset,
             [a.strip() for a in algorithms.split(",") if a.strip()],
             start=date.fromisoformat(start),
             end=date.fromisoformat(end),
             horizon=parse_duration(horizon, field="horizon"),
             retrain_every=retrain_every,
+            store=store,
         )
     except (DomainError, ForecastError, ValueError) as exc:
         raise _fail(exc) from None
+    if result.metrics.empty or not (result.metrics["n"] > 0).any():
+        raise _fail(ValueError(f"no origin between {start} and {end} had enough history to forecast"))
     print_backtest(result.metrics, title=f"{asset}: origins {start}..{end}, horizon {horizon}")
+    if plot is not None:
+        from digitaltwin.forecasting.plot import backtest_png
+
+        timezone = repo.get_site(repo.get_asset(asset).site_id).timezone
+        plot.write_bytes(backtest_png(result, title=f"{asset}: origins {start}..{end}, horizon {horizon}", timezone=timezone))
+        console.print(f"plot written to {plot}")
+    if record is not None:
+        console.print(f"stored as {record.backtest_id}")
 
 
 @app.command("serve")
@@ -252,13 +333,85 @@ def serve_cmd(
     import uvicorn
 
     settings = Settings()
-    configure_logging(settings.log_dir, level=settings.log_level)
+    configure_logging(settings.log_dir, level=settings.log_level, secrets=secret_values(settings))
+    # access.log is written (as JSON, without query strings) by the request-id middleware
+    if workers > 1 or settings.prometheus_multiproc_dir:
+        from digitaltwin.observability.metrics import enable_multiprocess
+
+        enable_multiprocess(settings.prometheus_multiproc_dir or settings.data_dir / "prometheus-multiproc")
     if workers > 1:
-        uvicorn.run("digitaltwin.api.asgi:app", host=host, port=port, workers=workers)
+        # a worker imports pandas/LightGBM before it answers uvicorn's health check: give it 60 s, not 5
+        uvicorn.run(
+            "digitaltwin.api.asgi:app", host=host, port=port, workers=workers, access_log=False,
+            timeout_worker_healthcheck=60,
+        )
     else:
         from digitaltwin.api.app import create_app
 
-        uvicorn.run(create_app(settings), host=host, port=port)
+        uvicorn.run(create_app(settings), host=host, port=port, access_log=False)
+
+
+@app.command("ingest")
+def ingest_cmd(
+    metrics_port: Annotated[Optional[int], typer.Option(help="serve Prometheus metrics on this port")] = None,
+    client_id: Annotated[Optional[str], typer.Option(help="overrides MQTT_CLIENT_ID")] = None,
+) -> None:
+    """Standalone MQTT ingest worker (MQTT ingestion, issue 3): subscribes to MQTT_BROKER until SIGINT/SIGTERM.
+
+    Run several with distinct client ids: they share the stream ($share group MQTT_SHARED_GROUP).
+    """
+    import signal
+
+    from digitaltwin.ingest.mqtt_subscriber import build_subscriber
+    from digitaltwin.observability.metrics import Metrics
+    from digitaltwin.services.live_state import open_live_state
+
+    settings, repo = _open()
+    if not settings.mqtt_broker:
+        raise _fail(DomainError("MQTT_BROKER is not set", field="MQTT_BROKER"))
+    metrics = Metrics()
+    if metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        start_http_server(metrics_port, registry=metrics.registry)
+    live = open_live_state(
+        redis_url=settings.redis_url, redis_password=settings.redis_password, prefix=settings.live_state_key_prefix
+    )
+    subscriber = build_subscriber(settings, repo, metrics=metrics, live_state=live, client_id=client_id)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    subscriber.start()
+    console.print(f"ingesting from {settings.mqtt_broker} as {subscriber.client_id}: {', '.join(subscriber.topics)}")
+    stop.wait()
+    subscriber.stop()
+    live.close()
+    repo.engine.dispose()
+    console.print("ingest stopped")
+
+
+def _print_demo_admin(password: str | None, base: str) -> None:
+    """Print the demo admin's random password once, and how to get a token with it."""
+    if password is None:
+        console.print(f"admin account: [bold]{demo_service.DEMO_ADMIN}[/bold] (exists; new password: digitaltwin users set-password admin)")
+        return
+    console.print(
+        f"\n[bold]admin account[/bold]: {demo_service.DEMO_ADMIN} / [bold]{password}[/bold]  (shown only now; every API route needs a login)\n"
+        f"Token:    curl -s -d 'username={demo_service.DEMO_ADMIN}' --data-urlencode 'password={password}' {base}/api/v1/auth/token\n"
+        "          then send 'Authorization: Bearer <access_token>' (or use Authorize in /docs)"
+    )
+
+
+def _check_port_free(host: str, port: int) -> None:
+    import socket
+
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            err.print(f"[red]error[/red] (port): cannot listen on {host}:{port}: {exc.strerror}; pass --port")
+            raise typer.Exit(code=2) from None
 
 
 @app.command("demo")
@@ -268,6 +421,8 @@ def demo_cmd(
     port: Annotated[int, typer.Option()] = 8000,
 ) -> None:
     """Steel-plant demo on real data: import, train, backtest, replay a day live, serve."""
+    if serve:
+        _check_port_free(host, port)  # fail now, not after a minute of import and training
     settings, repo = _open()
     dataset = demo_service.find_dataset()
     console.print(f"[bold]Digital Twin Energy demo[/bold] - database: {settings.sqlalchemy_url.split('@')[-1]}")
@@ -277,9 +432,9 @@ def demo_cmd(
         report = demo_service.setup_and_import(repo, dataset, progress=lambda d, t: bar.update(task, completed=d, total=t))
     _print_import(report)
     service = _service(settings, repo)
-    manifest = service.train(demo_service.PLANT.id, "lightgbm")
-    console.print(f"trained {manifest.model_id}")
-    result = service.backtest(
+    trained = service.train(demo_service.PLANT.id, "lightgbm")
+    console.print(f"trained {trained.manifest.model_id} ({trained.reason})")
+    result, _ = service.backtest(
         demo_service.PLANT.id,
         ["seasonal_naive_daily", "seasonal_naive_weekly", "lightgbm"],
         start=date(2018, 12, 3),
@@ -287,6 +442,7 @@ def demo_cmd(
         retrain_every=7,
     )
     print_backtest(result.metrics, title="Day-ahead backtest, 28 local midnights 2018-12-03..30 (96 x 15 min)")
+    _print_demo_admin(demo_service.ensure_demo_admin(repo), f"http://{host}:{port}")  # security (issue 4)
     if not serve:
         stored = demo_service.replay(repo, seconds_per_interval=0)
         console.print(f"replayed the last day as live telemetry of {demo_service.LIVE.id}: {stored} new readings")
@@ -312,11 +468,35 @@ def demo_cmd(
     )
     thread.start()
     try:
-        uvicorn.run(create_app(settings), host=host, port=port)
+        uvicorn.run(create_app(settings), host=host, port=port, access_log=False)
     finally:
         stop.set()
         thread.join(timeout=5)
 
 
+def main() -> None:
+    """Console entry point: expected failures end with one clear line and exit status 2, not a traceback."""
+    import pydantic
+    from sqlalchemy.exc import OperationalError
+
+    try:
+        app()
+    except pydantic.ValidationError as exc:
+        first = exc.errors()[0]
+        name = str(first["loc"][0]).upper() if first.get("loc") else "settings"
+        err.print(f"[red]configuration error[/red] ({name}): {first['msg']}")
+        raise SystemExit(2) from None
+    except (DomainError, ForecastError) as exc:
+        field = getattr(exc, "field", None)
+        err.print(f"[red]error[/red]{f' ({field})' if field else ''}: {getattr(exc, 'message', None) or exc}")
+        raise SystemExit(2) from None
+    except OperationalError as exc:
+        err.print(f"[red]database unavailable[/red]: {str(exc.orig or exc).splitlines()[0]}")
+        raise SystemExit(2) from None
+    except OSError as exc:
+        err.print(f"[red]error[/red]: {exc}")
+        raise SystemExit(2) from None
+
+
 if __name__ == "__main__":  # pragma: no cover
-    app()
+    main()

@@ -9,7 +9,7 @@ Variable names follow the production guide (``SECRET_KEY``, ``DATABASE_URL``,
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -36,6 +36,27 @@ class Settings(BaseSettings):
     secret_key: str = Field(PLACEHOLDER_SECRET, alias="SECRET_KEY")
     jwt_algorithm: str = Field("HS256", alias="JWT_ALGORITHM")
     access_token_expire_minutes: int = Field(30, alias="ACCESS_TOKEN_EXPIRE_MINUTES", ge=1)
+    # Security (issue 4): key rotation, clock skew, sessions, login throttling, proxies, body size
+    secret_key_previous: str | None = Field(
+        None, alias="SECRET_KEY_PREVIOUS", description="the former SECRET_KEY; verifies (never signs) tokens during a grace period"
+    )
+    secret_key_previous_until: datetime | None = Field(
+        None, alias="SECRET_KEY_PREVIOUS_UNTIL", description="end of the grace period of SECRET_KEY_PREVIOUS (RFC 3339)"
+    )
+    jwt_leeway_seconds: int = Field(30, alias="JWT_LEEWAY_SECONDS", ge=0, le=300, description="clock skew allowed on exp/iat")
+    refresh_token_expire_days: int = Field(14, alias="REFRESH_TOKEN_EXPIRE_DAYS", ge=1, description="lifetime of a login session")
+    login_rate_limit: int = Field(
+        10, alias="LOGIN_RATE_LIMIT", ge=1, description="failed logins (or MFA codes) per account per 15 minutes"
+    )
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, alias="TRUSTED_PROXIES", description="reverse proxies (IPs or CIDRs) whose X-Forwarded-For is read"
+    )
+    max_request_body_bytes: int = Field(
+        10 * 1024 * 1024, alias="MAX_REQUEST_BODY_BYTES", ge=1024, description="larger bodies get 413"
+    )
+    rate_limit_key_prefix: str = Field(
+        "digitaltwin", alias="RATE_LIMIT_KEY_PREFIX", description="prefix of the rate limiter's Redis keys"
+    )
 
     # Storage
     database_url: str | None = Field(None, alias="DATABASE_URL")
@@ -43,7 +64,7 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path("./data"), alias="DATA_DIR")
     models_dir: Path = Field(Path("./models"), alias="MODELS_DIR")
     log_dir: Path = Field(Path("./logs"), alias="LOG_DIR")
-    log_level: str = Field("INFO", alias="LOG_LEVEL")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field("INFO", alias="LOG_LEVEL")
 
     # Cache
     redis_url: str | None = Field(None, alias="REDIS_URL")
@@ -53,10 +74,29 @@ class Settings(BaseSettings):
     mqtt_broker: str | None = Field(None, alias="MQTT_BROKER")
     mqtt_username: str | None = Field(None, alias="MQTT_USERNAME")
     mqtt_password: str | None = Field(None, alias="MQTT_PASSWORD")
+    # MQTT ingestion (issue 3): see digitaltwin.ingest.mqtt_subscriber
+    mqtt_client_id: str | None = Field(
+        None, alias="MQTT_CLIENT_ID", description="stable per replica (persistent session); unset: digitaltwin-ingest-<hostname>"
+    )
+    mqtt_qos: int = Field(1, alias="MQTT_QOS", ge=0, le=2, description="subscription QoS; 0 gives up at-least-once")
+    mqtt_max_message_bytes: int = Field(
+        1024 * 1024, alias="MQTT_MAX_MESSAGE_BYTES", ge=1024, description="larger payloads are dead-lettered"
+    )
+    mqtt_auto_register_assets: bool | None = Field(
+        None, alias="MQTT_AUTO_REGISTER_ASSETS", description="register unknown assets; unset: on when embedded, else off"
+    )
+    mqtt_topic_prefix: str = Field("", alias="MQTT_TOPIC_PREFIX", description="prefix of every topic, e.g. 'plant-a/'")
+    mqtt_shared_group: str = Field("digitaltwin", alias="MQTT_SHARED_GROUP", description="$share group the replicas join")
+    live_state_key_prefix: str = Field(
+        "digitaltwin:live", alias="LIVE_STATE_KEY_PREFIX", description="prefix of the live twin state's Redis keys"
+    )
 
     # Monitoring (used by the compose stack)
     grafana_password: str | None = Field(None, alias="GRAFANA_PASSWORD")
     prometheus_retention: str = Field("15d", alias="PROMETHEUS_RETENTION")
+    # Operations: folder where `serve --workers N` workers share metric values (prometheus_client
+    # multiprocess mode); emptied at start. Unset: DATA_DIR/prometheus-multiproc.
+    prometheus_multiproc_dir: Path | None = Field(None, alias="PROMETHEUS_MULTIPROC_DIR")
 
     # API
     api_rate_limit: int = Field(100, alias="API_RATE_LIMIT", ge=1, description="requests per minute per client")
@@ -71,10 +111,61 @@ class Settings(BaseSettings):
         description="longest time a power sample is held (sample-and-hold) before the series counts as a gap",
     )
 
+    # Forecasting (issue 5): model hot reload, scheduled retraining, fleet training
+    models_watch: bool = Field(
+        True, alias="MODELS_WATCH", description="reload models when files change in MODELS_DIR, without a restart"
+    )
+    retrain_cadence_hours: float = Field(
+        0.0, alias="RETRAIN_CADENCE_HOURS", ge=0, description="retrain each asset's champion this often; 0 = off"
+    )
+    retrain_asset_cadence: Annotated[dict[str, float], NoDecode] = Field(
+        default_factory=dict,
+        alias="RETRAIN_ASSET_CADENCE",
+        description="per-asset cadence in hours overriding RETRAIN_CADENCE_HOURS, e.g. 'steel-plant=24,b2=168'",
+    )
+    retrain_check_seconds: float = Field(
+        300.0, alias="RETRAIN_CHECK_SECONDS", gt=0, description="how often the scheduler looks for assets due"
+    )
+    fleet_n_jobs: int = Field(2, alias="FLEET_N_JOBS", description="processes of fleet training (joblib); -1 = all cores")
+    dask_scheduler_address: str | None = Field(
+        None, alias="DASK_SCHEDULER_ADDRESS", description="tcp://host:8786: fleet training on that Dask cluster"
+    )
+
+    @field_validator("retrain_asset_cadence", mode="before")
+    @classmethod
+    def _split_cadence(cls, value: object) -> object:
+        if isinstance(value, str):
+            pairs = [item.split("=", 1) for item in value.split(",") if item.strip()]
+            if any(len(p) != 2 for p in pairs):
+                raise ValueError("RETRAIN_ASSET_CADENCE must look like 'asset-a=24,asset-b=168'")
+            return {k.strip(): float(v) for k, v in pairs}
+        return value
+
     # Demo
     demo_replay_seconds_per_interval: float = Field(2.0, alias="DEMO_REPLAY_SECONDS_PER_INTERVAL", gt=0)
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_scheme(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if not value.startswith(("postgresql://", "postgres://", "postgresql+psycopg://", "sqlite:///")):
+            raise ValueError("must start with postgresql:// (or postgres://), or sqlite:/// for a file")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value or None
+
+    @field_validator("cors_origins", "trusted_proxies", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:
         if isinstance(value, str):
@@ -106,8 +197,19 @@ class Settings(BaseSettings):
     @property
     def embedded(self) -> bool:
         """True when running on the embedded SQLite default."""
-        return not self.database_url
+        return not self.database_url or self.database_url.startswith("sqlite")
 
     @property
     def power_max_hold(self) -> timedelta:
         return timedelta(seconds=self.power_max_hold_seconds)
+
+    @property
+    def mqtt_auto_register(self) -> bool:
+        """Whether MQTT messages of unknown assets register them (MQTT ingestion, issue 3).
+
+        ``MQTT_AUTO_REGISTER_ASSETS`` when set; otherwise on for the embedded database
+        (the demo) and off elsewhere, where such messages are dead-lettered.
+        """
+        if self.mqtt_auto_register_assets is not None:
+            return self.mqtt_auto_register_assets
+        return self.embedded

@@ -13,6 +13,8 @@ from digitaltwin.api.app import create_app
 from digitaltwin.cli import app
 from digitaltwin.config import Settings
 from digitaltwin.storage.repository import Repository
+from digitaltwin.security.roles import Role
+from tests.api.conftest import headers_for
 from tests.conftest import STEEL_CSV
 
 runner = CliRunner()
@@ -24,9 +26,9 @@ def _env(settings: Settings) -> dict[str, str]:
     return env
 
 
-def _run(settings: Settings, *args: str) -> str:
+def _run(settings: Settings, *args: str, exit_code: int = 0) -> str:
     result = runner.invoke(app, list(args), env=_env(settings))
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == exit_code, result.output
     return result.output
 
 
@@ -43,13 +45,18 @@ def test_import_train_backtest_forecast(settings: Settings, repo: Repository) ->
     manifests = list(Path(settings.models_dir).rglob("manifest.json"))
     assert len(manifests) == 1
     manifest = json.loads(manifests[0].read_text())
-    assert manifest["algorithm"] == "lightgbm" and manifest["asset_id"] == "steel-plant" and len(manifest["sha256"]) == 64
-    assert (manifests[0].parent / manifest["artifact"]).read_text().startswith("tree")  # LightGBM's own text format
+    assert manifest["algorithm"] == "lightgbm" and manifest["asset_id"] == "steel-plant"
+    assert list(manifest["files"]) == ["model.txt"] and len(manifest["files"]["model.txt"]) == 64
+    assert (manifests[0].parent / "model.txt").read_text().startswith("tree")  # LightGBM's own text format
+    assert "champion: first model of the asset" in out
 
     out = _run(settings, "backtest", "--start", "2018-12-17", "--end", "2018-12-23", "--algorithms", "seasonal_naive_weekly,lightgbm")
     assert "seasonal_naive_weekly" in out and "lightgbm" in out and "CV(RMSE)" in out
+    for header in ("MAPE", "MASE", "pinball", "80% cover", "peak err"):
+        assert header in out
 
     with TestClient(create_app(settings)) as client:
+        client.headers.update(headers_for(client, Role.VIEWER))  # every API route needs a login (issue 4)
         response = client.get("/api/v1/assets/steel-plant/forecast", params={"horizon": "PT24H", "algorithm": "lightgbm"})
         assert response.status_code == 200, response.text
         body = response.json()
@@ -72,8 +79,12 @@ def test_import_reports_bad_rows_and_keeps_the_rest(settings: Settings, repo: Re
     _run(settings, "assets", "add", "m1", "--site", "s1")
     csv = tmp_path / "m1.csv"
     csv.write_text("ts,kwh\n2024-01-01T00:00:00Z,1.5\nnot-a-time,2\n2024-01-01T00:15:00Z,abc\n2024-01-01T00:30:00Z,2.5\n")
-    out = _run(settings, "import", str(csv), "--asset", "m1", "--value-column", "kwh", "--unit", "kWh", "--interval-seconds", "900")
+    out = _run(settings, "import", str(csv), "--asset", "m1", "--value-column", "kwh", "--unit", "kWh", "--interval-seconds", "900", exit_code=1)
     assert "readings stored 2" in out and "rejected rows 2" in out
     assert "line 3: ts:" in out and "line 4: kwh:" in out
     result = runner.invoke(app, ["import", str(csv), "--asset", "m1", "--value-column", "kwh", "--unit", "kwhh"], env=_env(settings))
-    assert result.exit_code == 0 and "rejected rows 4" in result.output and "unknown unit 'kwhh'" in result.output
+    assert result.exit_code == 1 and "rejected rows 4" in result.output and "unknown unit 'kwhh'" in result.output
+    assert "created" in _run(settings, "assets", "add", "m2", "--site", "s1")
+    assert "updated" in _run(settings, "assets", "add", "m2", "--site", "s1", "--name", "Meter 2")
+    bad = runner.invoke(app, ["import", str(csv), "--asset", "m1", "--value-column", "kwh", "--unit", "kWh", "--label", "end", "--interval-seconds", "-5"], env=_env(settings))
+    assert bad.exit_code == 2 and "interval_seconds must be positive" in bad.output

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from digitaltwin.services import demo as demo_service
 from digitaltwin.services.forecasting import ForecastService
 from digitaltwin.storage.db import make_engine, migrate
 from digitaltwin.storage.repository import Repository
-from tests.conftest import STEEL_CSV, _pg_admin_url
+from tests.conftest import STEEL_CSV, _pg_admin_url, fresh_postgres_database
 from tests.ops.tools import REPO_ROOT, require_tool, run
 
 SCRIPTS = REPO_ROOT / "scripts"
@@ -47,23 +46,8 @@ def test_scripts_print_usage_and_reject_unknown_commands(script: str) -> None:
 @pytest.fixture
 def own_database() -> Iterator[str]:
     """URL (``postgresql://``) of a fresh database on the local server, dropped afterwards."""
-    admin_url = _pg_admin_url()
-    try:
-        admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text("SELECT 1"))
-    except Exception as exc:  # noqa: BLE001
-        if os.environ.get("DT_REQUIRE_POSTGRES") == "1":
-            pytest.fail(f"PostgreSQL required but unreachable: {exc}")
-        pytest.skip(f"PostgreSQL unreachable: {exc}")
-    name = f"dt_ops_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    yield url.replace("postgresql+psycopg://", "postgresql://", 1)
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with fresh_postgres_database("dt_ops") as url:
+        yield url
 
 
 def fingerprint(url: str) -> dict[str, tuple[int, str]]:

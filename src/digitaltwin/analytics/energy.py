@@ -8,8 +8,8 @@ Every series kind is first turned into *segments*: half-open time spans
   has a gap), and never past the query end.
 * interval energy (kWh): ``[ts, ts + interval)`` carries the value.
 * cumulative counter (kWh): ``[ts_{i-1}, ts_i)`` carries the increase; a
-  decrease is a meter reset and the new reading counts from zero, as Home
-  Assistant's ``total_increasing`` does.
+  drop of more than 10 % is a meter reset and the new reading counts from zero,
+  a smaller dip is noise, as Home Assistant's ``total_increasing`` treats them.
 
 Buckets then take each segment whole when it lies inside them, or the share of
 its energy proportional to the overlap when it crosses bucket edges. Per bucket:
@@ -80,13 +80,33 @@ def interval_segments(ts_s: np.ndarray, energy_kwh: np.ndarray, *, interval_s: f
     return Segments(ts_s, end, energy_kwh)
 
 
+#: A counter drop of more than this share of the previous value is a meter reset; a
+#: smaller drop is read-out noise (Home Assistant's ``total_increasing`` uses 10 %).
+RESET_DROP_FRACTION = 0.1
+
+
 def counter_segments(ts_s: np.ndarray, total_kwh: np.ndarray) -> Segments:
-    """Segments between consecutive counter readings (epoch seconds, kWh register values)."""
+    """Segments between consecutive counter readings (epoch seconds, kWh register values).
+
+    The increase is measured from the highest value since the last reset, so a small
+    dip (less than :data:`RESET_DROP_FRACTION`) adds nothing and is not counted twice
+    when the register recovers; a larger drop is a reset and the new reading counts
+    from zero.
+    """
     if ts_s.size < 2:
         return _empty()
-    delta = np.diff(total_kwh)
-    reset = delta < 0
-    delta = np.where(reset, total_kwh[1:], delta)
+    delta = np.empty(ts_s.size - 1)
+    baseline = float(total_kwh[0])
+    for i in range(1, ts_s.size):
+        value = float(total_kwh[i])
+        if value < baseline * (1.0 - RESET_DROP_FRACTION):
+            delta[i - 1] = value  # reset: counted from zero
+            baseline = value
+        elif value < baseline:
+            delta[i - 1] = 0.0  # dip: wait for the register to pass its previous high
+        else:
+            delta[i - 1] = value - baseline
+            baseline = value
     return Segments(ts_s[:-1], ts_s[1:], delta)
 
 

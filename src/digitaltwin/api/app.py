@@ -6,16 +6,42 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
+from starlette.middleware.cors import CORSMiddleware
 
 from digitaltwin import __version__
 from digitaltwin.api.deps import AppState
 from digitaltwin.api.errors import install_error_handlers
-from digitaltwin.api.routers import assets, forecast, health, readings, sites
+from digitaltwin.api.routers import api_keys as api_keys_router
+from digitaltwin.api.routers import assets, forecast, health, live, readings, sites
+from digitaltwin.api.routers import audit as audit_router
+from digitaltwin.api.routers import auth as auth_router
+from digitaltwin.api.routers import backtests as backtests_router
+from digitaltwin.api.routers import models as models_router
+from digitaltwin.api.routers import predict as predict_router
+from digitaltwin.api.routers import roles as roles_router
+from digitaltwin.api.routers import users as users_router
+from digitaltwin.api.security import annotate_openapi, authorize
 from digitaltwin.config import Settings
+from digitaltwin.ingest.mqtt_subscriber import build_subscriber
 from digitaltwin.observability.metrics import Metrics, MetricsMiddleware
+from digitaltwin.observability.requests import RequestIdMiddleware
+from digitaltwin.registry.backtests import BacktestStore
+from digitaltwin.registry.serving import ModelServer
 from digitaltwin.registry.store import ModelRegistry
+from digitaltwin.security.client_address import parse_networks
+from digitaltwin.security.middleware import (
+    NulByteGuardMiddleware,
+    RateLimitMiddleware,
+    SecurityHeadersMiddleware,
+    TimeoutMiddleware,
+)
+from digitaltwin.security.ratelimit import RateLimiter
+from digitaltwin.security.secret_key import resolve_signing_keys
+from digitaltwin.security.service import SecurityService
 from digitaltwin.services.forecasting import ForecastService
+from digitaltwin.services.live_state import open_live_state
+from digitaltwin.services.retraining import RetrainScheduler
 from digitaltwin.storage.db import make_engine, migrate
 from digitaltwin.storage.repository import Repository
 
@@ -32,6 +58,34 @@ def _redis_client(settings: Settings) -> object | None:
     )
 
 
+def _model_server(registry: ModelRegistry, metrics: Metrics) -> ModelServer:
+    """Forecasting (issue 5): served models with load failures counted and gauged, loaded now."""
+
+    def reloaded(loaded: int, failed: int) -> None:
+        metrics.models_loaded.set(loaded)
+        metrics.models_failed.set(failed)
+
+    server = ModelServer(registry, on_failure=lambda _id, _why: metrics.model_load_failures.inc(), on_reload=reloaded)
+    server.reload()
+    return server
+
+
+def _start_forecasting(settings: Settings, service: ForecastService) -> list[tuple[object, object]]:
+    """Forecasting (issue 5): start the MODELS_DIR watcher and the retraining scheduler as configured."""
+    started = []
+    if settings.models_watch:
+        started.append(service.server.start_watching())
+    scheduler = RetrainScheduler(
+        service,
+        default_hours=settings.retrain_cadence_hours,
+        per_asset_hours=settings.retrain_asset_cadence,
+        check_seconds=settings.retrain_check_seconds,
+    )
+    if scheduler.enabled:
+        started.append(scheduler.start())
+    return started  # type: ignore[return-value]
+
+
 def create_app(settings: Settings) -> FastAPI:
     """Build the app. Clients (database engine, Redis) are opened in the lifespan and closed there.
 
@@ -39,6 +93,16 @@ def create_app(settings: Settings) -> FastAPI:
     migrated by ``digitaltwin migrate`` (``/readyz`` reports an unmigrated schema).
     """
     metrics = Metrics()
+    # Security (issue 4): outside development a weak SECRET_KEY stops the service here, before it serves.
+    signing_keys = resolve_signing_keys(settings)
+    limiter = RateLimiter(
+        per_minute=settings.api_rate_limit,
+        login_failures_per_15_min=settings.login_rate_limit,
+        redis_url=settings.redis_url,
+        redis_password=settings.redis_password,
+        key_prefix=settings.rate_limit_key_prefix,
+        registry=metrics.registry,
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -51,14 +115,36 @@ def create_app(settings: Settings) -> FastAPI:
             settings=settings,
             repo=repo,
             metrics=metrics,
-            forecasts=ForecastService(repo, registry, max_hold=settings.power_max_hold),
+            forecasts=ForecastService(
+                repo,
+                registry,
+                max_hold=settings.power_max_hold,
+                server=_model_server(registry, metrics),
+                backtests=BacktestStore(settings.data_dir / "backtests"),
+            ),
             redis=_redis_client(settings),
+            live=open_live_state(  # MQTT ingestion (issue 3)
+                redis_url=settings.redis_url, redis_password=settings.redis_password, prefix=settings.live_state_key_prefix
+            ),
         )
         app.state.dt = state
+        state.security = SecurityService(settings, engine, keys=signing_keys)  # Security (issue 4)
+        await limiter.open()
+        if settings.mqtt_broker:  # MQTT ingestion (issue 3): the subscriber runs in the service's lifespan
+            state.subscriber = build_subscriber(settings, repo, metrics=metrics, live_state=state.live)
+            state.subscriber.start()
+        background = _start_forecasting(settings, state.forecasts)  # Forecasting (issue 5)
         log.info("serving with %s database", engine.dialect.name)
         try:
             yield
         finally:
+            for thread, stop in background:  # Forecasting (issue 5): model watcher, retraining scheduler
+                stop.set()
+                thread.join(timeout=5)
+            if state.subscriber is not None:
+                state.subscriber.stop()  # type: ignore[attr-defined]
+            state.live.close()
+            await limiter.close()
             if state.redis is not None:
                 state.redis.close()  # type: ignore[attr-defined]
             engine.dispose()
@@ -71,9 +157,34 @@ def create_app(settings: Settings) -> FastAPI:
         docs_url="/docs",
         redoc_url="/redoc",
         openapi_url="/openapi.json",
+        # Security (issue 4): every route is authenticated and authorised (see api/security.py);
+        # bodies over MAX_REQUEST_BODY_BYTES get 413 without being read whole.
+        dependencies=[Depends(authorize)],
+        max_body_size=settings.max_request_body_bytes,
     )
     install_error_handlers(app)
-    for router in (health.router, sites.router, assets.router, readings.router, forecast.router):
+    for router in (health.router, sites.router, assets.router, readings.router, forecast.router, live.router):
         app.include_router(router)
+    for router in (models_router.router, backtests_router.router, predict_router.router):  # Forecasting (issue 5)
+        app.include_router(router)
+    # Security (issue 4): auth, user, role, API key and audit routes; access in the OpenAPI document;
+    # middleware innermost first: NUL guard (422), timeout (504), client address + rate limit (429), CORS, security headers.
+    for router in (auth_router.router, users_router.router, roles_router.router, api_keys_router.router, audit_router.router):
+        app.include_router(router)
+    annotate_openapi(app)
+    app.state.rate_limiter = limiter
+    app.add_middleware(NulByteGuardMiddleware)
+    app.add_middleware(TimeoutMiddleware, timeout_s=settings.api_timeout)
+    app.add_middleware(RateLimitMiddleware, limiter=limiter, trusted_proxies=parse_networks(settings.trusted_proxies))
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "X-API-Key"],
+            expose_headers=["Retry-After", "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset", "RateLimit-Policy"],
+        )
+    app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(RequestIdMiddleware)  # operations: request id + access log (outermost)
     return app

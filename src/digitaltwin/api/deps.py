@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
 
 from digitaltwin.config import Settings
 from digitaltwin.observability.metrics import Metrics
+from digitaltwin.security.service import SecurityService
 from digitaltwin.services.forecasting import ForecastService
+from digitaltwin.services.live_state import LiveState, MemoryLiveState
 from digitaltwin.storage.repository import Repository
 
 
@@ -22,6 +24,11 @@ class AppState:
     metrics: Metrics
     forecasts: ForecastService
     redis: object | None = None
+    # MQTT ingestion (issue 3): latest reading per asset and quantity; the subscriber when MQTT_BROKER is set
+    live: LiveState = field(default_factory=MemoryLiveState)
+    subscriber: object | None = None
+    # Security (issue 4): accounts, sessions, API keys, audit log
+    security: SecurityService | None = None
 
 
 def get_state(request: Request) -> AppState:

@@ -103,14 +103,18 @@ def check_mqtt(state: AppState) -> Check | None:
 
 
 def check_models(state: AppState) -> Check:
-    try:
-        manifests = state.forecasts.registry.list()
-        latest = {(m.asset_id, m.algorithm) for m in manifests}
-        for asset_id, algorithm in sorted(latest):
-            state.forecasts.model(asset_id, algorithm)
-    except Exception as exc:  # noqa: BLE001
-        return Check("models", False, f"{type(exc).__name__}: {exc}"[:300])
-    return Check("models", True, f"{len(latest)} active model(s)")
+    """Models in MODELS_DIR as last (re)loaded: not ready while any fails to load.
+
+    The detail names each failing model and why; the models served before keep
+    serving meanwhile (see :mod:`digitaltwin.registry.serving`).
+    """
+    server = state.forecasts.server
+    failures = server.failures
+    loaded = len(server.loaded)
+    if failures:
+        named = "; ".join(f"{name}: {reason}" for name, reason in sorted(failures.items()))
+        return Check("models", False, f"{len(failures)} model(s) failed to load ({loaded} serving): {named}"[:1000])
+    return Check("models", True, f"{loaded} model(s) serving")
 
 
 def run_checks(state: AppState) -> list[Check]:

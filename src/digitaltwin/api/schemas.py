@@ -12,9 +12,9 @@ from digitaltwin.domain.assets import AssetKind
 
 class SiteIn(BaseModel):
     id: str = Field(description="slug, 1-64 of letters, digits, '.', '_', '-'")
-    name: str
+    name: str = Field(min_length=1, max_length=200)
     timezone: str = Field(description="IANA timezone of the site's calendar, e.g. Europe/Berlin")
-    country: str | None = Field(None, description="ISO 3166 country code for public holidays")
+    country: str | None = Field(None, description="ISO 3166-1 alpha-2 country code for public holidays, e.g. DE")
 
 
 class SiteOut(SiteIn):
@@ -24,10 +24,10 @@ class SiteOut(SiteIn):
 class AssetIn(BaseModel):
     id: str = Field(description="slug, 1-64 of letters, digits, '.', '_', '-'")
     site_id: str
-    name: str
+    name: str = Field(min_length=1, max_length=200)
     kind: AssetKind
     parent_id: str | None = None
-    rated_power_kw: float | None = Field(None, ge=0, description="nameplate power in kW")
+    rated_power_kw: float | None = Field(None, ge=0, le=1e7, allow_inf_nan=False, description="nameplate power in kW")
     attributes: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -46,8 +46,10 @@ class SeriesOut(BaseModel):
 
 
 class AssetOut(AssetIn):
-    series: list[SeriesOut] = Field(default_factory=list)
-    latest: list[LatestReading] = Field(default_factory=list, description="latest reading of each series, by timestamp")
+    series: list[SeriesOut] | None = Field(None, description="the asset's series (detail route only; null in lists)")
+    latest: list[LatestReading] | None = Field(
+        None, description="latest reading of each series, by timestamp (detail route only; null in lists)"
+    )
 
 
 class ReadingOut(BaseModel):
@@ -104,17 +106,4 @@ class BatchOut(BaseModel):
     items: list[ItemResultOut]
 
 
-class ForecastPoint(BaseModel):
-    ts: datetime = Field(description="interval start, UTC")
-    value: float | None
-
-
-class ForecastOut(BaseModel):
-    asset_id: str
-    algorithm: str
-    model_id: str | None
-    model_version: str | None
-    unit: str = Field(description="unit of value: kWh per interval")
-    interval_seconds: int
-    issued_at: datetime
-    points: list[ForecastPoint]
+# Forecast, model, backtest and legacy /predict bodies live in api/forecast_schemas.py (issue 5).

@@ -36,6 +36,19 @@ def check_slug(value: str, *, field: str) -> str:
     return value
 
 
+def check_country(code: str | None, *, field: str = "country") -> str | None:
+    """An ISO 3166-1 alpha-2 code (``DE``, ``KR``) for public holidays, upper-cased; None passes.
+
+    Raises:
+        ValidationError: naming ``field`` for anything else (``"Germany"``).
+    """
+    if code is None:
+        return None
+    if not isinstance(code, str) or not re.fullmatch(r"[A-Za-z]{2}", code):
+        raise ValidationError("must be an ISO 3166-1 alpha-2 country code such as DE", field=field)
+    return code.upper()
+
+
 @dataclass(frozen=True, slots=True)
 class Site:
     """A place with one local calendar.

@@ -10,7 +10,9 @@ send (HTTP batch items, MQTT payloads, the replaced system's messages):
 * a ``values`` object of such fields: ``{"device_id", "ts", "values": {"power_w": 750}}``
 
 ``device_id`` and ``machine_id`` are accepted as aliases of ``asset_id``, and
-``timestamp`` of ``ts``. Values must be finite numbers; plain decimal strings
+``timestamp`` of ``ts``. A value's unit is required: from ``unit`` or from the
+field name; values outside the quantity's plausible range are rejected
+(:func:`~digitaltwin.domain.units.check_range`). Values must be finite numbers; plain decimal strings
 (``"4000"``) are coerced, anything else (``"4,000 W"``, ``"unavailable"``, null,
 NaN, Infinity) rejects the item naming the field (field cases
 ``payload/numeric-strings``, ``payload/nan-and-infinity``).
@@ -25,14 +27,35 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from digitaltwin.domain.durations import parse_duration
 from digitaltwin.domain.errors import ValidationError
 from digitaltwin.domain.timestamps import parse_instant
-from digitaltwin.domain.units import FIELD_ALIASES, quantity_spec, to_canonical
+from digitaltwin.domain.units import FIELD_ALIASES, check_range, quantity_spec, to_canonical
 
 _DECIMAL = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
 _ASSET_KEYS = ("asset_id", "device_id", "machine_id")
 _TS_KEYS = ("ts", "timestamp", "time")
-_ENVELOPE_KEYS = {*_ASSET_KEYS, *_TS_KEYS, "quantity", "value", "unit", "values", "status", "site_id"}
+_ENVELOPE_KEYS = {*_ASSET_KEYS, *_TS_KEYS, "quantity", "value", "unit", "values", "status", "site_id", "interval"}
+
+
+def item_interval_seconds(item: object) -> int | None:
+    """The interval an item declares for its interval quantities (``"interval": "PT15M"``), in seconds.
+
+    Interval energy without a declared interval has its length inferred from the
+    spacing of readings at query time; declaring it makes totals exact at any range.
+
+    Raises:
+        ValidationError: naming ``interval`` when it is not a positive ISO 8601 duration of at most a day.
+    """
+    if not isinstance(item, Mapping) or item.get("interval") is None:
+        return None
+    raw = item["interval"]
+    if not isinstance(raw, str):
+        raise ValidationError("interval must be an ISO 8601 duration such as PT15M", field="interval")
+    seconds = int(parse_duration(raw, field="interval").total_seconds())
+    if not 0 < seconds <= 86_400:
+        raise ValidationError("interval must be between 1 second and 1 day", field="interval")
+    return seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,5 +179,9 @@ def parse_item(
     for field, quantity, raw, in_unit in measurements:
         quantity_spec(quantity, field="quantity")
         value = parse_value(raw, field=field)
-        readings.append(Reading(asset_id, quantity, ts, to_canonical(quantity, value, in_unit, field="unit")))
+        if in_unit is None:
+            # Guessing the canonical unit would turn a device sending W into a 1000x error.
+            raise ValidationError(f"unit is missing for {field!r}; name it (e.g. \"unit\": \"kW\") or use a field such as power_kw", field="unit")
+        canonical = to_canonical(quantity, value, in_unit, field="unit")
+        readings.append(Reading(asset_id, quantity, ts, check_range(quantity, canonical, field=field)))
     return readings

@@ -15,11 +15,12 @@ Rules (field cases under ``cases/time`` and ``cases/payload``):
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 import numpy as np
 import pandas as pd
@@ -34,15 +35,28 @@ FUTURE_TOLERANCE = timedelta(days=1)
 _LEAP_SECOND = re.compile(r"T?\d{2}:\d{2}:60")
 
 
+@functools.cache
+def _iana_names() -> frozenset[str]:
+    host_specific = {"localtime", "posixrules", "Factory"}
+    return frozenset(
+        n for n in available_timezones() if n not in host_specific and not n.startswith(("posix/", "right/"))
+    )
+
+
 def zone(name: str, *, field: str = "timezone") -> ZoneInfo:
-    """The IANA timezone ``name``.
+    """The IANA timezone ``name`` (``Europe/Berlin``, ``UTC``).
+
+    Host-specific names such as ``localtime`` are refused: a site's calendar
+    must not change with the machine that serves it.
 
     Raises:
-        ValidationError: naming ``field`` when the zone does not exist.
+        ValidationError: naming ``field`` when the zone is not in the IANA database.
     """
+    if not isinstance(name, str) or name not in _iana_names():
+        raise ValidationError(f"unknown IANA timezone {name!r}; use a name such as Europe/Berlin", field=field)
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError, TypeError):
+    except (ZoneInfoNotFoundError, ValueError):
         raise ValidationError(f"unknown IANA timezone {name!r}", field=field) from None
 
 
@@ -66,50 +80,72 @@ def check_plausible(ts: datetime, *, field: str = "ts", now: datetime | None = N
 
 def from_epoch_ms(value: float, *, field: str = "ts") -> datetime:
     """Epoch milliseconds to UTC, checked for plausibility."""
-    try:
-        ms = float(value)  # a JSON integer beyond the float range overflows here
-        if not math.isfinite(ms):
-            raise ValidationError("timestamp is not a finite number", field=field)
-        ts = datetime.fromtimestamp(ms / 1000.0, tz=UTC)
-    except (OverflowError, OSError, ValueError):
-        raise ValidationError(f"timestamp {str(value)[:40]} is out of range", field=field) from None
-    return check_plausible(ts, field=field)
+    return check_plausible(_from_epoch_ms_unchecked(value, field=field), field=field)
 
 
-def parse_instant(value: object, *, field: str = "ts", tz: ZoneInfo | None = None) -> datetime:
+_EPOCH_MS_TEXT = re.compile(r"^\d{12,14}$")
+
+
+def parse_instant(
+    value: object, *, field: str = "ts", tz: ZoneInfo | None = None, plausible: bool = True
+) -> datetime:
     """Parse an RFC 3339 string or epoch milliseconds into a UTC ``datetime``.
 
     Args:
         value: ``"2024-06-01T12:00:00Z"``, ``"2024-06-01T14:00:00+02:00"``,
-            ``1717243200000`` (ms), or a ``datetime``.
+            ``1717243200000`` (ms, as a number or a string of digits), or a ``datetime``.
         field: the input field name used in errors.
         tz: timezone of offset-less wall-clock strings; without it they are rejected.
+        plausible: check the reading window (:func:`check_plausible`); query
+            bounds pass False so that "this month" may end in the future.
 
     Raises:
         ValidationError: naming ``field`` for a missing offset, a leap second,
             an ambiguous or non-existent local time, or an implausible instant.
     """
-    if isinstance(value, bool) or value is None:
+    if value is None:
         raise ValidationError("timestamp is missing", field=field)
+    if isinstance(value, bool):
+        raise ValidationError("timestamp must be a string or a number, not a boolean", field=field)
+    if isinstance(value, str) and _EPOCH_MS_TEXT.match(value.strip()):
+        value = int(value.strip())
     if isinstance(value, int | float):
-        return from_epoch_ms(value, field=field)
+        return from_epoch_ms(value, field=field) if plausible else _from_epoch_ms_unchecked(value, field=field)
     if isinstance(value, datetime):
         parsed = value
     elif isinstance(value, str):
         text = value.strip()
         if _LEAP_SECOND.search(text):
             raise ValidationError(f"leap second in {value!r} cannot be represented", field=field)
+        if len(text) > 10 and text[10] == "t":
+            text = text[:10] + "T" + text[11:]
+        if text.endswith("z"):
+            text = text[:-1] + "Z"
         try:
             parsed = datetime.fromisoformat(text)
         except ValueError:
-            raise ValidationError(f"unparseable timestamp {value!r}; use RFC 3339 or epoch milliseconds", field=field) from None
+            hint = "; in a URL, encode '+' as %2B" if re.search(r" \d{2}:\d{2}$", text) else ""
+            raise ValidationError(
+                f"unparseable timestamp {value!r}; use RFC 3339 or epoch milliseconds{hint}", field=field
+            ) from None
     else:
         raise ValidationError(f"timestamp must be a string or a number, not {type(value).__name__}", field=field)
     if parsed.tzinfo is None:
         if tz is None:
             raise ValidationError(f"timestamp {value!r} has no UTC offset and no timezone was given", field=field)
         parsed = localize(parsed, tz, field=field)
-    return check_plausible(parsed.astimezone(UTC), field=field)
+    parsed = parsed.astimezone(UTC)
+    return check_plausible(parsed, field=field) if plausible else parsed
+
+
+def _from_epoch_ms_unchecked(value: float, *, field: str) -> datetime:
+    try:
+        ms = float(value)  # a JSON integer beyond the float range overflows here
+        if not math.isfinite(ms):
+            raise ValidationError("timestamp is not a finite number", field=field)
+        return datetime.fromtimestamp(ms / 1000.0, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        raise ValidationError(f"timestamp {str(value)[:40]} is out of range", field=field) from None
 
 
 def _candidates(naive: datetime, tz: ZoneInfo) -> tuple[datetime, datetime, bool]:
@@ -141,10 +177,12 @@ def localize(naive: datetime, tz: ZoneInfo, *, field: str = "ts") -> datetime:
 def localize_sequence(naive: Sequence[datetime | None], tz: ZoneInfo) -> list[datetime | str | None]:
     """Attach ``tz`` to wall-clock times in file order, resolving the fall-back hour by order.
 
-    Within each run of consecutive ambiguous times, a step backwards in wall-clock
-    time marks the switch from the first (summer) to the second (winter)
-    occurrence of the repeated hour. A run without such a step cannot be resolved
-    from the file and each of its rows is reported. ``None`` entries (rows that
+    Within each run of consecutive ambiguous times, a wall-clock time that appears
+    twice is the summer instant at its first appearance and the winter one at its
+    second, whether the file is in time order or sorted by wall-clock time. A time
+    that appears once takes its side from a step backwards in wall-clock time (the
+    switch from summer to winter); without one it cannot be resolved and is
+    reported, as is a time that appears more than twice. ``None`` entries (rows that
     failed to parse earlier) are passed through. Vectorised with pandas; only
     ambiguous rows are looked at one by one.
 
@@ -170,15 +208,26 @@ def localize_sequence(naive: Sequence[datetime | None], tz: ZoneInfo) -> list[da
         if not run:
             return
         walls = [naive[present[p]] for p in run]
-        switch = next((k for k in range(1, len(run)) if walls[k] <= walls[k - 1]), None)  # type: ignore[operator]
+        seen: dict[datetime, int] = {}
+        occurrence = []
+        for wall in walls:
+            seen[wall] = seen.get(wall, 0) + 1  # type: ignore[index]
+            occurrence.append(seen[wall])  # type: ignore[index]
+        switch = next((k for k in range(1, len(run)) if walls[k] < walls[k - 1]), None)  # type: ignore[operator]
         for pos, p in enumerate(run):
-            if switch is None:
+            wall = walls[pos]
+            if seen[wall] > 2:  # type: ignore[index]
+                out[present[p]] = f"local time {wall.isoformat()} appears {seen[wall]} times; the repeated hour has only two"  # type: ignore[union-attr,index]
+            elif seen[wall] == 2:  # type: ignore[index]
+                # Both occurrences present: the first is the summer one, whatever the file's sort order.
+                out[present[p]] = (first_utc[p] if occurrence[pos] == 1 else second_utc[p]).replace(tzinfo=UTC)
+            elif switch is not None:
+                out[present[p]] = (first_utc[p] if pos < switch else second_utc[p]).replace(tzinfo=UTC)
+            else:
                 out[present[p]] = (
-                    f"local time {walls[pos].isoformat()} is ambiguous in {tz.key} "  # type: ignore[union-attr]
+                    f"local time {wall.isoformat()} is ambiguous in {tz.key} "  # type: ignore[union-attr]
                     "and the file order does not resolve it"
                 )
-            else:
-                out[present[p]] = (first_utc[p] if pos < switch else second_utc[p]).replace(tzinfo=UTC)
         run.clear()
 
     for p, idx in enumerate(present):

@@ -38,12 +38,17 @@ class QuantitySpec:
     ``factors`` maps each accepted unit spelling to the factor that converts a
     value in that unit into the canonical unit (value_canonical = value * factor),
     or to an affine pair (factor, offset) for temperatures.
+
+    ``bounds`` is the plausible range of a canonical value. Power and energy
+    bounds are sized to the largest single plants (10 GW, 10 GWh per interval),
+    not to one asset, so they only catch unit mix-ups, overflow and garbage.
     """
 
     name: str
     kind: SeriesKind
     canonical_unit: str
     factors: dict[str, tuple[float, float]]
+    bounds: tuple[float, float] = (-1e7, 1e7)
 
 
 def _scaled(base: str) -> dict[str, tuple[float, float]]:
@@ -71,20 +76,21 @@ QUANTITIES: dict[str, QuantitySpec] = {
     for spec in (
         QuantitySpec("power", SeriesKind.INSTANTANEOUS, "kW", _POWER_UNITS),
         QuantitySpec("energy", SeriesKind.INTERVAL, "kWh", _ENERGY_UNITS),
-        QuantitySpec("energy_total", SeriesKind.CUMULATIVE, "kWh", _ENERGY_UNITS),
+        QuantitySpec("energy_total", SeriesKind.CUMULATIVE, "kWh", _ENERGY_UNITS, (0.0, 1e12)),
         QuantitySpec("reactive_power", SeriesKind.INSTANTANEOUS, "kvar", _REACTIVE_POWER_UNITS),
         QuantitySpec("reactive_energy", SeriesKind.INTERVAL, "kvarh", _REACTIVE_ENERGY_UNITS),
-        QuantitySpec("voltage", SeriesKind.INSTANTANEOUS, "V", {"V": (1.0, 0.0), "kV": (1e3, 0.0), "mV": (1e-3, 0.0)}),
-        QuantitySpec("current", SeriesKind.INSTANTANEOUS, "A", {"A": (1.0, 0.0), "mA": (1e-3, 0.0), "kA": (1e3, 0.0)}),
+        QuantitySpec("voltage", SeriesKind.INSTANTANEOUS, "V", {"V": (1.0, 0.0), "kV": (1e3, 0.0), "mV": (1e-3, 0.0)}, (-2e6, 2e6)),
+        QuantitySpec("current", SeriesKind.INSTANTANEOUS, "A", {"A": (1.0, 0.0), "mA": (1e-3, 0.0), "kA": (1e3, 0.0)}, (-1e6, 1e6)),
         QuantitySpec(
             "temperature",
             SeriesKind.INSTANTANEOUS,
             "degC",
             {"degC": (1.0, 0.0), "°C": (1.0, 0.0), "C": (1.0, 0.0), "K": (1.0, -273.15), "degF": (5 / 9, -32 * 5 / 9), "°F": (5 / 9, -32 * 5 / 9)},
+            (-100.0, 1000.0),
         ),
-        QuantitySpec("irradiance", SeriesKind.INSTANTANEOUS, "W/m2", {"W/m2": (1.0, 0.0), "W/m²": (1.0, 0.0), "kW/m2": (1e3, 0.0)}),
-        QuantitySpec("power_factor", SeriesKind.INSTANTANEOUS, "%", {"%": (1.0, 0.0), "ratio": (100.0, 0.0)}),
-        QuantitySpec("co2", SeriesKind.INTERVAL, "kg", {"kg": (1.0, 0.0), "g": (1e-3, 0.0), "t": (1e3, 0.0), "tCO2": (1e3, 0.0), "kgCO2": (1.0, 0.0)}),
+        QuantitySpec("irradiance", SeriesKind.INSTANTANEOUS, "W/m2", {"W/m2": (1.0, 0.0), "W/m²": (1.0, 0.0), "kW/m2": (1e3, 0.0)}, (-50.0, 2000.0)),
+        QuantitySpec("power_factor", SeriesKind.INSTANTANEOUS, "%", {"%": (1.0, 0.0), "ratio": (100.0, 0.0)}, (-100.0, 100.0)),
+        QuantitySpec("co2", SeriesKind.INTERVAL, "kg", {"kg": (1.0, 0.0), "g": (1e-3, 0.0), "t": (1e3, 0.0), "tCO2": (1e3, 0.0), "kgCO2": (1.0, 0.0)}, (0.0, 1e9)),
     )
 }
 
@@ -101,6 +107,19 @@ def quantity_spec(name: str, *, field: str = "quantity") -> QuantitySpec:
         raise ValidationError(
             f"unknown quantity {name!r}; known: {', '.join(sorted(QUANTITIES))}", field=field
         ) from None
+
+
+def check_range(quantity: str, value: float, *, field: str) -> float:
+    """Return ``value`` (canonical unit) if it lies within the quantity's plausible ``bounds``.
+
+    Raises:
+        ValidationError: naming ``field``, with the range.
+    """
+    low, high = quantity_spec(quantity).bounds
+    if not low <= value <= high:
+        unit = QUANTITIES[quantity].canonical_unit
+        raise ValidationError(f"{value:g} {unit} is outside the plausible range {low:g}..{high:g} {unit}", field=field)
+    return value
 
 
 def accepted_units(quantity: str) -> list[str]:

@@ -266,7 +266,16 @@ def import_csv(
         quantity_spec(col.quantity, field=col.column)
     if mapping.label == "end" and not mapping.interval_seconds:
         raise ValidationError("interval-end labels need interval_seconds", field="interval_seconds")
-    rows, errors, count = read_rows(path, mapping)
+    if mapping.interval_seconds is not None and mapping.interval_seconds <= 0:
+        raise ValidationError("interval_seconds must be positive", field="interval_seconds")
+    try:
+        rows, errors, count = read_rows(path, mapping)
+    except UnicodeDecodeError as exc:
+        raise ValidationError(
+            f"{path.name} is not {mapping.encoding} text (byte {exc.start}); is it a CSV file?", field="file"
+        ) from None
+    except csv.Error as exc:
+        raise ValidationError(f"{path.name} is not a readable CSV file: {exc}", field="file") from None
     tz_name = mapping.timezone or site_timezone
     _resolve_times(rows, tz_name, mapping.timestamp_column, errors)
     known = repo.known_asset_ids({r.asset_id for r in rows})

@@ -46,13 +46,25 @@ def find_dataset(start: Path | None = None) -> Path:
     raise FileNotFoundError(f"{DATASET} not found in {here} or its parents; run from the repository")
 
 
+def register_steel(repo: Repository) -> None:
+    """Register the steel site and plant meter unless they exist (an existing definition is kept)."""
+    if not any(site.id == SITE.id for site in repo.list_sites()):
+        repo.create_site(SITE, exist_ok=True)
+    if not repo.known_asset_ids([PLANT.id]):
+        repo.create_asset(PLANT, exist_ok=True)
+
+
+#: What ``digitaltwin import --preset NAME`` registers before importing.
+PRESET_SETUP: dict[str, Callable[[Repository], None]] = {"steel": register_steel}
+
+
 def setup_and_import(
     repo: Repository, dataset: Path, *, progress: Callable[[int, int], None] | None = None
 ) -> ImportReport:
     """Register the site and assets (idempotent) and import the dataset."""
-    repo.create_site(SITE, exist_ok=True)
-    repo.create_asset(PLANT, exist_ok=True)
-    repo.create_asset(LIVE, exist_ok=True)
+    register_steel(repo)
+    if not repo.known_asset_ids([LIVE.id]):
+        repo.create_asset(LIVE, exist_ok=True)
     return import_csv(repo, dataset, STEEL_PRESET, progress=progress)
 
 
@@ -91,3 +103,31 @@ def replay(repo: Repository, *, seconds_per_interval: float, stop: threading.Eve
             break
     log.info("demo replay stored %d readings", stored)
     return stored
+
+
+#: Username of the demo's admin account.
+DEMO_ADMIN = "admin"
+
+
+def ensure_demo_admin(repo: Repository) -> str | None:
+    """Create the demo's admin account with a random password (there are no default accounts).
+
+    Returns:
+        The password, to be printed once, or None when the account exists already (reset it
+        with ``digitaltwin users set-password admin``).
+    """
+    import secrets
+    from datetime import UTC, datetime
+
+    from digitaltwin.security.accounts import Accounts
+    from digitaltwin.security.audit import AuditLog
+    from digitaltwin.security.roles import Role
+    from digitaltwin.security.store import SecurityStore
+
+    store = SecurityStore(repo.engine)
+    if store.get_user_by_name(DEMO_ADMIN) is not None:
+        return None
+    clock = lambda: datetime.now(UTC)  # noqa: E731
+    password = secrets.token_urlsafe(15)  # 120 random bits, 20 characters
+    Accounts(store, AuditLog(store, clock), clock).create(DEMO_ADMIN, password, Role.ADMIN, actor="demo")
+    return password

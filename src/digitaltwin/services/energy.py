@@ -87,7 +87,10 @@ def energy_report(
     """Energy, mean and peak power and sample counts per bucket (see :mod:`digitaltwin.analytics.energy`).
 
     Args:
-        start, end: UTC range; buckets are those of the site calendar covering it.
+        start, end: UTC range; buckets are those of the site calendar covering it,
+            the first and last clipped to the range (each row's ``start`` and
+            ``end`` give the span it covers, so a partial week has a partial
+            ``expected_count``).
         bucket: bucket size.
         max_hold: longest hold of one power sample.
         quantity: ``energy``, ``energy_total`` or ``power``; the first present by default.
@@ -102,6 +105,8 @@ def energy_report(
     tz = zone(site.timezone)
     info = pick_energy_series(repo, asset_id, quantity)
     edges = bucket_edges(start, end, bucket, tz)
+    # The totals are those of the requested range: partial first and last buckets are clipped.
+    edges[0], edges[-1] = max(edges[0], start), min(edges[-1], end)
     ts_s, values = repo.series_arrays(info.id, start=edges[0], end=edges[-1])
     previous = repo.previous_reading(info.id, edges[0])
     if previous is not None:

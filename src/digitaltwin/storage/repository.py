@@ -69,9 +69,12 @@ def _decode_cursor(cursor: str) -> tuple[datetime, int]:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         ts_us, sid = base64.urlsafe_b64decode(padded.encode()).decode().split(":")
-        return from_epoch_us(int(ts_us)), int(sid)
-    except (ValueError, UnicodeDecodeError):
-        raise ValidationError("invalid cursor", field="cursor") from None
+        series_id = int(sid)
+        if not 0 < series_id < 2**31:
+            raise ValueError(sid)
+        return from_epoch_us(int(ts_us)), series_id
+    except (ValueError, UnicodeDecodeError, OverflowError):
+        raise ValidationError("invalid cursor; pass next_cursor of the previous page unchanged", field="cursor") from None
 
 
 def _site(row: Any) -> Site:
@@ -127,7 +130,10 @@ class Repository:
             if exists:
                 conn.execute(sites.update().where(sites.c.id == site.id).values(**values))
             else:
-                conn.execute(sites.insert().values(**values, created_at=datetime.now(UTC)))
+                try:
+                    conn.execute(sites.insert().values(**values, created_at=datetime.now(UTC)))
+                except IntegrityError:
+                    raise ConflictError(f"site {site.id!r} exists", field="id") from None
         return site
 
     def get_site(self, site_id: str) -> Site:
@@ -152,9 +158,11 @@ class Repository:
         """
         self.get_site(asset.site_id)
         if asset.parent_id is not None:
-            parent = self.get_asset(asset.parent_id, field="parent_id")
-            if parent.id == asset.id:
+            if asset.parent_id == asset.id:
                 raise ValidationError("an asset cannot be its own parent", field="parent_id")
+            parent = self.get_asset(asset.parent_id, field="parent_id")
+            if parent.site_id != asset.site_id:
+                raise ValidationError(f"parent {parent.id!r} belongs to site {parent.site_id!r}", field="parent_id")
         values = {
             "id": asset.id,
             "site_id": asset.site_id,
@@ -171,7 +179,10 @@ class Repository:
             if exists:
                 conn.execute(assets.update().where(assets.c.id == asset.id).values(**values))
             else:
-                conn.execute(assets.insert().values(**values, created_at=datetime.now(UTC)))
+                try:
+                    conn.execute(assets.insert().values(**values, created_at=datetime.now(UTC)))
+                except IntegrityError:
+                    raise ConflictError(f"asset {asset.id!r} exists", field="id") from None
         return asset
 
     def get_asset(self, asset_id: str, *, field: str = "asset_id") -> Asset:
@@ -357,6 +368,7 @@ class Repository:
         cursor: str | None = None,
     ) -> ReadingPage:
         """Raw readings of an asset in ``[start, end)``, oldest first, ``limit`` per page."""
+        after = _decode_cursor(cursor) if cursor is not None else None
         infos = {s.id: s for s in self.list_series(asset_id) if quantity is None or s.quantity == quantity}
         if not infos:
             return ReadingPage([], None)
@@ -365,8 +377,8 @@ class Repository:
             query = query.where(readings.c.ts >= start)
         if end is not None:
             query = query.where(readings.c.ts < end)
-        if cursor is not None:
-            c_ts, c_sid = _decode_cursor(cursor)
+        if after is not None:
+            c_ts, c_sid = after
             query = query.where(or_(readings.c.ts > c_ts, and_(readings.c.ts == c_ts, readings.c.series_id > c_sid)))
         query = query.order_by(readings.c.ts, readings.c.series_id).limit(limit + 1)
         with self.engine.connect() as conn:

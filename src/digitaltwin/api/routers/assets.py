@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 from zoneinfo import ZoneInfo
@@ -30,6 +31,8 @@ router = APIRouter(prefix="/api/v1/assets", tags=["assets"])
 
 #: Largest page of raw readings.
 MAX_LIMIT = 50_000
+#: Largest free-form metadata of one asset, as JSON.
+MAX_ATTRIBUTES_BYTES = 64 * 1024
 
 
 def _out(state: State, asset: Asset, *, detail: bool = False) -> AssetOut:
@@ -52,12 +55,13 @@ def _out(state: State, asset: Asset, *, detail: bool = False) -> AssetOut:
 
 
 def _instant(value: str | None, field: str) -> datetime | None:
-    return None if value is None else parse_instant(value, field=field)
+    # Query bounds are not readings: "this month" may end in the future.
+    return None if value is None else parse_instant(value, field=field, plausible=False)
 
 
 @router.get("", response_model=list[AssetOut])
 def list_assets(state: State, site_id: str | None = None, kind: AssetKind | None = None) -> list[AssetOut]:
-    """All assets, optionally of one site or kind."""
+    """All assets, optionally of one site or kind (without series and latest readings: see the detail route)."""
     return [_out(state, a) for a in state.repo.list_assets(site_id=site_id, kind=kind)]
 
 
@@ -65,6 +69,8 @@ def list_assets(state: State, site_id: str | None = None, kind: AssetKind | None
 def create_asset(body: AssetIn, state: State) -> AssetOut:
     """Register an asset; 404 naming ``site_id``/``parent_id`` if they do not exist, 409 if the id exists."""
     check_slug(body.id, field="id")
+    if len(json.dumps(body.attributes)) > MAX_ATTRIBUTES_BYTES:
+        raise ValidationError(f"attributes larger than {MAX_ATTRIBUTES_BYTES} bytes as JSON", field="attributes")
     asset = Asset(body.id, body.site_id, body.name, body.kind, body.parent_id, body.rated_power_kw, body.attributes)
     return _out(state, state.repo.create_asset(asset))
 
@@ -89,9 +95,10 @@ def get_readings(
     state.repo.get_asset(asset_id)
     if quantity is not None:
         quantity_spec(quantity)
-    page = state.repo.read_page(
-        asset_id, start=_instant(start, "start"), end=_instant(end, "end"), quantity=quantity, limit=limit, cursor=cursor
-    )
+    start_ts, end_ts = _instant(start, "start"), _instant(end, "end")
+    if start_ts is not None and end_ts is not None and end_ts <= start_ts:
+        raise ValidationError("end must be after start", field="end")
+    page = state.repo.read_page(asset_id, start=start_ts, end=end_ts, quantity=quantity, limit=limit, cursor=cursor)
     rows = [ReadingOut(ts=r.ts, quantity=r.quantity, unit=r.unit, value=r.value) for r in page.rows]
     return ReadingsPage(asset_id=asset_id, readings=rows, next_cursor=page.next_cursor)
 
@@ -108,9 +115,12 @@ def get_energy(
     """Energy (kWh), mean and peak power (kW) and sample counts per bucket of the site's local calendar.
 
     Days, weeks (Monday first) and months start at local midnight, so DST days
-    have 23 or 25 hours. Buckets without data have null values.
+    have 23 or 25 hours. The first and last buckets are clipped to ``start`` and
+    ``end`` (each bucket's ``start``/``end`` give the span it covers), so the
+    total is that of the requested range. Buckets without data have null values.
     """
-    start_ts, end_ts = parse_instant(start, field="start"), parse_instant(end, field="end")
+    start_ts, end_ts = _instant(start, "start"), _instant(end, "end")
+    assert start_ts is not None and end_ts is not None
     if end_ts - start_ts > timedelta(days=3660):
         raise ValidationError("range longer than 10 years", field="end")
     report = energy_report(

@@ -36,6 +36,11 @@ async def post_readings(request: Request, state: State) -> JSONResponse:
     before 2000-01-01, such as epoch seconds, are rejected naming ``ts``); an
     offset-less ``ts`` needs the body's ``timezone``. Plain decimal strings are
     coerced; NaN, Infinity, null and other strings are rejected naming the field.
+    Every value needs its unit (``unit`` or a field name such as ``power_kw``) and
+    must lie in the quantity's plausible range. Interval energy may declare its
+    interval (``"interval": "PT15M"``); otherwise it is inferred from the spacing.
+    The first value stored for a series and timestamp stays: a resent reading is a
+    duplicate (MQTT QoS 1 redelivery), not a correction.
     The answer is 200 when at least one item was accepted, 422 when none was.
     """
     raw = await request.body()
@@ -43,6 +48,8 @@ async def post_readings(request: Request, state: State) -> JSONResponse:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ValidationError(f"body is not valid JSON: {exc}", field="body") from None
+    except RecursionError:
+        raise ValidationError("body is nested too deeply", field="body") from None
     timezone = None
     if isinstance(body, dict):
         timezone = body.get("timezone")
@@ -54,7 +61,10 @@ async def post_readings(request: Request, state: State) -> JSONResponse:
         raise ValidationError("body must be an array of items or an object with a 'readings' array", field="readings")
     if len(body) > MAX_ITEMS:
         raise ValidationError(f"at most {MAX_ITEMS} items per request", field="readings")
-    result = await run_in_threadpool(ingest_batch, state.repo, body, timezone=timezone)
+    # Security (issue 4): an API key limited to one site may only ingest that site's assets.
+    principal = getattr(request.state, "principal", None)
+    key_site = principal.site_id if principal is not None else None
+    result = await run_in_threadpool(ingest_batch, state.repo, body, timezone=timezone, site_id=key_site)
     state.metrics.readings_stored.labels("http").inc(result.stored)
     state.metrics.readings_rejected.labels("http").inc(result.rejected)
     out = BatchOut(

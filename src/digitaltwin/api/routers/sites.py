@@ -6,7 +6,7 @@ from fastapi import APIRouter, status
 
 from digitaltwin.api.deps import State
 from digitaltwin.api.schemas import SiteIn, SiteOut
-from digitaltwin.domain.assets import Site, check_slug
+from digitaltwin.domain.assets import Site, check_country, check_slug
 from digitaltwin.domain.timestamps import zone
 
 router = APIRouter(prefix="/api/v1/sites", tags=["sites"])
@@ -27,7 +27,8 @@ def create_site(body: SiteIn, state: State) -> SiteOut:
     """Register a site; 409 if the id exists, 422 naming ``timezone`` for an unknown IANA zone."""
     check_slug(body.id, field="id")
     zone(body.timezone)
-    return _out(state.repo.create_site(Site(body.id, body.name, body.timezone, body.country)))
+    country = check_country(body.country)
+    return _out(state.repo.create_site(Site(body.id, body.name, body.timezone, country)))
 
 
 @router.get("/{site_id}", response_model=SiteOut)
