@@ -110,3 +110,22 @@ def test_database_down_is_503_json(settings: Settings, repo: Repository) -> None
         assert response.status_code == 200
         ready = client.get("/readyz")
         assert ready.status_code == 503 and "database" in ready.json()["failing"]
+
+
+def test_corrections_delete_then_resend(meter: TestClient) -> None:
+    item = {"asset_id": "meter-1", "ts": "2025-01-01T00:00:00Z", "power_kw": 999.0}
+    assert meter.post("/api/v1/readings", json=[item]).json()["stored"] == 1
+    assert meter.post("/api/v1/readings", json=[{**item, "power_kw": 9.0}]).json()["stored"] == 0  # first write wins
+    params = {"start": "2025-01-01T00:00:00Z", "end": "2025-01-01T00:00:01Z", "quantity": "power"}
+    assert meter.delete("/api/v1/assets/meter-1/readings", params=params).json() == {"asset_id": "meter-1", "deleted": 1}
+    assert meter.post("/api/v1/readings", json=[{**item, "power_kw": 9.0}]).json()["stored"] == 1
+    rows = meter.get("/api/v1/assets/meter-1/readings").json()["readings"]
+    assert [r["value"] for r in rows] == [9.0]
+    _error(meter.delete("/api/v1/assets/meter-1/readings", params={**params, "end": params["start"]}), 422, "end")
+
+
+def test_prediction_metric_labels_are_bounded(meter: TestClient) -> None:
+    meter.get("/api/v1/assets/meter-1/forecast", params={"algorithm": "../../etc"})
+    metrics = meter.get("/metrics").text
+    assert 'predictions_total{algorithm="unknown",status="error"}' in metrics
+    assert "../../etc" not in metrics

@@ -65,6 +65,11 @@ class ReadingsPage(BaseModel):
     next_cursor: str | None = Field(None, description="pass as ?cursor= for the next page; null on the last page")
 
 
+class DeletedOut(BaseModel):
+    asset_id: str
+    deleted: int = Field(description="readings deleted")
+
+
 class EnergyBucketOut(BaseModel):
     start: datetime = Field(description="bucket start, UTC")
     start_local: datetime = Field(description="bucket start in the site's timezone")

@@ -389,6 +389,19 @@ class Repository:
         next_cursor = _encode_cursor(fetched[-1].ts, fetched[-1].series_id) if more else None
         return ReadingPage(rows, next_cursor)
 
+    def delete_readings(
+        self, asset_id: str, *, start: datetime, end: datetime, quantity: str | None = None
+    ) -> int:
+        """Delete an asset's readings in ``[start, end)`` (all quantities, or one); returns how many."""
+        ids = [s.id for s in self.list_series(asset_id) if quantity is None or s.quantity == quantity]
+        if not ids:
+            return 0
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                readings.delete().where(readings.c.series_id.in_(ids), readings.c.ts >= start, readings.c.ts < end)
+            )
+        return int(result.rowcount)
+
     def series_arrays(self, series_id: int, *, start: datetime, end: datetime) -> tuple[np.ndarray, np.ndarray]:
         """Readings of one series in ``[start, end)`` as (epoch seconds float64, values float64), sorted."""
         query = (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 from zoneinfo import ZoneInfo
@@ -12,6 +13,7 @@ from fastapi import APIRouter, Query, status
 from digitaltwin.analytics.buckets import Bucket
 from digitaltwin.api.deps import State
 from digitaltwin.api.schemas import (
+    DeletedOut,
     AssetIn,
     AssetOut,
     EnergyBucketOut,
@@ -25,9 +27,12 @@ from digitaltwin.domain.assets import Asset, AssetKind, check_slug
 from digitaltwin.domain.errors import ValidationError
 from digitaltwin.domain.timestamps import parse_instant
 from digitaltwin.domain.units import quantity_spec
+from digitaltwin.security.policy import access
+from digitaltwin.security.roles import Role
 from digitaltwin.services.energy import energy_report
 
 router = APIRouter(prefix="/api/v1/assets", tags=["assets"])
+log = logging.getLogger(__name__)
 
 #: Largest page of raw readings.
 MAX_LIMIT = 50_000
@@ -101,6 +106,31 @@ def get_readings(
     page = state.repo.read_page(asset_id, start=start_ts, end=end_ts, quantity=quantity, limit=limit, cursor=cursor)
     rows = [ReadingOut(ts=r.ts, quantity=r.quantity, unit=r.unit, value=r.value) for r in page.rows]
     return ReadingsPage(asset_id=asset_id, readings=rows, next_cursor=page.next_cursor)
+
+
+@router.delete("/{asset_id}/readings", response_model=DeletedOut, openapi_extra=access(Role.ADMIN))
+def delete_readings(
+    asset_id: str,
+    state: State,
+    start: Annotated[str, Query(description="RFC 3339 with offset, inclusive")],
+    end: Annotated[str, Query(description="RFC 3339 with offset, exclusive")],
+    quantity: str | None = None,
+) -> DeletedOut:
+    """Delete raw readings in ``[start, end)`` (admin), e.g. to replace a bad import.
+
+    Readings are first-write-wins, so a correction is: delete the range, then send
+    the corrected readings again.
+    """
+    state.repo.get_asset(asset_id)
+    if quantity is not None:
+        quantity_spec(quantity)
+    start_ts, end_ts = _instant(start, "start"), _instant(end, "end")
+    assert start_ts is not None and end_ts is not None
+    if end_ts <= start_ts:
+        raise ValidationError("end must be after start", field="end")
+    deleted = state.repo.delete_readings(asset_id, start=start_ts, end=end_ts, quantity=quantity)
+    log.info("deleted %d readings of %s in [%s, %s)", deleted, asset_id, start_ts.isoformat(), end_ts.isoformat())
+    return DeletedOut(asset_id=asset_id, deleted=deleted)
 
 
 @router.get("/{asset_id}/energy", response_model=EnergyOut)

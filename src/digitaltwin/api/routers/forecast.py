@@ -12,6 +12,8 @@ from digitaltwin.api.deps import State
 from digitaltwin.api.forecast_schemas import ForecastOut, ForecastPoint
 from digitaltwin.domain.durations import parse_duration
 from digitaltwin.domain.errors import ValidationError
+from digitaltwin.forecasting.algorithms import TORCH_ALGORITHMS, canonical_name
+from digitaltwin.forecasting.errors import ForecastError
 from digitaltwin.services.forecasting import ForecastResult
 
 router = APIRouter(prefix="/api/v1/assets", tags=["forecasts"])
@@ -42,12 +44,23 @@ def level_key(level: float) -> str:
     return f"{level:g}"
 
 
+def _metric_label(algorithm: str) -> str:
+    """A registered algorithm name, ``best``, or ``unknown``: clients must not create label values."""
+    key = algorithm.strip().lower()
+    if key == "best":
+        return key
+    try:
+        return canonical_name(key)
+    except ForecastError:
+        return key if key in TORCH_ALGORITHMS else "unknown"
+
+
 def run_forecast(state: State, asset_id: str, algorithm: str, horizon: timedelta, levels: list[float]) -> ForecastResult:
     """Forecast through the service, counting ``predictions_total{algorithm, status}``."""
     try:
         result = state.forecasts.forecast(asset_id, algorithm, horizon=horizon, quantiles=levels)
     except Exception:
-        state.metrics.predictions.labels(algorithm.strip().lower()[:32], "error").inc()
+        state.metrics.predictions.labels(_metric_label(algorithm), "error").inc()
         raise
     state.metrics.predictions.labels(result.algorithm, "ok").inc()
     return result
