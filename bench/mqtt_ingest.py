@@ -35,6 +35,8 @@ import psutil
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from import_throughput import time_raw_copy as raw_copy  # same reference as the import benchmark
+
 from digitaltwin.config import Settings
 from digitaltwin.domain.assets import Asset, AssetKind, Site
 from digitaltwin.ingest.mqtt_subscriber import broker_address, build_subscriber
@@ -83,21 +85,6 @@ def publisher(broker: str, topic_fmt: str, assets: list[str], per_message: int, 
     client.disconnect()
     client.loop_stop()
     out.put(sent)
-
-
-async def raw_copy(url: str, rows: list[tuple[int, datetime, float]]) -> float:
-    conn = await asyncpg.connect(url)
-    try:
-        await conn.execute("DROP TABLE IF EXISTS raw_copy_bench")
-        await conn.execute(
-            "CREATE TABLE raw_copy_bench (series_id integer, ts timestamptz, value double precision, PRIMARY KEY (series_id, ts))"
-        )
-        started = time.perf_counter()
-        await conn.copy_records_to_table("raw_copy_bench", records=rows, columns=["series_id", "ts", "value"])
-        return time.perf_counter() - started
-    finally:
-        await conn.execute("DROP TABLE IF EXISTS raw_copy_bench")
-        await conn.close()
 
 
 def run(mode: str, per_message: int, args: argparse.Namespace, db_url: str) -> None:

@@ -9,6 +9,8 @@ and rejects the file naming the unexpected types.
 
 from __future__ import annotations
 
+from abc import abstractmethod
+
 from typing import Any, ClassVar
 
 import numpy as np
@@ -52,8 +54,9 @@ class SklearnForecaster(DirectRegressionForecaster):
         super().__init__(min_train_rows=min_train_rows, recency_halflife_days=recency_halflife_days)
         self._model: Any = None
 
+    @abstractmethod
     def _estimator(self) -> Any:
-        raise NotImplementedError
+        """A fresh, unfitted scikit-learn estimator of this forecaster."""
 
     def _design(self, x: np.ndarray) -> np.ndarray:
         """Extra columns derived from the features (none by default)."""

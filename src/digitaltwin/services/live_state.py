@@ -20,6 +20,8 @@ Writers call :meth:`LiveState.record` from any thread after the readings were co
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import asyncio
 import json
 import logging
@@ -91,21 +93,21 @@ def _group(readings: Sequence[Reading], statuses: Sequence[tuple[str, str, datet
     return events
 
 
-class LiveState:
+class LiveState(ABC):
     """Interface of the live state (see the module docstring)."""
 
+    @abstractmethod
     def record(self, readings: Sequence[Reading], statuses: Sequence[tuple[str, str, datetime]] = ()) -> None:
         """Take committed readings and ``(asset_id, status, ts)`` machine states; thread-safe."""
-        raise NotImplementedError
 
+    @abstractmethod
     def state(self, asset_id: str) -> TwinState:
         """The current state of ``asset_id`` (empty when nothing was recorded)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def subscribe(self, asset_id: str) -> AbstractAsyncContextManager[AsyncIterator[list[dict[str, object]]]]:
         """``async with live.subscribe(asset_id) as events``: batches of events (:func:`reading_event`,
         :func:`status_event`) of ``asset_id`` recorded after the ``async with`` was entered."""
-        raise NotImplementedError
 
     def close(self) -> None:
         """Release connections."""
