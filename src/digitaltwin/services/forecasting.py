@@ -123,7 +123,7 @@ class ForecastService:
         self.backtests = backtests or BacktestStore(registry.models_dir.parent / "backtests")
 
     # ------------------------------------------------------------------ data
-    def _grid(self, asset_id: str) -> tuple[Any, timedelta, tuple[datetime, datetime, int]]:
+    def _grid(self, asset_id: str) -> tuple[Any, timedelta, tuple[datetime, datetime]]:
         info = pick_energy_series(self.repo, asset_id)
         extent = self.repo.series_extent(info.id)
         if extent is None:
@@ -145,7 +145,7 @@ class ForecastService:
         asset = self.repo.get_asset(asset_id)
         site = self.repo.get_site(asset.site_id)
         info, step, extent = self._grid(asset_id)
-        first, last, _ = extent
+        first, last = extent
         start = max(start, first) if start else first
         end = min(end, last + step) if end else last + step
         if end <= start:

@@ -439,16 +439,16 @@ class Repository:
             row = conn.execute(query).first()
         return (row.ts, row.value) if row else None
 
-    def series_extent(self, series_id: int) -> tuple[datetime, datetime, int] | None:
-        """(first ts, last ts, count) of a series, or None when empty."""
-        query = select(func.min(readings.c.ts), func.max(readings.c.ts), func.count()).where(
-            readings.c.series_id == series_id
-        )
-        with self.engine.connect() as conn:
-            row = conn.execute(query).first()
-        if row is None or row[2] == 0:
+    def series_extent(self, series_id: int) -> tuple[datetime, datetime] | None:
+        """(first ts, last ts) of a series, or None when empty; two index seeks, no scan."""
+        edges = []
+        for order in (readings.c.ts.asc(), readings.c.ts.desc()):
+            query = select(readings.c.ts).where(readings.c.series_id == series_id).order_by(order).limit(1)
+            with self.engine.connect() as conn:
+                edges.append(conn.execute(query).scalar())
+        if edges[0] is None:
             return None
-        return row[0], row[1], int(row[2])  # min/max keep the column type, so these are UTC datetimes
+        return edges[0], edges[1]
 
     def latest(self, asset_id: str) -> list[ReadingRow]:
         """The latest reading (by timestamp) of each series of an asset."""
