@@ -487,9 +487,7 @@ def main() -> None:
         err.print(f"[red]configuration error[/red] ({name}): {first['msg']}")
         raise SystemExit(2) from None
     except (DomainError, ForecastError) as exc:
-        field = getattr(exc, "field", None)
-        err.print(f"[red]error[/red]{f' ({field})' if field else ''}: {getattr(exc, 'message', None) or exc}")
-        raise SystemExit(2) from None
+        raise SystemExit(_fail(exc).exit_code) from None
     except OperationalError as exc:
         err.print(f"[red]database unavailable[/red]: {str(exc.orig or exc).splitlines()[0]}")
         raise SystemExit(2) from None

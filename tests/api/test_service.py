@@ -26,24 +26,23 @@ def _reachable(url: str, default_port: int) -> bool:
         return False
 
 
+def _service_url(variable: str, default: str, port: int, name: str) -> str:
+    url = os.environ.get(variable, default)
+    if not _reachable(url, port):
+        if os.environ.get("DT_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"{name} required but unreachable at {url}")
+        pytest.skip(f"{name} unreachable at {url}")
+    return url
+
+
 @pytest.fixture
 def redis_url() -> str:
-    url = os.environ.get("DT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-    if not _reachable(url, 6379):
-        if os.environ.get("DT_REQUIRE_POSTGRES") == "1":
-            pytest.fail(f"Redis required but unreachable at {url}")
-        pytest.skip(f"Redis unreachable at {url}")
-    return url
+    return _service_url("DT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0", 6379, "Redis")
 
 
 @pytest.fixture
 def mqtt_broker() -> str:
-    url = os.environ.get("DT_TEST_MQTT_BROKER", "mqtt://127.0.0.1:1883")
-    if not _reachable(url, 1883):
-        if os.environ.get("DT_REQUIRE_POSTGRES") == "1":
-            pytest.fail(f"Mosquitto required but unreachable at {url}")
-        pytest.skip(f"Mosquitto unreachable at {url}")
-    return url
+    return _service_url("DT_TEST_MQTT_BROKER", "mqtt://127.0.0.1:1883", 1883, "Mosquitto")
 
 
 def _strict(body: bytes) -> object:

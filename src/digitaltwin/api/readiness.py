@@ -5,9 +5,9 @@ from __future__ import annotations
 import socket
 import struct
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 from digitaltwin.api.deps import AppState
+from digitaltwin.ingest.mqtt_subscriber import broker_address
 from digitaltwin.storage.db import current_revision
 
 #: Seconds each network check may take.
@@ -21,13 +21,6 @@ class Check:
     name: str
     ok: bool
     detail: str
-
-
-def broker_address(url: str) -> tuple[str, int, bool]:
-    """(host, port, tls) of ``mqtt://``, ``mqtts://`` or the guide's ``mosquitto://host:port``."""
-    parts = urlsplit(url if "://" in url else f"mqtt://{url}")
-    tls = parts.scheme == "mqtts"
-    return parts.hostname or "localhost", parts.port or (8883 if tls else 1883), tls
 
 
 def mqtt_handshake(host: str, port: int, *, username: str | None, password: str | None) -> str:
