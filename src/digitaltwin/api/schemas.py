@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from digitaltwin.domain.assets import AssetKind
 
@@ -29,6 +29,29 @@ class AssetIn(BaseModel):
     parent_id: str | None = None
     rated_power_kw: float | None = Field(None, ge=0, le=1e7, allow_inf_nan=False, description="nameplate power in kW")
     attributes: dict[str, Any] = Field(default_factory=dict)
+
+
+class SitePatch(BaseModel):
+    """Changes to a site: only the fields sent are changed (its id cannot change)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(None, min_length=1, max_length=200)
+    timezone: str | None = Field(None, description="IANA timezone; stored readings stay UTC, later days follow the new zone")
+    country: str | None = Field(None, description="ISO 3166-1 alpha-2 country code, or null for no public holidays")
+
+
+class AssetPatch(BaseModel):
+    """Changes to an asset: only the fields sent are changed; ``null`` clears ``parent_id`` or
+    ``rated_power_kw``. Its id and site cannot change; ``attributes`` is replaced as a whole."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(None, min_length=1, max_length=200)
+    kind: AssetKind | None = None
+    parent_id: str | None = None
+    rated_power_kw: float | None = Field(None, ge=0, le=1e7, allow_inf_nan=False, description="nameplate power in kW")
+    attributes: dict[str, Any] | None = None
 
 
 class LatestReading(BaseModel):

@@ -157,12 +157,7 @@ class Repository:
             ConflictError: the id exists and ``exist_ok`` is false.
         """
         self.get_site(asset.site_id)
-        if asset.parent_id is not None:
-            if asset.parent_id == asset.id:
-                raise ValidationError("an asset cannot be its own parent", field="parent_id")
-            parent = self.get_asset(asset.parent_id, field="parent_id")
-            if parent.site_id != asset.site_id:
-                raise ValidationError(f"parent {parent.id!r} belongs to site {parent.site_id!r}", field="parent_id")
+        self._check_parent(asset)
         values = {
             "id": asset.id,
             "site_id": asset.site_id,
@@ -183,6 +178,75 @@ class Repository:
                     conn.execute(assets.insert().values(**values, created_at=datetime.now(UTC)))
                 except IntegrityError:
                     raise ConflictError(f"asset {asset.id!r} exists", field="id") from None
+        return asset
+
+    def _check_parent(self, asset: Asset) -> None:
+        """Refuse a parent that is missing, on another site, or that would close a cycle.
+
+        Walks up from the new parent: an asset hierarchy is a forest, so reaching
+        ``asset`` itself means the update would make it its own ancestor.
+
+        Raises:
+            NotFoundError: naming ``parent_id`` when the parent does not exist.
+            ValidationError: naming ``parent_id`` for another site's parent or a cycle.
+        """
+        if asset.parent_id is None:
+            return
+        if asset.parent_id == asset.id:
+            raise ValidationError("an asset cannot be its own parent", field="parent_id")
+        parent = self.get_asset(asset.parent_id, field="parent_id")
+        if parent.site_id != asset.site_id:
+            raise ValidationError(f"parent {parent.id!r} belongs to site {parent.site_id!r}", field="parent_id")
+        seen = {asset.id}
+        ancestor: Asset | None = parent
+        while ancestor is not None and ancestor.parent_id is not None:
+            if ancestor.parent_id in seen:
+                raise ValidationError(
+                    f"parent {parent.id!r} would make {asset.id!r} its own ancestor (via {ancestor.id!r})", field="parent_id"
+                )
+            seen.add(ancestor.id)
+            ancestor = self.get_asset(ancestor.parent_id, field="parent_id")
+
+    def update_site(self, site: Site) -> Site:
+        """Replace the name, timezone and country of an existing site.
+
+        Stored readings are UTC, so a new timezone changes only how later queries
+        cut days and months; nothing stored is rewritten.
+
+        Raises:
+            NotFoundError: naming ``site_id`` when the site does not exist.
+        """
+        self.get_site(site.id)
+        with self.engine.begin() as conn:
+            conn.execute(
+                sites.update().where(sites.c.id == site.id).values(name=site.name, timezone=site.timezone, country=site.country)
+            )
+        return site
+
+    def update_asset(self, asset: Asset) -> Asset:
+        """Replace the registration of an existing asset (its site cannot change).
+
+        Raises:
+            NotFoundError: naming ``asset_id`` (unknown asset) or ``parent_id``.
+            ValidationError: naming ``site_id`` when it differs from the stored one,
+                or ``parent_id`` for another site's parent or a cycle.
+        """
+        current = self.get_asset(asset.id)
+        if current.site_id != asset.site_id:
+            raise ValidationError("an asset cannot move to another site; register a new asset", field="site_id")
+        self._check_parent(asset)
+        with self.engine.begin() as conn:
+            conn.execute(
+                assets.update()
+                .where(assets.c.id == asset.id)
+                .values(
+                    name=asset.name,
+                    kind=asset.kind.value,
+                    parent_id=asset.parent_id,
+                    rated_power_kw=asset.rated_power_kw,
+                    attributes=asset.attributes,
+                )
+            )
         return asset
 
     def get_asset(self, asset_id: str, *, field: str = "asset_id") -> Asset:

@@ -16,6 +16,7 @@ from digitaltwin.api.schemas import (
     DeletedOut,
     AssetIn,
     AssetOut,
+    AssetPatch,
     EnergyBucketOut,
     EnergyOut,
     LatestReading,
@@ -78,6 +79,34 @@ def create_asset(body: AssetIn, state: State) -> AssetOut:
         raise ValidationError(f"attributes larger than {MAX_ATTRIBUTES_BYTES} bytes as JSON", field="attributes")
     asset = Asset(body.id, body.site_id, body.name, body.kind, body.parent_id, body.rated_power_kw, body.attributes)
     return _out(state, state.repo.create_asset(asset))
+
+
+@router.patch("/{asset_id}", response_model=AssetOut)
+def update_asset(asset_id: str, body: AssetPatch, state: State) -> AssetOut:
+    """Change an asset's name, kind, parent, rated power or attributes (admin).
+
+    Only the fields sent change; ``null`` clears ``parent_id`` or ``rated_power_kw``.
+    404 if unknown (or naming ``parent_id``); 422 naming ``parent_id`` for a parent on
+    another site or one that would make the asset its own ancestor.
+    """
+    asset = state.repo.get_asset(asset_id)
+    sent = body.model_fields_set
+    for name in ("name", "kind", "attributes"):
+        if name in sent and getattr(body, name) is None:
+            raise ValidationError(f"{name} cannot be null", field=name)
+    attributes = body.attributes if "attributes" in sent and body.attributes is not None else asset.attributes
+    if len(json.dumps(attributes)) > MAX_ATTRIBUTES_BYTES:
+        raise ValidationError(f"attributes larger than {MAX_ATTRIBUTES_BYTES} bytes as JSON", field="attributes")
+    changed = Asset(
+        asset.id,
+        asset.site_id,
+        body.name if body.name is not None else asset.name,
+        body.kind if body.kind is not None else asset.kind,
+        body.parent_id if "parent_id" in sent else asset.parent_id,
+        body.rated_power_kw if "rated_power_kw" in sent else asset.rated_power_kw,
+        attributes,
+    )
+    return _out(state, state.repo.update_asset(changed))
 
 
 @router.get("/{asset_id}", response_model=AssetOut)

@@ -5,8 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 
 from digitaltwin.api.deps import State
-from digitaltwin.api.schemas import SiteIn, SiteOut
+from digitaltwin.api.schemas import SiteIn, SiteOut, SitePatch
 from digitaltwin.domain.assets import Site, check_country, check_slug
+from digitaltwin.domain.errors import ValidationError
 from digitaltwin.domain.timestamps import zone
 
 router = APIRouter(prefix="/api/v1/sites", tags=["sites"])
@@ -35,3 +36,27 @@ def create_site(body: SiteIn, state: State) -> SiteOut:
 def get_site(site_id: str, state: State) -> SiteOut:
     """One site; 404 if unknown."""
     return _out(state.repo.get_site(site_id))
+
+
+@router.patch("/{site_id}", response_model=SiteOut)
+def update_site(site_id: str, body: SitePatch, state: State) -> SiteOut:
+    """Change a site's name, timezone or country (admin); 404 if unknown, 422 naming the bad field.
+
+    Readings are stored in UTC, so a corrected timezone applies to every later energy
+    query at once: nothing stored is rewritten.
+    """
+    site = state.repo.get_site(site_id)
+    sent = body.model_fields_set
+    if "name" in sent and body.name is None:
+        raise ValidationError("name cannot be null", field="name")
+    if "timezone" in sent:
+        if body.timezone is None:
+            raise ValidationError("timezone cannot be null", field="timezone")
+        zone(body.timezone)
+    changed = Site(
+        site.id,
+        body.name if "name" in sent else site.name,
+        body.timezone if "timezone" in sent else site.timezone,
+        check_country(body.country) if "country" in sent else site.country,
+    )
+    return _out(state.repo.update_site(changed))

@@ -1,0 +1,89 @@
+"""PATCH of sites and assets: partial changes, named errors, no parent cycles, admin only."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+
+from tests.api.conftest import ClientAs
+
+
+def _site(client: TestClient, site_id: str = "plant", timezone: str = "Europe/Berlin") -> None:
+    assert client.post("/api/v1/sites", json={"id": site_id, "name": site_id, "timezone": timezone}).status_code == 201
+
+
+def _asset(client: TestClient, asset_id: str, parent_id: str | None = None, site_id: str = "plant") -> None:
+    body = {"id": asset_id, "site_id": site_id, "name": asset_id, "kind": "meter", "parent_id": parent_id}
+    assert client.post("/api/v1/assets", json=body).status_code == 201, asset_id
+
+
+def test_site_patch_changes_only_what_is_sent(client: TestClient) -> None:
+    _site(client)
+    response = client.patch("/api/v1/sites/plant", json={"timezone": "Europe/London", "country": "gb"})
+    assert response.status_code == 200, response.text
+    assert response.json() == {"id": "plant", "name": "plant", "timezone": "Europe/London", "country": "GB"}
+    assert client.get("/api/v1/sites/plant").json()["timezone"] == "Europe/London"
+    cleared = client.patch("/api/v1/sites/plant", json={"country": None}).json()
+    assert cleared["country"] is None and cleared["timezone"] == "Europe/London"
+
+
+def test_site_patch_errors_name_the_field(client: TestClient) -> None:
+    _site(client)
+    for body, field in (
+        ({"timezone": "Mars/Olympus"}, "timezone"),
+        ({"timezone": None}, "timezone"),
+        ({"country": "Germany"}, "country"),
+        ({"name": ""}, "name"),
+        ({"id": "other"}, "id"),
+    ):
+        response = client.patch("/api/v1/sites/plant", json=body)
+        assert response.status_code == 422, (body, response.text)
+        assert field in response.text, (body, response.text)
+    assert client.patch("/api/v1/sites/nowhere", json={"name": "x"}).status_code == 404
+    assert client.get("/api/v1/sites/plant").json()["timezone"] == "Europe/Berlin"
+
+
+def test_asset_patch_attributes_parent_and_clearing(client: TestClient) -> None:
+    _site(client)
+    _asset(client, "main")
+    _asset(client, "line-1")
+    exog = {"forecast_exog": [{"asset_id": "weather", "quantity": "temperature"}]}
+    response = client.patch("/api/v1/assets/line-1", json={"parent_id": "main", "attributes": exog, "rated_power_kw": 250})
+    assert response.status_code == 200, response.text
+    body = client.get("/api/v1/assets/line-1").json()
+    assert (body["parent_id"], body["attributes"], body["rated_power_kw"]) == ("main", exog, 250)
+    body = client.patch("/api/v1/assets/line-1", json={"parent_id": None, "name": "Line 1"}).json()
+    assert (body["parent_id"], body["name"], body["rated_power_kw"], body["attributes"]) == (None, "Line 1", 250, exog)
+
+
+def test_asset_patch_refuses_cycles_other_sites_and_moves(client: TestClient) -> None:
+    _site(client)
+    _site(client, "other")
+    _asset(client, "a")
+    _asset(client, "b", parent_id="a")
+    _asset(client, "c", parent_id="b")
+    _asset(client, "elsewhere", site_id="other")
+    for asset_id, body, status, field in (
+        ("a", {"parent_id": "c"}, 422, "parent_id"),  # a -> c -> b -> a
+        ("a", {"parent_id": "b"}, 422, "parent_id"),
+        ("b", {"parent_id": "b"}, 422, "parent_id"),
+        ("a", {"parent_id": "elsewhere"}, 422, "parent_id"),
+        ("a", {"parent_id": "ghost"}, 404, "parent_id"),
+        ("a", {"site_id": "other"}, 422, "site_id"),
+        ("a", {"kind": "spaceship"}, 422, "kind"),
+        ("a", {"kind": None}, 422, "kind"),
+        ("a", {"rated_power_kw": -1}, 422, "rated_power_kw"),
+    ):
+        response = client.patch(f"/api/v1/assets/{asset_id}", json=body)
+        assert response.status_code == status, (asset_id, body, response.text)
+        assert field in response.text, (asset_id, body, response.text)
+    assert client.get("/api/v1/assets/a").json()["parent_id"] is None
+    assert client.get("/api/v1/assets/c").json()["parent_id"] == "b"
+    assert client.patch("/api/v1/assets/ghost", json={"name": "x"}).status_code == 404
+
+
+def test_patches_are_admin_only(client: TestClient, operator_client: ClientAs, viewer_client: ClientAs) -> None:
+    _site(client)
+    _asset(client, "a")
+    assert operator_client.patch("/api/v1/sites/plant", json={"name": "x"}).status_code == 403
+    assert viewer_client.patch("/api/v1/assets/a", json={"name": "x"}).status_code == 403
+    assert client.get("/api/v1/assets/a").json()["name"] == "a"
