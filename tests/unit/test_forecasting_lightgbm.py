@@ -117,3 +117,54 @@ def test_artifact_is_lightgbm_text_and_round_trips() -> None:
     bad_plan = {**params["model"]["plan"], "lags": params["model"]["plan"]["lags"][:-1]}
     with pytest.raises(ValueError):
         LightGBMForecaster.from_artifact(files, {**params, "model": {**params["model"], "plan": bad_plan}})
+
+
+def test_profile_features_summarise_the_same_local_time_on_earlier_days() -> None:
+    index = pd.date_range("2024-01-01", periods=24 * 10, freq="1h", tz="UTC")  # Mon 1 Jan (a DE holiday) .. Wed 10 Jan
+    y = pd.Series(np.arange(len(index), dtype=float), index=index)
+    y.iloc[24 * 7 + 12] = 0.0  # an outage hour on Mon 8 Jan, 12:00 UTC
+    plan = FeaturePlan.for_horizon(step=pd.Timedelta(hours=1), horizon_steps=24, holidays=True)
+    assert plan.profile_lags == (24, 48, 72, 96, 120, 144, 168) and plan.hour_of_week
+    features = make_features(y, plan, timezone="UTC", country="DE")
+    row = features.loc[pd.Timestamp("2024-01-09 12:00", tz="UTC")]  # Tuesday, a working day
+    past = [y[pd.Timestamp("2024-01-09 12:00", tz="UTC") - pd.Timedelta(days=k)] for k in range(1, 8)]
+    assert row["profile_mean"] == pytest.approx(np.mean(past))
+    assert row["profile_median"] == pytest.approx(np.median(past))
+    # working days among 2..8 Jan: Tue 2 .. Fri 5 and Mon 8 (Sat 6, Sun 7 are the other type)
+    working = [y[pd.Timestamp(f"2024-01-0{d} 12:00", tz="UTC")] for d in (2, 3, 4, 5, 8)]
+    assert row["profile_daytype_mean"] == pytest.approx(np.mean(working))
+    assert row["hour_of_week"] == 24 + 12
+    holiday = features.loc[pd.Timestamp("2024-01-08 03:00", tz="UTC")]  # Monday; 1 Jan (holiday) is the other type
+    assert holiday["profile_daytype_mean"] == pytest.approx(np.mean([y[pd.Timestamp(f"2024-01-0{d} 03:00", tz="UTC")] for d in (2, 3, 4, 5)]))
+    assert np.isnan(features["profile_mean"].iloc[:24]).all()  # nothing a day back yet
+
+
+def test_exogenous_context_reads_the_last_day_of_weather() -> None:
+    index = pd.date_range("2024-01-01", periods=24 * 3, freq="1h", tz="UTC")
+    y = pd.Series(1.0, index=index)
+    temperature = pd.DataFrame({"temperature": np.arange(len(index), dtype=float)}, index=index)
+    plan = FeaturePlan.for_horizon(step=pd.Timedelta(hours=1), horizon_steps=24, holidays=False, exog=("temperature",))
+    assert plan.exog_window == 24
+    features = make_features(y, plan, timezone="UTC", country=None, exog=temperature)
+    last = features.iloc[-1]
+    assert (last["exog_temperature"], last["exog_temperature_lag_24"], last["exog_temperature_diff_24"]) == (71, 47, 24)
+    assert last["exog_temperature_mean_24"] == pytest.approx(np.mean(np.arange(48, 72)))
+    assert "exog_temperature_lag_24" not in FeaturePlan.for_horizon(step=pd.Timedelta(hours=1), horizon_steps=24, holidays=False).feature_names
+
+
+def test_a_model_saved_before_the_profile_features_still_loads_and_predicts() -> None:
+    y = synthetic(30)
+    current = FeaturePlan.for_horizon(step=pd.Timedelta(hours=1), horizon_steps=24, holidays=True)
+    old_plan = {k: v for k, v in current.to_dict().items() if k not in ("profile_lags", "hour_of_week", "exog_window")}
+    model = make_forecaster("lightgbm")
+    model._plan = FeaturePlan.from_dict(old_plan)  # the plan every model had before these features
+    model.fit(y, horizon_steps=24, timezone="Europe/Berlin", country="DE")
+    assert "profile_mean" not in model.feature_names and "hour_of_week" not in model.feature_names
+    files, params = model.to_artifact()
+    params["model"]["plan"] = old_plan  # a manifest written by the earlier release
+    params["calibration"].pop("hour_scales", None)
+    restored = LightGBMForecaster.from_artifact(files, params)
+    pd.testing.assert_series_equal(restored.predict(y, steps=24), model.predict(y, steps=24))
+    assert restored.forecast(y, steps=24, quantiles=(0.1, 0.9)).quantiles.notna().all().all()
+    with pytest.raises(ValueError, match="features do not match"):  # the new plan against the old booster
+        LightGBMForecaster.from_artifact(files, {**params, "model": {**params["model"], "plan": current.to_dict()}})

@@ -286,7 +286,7 @@ class Forecaster(abc.ABC):
             return Forecast(values, pd.DataFrame(index=index))
         if self._calibration is None:
             raise NotCalibratedError(self.name)
-        table = self._calibration.quantiles(values.to_numpy(), levels)
+        table = self._calibration.quantiles(values.to_numpy(), levels, hours=local_hours(index, context.timezone))
         if context.nonnegative:
             table = np.maximum(table, 0.0)
         return Forecast(values, pd.DataFrame(table, index=index, columns=levels))
@@ -434,6 +434,7 @@ class Forecaster(abc.ABC):
                 n //= 2
         components: list[np.ndarray] = []
         actual: list[np.ndarray] = []
+        hours: list[np.ndarray] = []
         required = fresh.required_history()
         for i in range(n):
             origin = cut + i * spacing
@@ -443,11 +444,17 @@ class Forecaster(abc.ABC):
             part = None if exog is None else exog.iloc[: origin + h]
             components.append(fresh._components(history, h, part))
             actual.append(y.iloc[origin : origin + h].to_numpy())
+            hours.append(local_hours(y.index[origin : origin + h], context.timezone))
         if not components:
             return None
         self._learn_from_holdout(components, actual)
         predicted = np.concatenate([self._point(c) for c in components])
-        return Calibration.from_residuals(predicted, np.concatenate(actual))
+        return Calibration.from_residuals(predicted, np.concatenate(actual), np.concatenate(hours))
+
+
+def local_hours(index: pd.DatetimeIndex, timezone: str) -> np.ndarray:
+    """Local hour of day (0..23, int) of each UTC stamp of ``index`` in ``timezone``."""
+    return np.asarray(pd.DatetimeIndex(index).tz_convert(timezone).hour, dtype=int)
 
 
 def _align_exog(exog: pd.DataFrame | None, index: pd.DatetimeIndex, columns: tuple[str, ...]) -> pd.DataFrame:

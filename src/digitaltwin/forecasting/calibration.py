@@ -12,6 +12,13 @@ The residual quantiles are centred on their median: the served model is refitted
 on the latest data, so the bias the holdout model showed (it was fitted weeks
 earlier, and loads drift) is not carried over; the holdout gives the interval's
 width and shape, the point forecast its location.
+
+When the local hour of each holdout target is known, residuals are first divided
+by a spread per local hour of day (normalised, or locally weighted, conformal
+prediction: Lei et al. 2018, section 5.2; Papadopoulos, Vovk and Gammerman,
+"Normalized nonconformity measures for regression conformal prediction", 2008):
+errors of a building's load are larger at the morning ramp than at night, and one
+width for all hours over-covers the night and under-covers the day.
 """
 
 from __future__ import annotations
@@ -30,20 +37,26 @@ BINS = 3
 MIN_RESIDUALS = 24
 #: Bounds of a quantile level that can be asked for.
 LEVEL_MIN, LEVEL_MAX = float(GRID[0]), float(GRID[-1])
+#: Pseudo-count shrinking each hour's spread towards the spread of all hours (steadies an
+#: hour with few residuals; with the usual 28 to 56 per hour it barely moves the estimate).
+HOUR_SHRINK = 2
 
 
 def holdout_plan(horizon_steps: int, samples_per_day: int) -> tuple[int, int]:
     """Number of holdout origins and their spacing (steps) for a horizon.
 
-    About 2,000 holdout residuals, at most 96 origins spread over one to four
-    weeks: day-ahead on 15-min data gives 21 daily origins; one step ahead gives
-    96 origins a 7th of a day apart.
+    About 2,000 holdout residuals, at most 96 origins spread over one to six
+    weeks: day-ahead on 15-min data gives 21 daily origins; day-ahead on hourly data
+    42 daily origins (1,008 residuals, 42 per local hour for the hour scales); one step
+    ahead 96 origins a 7th of a day apart. Six weeks rather than four: on the Cambridge
+    benchmark four weeks (672 hourly residuals, 28 per hour) left the 80 % interval at
+    72-83 % coverage per building and eight weeks at 74-87 %.
 
     Returns:
         ``(origins, spacing_steps)``; spacing >= ``horizon_steps``, so predictions do not overlap.
     """
     week = 7 * samples_per_day
-    n = max(1, min(96, math.ceil(2000 / horizon_steps), (4 * week) // horizon_steps))
+    n = max(1, min(96, math.ceil(2000 / horizon_steps), (6 * week) // horizon_steps))
     return n, max(horizon_steps, week // n)
 
 
@@ -53,24 +66,45 @@ class Calibration:
 
     Attributes:
         edges: ``BINS - 1`` increasing bin edges in the target unit.
-        residuals: ``BINS`` rows of ``len(GRID)`` residual quantiles (``actual - predicted``).
+        residuals: ``BINS`` rows of ``len(GRID)`` residual quantiles (``actual - predicted``),
+            in the target unit, or in units of the hour's spread when ``hour_scales`` is set.
         n: residuals the calibration was computed from.
+        hour_scales: 24 spreads (target unit, mean absolute deviation from the median
+            residual) by local hour of day, or empty: one width for every hour (calibrations
+            saved before hour scaling existed, or computed without the target hours).
     """
 
     edges: tuple[float, ...]
     residuals: tuple[tuple[float, ...], ...]
     n: int
+    hour_scales: tuple[float, ...] = ()
 
     @classmethod
-    def from_residuals(cls, predicted: np.ndarray, actual: np.ndarray) -> Calibration | None:
-        """Calibrate on holdout pairs; ``None`` with fewer than :data:`MIN_RESIDUALS` valid pairs."""
+    def from_residuals(
+        cls, predicted: np.ndarray, actual: np.ndarray, hours: np.ndarray | None = None
+    ) -> Calibration | None:
+        """Calibrate on holdout pairs; ``None`` with fewer than :data:`MIN_RESIDUALS` valid pairs.
+
+        Args:
+            predicted: holdout point forecasts, any shape (flattened).
+            actual: the observed values, same shape.
+            hours: local hour of day (0..23) of each target, same shape; when given, residuals
+                are normalised by the hour's spread (see the module docstring).
+        """
         predicted = np.asarray(predicted, dtype=float).ravel()
         actual = np.asarray(actual, dtype=float).ravel()
         keep = np.isfinite(predicted) & np.isfinite(actual)
+        hour = None if hours is None else np.asarray(hours, dtype=int).ravel()[keep]
         predicted, actual = predicted[keep], actual[keep]
         if predicted.size < MIN_RESIDUALS:
             return None
         residual = actual - predicted
+        scales: tuple[float, ...] = ()
+        if hour is not None:
+            per_hour = _hour_scales(residual, hour)
+            if per_hour is not None:
+                scales = tuple(float(v) for v in per_hour)
+                residual = residual / per_hour[hour]
         bins = BINS if predicted.size >= BINS * MIN_RESIDUALS else 1
         edges = np.quantile(predicted, np.arange(1, bins) / bins) if bins > 1 else np.array([])
         which = np.searchsorted(edges, predicted, side="right")
@@ -81,14 +115,16 @@ class Calibration:
                 part = residual
             table = np.quantile(part, GRID)
             rows.append(tuple(float(v) for v in table - np.median(part)))
-        return cls(tuple(float(e) for e in edges), tuple(rows), int(predicted.size))
+        return cls(tuple(float(e) for e in edges), tuple(rows), int(predicted.size), scales)
 
-    def quantiles(self, point: np.ndarray, levels: list[float]) -> np.ndarray:
-        """Quantile forecasts: ``point`` plus the residual quantile of its bin.
+    def quantiles(self, point: np.ndarray, levels: list[float], hours: np.ndarray | None = None) -> np.ndarray:
+        """Quantile forecasts: ``point`` plus the residual quantile of its bin (times the hour's spread).
 
         Args:
             point: point forecasts, shape ``(steps,)``.
             levels: increasing levels in ``[0.01, 0.99]``.
+            hours: local hour of day (0..23) of each step, shape ``(steps,)``; needed when
+                ``hour_scales`` is set (without it the mean spread is used).
 
         Returns:
             Array ``(steps, len(levels))``, non-decreasing along the levels.
@@ -96,14 +132,21 @@ class Calibration:
         point = np.asarray(point, dtype=float)
         table = np.asarray(self.residuals)
         which = np.searchsorted(np.asarray(self.edges), point, side="right")
+        scale = np.ones(point.size)
+        if self.hour_scales:
+            scales = np.asarray(self.hour_scales)
+            scale = scales[np.asarray(hours, dtype=int) % 24] if hours is not None else np.full(point.size, scales.mean())
         out = np.empty((point.size, len(levels)))
         for j, level in enumerate(levels):
             per_bin = np.array([np.interp(level, GRID, row) for row in table])
-            out[:, j] = point + per_bin[which]
+            out[:, j] = point + per_bin[which] * scale
         return np.maximum.accumulate(out, axis=1)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"edges": list(self.edges), "residuals": [list(r) for r in self.residuals], "n": self.n}
+        data: dict[str, Any] = {"edges": list(self.edges), "residuals": [list(r) for r in self.residuals], "n": self.n}
+        if self.hour_scales:
+            data["hour_scales"] = list(self.hour_scales)
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> Calibration | None:
@@ -113,4 +156,22 @@ class Calibration:
             tuple(float(e) for e in data["edges"]),
             tuple(tuple(float(v) for v in row) for row in data["residuals"]),
             int(data["n"]),
+            tuple(float(v) for v in data.get("hour_scales", ())),
         )
+
+
+def _hour_scales(residual: np.ndarray, hour: np.ndarray) -> np.ndarray | None:
+    """Spread of ``residual`` per local hour (24 values > 0), shrunk towards the overall spread.
+
+    The spread is the mean absolute deviation from the median residual; an hour with ``n``
+    residuals gets ``(n * own + HOUR_SHRINK * overall) / (n + HOUR_SHRINK)``, an hour without any
+    the overall spread. ``None`` when the overall spread is 0 (a constant error: nothing to scale).
+    """
+    centred = np.abs(residual - np.median(residual))
+    overall = float(centred.mean())
+    if not overall > 0:
+        return None
+    count = np.bincount(hour % 24, minlength=24).astype(float)
+    total = np.bincount(hour % 24, weights=centred, minlength=24)
+    scales = (total + HOUR_SHRINK * overall) / (count + HOUR_SHRINK)
+    return np.maximum(scales, 1e-9 * overall)

@@ -3,11 +3,14 @@
 One model predicts every step ``1..horizon_steps`` ahead of an origin, so every
 lag used is at least ``horizon_steps``: the features of any target in the
 horizon only need values known at the origin. Calendar features are computed
-in the site's local time.
+in the site's local time. Exogenous series (weather) are read at the target's
+own time, as a forecast of them would be, and one day back.
 """
 
 from __future__ import annotations
 
+import functools
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +25,10 @@ SHORT_HORIZON_SECONDS = 3_600
 
 CALENDAR_FEATURES = ("quarter_hour_of_day", "day_of_week", "is_weekend", "month")
 HOLIDAY_FEATURE = "is_holiday"
+#: Days of same-time-of-day values summarised by the profile features (one of each weekday).
+PROFILE_DAYS = 7
+PROFILE_FEATURES = ("profile_mean", "profile_median", "profile_daytype_mean")
+HOUR_OF_WEEK_FEATURE = "hour_of_week"
 
 
 @dataclass(frozen=True)
@@ -36,6 +43,15 @@ class FeaturePlan:
         holidays: whether the ``is_holiday`` feature is present.
         exog: exogenous columns (e.g. ``temperature``) used at the target's own time
             as ``exog_<name>``: a weather forecast, or the observation standing in for one.
+        profile_lags: lags (whole days, each >= ``horizon_steps``) of the same-time-of-day
+            values summarised by ``profile_mean``, ``profile_median`` (robust to an outage day)
+            and ``profile_daytype_mean`` (only days of the target's type: working day, or
+            weekend/holiday); empty in plans saved before these features existed.
+        hour_of_week: whether the local ``hour_of_week`` (0..167) feature is present.
+        exog_window: when > 0, each exogenous column also gives ``exog_<name>_lag_<w>``
+            (``w`` steps earlier), ``exog_<name>_diff_<w>`` (change since then) and
+            ``exog_<name>_mean_<w>`` (mean of the ``w`` steps up to the target): heating and
+            cooling respond to the last day's weather, not only the current hour's.
     """
 
     horizon_steps: int
@@ -44,6 +60,9 @@ class FeaturePlan:
     max_windows: tuple[int, ...]
     holidays: bool
     exog: tuple[str, ...] = ()
+    profile_lags: tuple[int, ...] = ()
+    hour_of_week: bool = False
+    exog_window: int = 0
 
     @classmethod
     def for_horizon(
@@ -56,7 +75,9 @@ class FeaturePlan:
         mean and max over the last day and week. For a horizon up to one hour the
         four most recent usable lags (``h .. h+3``; ``1..4`` for ``h = 1``) and rolling
         means over the last hour and four hours are added. For 15-min data and
-        ``h = 96`` this gives lags 96, 192, 288, 672, 1344.
+        ``h = 96`` this gives lags 96, 192, 288, 672, 1344. The profile features summarise
+        the :data:`PROFILE_DAYS` most recent whole-day lags >= ``h``, and exogenous columns
+        get their one-day lag, change and trailing mean (``exog_window = D``).
 
         Args:
             step: grid step of the series.
@@ -76,6 +97,7 @@ class FeaturePlan:
         if len(usable) < 3:  # horizon beyond two weeks: whole weeks back from the horizon
             first = -(-horizon_steps // week) * week
             usable = sorted(set(usable) | {first, first + week})
+        first_day = -(-horizon_steps // day)
         return cls(
             horizon_steps=horizon_steps,
             lags=tuple(usable),
@@ -83,6 +105,9 @@ class FeaturePlan:
             max_windows=(day, week),
             holidays=holidays,
             exog=tuple(exog),
+            profile_lags=tuple((first_day + k) * day for k in range(PROFILE_DAYS)),
+            hour_of_week=True,
+            exog_window=day if exog else 0,
         )
 
     @property
@@ -90,17 +115,24 @@ class FeaturePlan:
         """Column names of :func:`make_features`, in order."""
         names = [f"lag_{lag}" for lag in self.lags]
         names += [f"mean_{w}" for w in self.mean_windows] + [f"max_{w}" for w in self.max_windows]
+        if self.profile_lags:
+            names += list(PROFILE_FEATURES)
         names += list(CALENDAR_FEATURES)
+        if self.hour_of_week:
+            names.append(HOUR_OF_WEEK_FEATURE)
         if self.holidays:
             names.append(HOLIDAY_FEATURE)
         names += [f"exog_{c}" for c in self.exog]
+        if self.exog_window:
+            w = self.exog_window
+            names += [f"exog_{c}_{kind}_{w}" for c in self.exog for kind in ("lag", "diff", "mean")]
         return names
 
     @property
     def required_history(self) -> int:
         """Samples before a target needed for all its lag and window features."""
         widest = max(self.mean_windows + self.max_windows)
-        return max(max(self.lags), self.horizon_steps + widest - 1)
+        return max(max(self.lags + self.profile_lags), self.horizon_steps + widest - 1, self.exog_window)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -110,6 +142,9 @@ class FeaturePlan:
             "max_windows": list(self.max_windows),
             "holidays": self.holidays,
             "exog": list(self.exog),
+            "profile_lags": list(self.profile_lags),
+            "hour_of_week": self.hour_of_week,
+            "exog_window": self.exog_window,
         }
 
     @classmethod
@@ -121,6 +156,9 @@ class FeaturePlan:
             max_windows=tuple(int(v) for v in params["max_windows"]),
             holidays=bool(params["holidays"]),
             exog=tuple(str(c) for c in params.get("exog", ())),
+            profile_lags=tuple(int(v) for v in params.get("profile_lags", ())),
+            hour_of_week=bool(params.get("hour_of_week", False)),
+            exog_window=int(params.get("exog_window", 0)),
         )
 
 
@@ -167,13 +205,55 @@ def make_features(
     columns["day_of_week"] = dow.astype(float)
     columns["is_weekend"] = (dow >= 5).astype(float)
     columns["month"] = local.month.to_numpy(dtype=float)
+    if plan.hour_of_week:
+        columns[HOUR_OF_WEEK_FEATURE] = (dow * 24 + local.hour.to_numpy()).astype(float)
     if plan.holidays:
         columns[HOLIDAY_FEATURE] = holiday_flags(local, country)
+    if plan.profile_lags:
+        off = dow >= 5
+        if plan.holidays:
+            off = off | (columns[HOLIDAY_FEATURE] > 0)
+        columns.update(_profile(y.to_numpy(dtype=float), plan.profile_lags, off))
     for name in plan.exog:
         if exog is None or name not in exog.columns:
             raise ValueError(f"exogenous column {name!r} is missing")
-        columns[f"exog_{name}"] = exog[name].to_numpy(dtype=float)
+        values = exog[name].astype(float)
+        columns[f"exog_{name}"] = values.to_numpy()
+        if plan.exog_window:
+            w = plan.exog_window
+            earlier = values.shift(w).to_numpy()
+            columns[f"exog_{name}_lag_{w}"] = earlier
+            columns[f"exog_{name}_diff_{w}"] = values.to_numpy() - earlier
+            columns[f"exog_{name}_mean_{w}"] = values.rolling(w, min_periods=max(1, w // 2)).mean().to_numpy()
     return pd.DataFrame(columns, index=y.index)[plan.feature_names]
+
+
+def _profile(values: np.ndarray, lags: tuple[int, ...], off: np.ndarray) -> dict[str, np.ndarray]:
+    """Mean, median and same-day-type mean of ``values`` at ``lags`` steps back (NaN-aware).
+
+    Args:
+        values: target on its grid, shape ``(n,)``.
+        lags: whole-day lags in steps.
+        off: ``(n,)`` booleans, ``True`` on weekends and holidays (the day type).
+
+    Returns:
+        The :data:`PROFILE_FEATURES` columns, each ``(n,)``; ``NaN`` where no lagged value exists.
+    """
+    n = values.size
+    past = np.full((len(lags), n), np.nan)
+    same = np.zeros((len(lags), n), dtype=bool)
+    for i, lag in enumerate(lags):
+        if lag < n:
+            past[i, lag:] = values[:-lag]
+            same[i, lag:] = off[:-lag] == off[lag:]
+    typed = np.where(same, past, np.nan)
+    with warnings.catch_warnings():  # all-NaN columns (start of the series, gaps) give NaN, not a warning
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return {
+            "profile_mean": np.nanmean(past, axis=0),
+            "profile_median": np.nanmedian(past, axis=0),
+            "profile_daytype_mean": np.nanmean(typed, axis=0),
+        }
 
 
 def holiday_flags(local: pd.DatetimeIndex, country: str | None) -> np.ndarray:
@@ -190,10 +270,19 @@ def holiday_flags(local: pd.DatetimeIndex, country: str | None) -> np.ndarray:
         raise ValueError("a country is needed for the is_holiday feature")
     if len(local) == 0:
         return np.zeros(0)
-    years = range(int(local.year.min()), int(local.year.max()) + 1)
+    days = _holiday_days(country, int(local.year.min()), int(local.year.max()))
+    return local.tz_localize(None).normalize().isin(days).astype(float)
+
+
+@functools.lru_cache(maxsize=64)
+def _holiday_days(country: str, first_year: int, last_year: int) -> pd.DatetimeIndex:
+    """Sorted dates of ``country``'s public holidays from ``first_year`` to ``last_year``.
+
+    Cached (read-only index): the calendar of a country and years is fixed by the installed
+    ``holidays`` package, and building it takes longer than a served prediction's features.
+    """
     try:
-        calendar = holidays.country_holidays(country, years=years)
+        calendar = holidays.country_holidays(country, years=range(first_year, last_year + 1))
     except NotImplementedError as exc:
         raise ValueError(f"country {country!r} is unknown to the holidays package") from exc
-    days = pd.DatetimeIndex(sorted(pd.Timestamp(d) for d in calendar))
-    return local.tz_localize(None).normalize().isin(days).astype(float)
+    return pd.DatetimeIndex(sorted(pd.Timestamp(d) for d in calendar))

@@ -98,13 +98,22 @@ def to_grid(y: pd.Series, step: pd.Timedelta) -> pd.Series:
     """
     if len(y) == 0:
         return y
-    offsets = y.index - y.index[0]
-    if (offsets % step != pd.Timedelta(0)).any():
-        raise ValueError(f"series {series_name(y)!r} has timestamps off its {step} grid")
-    if len(y) >= 2:
-        smallest = (y.index[1:] - y.index[:-1]).min()
-        if smallest != step:
-            raise ValueError(f"series {series_name(y)!r} has step {smallest}, expected {step}")
+    unit = pd.Timedelta(1, unit=y.index.unit)
+    unit_step, rest = divmod(pd.Timedelta(step).value, unit.value)
+    if rest == 0 and unit_step > 0:  # the same checks in integers of the index's unit: no Timedelta arithmetic per call
+        stamps = y.index.asi8
+        if ((stamps - stamps[0]) % unit_step).any():
+            raise ValueError(f"series {series_name(y)!r} has timestamps off its {step} grid")
+        if len(y) >= 2 and (smallest := int(np.diff(stamps).min())) != unit_step:
+            raise ValueError(f"series {series_name(y)!r} has step {smallest * unit}, expected {step}")
+    else:
+        offsets = y.index - y.index[0]
+        if (offsets % step != pd.Timedelta(0)).any():
+            raise ValueError(f"series {series_name(y)!r} has timestamps off its {step} grid")
+        if len(y) >= 2:
+            smallest = (y.index[1:] - y.index[:-1]).min()
+            if smallest != step:
+                raise ValueError(f"series {series_name(y)!r} has step {smallest}, expected {step}")
     grid = pd.date_range(y.index[0], y.index[-1], freq=step)
     out = y.reindex(grid)
     out.name = y.name
