@@ -123,6 +123,12 @@ class Settings(BaseSettings):
         alias="RETRAIN_ASSET_CADENCE",
         description="per-asset cadence in hours overriding RETRAIN_CADENCE_HOURS, e.g. 'steel-plant=24,b2=168'",
     )
+    forecast_cache_size: int = Field(
+        256,
+        alias="FORECAST_CACHE_SIZE",
+        ge=0,
+        description="forecasts kept per process, keyed by the model and a hash of the data they read; 0 = off",
+    )
     retrain_check_seconds: float = Field(
         300.0, alias="RETRAIN_CHECK_SECONDS", gt=0, description="how often the scheduler looks for assets due"
     )

@@ -39,6 +39,7 @@ from digitaltwin.security.middleware import (
 from digitaltwin.security.ratelimit import RateLimiter
 from digitaltwin.security.secret_key import resolve_signing_keys
 from digitaltwin.security.service import SecurityService
+from digitaltwin.services.forecast_cache import ForecastCache
 from digitaltwin.services.forecasting import ForecastService
 from digitaltwin.services.live_state import open_live_state
 from digitaltwin.services.retraining import RetrainScheduler
@@ -68,6 +69,17 @@ def _model_server(registry: ModelRegistry, metrics: Metrics) -> ModelServer:
     server = ModelServer(registry, on_failure=lambda _id, _why: metrics.model_load_failures.inc(), on_reload=reloaded)
     server.reload()
     return server
+
+
+def _forecast_cache(settings: Settings, metrics: Metrics) -> ForecastCache | None:
+    """Forecasting (issue 5): FORECAST_CACHE_SIZE served forecasts per process (None when 0), lookups counted."""
+    if not settings.forecast_cache_size:
+        return None
+
+    def counted(hit: bool) -> None:
+        metrics.forecast_cache_lookups.labels("hit" if hit else "miss").inc()
+
+    return ForecastCache(settings.forecast_cache_size, on_lookup=counted)
 
 
 def _start_forecasting(settings: Settings, service: ForecastService) -> list[tuple[object, object]]:
@@ -121,6 +133,7 @@ def create_app(settings: Settings) -> FastAPI:
                 max_hold=settings.power_max_hold,
                 server=_model_server(registry, metrics),
                 backtests=BacktestStore(settings.data_dir / "backtests"),
+                cache=_forecast_cache(settings, metrics),
             ),
             redis=_redis_client(settings),
             live=open_live_state(  # MQTT ingestion (issue 3)

@@ -104,6 +104,10 @@ class Metrics:
         self.models_failed = Gauge(
             "models_failed", "Stored models that currently fail to load", multiprocess_mode="max", registry=self.registry
         )
+        self.forecast_cache_lookups = Counter(
+            "forecast_cache_lookups_total", "Forecast cache lookups (FORECAST_CACHE_SIZE), by result: hit or miss",
+            ["result"], registry=self.registry,
+        )
         self.system = SystemCollector()
         self.registry.register(self.system)
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, and_, delete, func, insert, or_, select, update
+from sqlalchemy import Engine, and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from digitaltwin.domain.errors import ConflictError
@@ -116,6 +116,25 @@ def _key(row: Any) -> ApiKeyRecord:
     )
 
 
+#: The per-request read of :meth:`SecurityStore.session_state`, built once: SQLAlchemy then
+#: reuses its compiled form without computing the statement's cache key again.
+_SESSION_STATE = (
+    select(
+        users,
+        token_families.c.amr.label("f_amr"),
+        token_families.c.created_at.label("f_created_at"),
+        token_families.c.expires_at.label("f_expires_at"),
+        token_families.c.revoked_at.label("f_revoked_at"),
+        token_families.c.revoked_reason.label("f_revoked_reason"),
+        role_policies.c.mfa_required,
+    )
+    .select_from(token_families)
+    .join(users, users.c.id == token_families.c.user_id)
+    .outerjoin(role_policies, role_policies.c.role == users.c.role)
+    .where(token_families.c.id == bindparam("family_id"), users.c.id == bindparam("user_id"))
+)
+
+
 class SecurityStore:
     """Reads and writes of the security tables on one engine."""
 
@@ -206,16 +225,20 @@ class SecurityStore:
         return _family(row) if row else None
 
     def session_state(self, user_id: str, family_id: str) -> tuple[UserRecord | None, FamilyRecord | None, bool]:
-        """The user, the session and whether the user's role requires MFA, read together per request."""
+        """The user, their session ``family_id`` and whether the user's role requires MFA, read per request.
+
+        One indexed query (session by primary key, joined to its user and the role's policy),
+        so every request sees the session's revocation and the user's current state. Returns
+        ``(None, None, False)`` unless the session exists and belongs to ``user_id``.
+        """
         with self.engine.connect() as conn:
-            user_row = conn.execute(select(users).where(users.c.id == user_id)).first()
-            family_row = conn.execute(select(token_families).where(token_families.c.id == family_id)).first()
-            required = False
-            if user_row is not None:
-                required = bool(
-                    conn.execute(select(role_policies.c.mfa_required).where(role_policies.c.role == user_row.role)).scalar()
-                )
-        return (_user(user_row) if user_row else None, _family(family_row) if family_row else None, required)
+            row = conn.execute(_SESSION_STATE, {"family_id": family_id, "user_id": user_id}).first()
+        if row is None:
+            return None, None, False
+        family = FamilyRecord(
+            family_id, row.id, row.f_amr, row.f_created_at, row.f_expires_at, row.f_revoked_at, row.f_revoked_reason
+        )
+        return _user(row), family, bool(row.mfa_required)
 
     def set_family_amr(self, family_id: str, amr: str) -> None:
         with self.engine.begin() as conn:

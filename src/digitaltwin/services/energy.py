@@ -1,22 +1,33 @@
-"""Energy per bucket of an asset, on its site's local calendar."""
+"""Energy per bucket of an asset, on its site's local calendar.
+
+:func:`energy_report` is the use case (rows for the API). It is composed of three steps that
+the forecasting service also uses, so its target is the same numbers without the rows:
+:func:`window_edges_us` (bucket edges), :func:`read_window` (the readings that decide the
+range) and :func:`bucket_totals` (energy, power and counts per bucket, numpy throughout).
+"""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from digitaltwin.analytics.buckets import Bucket, bucket_edges
-from digitaltwin.analytics.energy import aggregate, segments_for
+from digitaltwin.analytics.buckets import MAX_BUCKETS, Bucket, bucket_edges, floor_local
+from digitaltwin.analytics.energy import BucketTotals, aggregate, segments_for
 from digitaltwin.domain.errors import NotFoundError, ValidationError
 from digitaltwin.domain.timestamps import zone
 from digitaltwin.domain.units import SeriesKind
 from digitaltwin.storage.repository import Repository, SeriesInfo
+from digitaltwin.storage.tables import from_epoch_us, to_epoch_us
 
 #: Quantities that carry energy, in the order an asset's energy is taken from when none is named.
 ENERGY_QUANTITIES = ("energy", "energy_total", "power")
+#: Fixed bucket lengths in microseconds (stepped in UTC from a local wall-clock boundary, see
+#: :mod:`digitaltwin.analytics.buckets`).
+_FIXED_US = {Bucket.QUARTER_HOUR: 900_000_000, Bucket.HOUR: 3_600_000_000}
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +64,22 @@ class EnergyReport:
         return float(sum(r.energy_kwh for r in self.rows if r.energy_kwh is not None))
 
 
+@dataclass(frozen=True, slots=True)
+class WindowReadings:
+    """The readings of one series that decide its energy over a range, sorted by time.
+
+    Attributes:
+        ts_s: epoch seconds (float64) of the readings in the range, preceded by the last
+            reading before it (a held power sample or an interval reaching into the range) and,
+            for counters, followed by the first reading at or after its end (which closes the
+            last span).
+        values: their values (float64) in the series' canonical unit.
+    """
+
+    ts_s: np.ndarray
+    values: np.ndarray
+
+
 def _finite(value: float) -> float | None:
     return None if value is None or not math.isfinite(value) else float(value)
 
@@ -73,6 +100,76 @@ def pick_energy_series(repo: Repository, asset_id: str, quantity: str | None = N
     raise NotFoundError(f"asset {asset_id!r} has no {quantity or 'energy or power'} readings", field="quantity")
 
 
+def window_edges_us(start: datetime, end: datetime, bucket: Bucket, tz: ZoneInfo) -> np.ndarray:
+    """Edges of the buckets covering ``[start, end)``, the first and last clipped to the range.
+
+    The edges of :func:`digitaltwin.analytics.buckets.bucket_edges`, as int64 epoch
+    microseconds; fixed-length buckets (15 min, hour) are computed with numpy instead of
+    one ``datetime`` per bucket. ``n`` buckets have ``n + 1`` edges.
+
+    Raises:
+        ValidationError: naming ``end`` when ``end <= start`` or the range holds too many buckets.
+    """
+    step = _FIXED_US.get(bucket)
+    if step is None:
+        edges = np.array([to_epoch_us(e) for e in bucket_edges(start, end, bucket, tz)], dtype=np.int64)
+    else:
+        # bucket_edges' checks and messages, then its loop (first + k * step until >= end) at once.
+        if end <= start:
+            raise ValidationError("end must be after start", field="end")
+        if (end - start) / timedelta(microseconds=step) > MAX_BUCKETS:
+            raise ValidationError(f"range holds more than {MAX_BUCKETS} {bucket.value} buckets", field="end")
+        first = to_epoch_us(floor_local(start, bucket, tz))
+        count = -(-(to_epoch_us(end) - first) // step)
+        edges = first + step * np.arange(count + 1, dtype=np.int64)
+    # The totals are those of the requested range: partial first and last buckets are clipped.
+    edges[0], edges[-1] = max(int(edges[0]), to_epoch_us(start)), min(int(edges[-1]), to_epoch_us(end))
+    return edges
+
+
+def read_window(repo: Repository, info: SeriesInfo, start: datetime, end: datetime) -> WindowReadings:
+    """The readings of ``info`` that decide its energy over ``[start, end)`` (see :class:`WindowReadings`)."""
+    ts_s, values = repo.series_arrays(info.id, start=start, end=end)
+    previous = repo.previous_reading(info.id, start)
+    if previous is not None:
+        ts_s = np.concatenate(([previous[0].timestamp()], ts_s))
+        values = np.concatenate(([previous[1]], values))
+    # A counter's increase over [t_i, t_i+1) needs the reading that closes the last bucket's span.
+    following = repo.next_reading(info.id, end) if info.kind is SeriesKind.CUMULATIVE else None
+    if following is not None:
+        ts_s = np.append(ts_s, following[0].timestamp())
+        values = np.append(values, following[1])
+    return WindowReadings(ts_s, values)
+
+
+def bucket_totals(
+    info: SeriesInfo, readings: WindowReadings, edges_us: np.ndarray, *, max_hold: timedelta, until_us: int
+) -> BucketTotals:
+    """Energy, covered hours, mean and peak power and sample counts per bucket (NaN where undefined).
+
+    Args:
+        info: the series (kind and interval length).
+        readings: from :func:`read_window` over ``[edges_us[0], edges_us[-1])``.
+        edges_us: from :func:`window_edges_us`.
+        max_hold: longest hold of one power sample.
+        until_us: power samples are not held past this instant (epoch microseconds).
+    """
+    seg = segments_for(
+        info.kind,
+        readings.ts_s,
+        readings.values,
+        interval_s=info.interval_seconds,
+        max_hold_s=max_hold.total_seconds(),
+        until_s=until_us / 1e6,
+    )
+    return aggregate(seg, edges_us / 1e6, readings.ts_s)
+
+
+def hold_until_us(edges_us: np.ndarray, now: datetime | None = None) -> int:
+    """The end of the range or ``now`` (default: the current time), whichever is earlier, in epoch microseconds."""
+    return min(int(edges_us[-1]), to_epoch_us(now or datetime.now(UTC)))
+
+
 def energy_report(
     repo: Repository,
     asset_id: str,
@@ -89,7 +186,7 @@ def energy_report(
     Args:
         start, end: UTC range; buckets are those of the site calendar covering it,
             the first and last clipped to the range (each row's ``start`` and
-            ``end`` give the span it covers, so a partial week has a partial
+            ``end``, UTC, give the span it covers, so a partial week has a partial
             ``expected_count``).
         bucket: bucket size.
         max_hold: longest hold of one power sample.
@@ -104,48 +201,36 @@ def energy_report(
     site = repo.get_site(asset.site_id)
     tz = zone(site.timezone)
     info = pick_energy_series(repo, asset_id, quantity)
-    edges = bucket_edges(start, end, bucket, tz)
-    # The totals are those of the requested range: partial first and last buckets are clipped.
-    edges[0], edges[-1] = max(edges[0], start), min(edges[-1], end)
-    ts_s, values = repo.series_arrays(info.id, start=edges[0], end=edges[-1])
-    previous = repo.previous_reading(info.id, edges[0])
-    if previous is not None:
-        prev_s = previous[0].timestamp()
-        ts_s = np.concatenate(([prev_s], ts_s))
-        values = np.concatenate(([previous[1]], values))
-    # A counter's increase over [t_i, t_i+1) needs the reading that closes the last bucket's span.
-    following = repo.next_reading(info.id, edges[-1]) if info.kind is SeriesKind.CUMULATIVE else None
-    if following is not None:
-        ts_s = np.append(ts_s, following[0].timestamp())
-        values = np.append(values, following[1])
-    edges_s = np.array([e.timestamp() for e in edges])
-    until = min(edges[-1], now or datetime.now(UTC))
-    seg = segments_for(
-        info.kind,
-        ts_s,
-        values,
-        interval_s=info.interval_seconds,
-        max_hold_s=max_hold.total_seconds(),
-        until_s=until.timestamp(),
-    )
-    totals = aggregate(seg, edges_s, ts_s)
+    edges_us = window_edges_us(start, end, bucket, tz)
+    edges = [from_epoch_us(e) for e in edges_us.tolist()]
+    readings = read_window(repo, info, edges[0], edges[-1])
+    totals = bucket_totals(info, readings, edges_us, max_hold=max_hold, until_us=hold_until_us(edges_us, now))
+    interval = info.interval_seconds if info.kind is SeriesKind.INTERVAL and info.interval_seconds else None
+    edges_s = (edges_us / 1e6).tolist()  # == datetime.timestamp() of each edge
     rows = []
-    for i in range(len(edges) - 1):
+    for i, (energy, mean, peak, count) in enumerate(
+        zip(
+            totals.energy_kwh.tolist(),
+            totals.mean_power_kw.tolist(),
+            totals.peak_power_kw.tolist(),
+            totals.sample_count.tolist(),
+            strict=True,
+        )
+    ):
         expected = missing = None
-        if info.kind is SeriesKind.INTERVAL and info.interval_seconds:
-            expected = int(round((edges_s[i + 1] - edges_s[i]) / info.interval_seconds))
-            missing = max(expected - int(totals.sample_count[i]), 0)
+        if interval is not None:
+            expected = int(round((edges_s[i + 1] - edges_s[i]) / interval))
+            missing = max(expected - count, 0)
         rows.append(
             EnergyBucketRow(
                 start=edges[i],
                 end=edges[i + 1],
-                energy_kwh=_finite(totals.energy_kwh[i]),
-                mean_power_kw=_finite(totals.mean_power_kw[i]),
-                peak_power_kw=_finite(totals.peak_power_kw[i]),
-                sample_count=int(totals.sample_count[i]),
+                energy_kwh=_finite(energy),
+                mean_power_kw=_finite(mean),
+                peak_power_kw=_finite(peak),
+                sample_count=int(count),
                 expected_count=expected,
                 missing_count=missing,
             )
         )
     return EnergyReport(asset_id, info.quantity, info.kind, site.timezone, bucket, rows)
-

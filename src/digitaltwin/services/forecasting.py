@@ -2,8 +2,9 @@
 
 The target is the asset's energy per interval (kWh) on a regular grid in UTC,
 built from whatever series carries its energy (interval energy, counter or
-power) by :func:`digitaltwin.services.energy.energy_report`, at 15-minute
-resolution, or hourly for series of hourly or longer intervals. Gaps are NaN.
+power) by the steps of :func:`digitaltwin.services.energy.energy_report` (the same
+numbers, without its per-bucket rows), at 15-minute resolution, or hourly for
+series of hourly or longer intervals. Gaps are NaN.
 
 Exogenous series: an asset whose ``attributes`` hold
 ``{"forecast_exog": [{"asset_id": "weather-1", "quantity": "temperature"}]}``
@@ -25,7 +26,10 @@ import numpy as np
 import pandas as pd
 
 from digitaltwin.analytics.buckets import Bucket
+from digitaltwin.domain.assets import Asset, Site
 from digitaltwin.domain.errors import NotFoundError, ValidationError
+from digitaltwin.domain.timestamps import zone
+from digitaltwin.domain.units import SeriesKind
 from digitaltwin.forecasting.algorithms import algorithm_class, canonical_name, make_forecaster
 from digitaltwin.forecasting.backtest import DEFAULT_LEVELS, BacktestResult, backtest, daily_origins
 from digitaltwin.forecasting.base import Forecast
@@ -36,8 +40,17 @@ from digitaltwin.forecasting.series import samples_per_day
 from digitaltwin.registry.backtests import BacktestRecord, BacktestStore
 from digitaltwin.registry.serving import ModelServer
 from digitaltwin.registry.store import ActiveModel, ModelManifest, ModelRegistry, data_fingerprint, parse_model_id
-from digitaltwin.services.energy import energy_report, pick_energy_series
-from digitaltwin.storage.repository import Repository
+from digitaltwin.services.energy import (
+    WindowReadings,
+    bucket_totals,
+    hold_until_us,
+    pick_energy_series,
+    read_window,
+    window_edges_us,
+)
+from digitaltwin.services.forecast_cache import ForecastCache, forecast_key
+from digitaltwin.storage.repository import Repository, SeriesInfo
+from digitaltwin.storage.tables import from_epoch_us
 
 DAY_AHEAD_HORIZON = timedelta(days=1)
 #: Local days of the champion/challenger holdout backtest run at every training.
@@ -74,6 +87,46 @@ class ForecastResult:
         return self.forecast.values
 
 
+@dataclass(frozen=True, slots=True)
+class _Grid:
+    """An asset with its site, the series carrying its energy, the target's step and the series' extent."""
+
+    asset: Asset
+    site: Site
+    info: SeriesInfo
+    step: timedelta
+    extent: tuple[datetime, datetime]
+
+
+@dataclass(frozen=True, slots=True)
+class _ExogReadings:
+    """The readings of one exogenous series over the target window and the future slots."""
+
+    name: str
+    ts_s: np.ndarray
+    values: np.ndarray
+
+
+@dataclass(frozen=True, slots=True)
+class _Inputs:
+    """Everything a target window is computed from (read from the database, not yet computed).
+
+    Attributes:
+        edges_us: bucket edges of the window (epoch microseconds, first and last clipped).
+        readings: the energy series' readings deciding the window.
+        until_us: power samples are held at most until this instant.
+        exog: exogenous readings, None when the asset lists none.
+        future_steps: intervals after the window for which exogenous values were read.
+    """
+
+    grid: _Grid
+    edges_us: np.ndarray
+    readings: WindowReadings
+    until_us: int
+    exog: list[_ExogReadings] | None
+    future_steps: int
+
+
 @dataclass(frozen=True)
 class TrainResult:
     """Outcome of :meth:`ForecastService.train`.
@@ -103,6 +156,8 @@ class ForecastService:
         max_hold: longest hold of one power sample (see the energy service).
         server: the served models (a new one over ``registry`` when omitted; loaded on creation).
         backtests: where backtests are stored (``MODELS_DIR/../backtests`` sibling when omitted).
+        cache: served forecasts by the key of everything they are computed from
+            (:mod:`digitaltwin.services.forecast_cache`); None computes every forecast.
     """
 
     def __init__(
@@ -113,8 +168,10 @@ class ForecastService:
         max_hold: timedelta,
         server: ModelServer | None = None,
         backtests: BacktestStore | None = None,
+        cache: ForecastCache[ForecastResult] | None = None,
     ) -> None:
         self.repo = repo
+        self.cache = cache
         self.registry = registry
         self.max_hold = max_hold
         self.server = server or ModelServer(registry)
@@ -123,18 +180,23 @@ class ForecastService:
         self.backtests = backtests or BacktestStore(registry.models_dir.parent / "backtests")
 
     # ------------------------------------------------------------------ data
-    def _grid(self, asset_id: str) -> tuple[Any, timedelta, tuple[datetime, datetime]]:
+    def _grid(self, asset_id: str) -> _Grid:
+        asset = self.repo.get_asset(asset_id)
+        site = self.repo.get_site(asset.site_id)
         info = pick_energy_series(self.repo, asset_id)
         extent = self.repo.series_extent(info.id)
         if extent is None:
             raise NotFoundError(f"asset {asset_id!r} has no readings", field="asset_id")
         hourly = (info.interval_seconds or 0) >= 3600
-        return info, (timedelta(hours=1) if hourly else timedelta(minutes=15)), extent
+        return _Grid(asset, site, info, timedelta(hours=1) if hourly else timedelta(minutes=15), extent)
 
     def target(
         self, asset_id: str, *, start: datetime | None = None, end: datetime | None = None, future_steps: int = 0
     ) -> Target:
         """The asset's energy per interval over ``[start, end)`` (default: all stored data).
+
+        The values are those of :func:`digitaltwin.services.energy.energy_report` over the same
+        range (15-minute or hourly buckets), NaN where it has none.
 
         Args:
             future_steps: intervals after the data for which exogenous values are also read.
@@ -142,49 +204,72 @@ class ForecastService:
         Raises:
             NotFoundError: unknown asset, or no energy-carrying readings.
         """
-        asset = self.repo.get_asset(asset_id)
-        site = self.repo.get_site(asset.site_id)
-        info, step, extent = self._grid(asset_id)
-        first, last = extent
+        return self._target(self._inputs(self._grid(asset_id), start=start, end=end, future_steps=future_steps))
+
+    def _inputs(
+        self, grid: _Grid, *, start: datetime | None = None, end: datetime | None = None, future_steps: int = 0
+    ) -> _Inputs:
+        """Read what the target over ``[start, end)`` (clipped to the stored data) is computed from."""
+        step = grid.step
+        first, last = grid.extent
         start = max(start, first) if start else first
         end = min(end, last + step) if end else last + step
         if end <= start:
-            raise NotFoundError(f"asset {asset_id!r} has no readings in the requested window", field="asset_id")
-        report = energy_report(
-            self.repo,
-            asset_id,
-            start=start,
-            end=end,
-            bucket=Bucket.HOUR if step >= timedelta(hours=1) else Bucket.QUARTER_HOUR,
-            max_hold=self.max_hold,
-            quantity=info.quantity,
-        )
-        index = pd.DatetimeIndex([r.start for r in report.rows]).tz_convert("UTC")
-        y = pd.Series([r.energy_kwh for r in report.rows], index=index, dtype="float64", name=asset_id)
-        exog = self._exog(asset.attributes.get(EXOG_ATTRIBUTE), y.index, step, future_steps)
-        return Target(y, step, site.timezone, site.country, exog)
+            raise NotFoundError(f"asset {grid.asset.id!r} has no readings in the requested window", field="asset_id")
+        bucket = Bucket.HOUR if step >= timedelta(hours=1) else Bucket.QUARTER_HOUR
+        edges_us = window_edges_us(start, end, bucket, zone(grid.site.timezone))
+        readings = read_window(self.repo, grid.info, from_epoch_us(int(edges_us[0])), from_epoch_us(int(edges_us[-1])))
+        exog = self._read_exog(grid.asset.attributes.get(EXOG_ATTRIBUTE), edges_us, step, future_steps)
+        return _Inputs(grid, edges_us, readings, hold_until_us(edges_us), exog, future_steps)
 
-    def _exog(self, spec: Any, index: pd.DatetimeIndex, step: timedelta, future_steps: int) -> pd.DataFrame | None:
-        """Exogenous columns (mean per interval) on ``index`` extended by ``future_steps``."""
-        if not spec or len(index) == 0:
+    def _target(self, inputs: _Inputs) -> Target:
+        """Compute the target from what :meth:`_inputs` read."""
+        grid = inputs.grid
+        totals = bucket_totals(grid.info, inputs.readings, inputs.edges_us, max_hold=self.max_hold, until_us=inputs.until_us)
+        energy = totals.energy_kwh
+        index = pd.to_datetime(inputs.edges_us[:-1], unit="us", utc=True)
+        y = pd.Series(np.where(np.isfinite(energy), energy, np.nan), index=index, dtype="float64", name=grid.asset.id)
+        exog = self._exog(inputs.exog, y.index, grid.step, inputs.future_steps)
+        return Target(y, grid.step, grid.site.timezone, grid.site.country, exog)
+
+    def _read_exog(
+        self, spec: Any, edges_us: np.ndarray, step: timedelta, future_steps: int
+    ) -> list[_ExogReadings] | None:
+        """The exogenous readings over the window's intervals extended by ``future_steps``."""
+        if not spec:
             return None
         if not isinstance(spec, list) or not all(isinstance(s, dict) and {"asset_id", "quantity"} <= set(s) for s in spec):
             raise ValidationError(
                 f"asset attribute {EXOG_ATTRIBUTE} must be a list of {{asset_id, quantity}}", field=EXOG_ATTRIBUTE
             )
-        full = index.append(pd.date_range(index[-1] + step, periods=future_steps, freq=step)) if future_steps else index
-        columns: dict[str, np.ndarray] = {}
+        # The intervals are those starting at edges_us[:-1], then future_steps more every step.
+        start = from_epoch_us(int(edges_us[0]))
+        end = from_epoch_us(int(edges_us[-2])) + step * (future_steps + 1)
+        out: list[_ExogReadings] = []
         for item in spec:
             name = str(item["quantity"])
-            if name in columns:
+            if any(e.name == name for e in out):
                 raise ValidationError(f"exogenous quantity {name!r} is listed twice", field=EXOG_ATTRIBUTE)
             series = self.repo.find_series(str(item["asset_id"]), name)
             if series is None:
                 raise NotFoundError(f"asset {item['asset_id']!r} has no {name} series", field=EXOG_ATTRIBUTE)
-            ts, values = self.repo.series_arrays(series.id, start=full[0].to_pydatetime(), end=(full[-1] + step).to_pydatetime())
-            stamps = pd.to_datetime(ts, unit="s", utc=True).floor(pd.Timedelta(step))
-            means = pd.Series(values, index=stamps).groupby(level=0).mean()
-            columns[name] = means.reindex(full).to_numpy(dtype=float)
+            ts, values = self.repo.series_arrays(series.id, start=start, end=end)
+            out.append(_ExogReadings(name, ts, values))
+        return out
+
+    @staticmethod
+    def _exog(
+        readings: list[_ExogReadings] | None, index: pd.DatetimeIndex, step: timedelta, future_steps: int
+    ) -> pd.DataFrame | None:
+        """Exogenous columns (mean per interval) on ``index`` extended by ``future_steps``."""
+        if not readings or len(index) == 0:
+            return None
+        full = index.append(pd.date_range(index[-1] + step, periods=future_steps, freq=step)) if future_steps else index
+        columns: dict[str, np.ndarray] = {}
+        for item in readings:
+            stamps = pd.to_datetime(item.ts_s, unit="s", utc=True).floor(pd.Timedelta(step))
+            means = pd.Series(item.values, index=stamps).groupby(level=0).mean()
+            columns[item.name] = means.reindex(full).to_numpy(dtype=float)
         return pd.DataFrame(columns, index=full)
 
     # ----------------------------------------------------------------- train
@@ -361,8 +446,8 @@ class ForecastService:
                 (``InsufficientValidDataError`` when it is all missing).
             NotCalibratedError: quantiles asked of a model without calibration.
         """
-        self.repo.get_asset(asset_id)
-        _, step, extent = self._grid(asset_id)
+        grid = self._grid(asset_id)
+        step = grid.step
         steps = _steps(horizon, step)
         served = self._served(asset_id, algorithm)
         if served is not None:
@@ -379,7 +464,14 @@ class ForecastService:
             n, spacing = holdout_plan(steps, samples_per_day(pd.Timedelta(step)))
             window = step * (2 * required + n * spacing + steps) if quantiles else step * (required + 1)
         window = max(window, timedelta(days=1) + step)  # the flat-series check reads the last 24 h
-        target = self.target(asset_id, start=extent[1] - window, future_steps=steps)
+        inputs = self._inputs(grid, start=grid.extent[1] - window, future_steps=steps)
+        key = None
+        if self.cache is not None:
+            key = self._cache_key(inputs, model.name, manifest, steps, quantiles)
+            cached = self.cache.get(key)
+            if cached is not None:
+                return cached
+        target = self._target(inputs)
         if manifest is None:
             model.fit(target.y, horizon_steps=steps, timezone=target.timezone, country=target.country,
                       exog=target.exog, calibrate=bool(quantiles))
@@ -387,7 +479,29 @@ class ForecastService:
             result = model.forecast(target.y, steps=steps, quantiles=quantiles, exog=target.exog)
         except ValueError as exc:
             raise ValidationError(str(exc), field="quantiles" if "quantile" in str(exc) else "horizon") from exc
-        return ForecastResult(asset_id, model.name, result, step, manifest)
+        answer = ForecastResult(asset_id, model.name, result, step, manifest)
+        if key is not None:
+            self.cache.put(key, answer)  # type: ignore[union-attr]
+        return answer
+
+    def _cache_key(
+        self, inputs: _Inputs, algorithm: str, manifest: ModelManifest | None, steps: int, quantiles: Sequence[float]
+    ) -> bytes:
+        """The key of a forecast: the model (id and artifact checksums, or the stateless algorithm),
+        the request, and every input of the target and exogenous columns (see :mod:`.forecast_cache`)."""
+        grid = inputs.grid
+        model = (manifest.model_id, tuple(sorted(manifest.files.items()))) if manifest is not None else None
+        parts: list[object] = [
+            "forecast/1", grid.asset.id, algorithm, model, steps, tuple(float(q) for q in quantiles),
+            grid.site.timezone, grid.site.country, grid.info.id, grid.info.kind.value, grid.info.interval_seconds,
+            int(grid.step.total_seconds()), self.max_hold.total_seconds(), inputs.future_steps,
+            # only held power samples read the current time (see analytics.energy.power_segments)
+            inputs.until_us if grid.info.kind is SeriesKind.INSTANTANEOUS else None,
+            inputs.edges_us[[0, -1]], inputs.readings.ts_s, inputs.readings.values,
+        ]
+        for item in inputs.exog or ():
+            parts += [item.name, item.ts_s, item.values]
+        return forecast_key(parts)
 
     def _served(self, asset_id: str, algorithm: str) -> Any:
         if algorithm.strip().lower() == BEST:

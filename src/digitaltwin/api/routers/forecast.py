@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 from fastapi.concurrency import run_in_threadpool
 
 from digitaltwin.api.deps import State
-from digitaltwin.api.forecast_schemas import ForecastOut, ForecastPoint
+from digitaltwin.api.forecast_schemas import ForecastOut
 from digitaltwin.domain.durations import parse_duration
 from digitaltwin.domain.errors import ValidationError
 from digitaltwin.forecasting.algorithms import TORCH_ALGORITHMS, canonical_name
@@ -76,7 +76,7 @@ async def get_forecast(
                    "ensemble_mean, ensemble_median, ensemble_weighted, persistence, seasonal_naive_daily, seasonal_naive_weekly")
     ] = "lightgbm",
     quantiles: Annotated[str | None, Query(description="comma-separated levels in [0.01, 0.99], e.g. 0.1,0.5,0.9")] = None,
-) -> ForecastOut:
+) -> Response:
     """Energy per interval (kWh) for the intervals after the last stored reading.
 
     Each point carries ``ts``, ``value`` and, when asked, ``quantiles`` keyed by level
@@ -91,24 +91,33 @@ async def get_forecast(
     delta: timedelta = parse_duration(horizon, field="horizon")
     levels = parse_levels(quantiles)
     result = await run_in_threadpool(run_forecast, state, asset_id, algorithm, delta, levels)
-    table = result.forecast.quantiles
-    points = [
-        ForecastPoint(
-            ts=ts.to_pydatetime(),
-            value=float(value),
-            quantiles={level_key(q): float(table.iloc[i][q]) for q in table.columns} if levels else None,
-        )
-        for i, (ts, value) in enumerate(result.values.items())
-    ]
+    return Response(forecast_out(asset_id, result, levels).model_dump_json(), media_type="application/json")
+
+
+def forecast_out(asset_id: str, result: ForecastResult, levels: list[float]) -> ForecastOut:
+    """The response body of a forecast (validated once; the route serialises it without a second pass)."""
+    stamps = result.values.index.to_pydatetime().tolist()
+    values = result.values.to_numpy(dtype=float).tolist()
+    if levels:
+        table = result.forecast.quantiles
+        keys = [level_key(q) for q in table.columns]
+        rows = table.to_numpy(dtype=float).tolist()
+        quantiles: list[dict[str, float] | None] = [dict(zip(keys, row, strict=True)) for row in rows]
+    else:
+        quantiles = [None] * len(values)
     manifest = result.manifest
-    return ForecastOut(
-        asset_id=asset_id,
-        algorithm=result.algorithm,
-        model_id=manifest.model_id if manifest else None,
-        model_version=manifest.version if manifest else None,
-        unit="kWh",
-        interval_seconds=int(result.step.total_seconds()),
-        issued_at=datetime.now(UTC),
-        flatliner=result.forecast.flatliner,
-        points=points,
+    return ForecastOut.model_validate(
+        {
+            "asset_id": asset_id,
+            "algorithm": result.algorithm,
+            "model_id": manifest.model_id if manifest else None,
+            "model_version": manifest.version if manifest else None,
+            "unit": "kWh",
+            "interval_seconds": int(result.step.total_seconds()),
+            "issued_at": datetime.now(UTC),
+            "flatliner": result.forecast.flatliner,
+            "points": [
+                {"ts": ts, "value": value, "quantiles": q} for ts, value, q in zip(stamps, values, quantiles, strict=True)
+            ],
+        }
     )

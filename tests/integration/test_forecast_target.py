@@ -1,0 +1,123 @@
+"""The forecasting target (numpy over the window's readings) is energy_report's numbers, on real data.
+
+SQLite and PostgreSQL (the ``repo`` fixture). Data: the steel plant (15-minute interval energy,
+Asia/Seoul) and Cambridge building b2 (hourly, Europe/London, so 2019-03-31 has 23 hours and
+2019-10-27 has 25) with Bedford temperature as exogenous series; gaps are cut into both, and the
+steel plant's energy is also stored as a counter and as power to cover every series kind.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from digitaltwin.analytics.buckets import Bucket
+from digitaltwin.domain.assets import Asset, AssetKind, Site
+from digitaltwin.domain.readings import Reading
+from digitaltwin.registry.store import ModelRegistry
+from digitaltwin.services import demo
+from digitaltwin.services.energy import energy_report
+from digitaltwin.services.forecasting import ForecastService
+from digitaltwin.storage.repository import Repository
+from tests.conftest import REPO_ROOT, STEEL_CSV
+
+HOLD = timedelta(hours=1)
+CAMBRIDGE = REPO_ROOT / "datasets" / "cambridge_estates_2019"
+LONDON = ZoneInfo("Europe/London")
+
+
+def utc(*args: int) -> datetime:
+    return datetime(*args, tzinfo=UTC)
+
+
+def hourly_csv(path: str, column: str) -> pd.Series:
+    frame = pd.read_csv(CAMBRIDGE / path)
+    index = pd.DatetimeIndex(pd.to_datetime(frame["datetime"])).tz_localize("UTC")
+    return pd.Series(frame[column].to_numpy(dtype=float), index=index)
+
+
+def write(repo: Repository, asset_id: str, quantity: str, series: pd.Series, *, interval_seconds: int | None = None) -> None:
+    rows = [Reading(asset_id, quantity, ts.to_pydatetime(), float(v)) for ts, v in series.items()]
+    for i in range(0, len(rows), 5000):
+        repo.write_readings(rows[i : i + 5000], interval_seconds=interval_seconds)
+
+
+@pytest.fixture
+def plants(repo: Repository) -> Repository:
+    """The steel plant with gaps, its energy as counter and power assets, and Cambridge b2 with weather."""
+    assert demo.setup_and_import(repo, STEEL_CSV).readings_stored == 35040
+    # gaps: a missing day, a missing hour, and a single missing interval
+    repo.delete_readings("steel-plant", start=utc(2018, 12, 10, 3), end=utc(2018, 12, 11, 3))
+    repo.delete_readings("steel-plant", start=utc(2018, 12, 20, 5), end=utc(2018, 12, 20, 6))
+    repo.delete_readings("steel-plant", start=utc(2018, 12, 27, 8, 15), end=utc(2018, 12, 27, 8, 30))
+    stored = repo.read_page("steel-plant", start=utc(2018, 11, 1), limit=100_000)
+    energy = pd.Series([r.value for r in stored.rows], index=pd.DatetimeIndex([r.ts for r in stored.rows]))
+    site = repo.get_asset("steel-plant").site_id
+    for asset_id in ("steel-counter", "steel-power"):
+        repo.create_asset(Asset(asset_id, site, asset_id, AssetKind.METER))
+    write(repo, "steel-counter", "energy_total", energy.cumsum())  # register read at the interval start
+    write(repo, "steel-power", "power", energy * 4.0)  # kW held over the 15 minutes
+
+    repo.create_site(Site("cambridge", "Cambridge", "Europe/London", "GB"))
+    repo.create_asset(Asset("bedford-weather", "cambridge", "Bedford weather", AssetKind.WEATHER))
+    exog = {"forecast_exog": [{"asset_id": "bedford-weather", "quantity": "temperature"}]}
+    repo.create_asset(Asset("b2", "cambridge", "Building b2", AssetKind.BUILDING, attributes=exog))
+    load = hourly_csv("UCam_Building_b2/electricity/2019.csv", "equipment load [kWh]")
+    for gap_start, gap_end in (("2019-03-30 20:00", "2019-03-31 02:00"), ("2019-10-27 00:00", "2019-10-27 03:00")):
+        load = load.drop(load.index[(load.index >= gap_start) & (load.index < gap_end)])  # gaps across the DST changes
+    write(repo, "b2", "energy", load, interval_seconds=3600)
+    write(repo, "bedford-weather", "temperature", hourly_csv("weather_bedford/2019.csv", "air_temperature [degC]").dropna())
+    return repo
+
+
+def reported(repo: Repository, asset_id: str, start: datetime, end: datetime, bucket: Bucket, now: datetime) -> pd.Series:
+    report = energy_report(repo, asset_id, start=start, end=end, bucket=bucket, max_hold=HOLD, now=now)
+    index = pd.DatetimeIndex([r.start for r in report.rows]).tz_convert("UTC")
+    return pd.Series([r.energy_kwh for r in report.rows], index=index, dtype="float64", name=asset_id)
+
+
+CASES = [
+    # asset, start, end, bucket of the target
+    ("steel-plant", utc(2018, 12, 1), utc(2018, 12, 31), Bucket.QUARTER_HOUR),
+    ("steel-plant", utc(2018, 12, 9, 22, 7, 30), utc(2018, 12, 21, 0, 0, 1), Bucket.QUARTER_HOUR),  # unaligned ends
+    ("steel-counter", utc(2018, 12, 5), utc(2018, 12, 29), Bucket.QUARTER_HOUR),
+    ("steel-power", utc(2018, 12, 5), utc(2018, 12, 29), Bucket.QUARTER_HOUR),
+    ("b2", utc(2019, 3, 25), utc(2019, 4, 8), Bucket.HOUR),  # spring forward, with a gap around it
+    ("b2", utc(2019, 10, 20), utc(2019, 11, 3, 0, 30), Bucket.HOUR),  # fall back
+]
+
+
+@pytest.mark.parametrize(("asset_id", "start", "end", "bucket"), CASES, ids=[f"{c[0]}-{c[1]:%m%d%H%M}" for c in CASES])
+def test_target_is_energy_report_exactly(
+    plants: Repository, tmp_path: Path, asset_id: str, start: datetime, end: datetime, bucket: Bucket
+) -> None:
+    service = ForecastService(plants, ModelRegistry(tmp_path / "models"), max_hold=HOLD)
+    target = service.target(asset_id, start=start, end=end)
+    step = timedelta(hours=1) if bucket is Bucket.HOUR else timedelta(minutes=15)
+    assert target.step == step
+    # target() holds power samples until now; data of 2018/2019 ends long before
+    expected = reported(plants, asset_id, start, end, bucket, now=datetime.now(UTC))
+    pd.testing.assert_series_equal(target.y, expected, check_exact=True)
+    if asset_id in ("steel-plant", "b2"):  # a counter spreads its increase over a gap; a power sample is held up to HOLD
+        assert target.y.isna().any(), "the window must hold a gap"
+    assert np.isfinite(target.y.to_numpy()).sum() > 100
+
+
+def test_dst_days_have_their_hours_and_exog_is_the_hourly_mean(plants: Repository, tmp_path: Path) -> None:
+    service = ForecastService(plants, ModelRegistry(tmp_path / "models"), max_hold=HOLD)
+    target = service.target("b2", start=utc(2019, 3, 25), end=utc(2019, 11, 3), future_steps=5)
+    local_days = target.y.index.tz_convert(LONDON).normalize()
+    per_day = pd.Series(1, index=target.y.index).groupby(local_days).size()
+    assert per_day[pd.Timestamp("2019-03-31", tz=LONDON)] == 23
+    assert per_day[pd.Timestamp("2019-10-27", tz=LONDON)] == 25
+    assert target.exog is not None and len(target.exog) == len(target.y) + 5
+    weather = hourly_csv("weather_bedford/2019.csv", "air_temperature [degC]")
+    assert target.exog["temperature"].iloc[: len(target.y)].to_numpy() == pytest.approx(
+        weather.reindex(target.y.index).to_numpy(), nan_ok=True
+    )
+
