@@ -355,39 +355,57 @@ def serve_cmd(
 def ingest_cmd(
     metrics_port: Annotated[Optional[int], typer.Option(help="serve Prometheus metrics on this port")] = None,
     client_id: Annotated[Optional[str], typer.Option(help="overrides MQTT_CLIENT_ID")] = None,
+    workers: Annotated[int, typer.Option(min=1, help="worker processes in the shared-subscription group (ids <client id>-<i>)")] = 1,
 ) -> None:
     """Standalone MQTT ingest worker (MQTT ingestion, issue 3): subscribes to MQTT_BROKER until SIGINT/SIGTERM.
 
-    Run several with distinct client ids: they share the stream ($share group MQTT_SHARED_GROUP).
+    Run several with distinct client ids, or one with --workers N: they share the stream ($share group
+    MQTT_SHARED_GROUP). See digitaltwin.ingest.workers.
     """
     import signal
 
-    from digitaltwin.ingest.mqtt_subscriber import build_subscriber
-    from digitaltwin.observability.metrics import Metrics
-    from digitaltwin.services.live_state import open_live_state
+    from digitaltwin.ingest.workers import run_worker, run_workers, worker_client_id
+    from digitaltwin.observability.metrics import Metrics, enable_multiprocess
 
     settings, repo = _open()
+    repo.engine.dispose()
     if not settings.mqtt_broker:
         raise _fail(DomainError("MQTT_BROKER is not set", field="MQTT_BROKER"))
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    multiproc_dir = None
+    if workers > 1 and metrics_port is not None:
+        multiproc_dir = enable_multiprocess(settings.prometheus_multiproc_dir or settings.data_dir / "prometheus-ingest")
     metrics = Metrics()
     if metrics_port is not None:
         from prometheus_client import start_http_server
 
-        start_http_server(metrics_port, registry=metrics.registry)
-    live = open_live_state(
-        redis_url=settings.redis_url, redis_password=settings.redis_password, prefix=settings.live_state_key_prefix
-    )
-    subscriber = build_subscriber(settings, repo, metrics=metrics, live_state=live, client_id=client_id)
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
-    subscriber.start()
-    console.print(f"ingesting from {settings.mqtt_broker} as {subscriber.client_id}: {', '.join(subscriber.topics)}")
-    stop.wait()
-    subscriber.stop()
-    live.close()
-    repo.engine.dispose()
+        if multiproc_dir is not None:
+            from prometheus_client import CollectorRegistry, multiprocess
+
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+            start_http_server(metrics_port, registry=registry)
+        else:
+            start_http_server(metrics_port, registry=metrics.registry)
+    if workers == 1:
+        cid = worker_client_id(client_id or settings.mqtt_client_id or _default_client_id(), 0, 1)
+        console.print(f"ingesting from {settings.mqtt_broker} as {cid}")
+        run_worker(settings, client_id=cid, stop=stop, metrics=metrics)
+    else:
+        console.print(f"ingesting from {settings.mqtt_broker} with {workers} worker processes")
+        run_workers(
+            settings, workers, client_id=client_id, stop=stop, multiproc_dir=multiproc_dir,
+            on_start=lambda cid: console.print(f"worker {cid} started"),
+        )
     console.print("ingest stopped")
+
+
+def _default_client_id() -> str:
+    from digitaltwin.ingest.mqtt_subscriber import default_client_id
+
+    return default_client_id()
 
 
 def _print_demo_admin(password: str | None, base: str) -> None:

@@ -243,7 +243,7 @@ def test_postgres_unreachable_for_10_s_mid_stream(mqtt_settings: Settings, repo:
             proxy.restore()
             publish(proxied, topic, [item(i) for i in range(300, 400)])
             flushes.wait(400, timeout_s=60)
-            assert subscriber.client.is_connected()
+            assert subscriber.is_connected()
             assert subscriber.writer.metrics is not None
             assert subscriber.writer.metrics.ingest_retries._value.get() > 0  # the writer did see the outage
     finally:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from digitaltwin.domain.errors import ValidationError
 from digitaltwin.domain.readings import Reading, item_interval_seconds, parse_item
@@ -25,10 +25,15 @@ class ItemResult:
 
 @dataclass(frozen=True, slots=True)
 class BatchResult:
-    """Per-item results and how many readings were newly stored (duplicates are not)."""
+    """Per-item results and how many readings were newly stored (duplicates are not).
+
+    ``readings`` are those of the accepted items, committed when this is returned (duplicates of
+    stored ones included): what the live twin state and its stream hear of.
+    """
 
     items: list[ItemResult]
     stored: int
+    readings: list[Reading] = field(default_factory=list)
 
     @property
     def accepted(self) -> int:
@@ -88,4 +93,4 @@ def ingest_batch(
         if asset_id in known and (allowed is None or asset_id in allowed):
             repo.ensure_series(asset_id, quantity, interval_seconds=seconds)
     stored = repo.write_readings(to_store)
-    return BatchResult([results[i] for i in range(len(items))], stored)
+    return BatchResult([results[i] for i in range(len(items))], stored, to_store)

@@ -1,25 +1,37 @@
-"""The MQTT subscriber: one paho-mqtt client feeding the batching writer.
+"""The MQTT subscriber: one gmqtt client (asyncio, on its own thread) feeding the batching writer.
 
 * MQTT v5 **shared subscriptions** (``$share/{MQTT_SHARED_GROUP}/...``): replicas with distinct
-  client ids split one stream, each message going to one of them.
+  client ids split one stream, each message going to one of them. ``digitaltwin ingest
+  --workers N`` runs N such replicas as processes of one command.
 * A **persistent session** (``clean_start=False``, session expiry :data:`SESSION_EXPIRY_S`):
   messages published while the subscriber is down are kept by the broker and delivered on
   reconnect, so the client id must be stable per replica (``MQTT_CLIENT_ID``; default
   ``digitaltwin-ingest-<hostname>``). The broker bounds what it keeps per session
   (Mosquitto ``max_queued_messages``, 1000 by default): size it for the longest outage.
-* **Manual acknowledgement**: PUBACK is sent by the writer after the commit
-  (:mod:`digitaltwin.ingest.writer`); the *receive maximum* (:data:`RECEIVE_MAXIMUM`) caps
-  the unacknowledged messages the broker sends us, which is what bounds memory.
-* **Reconnection** with exponential backoff from 1 s to 60 s (paho's ``reconnect_delay_set``),
-  including when the broker is down at start.
+* **Acknowledgement after the commit**: gmqtt with ``optimistic_acknowledgement=False`` sends a
+  message's PUBACK when its ``on_message`` coroutine returns, and ours returns only once the
+  writer (:mod:`digitaltwin.ingest.writer`) has committed the message's batch. The *receive
+  maximum* (:data:`RECEIVE_MAXIMUM`) caps the unacknowledged messages the broker sends us,
+  which is what bounds memory.
+* **Reconnection**: the first connection is retried with exponential backoff from 1 s to 60 s
+  (the broker may be down at start); after a connection is lost gmqtt reconnects every
+  :data:`RECONNECT_DELAY_S` and the broker resends what was not acknowledged (MQTT v5 keeps
+  the packet ids, so a PUBACK of a commit that finishes after the reconnect acknowledges the
+  resent copy of the same message, which storage then skips as a duplicate).
 
-Library chosen by measurement (``bench/mqtt_client_choice.py``): paho-mqtt 2.x and gmqtt both
-let the application acknowledge after the commit, aiomqtt 2.x does not (it acknowledges on
-receipt) and received 4x slower; see that script's docstring for the figures.
+Library chosen by measurement: gmqtt and paho-mqtt 2.x both let the application acknowledge
+after the commit, aiomqtt 2.x does not (it acknowledges on receipt).
+``bench/mqtt_client_choice.py`` receives about 1.8x faster with gmqtt than with paho-mqtt, and
+end to end (``bench/mqtt_ingest.py``'s subscriber draining a backlog) the paho-mqtt version
+of this module needed about 75-95 us of CPU per single-reading message against about 50 us
+for this one: paho reads each packet with several small ``recv`` calls and a ``select`` per
+packet, and a PUBACK sent from the writer thread wakes its network loop through a socket pair,
+whereas gmqtt reads 64 KiB at a time and writes PUBACKs from the event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import socket
@@ -28,10 +40,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-from paho.mqtt.subscribeoptions import SubscribeOptions
+import gmqtt
+from gmqtt.mqtt.constants import MQTTv50
 
 from digitaltwin.config import Settings
 from digitaltwin.domain.errors import ValidationError
@@ -50,6 +60,10 @@ SESSION_EXPIRY_S = 7 * 24 * 3600
 RECEIVE_MAXIMUM = 4_000
 #: Seconds between keep-alive pings.
 KEEPALIVE_S = 30
+#: Seconds between reconnection attempts after a connection was lost.
+RECONNECT_DELAY_S = 2.0
+#: Seconds :meth:`MqttSubscriber.stop` waits for the disconnect and the network thread.
+STOP_TIMEOUT_S = 10.0
 _SCHEMES = {"mqtt": False, "tcp": False, "mosquitto": False, "mqtts": True, "ssl": True}
 
 
@@ -76,6 +90,9 @@ def default_client_id() -> str:
 class MqttSubscriber:
     """Subscribes to the telemetry topics and hands every message to a :class:`BatchingWriter`.
 
+    The MQTT client runs on an asyncio event loop in a thread of its own (``mqtt-<client id>``);
+    :meth:`start` and :meth:`stop` are called from any thread.
+
     Args:
         settings: ``MQTT_*`` settings (broker, credentials, client id, QoS, size limit, prefix, group).
         writer: the batching writer (started and stopped with the subscriber).
@@ -95,78 +112,168 @@ class MqttSubscriber:
             raise ValidationError("MQTT_BROKER is not set", field="MQTT_BROKER")
         self.settings = settings
         self.writer = writer
-        self.host, self.port, tls = broker_address(settings.mqtt_broker)
+        self.host, self.port, self._tls = broker_address(settings.mqtt_broker)
         self.client_id = client_id or settings.mqtt_client_id or default_client_id()
         self.prefix = settings.mqtt_topic_prefix
         self.topics: Sequence[str] = subscriptions(prefix=self.prefix, group=settings.mqtt_shared_group or None)
         self.qos = settings.mqtt_qos
+        self.receive_maximum = receive_maximum
+        self._max_bytes = settings.mqtt_max_message_bytes
         self.connected = threading.Event()
         #: set once the broker confirmed the subscriptions of the current connection
         self.subscribed = threading.Event()
-        self._properties = Properties(PacketTypes.CONNECT)
-        self._properties.SessionExpiryInterval = SESSION_EXPIRY_S
-        self._properties.ReceiveMaximum = receive_maximum
-        client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=mqtt.MQTTv5, manual_ack=True
-        )
-        if settings.mqtt_username:
-            client.username_pw_set(settings.mqtt_username, settings.mqtt_password)
-        if tls:
-            client.tls_set()
-        client.reconnect_delay_set(min_delay=1, max_delay=60)
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
-        client.on_message = self._on_message
-        client.on_subscribe = self._on_subscribe
-        self.client = client
+        self.client: gmqtt.Client | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        # messages waiting for their commit: our key -> the future their on_message coroutine awaits
+        self._waiting: dict[int, asyncio.Future[int]] = {}
+        self._next_key = 0
+        writer.acknowledge = self._acknowledge
+
+    def is_connected(self) -> bool:
+        """True while connected to the broker (CONNACK received, connection open)."""
+        try:
+            return self.client is not None and bool(self.client.is_connected)
+        except AttributeError:  # no connection object yet
+            return False
 
     def start(self) -> None:
         """Start the writer, then connect in the background (retrying until the broker answers)."""
         self.writer.start()
-        self.client.connect_async(self.host, self.port, keepalive=KEEPALIVE_S, clean_start=False, properties=self._properties)
-        self.client.loop_start()
+        self._stopping.clear()
+        self._loop = asyncio.new_event_loop()
+        self._loop.set_exception_handler(_quiet_not_committed)
+        self._thread = threading.Thread(target=self._loop.run_forever, name=f"mqtt-{self.client_id}", daemon=True)
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._connect(), self._loop)
         log.info("MQTT subscriber %s connecting to %s:%d for %s", self.client_id, self.host, self.port, ", ".join(self.topics))
 
     def stop(self) -> None:
         """Commit and acknowledge what was received, then disconnect (the session stays on the broker)."""
+        self._stopping.set()
         self.writer.stop()
-        self.client.disconnect()
-        self.client.loop_stop()
+        loop, thread = self._loop, self._thread
+        if loop is not None and thread is not None:
+            try:
+                asyncio.run_coroutine_threadsafe(self._disconnect(), loop).result(STOP_TIMEOUT_S)
+            except Exception:  # noqa: BLE001 - the broker may be gone; nothing is acknowledged early either way
+                log.warning("MQTT disconnect of %s did not complete cleanly", self.client_id, exc_info=True)
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(STOP_TIMEOUT_S)
+            loop.close()
+        self._loop = self._thread = None
         self.connected.clear()
         self.subscribed.clear()
 
-    # -- paho callbacks (network thread) -------------------------------------------------
-    def _on_connect(self, client: mqtt.Client, _userdata: object, flags: mqtt.ConnectFlags, reason: object, _props: object) -> None:
-        if getattr(reason, "is_failure", False):
-            log.error("MQTT broker refused %s: %s", self.client_id, reason)
-            return
-        client.subscribe([(topic, SubscribeOptions(qos=self.qos)) for topic in self.topics])
+    # -- event loop side --------------------------------------------------------------
+    async def _connect(self) -> None:
+        client = gmqtt.Client(
+            self.client_id,
+            clean_session=False,
+            optimistic_acknowledgement=False,
+            session_expiry_interval=SESSION_EXPIRY_S,
+            receive_maximum=self.receive_maximum,
+        )
+        if self.settings.mqtt_username:
+            client.set_auth_credentials(self.settings.mqtt_username, self.settings.mqtt_password)
+        client.reconnect_delay = RECONNECT_DELAY_S
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_subscribe = self._on_subscribe
+        client.on_message = self._on_message
+        self.client = client
+        delay = 1.0
+        while not self._stopping.is_set():
+            try:
+                await client.connect(self.host, self.port, ssl=self._tls, keepalive=KEEPALIVE_S, version=MQTTv50)
+                return
+            except (OSError, asyncio.TimeoutError, gmqtt.MQTTConnectError) as exc:
+                log.warning("MQTT broker %s:%d not reachable (%s); retrying in %.0f s", self.host, self.port, exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 60.0)
+
+    async def _disconnect(self) -> None:
+        # acknowledgements the writer handed over before it stopped are in the loop's queue ahead of
+        # this coroutine; two turns let their coroutines return and gmqtt's callbacks send the PUBACKs
+        for _ in range(2):
+            await asyncio.sleep(0)
+        self._forget_waiting()  # the writer has stopped: these were not committed, the broker redelivers them
+        if self.is_connected():
+            await self.client.disconnect()  # type: ignore[union-attr]
+        elif self.client is not None:
+            self.client.stop_reconnect()
+        for task in asyncio.all_tasks():
+            if task is not asyncio.current_task():
+                task.cancel()
+
+    def _forget_waiting(self) -> None:
+        """End the coroutines of uncommitted messages without acknowledging them (see :class:`_NotCommitted`)."""
+        waiting, self._waiting = self._waiting, {}
+        for committed in waiting.values():
+            if not committed.done():
+                committed.set_exception(_NotCommitted())
+
+    def _on_connect(self, client: gmqtt.Client, flags: int, rc: int, _props: object) -> None:
+        if not flags and self._waiting:
+            # a new session: packet ids of messages received before now may name other messages, so
+            # those are not acknowledged (their readings are still committed; storage is idempotent)
+            self._forget_waiting()
+        client.subscribe([gmqtt.Subscription(topic, qos=self.qos) for topic in self.topics])
         self.connected.set()
-        log.info("MQTT connected as %s (session present: %s)", self.client_id, flags.session_present)
+        log.info("MQTT connected as %s (session present: %s)", self.client_id, bool(flags))
 
-    def _on_disconnect(self, _client: mqtt.Client, _userdata: object, _flags: object, reason: object, _props: object) -> None:
+    def _on_disconnect(self, _client: gmqtt.Client, packet: object, exc: object = None) -> None:
         self.connected.clear()
         self.subscribed.clear()
-        log.warning("MQTT disconnected (%s); reconnecting with backoff", reason)
+        if not self._stopping.is_set():
+            log.warning("MQTT disconnected (%s); reconnecting every %.0f s", exc or packet, RECONNECT_DELAY_S)
 
-    def _on_subscribe(self, _client: mqtt.Client, _userdata: object, _mid: int, reasons: list[object], _props: object) -> None:
-        failed = [str(r) for r in reasons if getattr(r, "is_failure", False)]
+    def _on_subscribe(self, _client: gmqtt.Client, _mid: int, granted: Sequence[int], _props: object) -> None:
+        failed = [f"{code:#x}" for code in granted if code >= 0x80]
         if failed:
             log.error("MQTT subscription refused for %s: %s", ", ".join(self.topics), ", ".join(failed))
             return
         self.subscribed.set()
 
-    def _on_message(self, client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage) -> None:
-        decoded = decode_message(
-            message.topic,
-            message.payload,
-            received_at=datetime.now(UTC),
-            max_bytes=self.settings.mqtt_max_message_bytes,
-            prefix=self.prefix,
-        )
-        mid, qos = message.mid, message.qos
-        ack = (lambda: client.ack(mid, qos)) if qos > 0 else None
-        self.writer.submit(Envelope(decoded, ack))
+    async def _on_message(self, _client: gmqtt.Client, topic: str, payload: bytes, qos: int, _props: object) -> int:
+        decoded = decode_message(topic, payload, received_at=datetime.now(UTC), max_bytes=self._max_bytes, prefix=self.prefix)
+        if not qos:
+            self.writer.submit(Envelope(decoded))
+            return 0
+        key = self._next_key = self._next_key + 1
+        committed: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._waiting[key] = committed
+        self.writer.submit(Envelope(decoded, key))
+        return await committed  # gmqtt sends PUBACK (QoS 1) or PUBREC (QoS 2) when this returns
+
+    def _acknowledge(self, acks: list[int]) -> None:
+        """Called by the writer after each commit: let the messages' coroutines return (which acknowledges them)."""
+        loop = self._loop
+        if loop is None:
+            return
+        try:
+            loop.call_soon_threadsafe(self._release, acks)
+        except RuntimeError:  # the loop has closed: those messages stay unacknowledged and are redelivered
+            pass
+
+    def _release(self, acks: list[int]) -> None:
+        pop = self._waiting.pop
+        for key in acks:
+            committed = pop(key, None)
+            if committed is not None and not committed.done():
+                committed.set_result(0)  # reason code 0: success
+
+
+class _NotCommitted(Exception):
+    """Ends the ``on_message`` coroutine of a message that must not be acknowledged; gmqtt then
+    sends no PUBACK (its callback raises this), and :func:`_quiet_not_committed` keeps the loop quiet."""
+
+
+def _quiet_not_committed(loop: asyncio.AbstractEventLoop, context: dict[str, object]) -> None:
+    if isinstance(context.get("exception"), (_NotCommitted, asyncio.CancelledError)):
+        return
+    loop.default_exception_handler(context)
 
 
 def build_subscriber(

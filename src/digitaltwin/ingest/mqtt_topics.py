@@ -13,6 +13,7 @@ split one stream.
 from __future__ import annotations
 
 import enum
+import functools
 from dataclasses import dataclass
 
 from digitaltwin.domain.assets import check_slug
@@ -51,8 +52,14 @@ def subscriptions(*, prefix: str = "", group: str | None = "digitaltwin") -> lis
     return [f"$share/{group}/{f}" for f in filters] if group else filters
 
 
+#: Routes remembered (a deployment has one topic per asset; a topic outside the contract raises and is not kept).
+ROUTE_CACHE_SIZE = 65_536
+
+
+@functools.lru_cache(maxsize=ROUTE_CACHE_SIZE)
 def route(topic: str, *, prefix: str = "") -> Route:
-    """The route of ``topic`` (with the deployment's ``prefix``).
+    """The route of ``topic`` (with the deployment's ``prefix``); :class:`Route` is immutable,
+    so results are cached (:data:`ROUTE_CACHE_SIZE`).
 
     Raises:
         ValidationError: naming ``topic`` for a topic outside the contract, or naming

@@ -6,6 +6,10 @@ after its readings are committed or it is dead-lettered. Storage is idempotent o
 
 * Batches are flushed when they hold ``max_batch_readings`` readings or ``max_batch_messages``
   messages, or ``max_age_s`` after their first message, so latency stays bounded.
+* ``threads`` writer threads (2 by default), so that one batch is gathered and committed while
+  another waits for PostgreSQL or Redis. Batches are gathered one at a time, in queue order,
+  and the listeners (live state, stream) hear of them in that order, so the stream keeps the
+  order of arrival; commits themselves may overlap (storage is idempotent).
 * The queue is bounded (``queue_size`` messages): :meth:`BatchingWriter.submit` blocks when it
   is full, which stops the MQTT network loop from reading and pushes back on the broker. With
   MQTT v5 the broker also never has more than the client's *receive maximum* unacknowledged
@@ -15,8 +19,16 @@ after its readings are committed or it is dead-lettered. Storage is idempotent o
   nothing is lost or acknowledged early. Any other failure of a batch is narrowed down message
   by message, and a message that still fails is dead-lettered (``storage_error``): the consumer
   never dies on one bad message.
+* Machine states of ``factory/`` messages (RUN/IDLE/STOP) are stored with the batch, the latest
+  per asset by event time (:meth:`~digitaltwin.storage.repository.Repository.write_machine_statuses`),
+  so they survive a restart without Redis.
 * Messages of unknown assets are dead-lettered (``unknown_asset``) unless ``auto_register``,
   which registers the asset (and a ``dt/`` topic's site, with timezone UTC) first.
+* Per-message work is kept off the hot path (issue 3 throughput, ``bench/mqtt_ingest.py``):
+  acknowledgements go out as one call per batch (``acknowledge``), and metrics are updated
+  once per batch, not per message or reading: received messages and the queue depth from a
+  plain counter, the ingest lag histogram with the bucket counts of the whole batch
+  (:func:`observe_many`).
 """
 
 from __future__ import annotations
@@ -31,7 +43,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TypeVar
 
+import numpy as np
 import psycopg
+from prometheus_client import Histogram
 from sqlalchemy import exc as sa_exc
 
 from digitaltwin.domain.assets import Asset, AssetKind, Site
@@ -64,10 +78,11 @@ _T = TypeVar("_T")
 
 @dataclass(slots=True)
 class Envelope:
-    """A decoded message waiting for its commit, and how to acknowledge it (None for QoS 0)."""
+    """A decoded message waiting for its commit, and the key under which the subscriber
+    acknowledges it after the commit (None for QoS 0)."""
 
     message: DecodedMessage
-    ack: Callable[[], None] | None = None
+    ack_key: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +117,9 @@ class BatchingWriter:
         max_batch_readings, max_batch_messages: flush when a batch reaches either.
         max_age_s: flush at the latest this many seconds after the batch's first message.
         queue_size: messages held before :meth:`submit` blocks.
+        acknowledge: called after each commit with the ``ack_key`` of the batch's QoS 1 and 2
+            messages (the subscriber acknowledges them); may also be set after construction.
+        threads: writer threads (see the module docstring).
     """
 
     def __init__(
@@ -115,6 +133,8 @@ class BatchingWriter:
         max_batch_messages: int = 2_000,
         max_age_s: float = 0.05,
         queue_size: int = 10_000,
+        acknowledge: Callable[[list[int]], None] | None = None,
+        threads: int = 2,
     ) -> None:
         self.repo = repo
         self.metrics = metrics
@@ -127,30 +147,45 @@ class BatchingWriter:
         self._asset_sites: dict[str, str] = {}
         self._stop = threading.Event()
         self._abort = threading.Event()
-        self._thread: threading.Thread | None = None
+        self.threads = max(1, threads)
+        self._threads: list[threading.Thread] = []
+        self._counts = threading.Lock()
+        self._gather = threading.Lock()  # one thread gathers a batch at a time
+        self._turn = threading.Condition()  # listeners run in the order batches were gathered
+        self._tickets = 0
+        self._heard = 0
+        self.acknowledge = acknowledge
         self.flushes = 0
+        self._submitted = 0  # written by the submitting thread only; read by the writer for metrics
+        self._reported = 0
+        self._committed = 0
 
     # -- life cycle ---------------------------------------------------------------------
     def start(self) -> None:
-        """Start the writer thread."""
-        self._thread = threading.Thread(target=self._run, name="ingest-writer", daemon=True)
-        self._thread.start()
+        """Start the writer threads."""
+        self._threads = [
+            threading.Thread(target=self._run, name=f"ingest-writer-{i}", daemon=True) for i in range(self.threads)
+        ]
+        for thread in self._threads:
+            thread.start()
 
     def stop(self, *, timeout_s: float = 30.0) -> None:
         """Commit and acknowledge what is queued, then stop; after ``timeout_s`` give up
         without acknowledging (those messages are redelivered to the next consumer)."""
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-            if self._thread.is_alive():
-                self._abort.set()
-                self._thread.join(RETRY_MAX_S + 5)
+        deadline = time.monotonic() + timeout_s
+        for thread in self._threads:
+            thread.join(max(deadline - time.monotonic(), 0.0))
+        if any(t.is_alive() for t in self._threads):
+            self._abort.set()
+            for thread in self._threads:
+                thread.join(RETRY_MAX_S + 5)
 
     def submit(self, envelope: Envelope) -> None:
-        """Queue a message for the next batch; blocks while the queue is full (backpressure)."""
-        if self.metrics is not None:
-            self.metrics.mqtt_messages_received.inc()
-            self.metrics.ingest_queue_depth.inc()
+        """Queue a message for the next batch; blocks while the queue is full (backpressure).
+
+        Call from one thread (the MQTT network loop)."""
+        self._submitted += 1
         self._queue.put(envelope)
 
     @property
@@ -161,48 +196,94 @@ class BatchingWriter:
     # -- the loop -----------------------------------------------------------------------
     def _run(self) -> None:
         while not (self._stop.is_set() and self._queue.empty()):
+            with self._gather:
+                batch = self._gather_batch()
+                if batch is None:
+                    continue
+                self._tickets += 1
+                ticket = self._tickets
+            self._report_received()
             try:
-                first = self._queue.get(timeout=0.1)
-            except queue.Empty:
-                continue
-            batch = [first]
-            readings = len(first.message.readings)
-            deadline = time.monotonic() + self.max_age_s
-            while readings < self.max_batch_readings and len(batch) < self.max_batch_messages:
-                remaining = deadline - time.monotonic()
-                try:
-                    envelope = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                batch.append(envelope)
-                readings += len(envelope.message.readings)
-            try:
-                self._flush(batch)
+                self._flush(batch, ticket)
             except _Aborted:
                 log.warning("writer stopped with %d message(s) uncommitted; the broker redelivers them", len(batch))
+                self._pass_turn(ticket)
                 return
             except Exception:  # noqa: BLE001 - the consumer must not die
                 log.exception("unexpected failure flushing %d message(s); they stay unacknowledged", len(batch))
+                self._pass_turn(ticket)
 
-    def _flush(self, batch: list[Envelope]) -> None:
+    def _gather_batch(self) -> list[Envelope] | None:
+        """The next batch (see the module docstring), or None when nothing came within 0.1 s."""
+        try:
+            first = self._queue.get(timeout=0.1)
+        except queue.Empty:
+            self._report_received()
+            return None
+        batch = [first]
+        readings = len(first.message.readings)
+        deadline = time.monotonic() + self.max_age_s
+        while readings < self.max_batch_readings and len(batch) < self.max_batch_messages:
+            remaining = deadline - time.monotonic()
+            try:
+                envelope = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
+            except queue.Empty:
+                break
+            batch.append(envelope)
+            readings += len(envelope.message.readings)
+        return batch
+
+    def _wait_turn(self, ticket: int) -> None:
+        """Wait until the listeners of every batch gathered before this one have run (or the writer aborts)."""
+        with self._turn:
+            while self._heard < ticket - 1 and not self._abort.is_set():
+                self._turn.wait(0.5)
+
+    def _pass_turn(self, ticket: int) -> None:
+        """Let the batch gathered after this one have its turn (in order, also after a failure)."""
+        self._wait_turn(ticket)
+        with self._turn:
+            self._heard = max(self._heard, ticket)
+            self._turn.notify_all()
+
+    def _flush(self, batch: list[Envelope], ticket: int) -> None:
         started = time.perf_counter()
         messages = [e.message for e in batch]
         self._resolve_assets(messages)
         readings = [r for m in messages for r in m.readings]
         stored, letters = self._write(messages, readings)
         committed_at = datetime.now(UTC)
-        for envelope in batch:
-            if envelope.ack is not None:
-                envelope.ack()
-        self.flushes += 1
+        acks = [e.ack_key for e in batch if e.ack_key is not None]
+        if acks and self.acknowledge is not None:
+            self.acknowledge(acks)
+        with self._counts:
+            self.flushes += 1
+            self._committed += len(batch)
         statuses = [s for m in messages for s in m.statuses]
         flush = Flush(readings, stored, statuses, letters, len(batch), committed_at)
         self._observe(flush, time.perf_counter() - started)
-        for listener in self.listeners:
-            try:
-                listener(flush)
-            except Exception:  # noqa: BLE001 - a listener (e.g. Redis down) never stops ingestion
-                log.exception("flush listener %r failed", listener)
+        self._wait_turn(ticket)
+        try:
+            for listener in self.listeners:
+                try:
+                    listener(flush)
+                except Exception:  # noqa: BLE001 - a listener (e.g. Redis down) never stops ingestion
+                    log.exception("flush listener %r failed", listener)
+        finally:
+            self._pass_turn(ticket)
+
+    def _report_received(self) -> None:
+        """Bring ``mqtt_messages_received_total`` and ``ingest_queue_depth`` up to date (writer thread)."""
+        if self.metrics is None:
+            return
+        with self._counts:  # two writer threads report: the count only moves forward
+            submitted = self._submitted
+            delta = submitted - self._reported
+            if delta > 0:
+                self._reported = submitted
+        if delta > 0:
+            self.metrics.mqtt_messages_received.inc(delta)
+        self.metrics.ingest_queue_depth.set(submitted - self._committed)
 
     def _observe(self, flush: Flush, duration_s: float) -> None:
         if self.metrics is None:
@@ -210,15 +291,19 @@ class BatchingWriter:
         m = self.metrics
         m.ingest_flush_duration.observe(duration_s)
         m.mqtt_messages_stored.inc(flush.messages)
-        m.ingest_queue_depth.dec(flush.messages)
+        m.ingest_queue_depth.set(self._submitted - self._committed)
         m.readings_stored.labels("mqtt").inc(flush.stored)
+        codes: dict[str, int] = {}
         for letter in flush.dead_letters:
-            m.mqtt_dead_letters.labels(letter.reason_code).inc()
+            codes[letter.reason_code] = codes.get(letter.reason_code, 0) + 1
+        for code, count in codes.items():
+            m.mqtt_dead_letters.labels(code).inc(count)
         if flush.dead_letters:
             m.readings_rejected.labels("mqtt").inc(len(flush.dead_letters))
-        now = flush.committed_at
-        for reading in flush.readings:
-            m.ingest_lag.observe(max((now - reading.ts).total_seconds(), 0.0))
+        if flush.readings:
+            now = flush.committed_at.timestamp()
+            ts = np.fromiter((r.ts.timestamp() for r in flush.readings), dtype=np.float64, count=len(flush.readings))
+            observe_many(m.ingest_lag, np.maximum(now - ts, 0.0))
 
     # -- assets -------------------------------------------------------------------------
     def _resolve_assets(self, messages: list[DecodedMessage]) -> None:
@@ -298,9 +383,37 @@ class BatchingWriter:
                 except Exception as one:  # noqa: BLE001
                     m.reject(field=None, reason=f"storage error: {type(one).__name__}: {one}"[:500], code="storage_error")
                     m.readings, m.statuses = [], []
+        states = [(s.asset_id, s.status, s.ts) for m in messages for s in m.statuses]
+        if states:
+            try:
+                self._retry(lambda: self.repo.write_machine_statuses(states))
+            except _Aborted:
+                raise
+            except Exception:  # noqa: BLE001 - the readings are committed; the live state still gets the states
+                log.exception("storing %d machine state(s) failed", len(states))
         letters = [d for m in messages for d in m.dead_letters]
         self._retry(lambda: self.repo.write_dead_letters(letters))
         return stored, letters
+
+
+def observe_many(histogram: Histogram, values: np.ndarray) -> None:
+    """Observe every value of ``values`` (1-D floats) in an unlabelled prometheus_client histogram.
+
+    Leaves the histogram exactly as ``for v in values: histogram.observe(v)`` would (same
+    bucket counts, same sum), with one increment per bucket instead of one locked update per
+    value. prometheus_client has no bulk observe, so this adds to its per-bucket values
+    (``_buckets``: each observation counts in the first bucket whose upper bound is >= it;
+    ``_sum``); ``tests/unit/test_ingest_writer.py`` checks it against ``observe``, so a change of
+    those internals fails the tests rather than the metric.
+    """
+    if values.size == 0:
+        return
+    bounds = np.asarray(histogram._upper_bounds, dtype=np.float64)  # noqa: SLF001 - see the docstring
+    counts = np.bincount(np.searchsorted(bounds, values, side="left"), minlength=len(bounds))
+    histogram._sum.inc(float(values.sum()))  # noqa: SLF001
+    for bucket, count in zip(histogram._buckets, counts.tolist(), strict=False):  # noqa: SLF001
+        if count:
+            bucket.inc(count)
 
 
 class _Aborted(Exception):

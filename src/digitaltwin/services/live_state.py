@@ -15,7 +15,10 @@ Two implementations behind one interface (:class:`LiveState`):
 * :class:`MemoryLiveState` (no Redis, the embedded setup): the same in process; the stream
   then only sees what this process ingests.
 
-Writers call :meth:`LiveState.record` from any thread after the readings were committed.
+Writers call :meth:`LiveState.record` from any thread after the readings were committed: the
+MQTT writer once per committed batch, ``POST /api/v1/readings`` once per request. One call is
+one Redis pipeline (one script call and one publish per asset of the batch); events are
+encoded with orjson.
 """
 
 from __future__ import annotations
@@ -26,10 +29,12 @@ import asyncio
 import json
 import logging
 import threading
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Container, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
+
+import orjson
 
 from digitaltwin.domain.readings import Reading
 from digitaltwin.domain.units import QUANTITIES
@@ -84,12 +89,17 @@ def status_event(asset_id: str, status: str, ts: datetime) -> dict[str, object]:
     return {"asset_id": asset_id, "status": status, "ts": ts.isoformat()}
 
 
-def _group(readings: Sequence[Reading], statuses: Sequence[tuple[str, str, datetime]]) -> dict[str, list[dict[str, object]]]:
+def _group(
+    readings: Sequence[Reading], statuses: Sequence[tuple[str, str, datetime]], only: Container[str] | None = None
+) -> dict[str, list[dict[str, object]]]:
+    """Stream events by asset (of the assets in ``only``, when given)."""
     events: dict[str, list[dict[str, object]]] = {}
     for r in readings:
-        events.setdefault(r.asset_id, []).append(reading_event(r))
+        if only is None or r.asset_id in only:
+            events.setdefault(r.asset_id, []).append(reading_event(r))
     for asset_id, status, ts in statuses:
-        events.setdefault(asset_id, []).append(status_event(asset_id, status, ts))
+        if only is None or asset_id in only:
+            events.setdefault(asset_id, []).append(status_event(asset_id, status, ts))
     return events
 
 
@@ -134,7 +144,9 @@ class MemoryLiveState(LiveState):
                 if current_status is None or ts > current_status[0]:
                     self._status[asset_id] = (ts, status)
             targets = {a: list(s) for a, s in self._subscribers.items() if s}
-        for asset_id, events in _group(readings, statuses).items():
+        if not targets:
+            return
+        for asset_id, events in _group(readings, statuses, targets).items():
             for loop, queue in targets.get(asset_id, ()):
                 try:
                     loop.call_soon_threadsafe(_offer, queue, events)
@@ -215,25 +227,29 @@ class RedisLiveState(LiveState):
         return f"{self._prefix}:stream:{asset_id}"
 
     def record(self, readings: Sequence[Reading], statuses: Sequence[tuple[str, str, datetime]] = ()) -> None:
-        latest: dict[str, dict[str, tuple[int, str]]] = {}
-        for r in readings:  # reduce the batch first: one newest value per asset and quantity
-            ts_us = to_epoch_us(r.ts)
-            per_asset = latest.setdefault(r.asset_id, {})
-            if r.quantity not in per_asset or ts_us > per_asset[r.quantity][0]:
-                per_asset[r.quantity] = (ts_us, json.dumps(r.value))
+        latest: dict[str, dict[str, Reading]] = {}
+        for r in readings:  # reduce the batch first: one newest reading per asset and quantity
+            per_asset = latest.get(r.asset_id)
+            if per_asset is None:
+                per_asset = latest[r.asset_id] = {}
+            current = per_asset.get(r.quantity)
+            if current is None or r.ts > current.ts:
+                per_asset[r.quantity] = r
+        newest_status: dict[str, tuple[datetime, str]] = {}
         for asset_id, status, ts in statuses:
-            ts_us = to_epoch_us(ts)
-            per_asset = latest.setdefault(asset_id, {})
-            if "status" not in per_asset or ts_us > per_asset["status"][0]:
-                per_asset["status"] = (ts_us, json.dumps(status))
+            if asset_id not in newest_status or ts > newest_status[asset_id][0]:
+                newest_status[asset_id] = (ts, status)
         pipe = self._client.pipeline(transaction=False)
-        for asset_id, fields in latest.items():
+        for asset_id in latest.keys() | newest_status.keys():
             args: list[object] = []
-            for name, (ts_us, value) in fields.items():
-                args.extend((name, ts_us, value))
+            for name, r in latest.get(asset_id, {}).items():
+                args.extend((name, to_epoch_us(r.ts), repr(r.value)))  # a finite float's repr is JSON
+            if asset_id in newest_status:
+                ts, status = newest_status[asset_id]
+                args.extend(("status", to_epoch_us(ts), json.dumps(status)))
             self._update(keys=[self._key(asset_id)], args=args, client=pipe)
         for asset_id, events in _group(readings, statuses).items():
-            pipe.publish(self.channel(asset_id), json.dumps(events))
+            pipe.publish(self.channel(asset_id), orjson.dumps(events))
         pipe.execute()
 
     def state(self, asset_id: str) -> TwinState:

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import psycopg
-from sqlalchemy import Engine, and_, func, or_, select, text
+from sqlalchemy import BigInteger, Engine, and_, bindparam, cast, func, or_, select, text, type_coerce
 from sqlalchemy.exc import IntegrityError
 
 from digitaltwin.domain.assets import Asset, AssetKind, Site
@@ -24,7 +24,16 @@ from digitaltwin.domain.dead_letters import DeadLetter
 from digitaltwin.domain.errors import ConflictError, NotFoundError, ValidationError
 from digitaltwin.domain.readings import Reading
 from digitaltwin.domain.units import SeriesKind, quantity_spec
-from digitaltwin.storage.tables import assets, dead_letters, from_epoch_us, readings, series, sites, to_epoch_us
+from digitaltwin.storage.tables import (
+    assets,
+    dead_letters,
+    from_epoch_us,
+    machine_status,
+    readings,
+    series,
+    sites,
+    to_epoch_us,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +113,29 @@ def _series(row: Any) -> SeriesInfo:
     )
 
 
+# Reads on the request path of forecasts and energy queries, built once: SQLAlchemy reuses a
+# statement's compiled form without computing its cache key on every call.
+_GET_SITE = select(sites).where(sites.c.id == bindparam("site_id"))
+_GET_ASSET = select(assets).where(assets.c.id == bindparam("asset_id"))
+_OF_SERIES = readings.c.series_id == bindparam("series_id")
+_PREVIOUS_READING = (
+    select(readings.c.ts, readings.c.value).where(_OF_SERIES, readings.c.ts < bindparam("ts")).order_by(readings.c.ts.desc()).limit(1)
+)
+_NEXT_READING = select(readings.c.ts, readings.c.value).where(_OF_SERIES, readings.c.ts >= bindparam("ts")).order_by(readings.c.ts).limit(1)
+_FIRST_TS = select(readings.c.ts).where(_OF_SERIES).order_by(readings.c.ts.asc()).limit(1)
+_LAST_TS = select(readings.c.ts).where(_OF_SERIES).order_by(readings.c.ts.desc()).limit(1)
+# series_arrays: epoch microseconds as integers, stored as such on SQLite, computed on PostgreSQL.
+_SERIES_ARRAYS = {
+    dialect: select(epoch_us, readings.c.value)
+    .where(_OF_SERIES, readings.c.ts >= bindparam("start"), readings.c.ts < bindparam("end"))
+    .order_by(readings.c.ts)
+    for dialect, epoch_us in (
+        ("sqlite", type_coerce(readings.c.ts, BigInteger)),
+        ("postgresql", cast(func.extract("epoch", readings.c.ts) * 1_000_000, BigInteger)),
+    )
+}
+
+
 class Repository:
     """Data access for sites, assets, series and readings.
 
@@ -139,7 +171,7 @@ class Repository:
     def get_site(self, site_id: str) -> Site:
         """Raises NotFoundError naming ``site_id``."""
         with self.engine.connect() as conn:
-            row = conn.execute(select(sites).where(sites.c.id == site_id)).first()
+            row = conn.execute(_GET_SITE, {"site_id": site_id}).first()
         if row is None:
             raise NotFoundError(f"site {site_id!r} not found", field="site_id")
         return _site(row)
@@ -252,7 +284,7 @@ class Repository:
     def get_asset(self, asset_id: str, *, field: str = "asset_id") -> Asset:
         """Raises NotFoundError naming ``field``."""
         with self.engine.connect() as conn:
-            row = conn.execute(select(assets).where(assets.c.id == asset_id)).first()
+            row = conn.execute(_GET_ASSET, {"asset_id": asset_id}).first()
         if row is None:
             raise NotFoundError(f"asset {asset_id!r} not found", field=field)
         return _asset(row)
@@ -467,49 +499,35 @@ class Repository:
         return int(result.rowcount)
 
     def series_arrays(self, series_id: int, *, start: datetime, end: datetime) -> tuple[np.ndarray, np.ndarray]:
-        """Readings of one series in ``[start, end)`` as (epoch seconds float64, values float64), sorted."""
-        query = (
-            select(readings.c.ts, readings.c.value)
-            .where(readings.c.series_id == series_id, readings.c.ts >= start, readings.c.ts < end)
-            .order_by(readings.c.ts)
-        )
+        """Readings of one series in ``[start, end)`` as (epoch seconds float64, values float64), sorted.
+
+        The database returns epoch microseconds as integers (SQLite stores them; PostgreSQL
+        computes them), so no ``datetime`` is built per row; seconds are ``us / 1e6``, the
+        same float as ``datetime.timestamp()``.
+        """
+        query = _SERIES_ARRAYS[self.engine.dialect.name]
         with self.engine.connect() as conn:
-            fetched = conn.execute(query).all()
-        ts = np.fromiter((to_epoch_us(r[0]) for r in fetched), dtype=np.int64, count=len(fetched)) / 1e6
+            fetched = conn.execute(query, {"series_id": series_id, "start": start, "end": end}).all()
+        ts = np.fromiter((r[0] for r in fetched), dtype=np.int64, count=len(fetched)) / 1e6
         values = np.fromiter((r[1] for r in fetched), dtype=np.float64, count=len(fetched))
         return ts, values
 
     def previous_reading(self, series_id: int, before: datetime) -> tuple[datetime, float] | None:
         """The last reading of a series strictly before ``before``, if any."""
-        query = (
-            select(readings.c.ts, readings.c.value)
-            .where(readings.c.series_id == series_id, readings.c.ts < before)
-            .order_by(readings.c.ts.desc())
-            .limit(1)
-        )
         with self.engine.connect() as conn:
-            row = conn.execute(query).first()
+            row = conn.execute(_PREVIOUS_READING, {"series_id": series_id, "ts": before}).first()
         return (row.ts, row.value) if row else None
 
     def next_reading(self, series_id: int, at_or_after: datetime) -> tuple[datetime, float] | None:
         """The first reading of a series at or after ``at_or_after``, if any."""
-        query = (
-            select(readings.c.ts, readings.c.value)
-            .where(readings.c.series_id == series_id, readings.c.ts >= at_or_after)
-            .order_by(readings.c.ts)
-            .limit(1)
-        )
         with self.engine.connect() as conn:
-            row = conn.execute(query).first()
+            row = conn.execute(_NEXT_READING, {"series_id": series_id, "ts": at_or_after}).first()
         return (row.ts, row.value) if row else None
 
     def series_extent(self, series_id: int) -> tuple[datetime, datetime] | None:
         """(first ts, last ts) of a series, or None when empty; two index seeks, no scan."""
-        edges = []
-        for order in (readings.c.ts.asc(), readings.c.ts.desc()):
-            query = select(readings.c.ts).where(readings.c.series_id == series_id).order_by(order).limit(1)
-            with self.engine.connect() as conn:
-                edges.append(conn.execute(query).scalar())
+        with self.engine.connect() as conn:
+            edges = [conn.execute(query, {"series_id": series_id}).scalar() for query in (_FIRST_TS, _LAST_TS)]
         if edges[0] is None:
             return None
         return edges[0], edges[1]
@@ -553,6 +571,40 @@ class Repository:
         with self.engine.begin() as conn:
             conn.execute(dead_letters.insert(), rows)
         return len(rows)
+
+    def write_machine_statuses(self, statuses: Iterable[tuple[str, str, datetime]]) -> None:
+        """Keep the latest ``(asset_id, status, ts)`` machine state of each asset, by ``ts`` (event time).
+
+        A state older than the stored one, or as old (the first one stays, as for readings), changes
+        nothing, whatever the order of arrival. Assets must exist.
+        """
+        newest: dict[str, tuple[str, datetime]] = {}
+        for asset_id, status, ts in statuses:
+            if asset_id not in newest or ts > newest[asset_id][1]:
+                newest[asset_id] = (status, ts)
+        if not newest:
+            return
+        if self.engine.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+        statement = insert(machine_status)
+        statement = statement.on_conflict_do_update(
+            index_elements=[machine_status.c.asset_id],
+            set_={"status": statement.excluded.status, "ts": statement.excluded.ts},
+            where=machine_status.c.ts < statement.excluded.ts,
+        )
+        rows = [{"asset_id": a, "status": status, "ts": ts} for a, (status, ts) in sorted(newest.items())]
+        with self.engine.begin() as conn:
+            conn.execute(statement, rows)
+
+    def latest_machine_status(self, asset_id: str) -> tuple[str, datetime] | None:
+        """``(status, ts)`` of the latest stored machine state of ``asset_id``, or None."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(machine_status.c.status, machine_status.c.ts).where(machine_status.c.asset_id == asset_id)
+            ).first()
+        return (row.status, row.ts) if row else None
 
     def list_dead_letters(self, *, topic_prefix: str | None = None, limit: int = 1000) -> list[DeadLetter]:
         """Dead letters, oldest first, optionally only those whose topic starts with ``topic_prefix``."""

@@ -126,6 +126,17 @@ readings = Table(
     Column("value", Float, nullable=False),
 )
 
+# --- MQTT ingestion (issue 3; migration 0004): the latest machine state of each asset --------------
+# From factory/{line}/{machine_id}/power (RUN|IDLE|STOP); "latest" by the reported timestamp, not by
+# arrival, so the state survives a restart of the service without Redis.
+machine_status = Table(
+    "machine_status",
+    metadata,
+    Column("asset_id", String(64), ForeignKey("assets.id", ondelete="CASCADE"), primary_key=True),
+    Column("status", String(8), nullable=False),
+    Column("ts", UTCDateTime(), nullable=False),
+)
+
 # --- MQTT ingestion (issue 3; migration 0002): rejected telemetry with its reason -----------------
 dead_letters = Table(
     "dead_letters",

@@ -12,7 +12,7 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import BaseModel, Field
 
 from digitaltwin.api.deps import State
-from digitaltwin.services.live_state import LiveReading, TwinState
+from digitaltwin.services.live_state import LiveReading, LiveStatus, TwinState
 
 router = APIRouter(prefix="/api/v1", tags=["live"])
 
@@ -36,13 +36,18 @@ class StateOut(BaseModel):
 
 
 def _merged(state: State, asset_id: str) -> TwinState:
-    """The live state, completed from storage for quantities it has not seen (e.g. after a Redis restart
-    or for readings that came through HTTP or CSV import)."""
+    """The live state, completed from storage for quantities it has not seen (e.g. after a Redis restart,
+    or readings of a CSV import), and the machine status: the newer (by its timestamp) of the live one
+    and the stored one, which survives a restart without Redis."""
     live = state.live.state(asset_id)
     seen = {r.quantity for r in live.readings}
     stored = [LiveReading(r.quantity, r.unit, r.ts, r.value) for r in state.repo.latest(asset_id) if r.quantity not in seen]
     readings = sorted([*live.readings, *stored], key=lambda r: r.quantity)
-    return TwinState(asset_id, readings, live.status)
+    status = live.status
+    kept = state.repo.latest_machine_status(asset_id)
+    if kept is not None and (status is None or kept[1] > status.ts):
+        status = LiveStatus(kept[0], kept[1])
+    return TwinState(asset_id, readings, status)
 
 
 @router.get("/assets/{asset_id}/state", response_model=StateOut)

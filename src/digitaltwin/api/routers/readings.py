@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
@@ -12,6 +13,8 @@ from digitaltwin.api.deps import State
 from digitaltwin.api.schemas import BatchIn, BatchOut, ItemResultOut
 from digitaltwin.domain.errors import ValidationError
 from digitaltwin.ingest.batch import ingest_batch
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/api/v1/readings", tags=["readings"])
 
@@ -42,6 +45,8 @@ async def post_readings(request: Request, state: State) -> JSONResponse:
     The first value stored for a series and timestamp stays: a resent reading is a
     duplicate (MQTT QoS 1 redelivery), not a correction.
     The answer is 200 when at least one item was accepted, 422 when none was.
+    Accepted readings then update the live twin state and are pushed on ``/api/v1/stream``,
+    as MQTT readings are (after the commit).
     """
     raw = await request.body()
     try:
@@ -65,6 +70,11 @@ async def post_readings(request: Request, state: State) -> JSONResponse:
     principal = getattr(request.state, "principal", None)
     key_site = principal.site_id if principal is not None else None
     result = await run_in_threadpool(ingest_batch, state.repo, body, timezone=timezone, site_id=key_site)
+    if result.readings:
+        try:  # after the commit, as for MQTT; the readings are stored whatever happens here
+            await run_in_threadpool(state.live.record, result.readings)
+        except Exception:  # noqa: BLE001 - e.g. Redis down: the state endpoint then falls back to storage
+            log.exception("live state update of %d HTTP reading(s) failed", len(result.readings))
     state.metrics.readings_stored.labels("http").inc(result.stored)
     state.metrics.readings_rejected.labels("http").inc(result.rejected)
     out = BatchOut(
