@@ -64,13 +64,13 @@ def test_http_readings_update_the_live_state_and_the_stream(client: TestClient) 
         assert response.status_code == 200
         stream = events_until(response.iter_lines(), timeout_s=20)
         name, snapshot = next(stream)
-        assert (name, snapshot) == ("state", {"asset_id": "m-http", "readings": [], "status": None})
+        assert (name, snapshot) == ("state", {"asset_id": "m-http", "readings": [], "status": None, "live_cache": "available"})
         answer = client.post("/api/v1/readings", json={"readings": items})
         assert answer.status_code == 200 and answer.json()["accepted"] == 2
         received = [next(stream), next(stream)]
     assert received == [
-        ("reading", {"asset_id": "m-http", "quantity": "power", "unit": "kW", "ts": "2025-05-01T10:00:00+00:00", "value": 5.0}),
-        ("reading", {"asset_id": "m-http", "quantity": "power", "unit": "kW", "ts": "2025-05-01T09:59:00+00:00", "value": 4.0}),
+        ("reading", {"asset_id": "m-http", "quantity": "power", "unit": "kW", "ts": "2025-05-01T10:00:00Z", "value": 5.0}),
+        ("reading", {"asset_id": "m-http", "quantity": "power", "unit": "kW", "ts": "2025-05-01T09:59:00Z", "value": 4.0}),
     ]  # the rejected item is not streamed
     live = client.app.state.dt.live.state("m-http")  # type: ignore[attr-defined]
     assert [(r.quantity, r.ts, r.value) for r in live.readings] == [("power", datetime(2025, 5, 1, 10, tzinfo=UTC), 5.0)]

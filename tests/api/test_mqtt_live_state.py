@@ -50,7 +50,7 @@ OOO = [
 
 def test_state_is_latest_by_timestamp_with_machine_status(client: TestClient, settings: Settings) -> None:
     setup_assets(client)
-    assert state(client, "m-ooo") == {"asset_id": "m-ooo", "readings": [], "status": None}
+    assert state(client, "m-ooo") == {"asset_id": "m-ooo", "readings": [], "status": None, "live_cache": "available"}
 
     publish(settings, "dt/site-a/m-ooo/telemetry", OOO[:3])
     wait_for(lambda: len(client.get("/api/v1/assets/m-ooo/readings").json()["readings"]) == 3, what="3 readings")
@@ -72,6 +72,7 @@ def test_state_is_latest_by_timestamp_with_machine_status(client: TestClient, se
         "asset_id": "press-1",
         "readings": [{"quantity": "power", "unit": "kW", "ts": "2025-05-01T10:05:00Z", "value": 0.4}],
         "status": {"status": "IDLE", "ts": "2025-05-01T10:05:00Z"},
+        "live_cache": "available",
     }
 
     missing = client.get("/api/v1/assets/nope/state")
@@ -114,4 +115,4 @@ def test_stream_pushes_readings_as_they_are_stored(client: TestClient, settings:
             assert name == "reading"
             received.append((data["ts"], data["value"]))
     # in arrival order, late reading included
-    assert received == [("2025-05-01T09:56:00+00:00", 102.0), ("2025-05-01T09:53:00+00:00", 101.0), ("2025-05-01T10:00:00+00:00", 103.0)]
+    assert received == [("2025-05-01T09:56:00Z", 102.0), ("2025-05-01T09:53:00Z", 101.0), ("2025-05-01T10:00:00Z", 103.0)]

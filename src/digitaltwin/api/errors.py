@@ -29,6 +29,18 @@ from digitaltwin.registry.errors import ModelNotFoundError, RegistryError
 log = logging.getLogger(__name__)
 
 
+def _nul_parameter(params: object) -> str | None:
+    """The name of the first statement parameter (a column, which is the API field in most bodies)
+    holding a NUL character, or None (positional parameters, or none found)."""
+    rows = params if isinstance(params, list | tuple) else [params]
+    for row in rows:
+        if isinstance(row, dict):
+            for name, value in row.items():
+                if isinstance(value, str) and "\x00" in value:
+                    return str(name)
+    return None
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Register handlers: DomainError -> its status, forecasting errors -> 422, registry errors -> 404/503."""
 
@@ -60,6 +72,9 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _database_error(_request: Request, exc: DBAPIError) -> JSONResponse:
         if exc.connection_invalidated:
             return JSONResponse({"detail": "database unavailable; retry later", "field": None}, status_code=503, headers={"Retry-After": "5"})
+        if "cannot contain NUL" in str(exc.orig):  # PostgreSQL text refuses U+0000: the input's fault, not ours
+            field = _nul_parameter(exc.params)
+            return JSONResponse({"detail": f"{field or 'a text value'} contains a NUL character (U+0000)", "field": field}, status_code=422)
         log.exception("database error")
         return JSONResponse({"detail": "internal database error", "field": None}, status_code=500)
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from digitaltwin.domain.errors import ValidationError
 from digitaltwin.domain.readings import Reading, item_interval_seconds, parse_item
-from digitaltwin.domain.units import SeriesKind, quantity_spec
 from digitaltwin.domain.timestamps import zone
+from digitaltwin.domain.units import SeriesKind, quantity_spec
+from digitaltwin.ingest.nul import nul_field, nul_reason
 from digitaltwin.storage.repository import Repository
 
 
@@ -56,29 +57,34 @@ def ingest_batch(
         site_id: when given (an API key limited to one site), items of assets of other
             sites are rejected naming ``asset_id``.
 
+    Items are rejected (naming the field, the good items still stored) when a key or string
+    holds a NUL character (:mod:`digitaltwin.ingest.nul`), and when they declare an
+    ``interval`` other than the one their series already has, or than an earlier item of the
+    batch declared for it (see :func:`check_declared_interval`).
+
     Raises:
         ValidationError: naming ``timezone`` when it is not a known zone.
     """
     tz = zone(timezone) if timezone else None
-    parsed: list[tuple[int, list[Reading]]] = []
+    parsed: list[tuple[int, list[Reading], int | None]] = []
     results: dict[int, ItemResult] = {}
-    intervals: dict[tuple[str, str], int] = {}
     for index, item in enumerate(items):
+        bad = nul_field(item)
+        if bad is not None:
+            results[index] = ItemResult(index, False, field=bad, reason=nul_reason(bad))
+            continue
         try:
             readings = parse_item(item, tz=tz)
             declared = item_interval_seconds(item)
         except ValidationError as exc:
             results[index] = ItemResult(index, False, field=exc.field, reason=exc.message)
             continue
-        parsed.append((index, readings))
-        if declared is not None:
-            for r in readings:
-                if quantity_spec(r.quantity).kind is SeriesKind.INTERVAL:
-                    intervals[(r.asset_id, r.quantity)] = declared
-    known = repo.known_asset_ids(r.asset_id for _, rs in parsed for r in rs)
+        parsed.append((index, readings, declared))
+    known = repo.known_asset_ids(r.asset_id for _, rs, _ in parsed for r in rs)
     allowed = None if site_id is None else {a.id for a in repo.list_assets(site_id=site_id)}
     to_store: list[Reading] = []
-    for index, readings in parsed:
+    intervals: dict[tuple[str, str], int] = {}
+    for index, readings, declared in parsed:
         unknown = next((r.asset_id for r in readings if r.asset_id not in known), None)
         if unknown is not None:
             results[index] = ItemResult(index, False, field="asset_id", reason=f"unknown asset {unknown!r}")
@@ -87,10 +93,64 @@ def ingest_batch(
         if foreign is not None:
             results[index] = ItemResult(index, False, field="asset_id", reason=f"asset {foreign!r} is not on site {site_id!r} of this API key")
             continue
+        if declared is not None:
+            try:
+                wanted = check_declared_interval(repo, readings, declared, intervals)
+            except ValidationError as exc:
+                results[index] = ItemResult(index, False, field=exc.field, reason=exc.message)
+                continue
+            intervals.update(wanted)
         to_store.extend(readings)
         results[index] = ItemResult(index, True, readings=len(readings))
     for (asset_id, quantity), seconds in intervals.items():
-        if asset_id in known and (allowed is None or asset_id in allowed):
-            repo.ensure_series(asset_id, quantity, interval_seconds=seconds)
+        repo.ensure_series(asset_id, quantity, interval_seconds=seconds)
     stored = repo.write_readings(to_store)
     return BatchResult([results[i] for i in range(len(items))], stored, to_store)
+
+
+def check_declared_interval(
+    repo: Repository, readings: Sequence[Reading], declared: int, pending: Mapping[tuple[str, str], int]
+) -> dict[tuple[str, str], int]:
+    """The series intervals an item declares, checked against what its series already have.
+
+    Args:
+        repo: storage (the series' recorded ``interval_seconds``).
+        readings: the item's readings; only those of interval quantities (``energy``) count.
+        declared: the item's ``interval`` in seconds (:func:`~digitaltwin.domain.readings.item_interval_seconds`).
+        pending: intervals declared by earlier items of the same batch or MQTT flush, not stored yet.
+
+    Returns:
+        ``{(asset_id, quantity): seconds}`` to record for series that do not know their interval yet
+        (empty when every series already has this interval).
+
+    Raises:
+        ValidationError: naming ``interval`` when a series has (or an earlier item declared) another
+            interval; the reason names both, e.g. ``interval PT1H conflicts with the series' interval
+            PT15M (energy of m-1)``. A series keeps one interval: totals of interval energy assume it.
+    """
+    wanted: dict[tuple[str, str], int] = {}
+    for r in readings:
+        if quantity_spec(r.quantity).kind is not SeriesKind.INTERVAL:
+            continue
+        key = (r.asset_id, r.quantity)
+        current = pending.get(key)
+        if current is None:
+            info = repo.find_series(r.asset_id, r.quantity)
+            current = info.interval_seconds if info is not None else None
+        if current is not None and current != declared:
+            raise ValidationError(
+                f"interval {iso_duration(declared)} conflicts with the series' interval {iso_duration(current)} "
+                f"({r.quantity} of {r.asset_id})",
+                field="interval",
+            )
+        if current is None:
+            wanted[key] = declared
+    return wanted
+
+
+def iso_duration(seconds: int) -> str:
+    """``seconds`` as an ISO 8601 duration: 900 -> ``PT15M``, 3600 -> ``PT1H``, 5400 -> ``PT1H30M``, 86400 -> ``PT24H``."""
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [f"{v}{u}" for v, u in ((hours, "H"), (minutes, "M"), (secs, "S")) if v]
+    return "PT" + ("".join(parts) or "0S")

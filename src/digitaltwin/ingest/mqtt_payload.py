@@ -7,9 +7,13 @@ and in an array payload the good items are kept. Checks, in order:
 2. topic: must follow the contract (:mod:`digitaltwin.ingest.mqtt_topics`);
 3. JSON: malformed, or nested deeper than :data:`MAX_DEPTH` ("too deeply nested");
    ``NaN``/``Infinity`` tokens are read so that the item is rejected naming its field;
-4. each item: :func:`digitaltwin.domain.readings.parse_item` (non-finite, null and
-   ``"unavailable"`` values, unknown units, epoch seconds, implausible timestamps), the
-   asset of the topic, and on ``factory/`` topics the machine ``status``.
+4. each item: no NUL character (U+0000) in any key or string (:mod:`digitaltwin.ingest.nul`;
+   PostgreSQL text cannot hold one), then :func:`digitaltwin.domain.readings.parse_item`
+   (non-finite, null and ``"unavailable"`` values, unknown units, epoch seconds, implausible
+   timestamps), the asset of the topic, a declared ``interval`` (checked against the series
+   by the writer), and on ``factory/`` topics the machine ``status``. A ``factory/`` item with
+   a ``status`` and no measurement (``{"timestamp", "machine_id", "status": "STOP"}``) is a
+   status-only message: it updates the machine status and stores no reading.
 
 Speed (issue 3, ``bench/mqtt_ingest.py``): JSON is read with orjson (about 5x faster than the
 standard library on these payloads); what orjson refuses (``NaN``/``Infinity`` tokens,
@@ -31,12 +35,21 @@ from datetime import UTC, datetime
 
 import orjson
 
-from digitaltwin.domain.dead_letters import PAYLOAD_KEEP_BYTES, DeadLetter, truncate_payload
+from digitaltwin.domain.dead_letters import (
+    PAYLOAD_KEEP_BYTES,
+    DeadLetter,
+    truncate_payload,
+)
 from digitaltwin.domain.errors import ValidationError
-from digitaltwin.domain.readings import Reading, parse_item
-from digitaltwin.domain.timestamps import FUTURE_TOLERANCE, PLAUSIBLE_FLOOR, parse_instant
-from digitaltwin.domain.units import QUANTITIES
+from digitaltwin.domain.readings import Reading, item_interval_seconds, parse_item
+from digitaltwin.domain.timestamps import (
+    FUTURE_TOLERANCE,
+    PLAUSIBLE_FLOOR,
+    parse_instant,
+)
+from digitaltwin.domain.units import FIELD_ALIASES, QUANTITIES
 from digitaltwin.ingest.mqtt_topics import Route, TopicKind, route
+from digitaltwin.ingest.nul import nul_field, nul_reason
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +79,19 @@ class MachineStatus:
     ts: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class DeclaredInterval:
+    """An item that declared its ``interval`` (``"PT15M"``), in seconds, with the item's readings.
+
+    The writer checks it against the series' recorded interval (a storage lookup) and drops
+    the item's readings with a dead letter naming ``interval`` on a conflict.
+    """
+
+    item_index: int | None
+    seconds: int
+    readings: tuple[Reading, ...]
+
+
 @dataclass(slots=True)
 class DecodedMessage:
     """What one message holds after validation.
@@ -75,6 +101,7 @@ class DecodedMessage:
         readings: readings of the valid items.
         dead_letters: one per rejected item, or one for the whole message.
         statuses: machine states of ``factory/`` messages.
+        declared: items that declared an ``interval`` (checked by the writer).
         head: the first :data:`~digitaltwin.domain.dead_letters.PAYLOAD_KEEP_BYTES` bytes of
             the payload, kept for dead letters decided later (such as an unknown asset) and
             decoded only then (:attr:`payload_head`).
@@ -88,6 +115,7 @@ class DecodedMessage:
     readings: list[Reading] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     statuses: list[MachineStatus] = field(default_factory=list)
+    declared: list[DeclaredInterval] = field(default_factory=list)
 
     @property
     def payload_head(self) -> str:
@@ -174,19 +202,60 @@ def decode_message(
 
 def _decode_item(message: DecodedMessage, item: object, index: int | None) -> None:
     assert message.route is not None
+    bad = nul_field(item)
+    if bad is not None:
+        message.reject(field=bad, reason=nul_reason(bad), code="invalid_item", item_index=index)
+        return
     try:
-        readings = parse_item(item, asset_id=message.route.asset_id)
         status = None
         if message.route.kind is TopicKind.FACTORY_POWER and isinstance(item, dict) and "status" in item:
             status = item["status"]
             if status not in MACHINE_STATUSES:
                 raise ValidationError(f"status {str(status)[:40]!r} is not one of {', '.join(MACHINE_STATUSES)}", field="status")
+        if status is not None and _status_only(item):
+            readings: list[Reading] = []
+            ts = _status_ts(item, message.route.asset_id)
+        else:
+            readings = parse_item(item, asset_id=message.route.asset_id)
+            ts = readings[0].ts
+        declared = item_interval_seconds(item)
     except ValidationError as exc:
         message.reject(field=exc.field, reason=exc.message, code="invalid_item", item_index=index)
         return
     message.readings.extend(readings)
+    if declared is not None and readings:
+        message.declared.append(DeclaredInterval(index, declared, tuple(readings)))
     if status is not None:
-        message.statuses.append(MachineStatus(message.route.asset_id, status, readings[0].ts))
+        message.statuses.append(MachineStatus(message.route.asset_id, status, ts))
+
+
+#: Keys that make an item carry a measurement (besides the unit-named fields of ``FIELD_ALIASES``).
+_MEASUREMENT_KEYS = frozenset(("quantity", "value", "values"))
+
+
+def _status_only(item: dict[str, object]) -> bool:
+    """True for a ``factory/`` item that reports only a machine state: no ``power_kW``, no
+    ``quantity``/``value``/``values`` and no other unit-named measurement field."""
+    return not any(key in _MEASUREMENT_KEYS or key in FIELD_ALIASES for key in item)
+
+
+def _status_ts(item: dict[str, object], asset_id: str) -> datetime:
+    """The UTC timestamp of a status-only item, after the same id and timestamp checks as :func:`parse_item`.
+
+    Raises:
+        ValidationError: naming ``machine_id`` (or ``asset_id``/``device_id``) when it is not the
+            topic's machine, ``ts``/``timestamp`` when missing or not a plausible instant.
+    """
+    for key in ("asset_id", "device_id", "machine_id"):
+        if key in item:
+            value = item[key]
+            if not isinstance(value, str) or value != asset_id:
+                raise ValidationError(f"{key} {str(value)[:80]!r} does not match the machine {asset_id!r} of the topic", field=key)
+            break
+    for key in ("ts", "timestamp", "time"):
+        if key in item:
+            return parse_instant(item[key], field=key)
+    raise ValidationError("timestamp is missing", field="ts")
 
 
 def _loads(payload: bytes) -> object:

@@ -3,7 +3,8 @@
 * ``dt/{site_id}/{asset_id}/telemetry``: payload is one telemetry item or an array of them
   (see :func:`digitaltwin.domain.readings.parse_item`).
 * ``factory/{line}/{machine_id}/power``: the replaced system's contract,
-  ``{"timestamp", "machine_id", "power_kW", "status": "RUN"|"IDLE"|"STOP"}``.
+  ``{"timestamp", "machine_id", "power_kW", "status": "RUN"|"IDLE"|"STOP"}``; ``power_kW`` may be
+  left out of a status-only message (see :mod:`digitaltwin.ingest.mqtt_payload` and docs/ingestion.md).
 
 A deployment may put every topic under a prefix (``MQTT_TOPIC_PREFIX``, e.g. ``plant-a/``);
 subscriptions are MQTT v5 shared subscriptions (``$share/{group}/...``) so several replicas

@@ -22,6 +22,13 @@ after its readings are committed or it is dead-lettered. Storage is idempotent o
 * Machine states of ``factory/`` messages (RUN/IDLE/STOP) are stored with the batch, the latest
   per asset by event time (:meth:`~digitaltwin.storage.repository.Repository.write_machine_statuses`),
   so they survive a restart without Redis.
+* Dead letters are stored after the readings; if the batch's dead letters cannot be stored
+  (other than transiently), they are stored one by one and one that still fails is logged and
+  counted (``mqtt_dead_letters_unsaved_total``), never blocking the batch's acknowledgement.
+  Text is stored with NUL characters replaced (see
+  :meth:`~digitaltwin.storage.repository.Repository.write_dead_letters`).
+* An item declaring an ``interval`` other than its series' is dead-lettered naming ``interval``
+  (as over HTTP); a declared interval is recorded on a series that has none yet.
 * Messages of unknown assets are dead-lettered (``unknown_asset``) unless ``auto_register``,
   which registers the asset (and a ``dt/`` topic's site, with timezone UTC) first.
 * Per-message work is kept off the hot path (issue 3 throughput, ``bench/mqtt_ingest.py``):
@@ -50,8 +57,9 @@ from sqlalchemy import exc as sa_exc
 
 from digitaltwin.domain.assets import Asset, AssetKind, Site
 from digitaltwin.domain.dead_letters import DeadLetter
-from digitaltwin.domain.errors import ConflictError
+from digitaltwin.domain.errors import ConflictError, ValidationError
 from digitaltwin.domain.readings import Reading
+from digitaltwin.ingest.batch import check_declared_interval
 from digitaltwin.ingest.mqtt_payload import DecodedMessage, MachineStatus
 from digitaltwin.ingest.mqtt_topics import Route, TopicKind
 from digitaltwin.observability.metrics import Metrics
@@ -250,6 +258,7 @@ class BatchingWriter:
         started = time.perf_counter()
         messages = [e.message for e in batch]
         self._resolve_assets(messages)
+        self._check_intervals(messages)
         readings = [r for m in messages for r in m.readings]
         stored, letters = self._write(messages, readings)
         committed_at = datetime.now(UTC)
@@ -308,12 +317,12 @@ class BatchingWriter:
     # -- assets -------------------------------------------------------------------------
     def _resolve_assets(self, messages: list[DecodedMessage]) -> None:
         """Dead-letter (or register) the readings of unknown assets and of a site that does not match."""
-        wanted = {m.route.asset_id for m in messages if m.route is not None and m.readings}
+        wanted = {m.route.asset_id for m in messages if m.route is not None and (m.readings or m.statuses)}
         missing = wanted - self._asset_sites.keys()
         if missing:
             self._asset_sites.update(self._retry(lambda: self.repo.asset_sites(missing)))
         for m in messages:
-            if m.route is None or not m.readings:
+            if m.route is None or not (m.readings or m.statuses):
                 continue
             asset_id = m.route.asset_id
             if asset_id not in self._asset_sites and self.auto_register:
@@ -328,7 +337,30 @@ class BatchingWriter:
                 )
             else:
                 continue
-            m.readings, m.statuses = [], []
+            m.readings, m.statuses, m.declared = [], [], []
+
+    def _check_intervals(self, messages: list[DecodedMessage]) -> None:
+        """Dead-letter items whose declared ``interval`` conflicts with their series' (or an earlier
+        item's of this batch), naming ``interval``; record it on series that have none yet.
+
+        Same rule as HTTP (:func:`~digitaltwin.ingest.batch.check_declared_interval`).
+        """
+        pending: dict[tuple[str, str], int] = {}
+        for m in messages:
+            for declared in m.declared:
+                try:
+                    wanted = self._retry(
+                        lambda d=declared: check_declared_interval(self.repo, d.readings, d.seconds, pending)
+                    )
+                except ValidationError as exc:
+                    m.reject(field=exc.field, reason=exc.message, code="invalid_item", item_index=declared.item_index)
+                    dropped = {id(r) for r in declared.readings}
+                    m.readings = [r for r in m.readings if id(r) not in dropped]
+                    continue
+                pending.update(wanted)
+            m.declared = []
+        for (asset_id, quantity), seconds in pending.items():
+            self._retry(lambda a=asset_id, q=quantity, s=seconds: self.repo.ensure_series(a, q, interval_seconds=s))
 
     def _register(self, route: Route) -> None:
         site_id = route.site_id if route.kind is TopicKind.TELEMETRY else route.line
@@ -392,8 +424,37 @@ class BatchingWriter:
             except Exception:  # noqa: BLE001 - the readings are committed; the live state still gets the states
                 log.exception("storing %d machine state(s) failed", len(states))
         letters = [d for m in messages for d in m.dead_letters]
-        self._retry(lambda: self.repo.write_dead_letters(letters))
+        self._write_dead_letters(letters)
         return stored, letters
+
+    def _write_dead_letters(self, letters: list[DeadLetter]) -> None:
+        """Store the batch's dead letters; one that cannot be stored never blocks the others.
+
+        Transient failures are retried (the batch waits unacknowledged). Any other failure of
+        the batch insert is narrowed down letter by letter; a letter that still fails is logged
+        (topic, reason, the error) and counted in ``mqtt_dead_letters_unsaved_total``, and its
+        message is acknowledged like the others: redelivering it would fail the same way forever.
+        """
+        try:
+            self._retry(lambda: self.repo.write_dead_letters(letters))
+            return
+        except _Aborted:
+            raise
+        except Exception as exc:  # noqa: BLE001 - isolate the letter that cannot be stored
+            log.warning("storing %d dead letter(s) failed (%s); storing them one by one", len(letters), exc)
+        for letter in letters:
+            try:
+                self._retry(lambda d=letter: self.repo.write_dead_letters([d]))
+            except _Aborted:
+                raise
+            except Exception as one:  # noqa: BLE001
+                log.error(
+                    "dead letter not stored (%s: %s): topic %r, field %r, reason %r, %d payload bytes",
+                    type(one).__name__, str(one)[:300], letter.topic[:200], letter.field, letter.reason[:300],
+                    letter.payload_bytes,
+                )
+                if self.metrics is not None:
+                    self.metrics.mqtt_dead_letters_unsaved.inc()
 
 
 def observe_many(histogram: Histogram, values: np.ndarray) -> None:

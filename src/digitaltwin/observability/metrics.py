@@ -76,6 +76,9 @@ class Metrics:
         self.mqtt_dead_letters = Counter(
             "mqtt_dead_letters_total", "Rejected MQTT messages or items, by reason code", ["reason"], registry=self.registry
         )
+        self.mqtt_dead_letters_unsaved = Counter(
+            "mqtt_dead_letters_unsaved_total", "Dead letters that could not be stored (logged instead)", registry=self.registry
+        )
         self.ingest_flush_duration = Histogram(
             "ingest_flush_duration_seconds", "Time to commit one batch of readings and dead letters, in seconds",
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),

@@ -16,23 +16,25 @@ Two implementations behind one interface (:class:`LiveState`):
   then only sees what this process ingests.
 
 Writers call :meth:`LiveState.record` from any thread after the readings were committed: the
-MQTT writer once per committed batch, ``POST /api/v1/readings`` once per request. One call is
+MQTT writer once per committed batch, ``POST /api/v1/readings`` once per request. ``GET
+.../state`` takes its readings from storage and drops cached entries that storage no longer
+holds (:meth:`LiveState.forget`; see ``api/routers/live.py``), so a delete followed by a
+corrected resend is not hidden by the cache. One call is
 one Redis pipeline (one script call and one publish per asset of the batch); events are
 encoded with orjson.
 """
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-
 import asyncio
 import json
 import logging
 import threading
-from collections.abc import AsyncIterator, Container, Sequence
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Container, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 import orjson
 
@@ -73,20 +75,26 @@ class TwinState:
     status: LiveStatus | None
 
 
+def utc_text(ts: datetime) -> str:
+    """``ts`` as RFC 3339 in UTC with ``Z``, as the API's JSON writes datetimes (pydantic):
+    ``2025-05-01T10:00:00Z``, ``2025-05-01T10:00:00.250000Z``."""
+    return ts.astimezone(UTC).isoformat().removesuffix("+00:00") + "Z"
+
+
 def reading_event(reading: Reading) -> dict[str, object]:
-    """A stream event of a stored reading: ``{"asset_id", "quantity", "unit", "ts", "value"}`` (ts RFC 3339 UTC)."""
+    """A stream event of a stored reading: ``{"asset_id", "quantity", "unit", "ts", "value"}`` (ts :func:`utc_text`)."""
     return {
         "asset_id": reading.asset_id,
         "quantity": reading.quantity,
         "unit": QUANTITIES[reading.quantity].canonical_unit,
-        "ts": reading.ts.isoformat(),
+        "ts": utc_text(reading.ts),
         "value": reading.value,
     }
 
 
 def status_event(asset_id: str, status: str, ts: datetime) -> dict[str, object]:
-    """A stream event of a machine state: ``{"asset_id", "status", "ts"}``."""
-    return {"asset_id": asset_id, "status": status, "ts": ts.isoformat()}
+    """A stream event of a machine state: ``{"asset_id", "status", "ts"}`` (ts :func:`utc_text`)."""
+    return {"asset_id": asset_id, "status": status, "ts": utc_text(ts)}
 
 
 def _group(
@@ -113,6 +121,18 @@ class LiveState(ABC):
     @abstractmethod
     def state(self, asset_id: str) -> TwinState:
         """The current state of ``asset_id`` (empty when nothing was recorded)."""
+
+    @abstractmethod
+    def forget(self, asset_id: str, quantities: Iterable[str] | None = None) -> None:
+        """Drop the latest readings of ``asset_id`` (of ``quantities``, or all; the status stays), e.g. after
+        readings were deleted from storage; the next recorded reading sets them again. Thread-safe.
+
+        Raises:
+            Exception: the backend's error when it is unreachable (Redis ``ConnectionError``).
+        """
+
+    def ping(self) -> None:
+        """Return when the live state can be used; raise the backend's error (Redis ``ConnectionError``) otherwise."""
 
     @abstractmethod
     def subscribe(self, asset_id: str) -> AbstractAsyncContextManager[AsyncIterator[list[dict[str, object]]]]:
@@ -152,6 +172,15 @@ class MemoryLiveState(LiveState):
                     loop.call_soon_threadsafe(_offer, queue, events)
                 except RuntimeError:  # the subscriber's loop has closed
                     pass
+
+    def forget(self, asset_id: str, quantities: Iterable[str] | None = None) -> None:
+        with self._lock:
+            if quantities is None:
+                self._latest.pop(asset_id, None)
+                return
+            per_asset = self._latest.get(asset_id, {})
+            for quantity in quantities:
+                per_asset.pop(quantity, None)
 
     def state(self, asset_id: str) -> TwinState:
         with self._lock:
@@ -251,6 +280,14 @@ class RedisLiveState(LiveState):
         for asset_id, events in _group(readings, statuses).items():
             pipe.publish(self.channel(asset_id), orjson.dumps(events))
         pipe.execute()
+
+    def forget(self, asset_id: str, quantities: Iterable[str] | None = None) -> None:
+        names = list(QUANTITIES) if quantities is None else list(quantities)
+        if names:
+            self._client.hdel(self._key(asset_id), *names)
+
+    def ping(self) -> None:
+        self._client.ping()
 
     def state(self, asset_id: str) -> TwinState:
         raw = self._client.hgetall(self._key(asset_id))

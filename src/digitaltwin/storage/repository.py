@@ -552,18 +552,26 @@ class Repository:
             return {r.id: r.site_id for r in rows}
 
     def write_dead_letters(self, letters: Sequence[DeadLetter]) -> int:
-        """Store rejected telemetry (one row per letter, in one transaction); returns the count."""
+        """Store rejected telemetry (one row per letter, in one transaction); returns the count.
+
+        Any payload can be stored: PostgreSQL text cannot hold NUL (U+0000), so in every text
+        column (topic, payload, field, reason) each NUL is replaced by :data:`NUL_STAND_IN`
+        (U+2400, the visible "symbol for null"), on SQLite too so both backends keep the same
+        text. The payload is already the UTF-8 decoding of the first 1 KiB, invalid bytes shown
+        as U+FFFD (:func:`~digitaltwin.domain.dead_letters.truncate_payload`); ``payload_bytes``
+        keeps the true size.
+        """
         if not letters:
             return 0
         rows = [
             {
                 "received_at": d.received_at,
-                "topic": d.topic[:512],
-                "payload": d.payload,
+                "topic": _no_nul(d.topic[:512]),
+                "payload": _no_nul(d.payload),
                 "payload_bytes": d.payload_bytes,
                 "item_index": d.item_index,
-                "field": (d.field or None) and d.field[:128],
-                "reason": d.reason,
+                "field": (d.field or None) and _no_nul(d.field[:128]),
+                "reason": _no_nul(d.reason),
                 "reason_code": d.reason_code,
             }
             for d in letters
@@ -621,3 +629,12 @@ class Repository:
         """Run a trivial query; raises when the database is unreachable."""
         with self.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
+
+
+#: What a NUL character (U+0000) of a dead letter's text is stored as: U+2400 SYMBOL FOR NULL.
+NUL_STAND_IN = "\u2400"
+
+
+def _no_nul(text: str) -> str:
+    """``text`` with each NUL replaced by :data:`NUL_STAND_IN` (PostgreSQL text cannot hold NUL)."""
+    return text.replace("\x00", NUL_STAND_IN) if "\x00" in text else text

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, ClassVar, Literal
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.concurrency import run_in_threadpool
@@ -12,7 +13,10 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import BaseModel, Field
 
 from digitaltwin.api.deps import State
+from digitaltwin.domain.errors import DomainError
 from digitaltwin.services.live_state import LiveReading, LiveStatus, TwinState
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/api/v1", tags=["live"])
 
@@ -33,41 +37,85 @@ class StateOut(BaseModel):
     asset_id: str
     readings: list[StateReadingOut] = Field(description="latest reading of each quantity, sorted by quantity")
     status: StatusOut | None = None
+    live_cache: Literal["available", "unavailable"] = Field(
+        "available",
+        description="'unavailable' when the live cache (Redis) could not be read: readings come from storage "
+        "as always, the status from storage only (a status reported while the database was unreachable may be missing)",
+    )
 
 
-def _merged(state: State, asset_id: str) -> TwinState:
-    """The live state, completed from storage for quantities it has not seen (e.g. after a Redis restart,
-    or readings of a CSV import), and the machine status: the newer (by its timestamp) of the live one
-    and the stored one, which survives a restart without Redis."""
-    live = state.live.state(asset_id)
-    seen = {r.quantity for r in live.readings}
-    stored = [LiveReading(r.quantity, r.unit, r.ts, r.value) for r in state.repo.latest(asset_id) if r.quantity not in seen]
-    readings = sorted([*live.readings, *stored], key=lambda r: r.quantity)
+class LiveUnavailableError(DomainError):
+    """The live cache (Redis) cannot be reached, so the stream cannot be served (HTTP 503)."""
+
+    status_code = 503
+    headers: ClassVar[dict[str, str]] = {"Retry-After": "5"}
+
+
+def _merged(state: State, asset_id: str) -> tuple[TwinState, bool]:
+    """The twin state of ``asset_id`` and whether the live cache could be read.
+
+    Readings are the latest stored reading of each series (one index seek per series): the
+    state never shows a value that storage does not hold, nor an older one. The live cache is
+    read *before* storage and only updated after a commit, so any live reading newer than the
+    stored latest, or at the same timestamp with another value, was deleted from storage since
+    (``DELETE .../readings``, maybe by another process): such entries are dropped from the cache,
+    so that the next reading of that series sets it again. The machine status is the newer (by
+    its timestamp) of the live one and the stored one (which survives a restart without Redis).
+    When the live cache cannot be read (Redis down), everything comes from storage.
+    """
+    try:
+        live = state.live.state(asset_id)
+        available = True
+    except Exception as exc:  # noqa: BLE001 - e.g. Redis down: fall back to storage
+        log.warning("live cache unavailable for %s (%s: %s); state from storage", asset_id, type(exc).__name__, str(exc)[:200])
+        live, available = TwinState(asset_id, [], None), False
+    stored = {r.quantity: LiveReading(r.quantity, r.unit, r.ts, r.value) for r in state.repo.latest(asset_id)}
+    stale = [
+        r.quantity
+        for r in live.readings
+        if (kept := stored.get(r.quantity)) is None or r.ts > kept.ts or (r.ts == kept.ts and r.value != kept.value)
+    ]
+    if stale:
+        try:
+            state.live.forget(asset_id, stale)
+        except Exception:  # noqa: BLE001 - the answer comes from storage anyway
+            log.warning("could not drop stale live readings %s of %s", stale, asset_id, exc_info=True)
+    readings = sorted(stored.values(), key=lambda r: r.quantity)
     status = live.status
-    kept = state.repo.latest_machine_status(asset_id)
-    if kept is not None and (status is None or kept[1] > status.ts):
-        status = LiveStatus(kept[0], kept[1])
-    return TwinState(asset_id, readings, status)
+    kept_status = state.repo.latest_machine_status(asset_id)
+    if kept_status is not None and (status is None or kept_status[1] > status.ts):
+        status = LiveStatus(kept_status[0], kept_status[1])
+    return TwinState(asset_id, readings, status), available
 
 
 @router.get("/assets/{asset_id}/state", response_model=StateOut)
 async def get_state(asset_id: str, state: State) -> StateOut:
-    """The twin's current state: the latest reading (by timestamp) of each quantity and the machine status.
+    """The twin's current state: the latest stored reading (by timestamp) of each quantity and the machine status.
 
+    Never a reading that storage does not hold nor an older one (see :func:`_merged`); with the live
+    cache (Redis) down, answered from storage with ``"live_cache": "unavailable"``.
     404 naming ``asset_id`` for an unknown asset.
     """
     await run_in_threadpool(state.repo.get_asset, asset_id)
-    twin = await run_in_threadpool(_merged, state, asset_id)
+    twin, available = await run_in_threadpool(_merged, state, asset_id)
     return StateOut(
         asset_id=asset_id,
         readings=[StateReadingOut(quantity=r.quantity, unit=r.unit, ts=r.ts, value=r.value) for r in twin.readings],
         status=StatusOut(status=twin.status.status, ts=twin.status.ts) if twin.status else None,
+        live_cache="available" if available else "unavailable",
     )
 
 
 async def _known_asset(state: State, asset_id: Annotated[str, Query(description="the asset whose readings are streamed")]) -> str:
-    """``asset_id`` if the asset exists; checked before the stream starts, so an unknown one is a 404."""
+    """``asset_id`` if the asset exists and the live feed can be reached; checked before the stream
+    starts, so an unknown asset is a 404 and Redis down a 503 (JSON error, ``Retry-After: 5``)
+    instead of a stream that opens and closes at once."""
     await run_in_threadpool(state.repo.get_asset, asset_id)
+    try:
+        await run_in_threadpool(state.live.ping)
+    except Exception as exc:  # noqa: BLE001 - e.g. redis.ConnectionError
+        log.warning("stream refused: live feed unavailable (%s: %s)", type(exc).__name__, str(exc)[:200])
+        raise LiveUnavailableError("live stream unavailable: the live cache (Redis) cannot be reached; retry later") from None
     return asset_id
 
 
@@ -78,7 +126,8 @@ async def stream(state: State, asset_id: Annotated[str, Depends(_known_asset)]) 
     stored and ``event: status`` (``{"asset_id", "status", "ts"}``) for each machine state. Late readings
     are streamed too; the state keeps the newest by timestamp. A comment is sent every 15 s of silence.
 
-    404 naming ``asset_id`` for an unknown asset.
+    404 naming ``asset_id`` for an unknown asset; 503 when the live feed (Redis) cannot be reached.
+    Timestamps are RFC 3339 UTC with ``Z``, as elsewhere in the API.
     """
     async with state.live.subscribe(asset_id) as events:  # subscribed before the snapshot: nothing falls between
         snapshot = await get_state(asset_id, state)

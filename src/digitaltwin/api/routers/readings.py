@@ -42,8 +42,11 @@ async def post_readings(request: Request, state: State) -> JSONResponse:
     Every value needs its unit (``unit`` or a field name such as ``power_kw``) and
     must lie in the quantity's plausible range. Interval energy may declare its
     interval (``"interval": "PT15M"``); otherwise it is inferred from the spacing.
+    A declared interval that differs from the series' interval is rejected naming
+    ``interval``. An item with a NUL character (U+0000) in any key or string is rejected
+    naming that field (PostgreSQL text cannot hold it).
     The first value stored for a series and timestamp stays: a resent reading is a
-    duplicate (MQTT QoS 1 redelivery), not a correction.
+    duplicate (MQTT QoS 1 redelivery), not a correction (delete the range first).
     The answer is 200 when at least one item was accepted, 422 when none was.
     Accepted readings then update the live twin state and are pushed on ``/api/v1/stream``,
     as MQTT readings are (after the commit).
@@ -73,7 +76,7 @@ async def post_readings(request: Request, state: State) -> JSONResponse:
     if result.readings:
         try:  # after the commit, as for MQTT; the readings are stored whatever happens here
             await run_in_threadpool(state.live.record, result.readings)
-        except Exception:  # noqa: BLE001 - e.g. Redis down: the state endpoint then falls back to storage
+        except Exception:  # noqa: BLE001 - e.g. Redis down: GET .../state reads storage (live_cache 'unavailable')
             log.exception("live state update of %d HTTP reading(s) failed", len(result.readings))
     state.metrics.readings_stored.labels("http").inc(result.stored)
     state.metrics.readings_rejected.labels("http").inc(result.rejected)
