@@ -16,7 +16,7 @@ from digitaltwin.cli_users import users_app
 from digitaltwin.config import Settings
 from digitaltwin.domain.assets import Asset, AssetKind, Site, check_country, check_slug
 from digitaltwin.domain.durations import parse_duration
-from digitaltwin.domain.errors import DomainError
+from digitaltwin.domain.errors import DomainError, ValidationError
 from digitaltwin.domain.timestamps import zone
 from digitaltwin.forecasting.errors import ForecastError
 from digitaltwin.ingest.csv_import import PRESETS, ColumnMapping, ImportReport, ValueColumn, import_csv, with_asset
@@ -64,20 +64,34 @@ def migrate_cmd() -> None:
 @sites_app.command("add")
 def sites_add(
     site_id: str,
-    timezone: Annotated[str, typer.Option(help="IANA timezone, e.g. Europe/Berlin")],
+    timezone: Annotated[Optional[str], typer.Option(help="IANA timezone, e.g. Europe/Berlin (required for a new site)")] = None,
     name: Annotated[Optional[str], typer.Option()] = None,
-    country: Annotated[Optional[str], typer.Option(help="ISO 3166 code for holidays")] = None,
+    country: Annotated[Optional[str], typer.Option(help="ISO 3166 code for holidays (known to the holidays package)")] = None,
 ) -> None:
-    """Register a site (updates it when it exists)."""
+    """Register a site; on an existing site only the options given change."""
     _, repo = _open()
     try:
         check_slug(site_id, field="site_id")
-        zone(timezone)
-        existed = any(s.id == site_id for s in repo.list_sites())
-        repo.create_site(Site(site_id, name or site_id, timezone, check_country(country)), exist_ok=True)
+        if timezone is not None:
+            zone(timezone)
+        code = check_country(country)
+        current = next((s for s in repo.list_sites() if s.id == site_id), None)
+        if current is None:
+            if timezone is None:
+                raise ValidationError("--timezone is required for a new site", field="timezone")
+            site = repo.create_site(Site(site_id, name or site_id, timezone, code))
+        else:
+            site = repo.update_site(
+                Site(
+                    site_id,
+                    name if name is not None else current.name,
+                    timezone if timezone is not None else current.timezone,
+                    code if country is not None else current.country,
+                )
+            )
     except DomainError as exc:
         raise _fail(exc) from None
-    console.print(f"site {site_id} ({timezone}) {'updated' if existed else 'created'}")
+    console.print(f"site {site_id} ({site.timezone}) {'updated' if current is not None else 'created'}")
 
 
 @sites_app.command("list")
@@ -93,21 +107,45 @@ def sites_list() -> None:
 @assets_app.command("add")
 def assets_add(
     asset_id: str,
-    site: Annotated[str, typer.Option(help="site id")],
-    kind: Annotated[AssetKind, typer.Option()] = AssetKind.METER,
+    site: Annotated[str, typer.Option(help="site id (an existing asset cannot move to another site)")],
+    kind: Annotated[Optional[AssetKind], typer.Option(help="default meter for a new asset")] = None,
     name: Annotated[Optional[str], typer.Option()] = None,
     parent: Annotated[Optional[str], typer.Option(help="parent asset id")] = None,
     rated_power_kw: Annotated[Optional[float], typer.Option(help="nameplate power in kW")] = None,
 ) -> None:
-    """Register an asset (updates it when it exists)."""
+    """Register an asset; on an existing asset only the options given change (its site cannot).
+
+    Exit status 2 with the reason when the asset exists on another site than ``--site``, or
+    for a parent that is unknown, on another site or would make a cycle.
+    """
     _, repo = _open()
     try:
         check_slug(asset_id, field="asset_id")
-        existed = bool(repo.known_asset_ids([asset_id]))
-        repo.create_asset(Asset(asset_id, site, name or asset_id, kind, parent, rated_power_kw), exist_ok=True)
+        current = repo.get_asset(asset_id) if repo.known_asset_ids([asset_id]) else None
+        if current is None:
+            asset = repo.create_asset(Asset(asset_id, site, name or asset_id, kind or AssetKind.METER, parent, rated_power_kw))
+        else:
+            if current.site_id != site:
+                raise ValidationError(
+                    f"asset {asset_id!r} belongs to site {current.site_id!r}; --site {site!r} would move it, "
+                    "which is not allowed (register a new asset instead)",
+                    field="--site",
+                )
+            asset = repo.update_asset(
+                Asset(
+                    asset_id,
+                    current.site_id,
+                    name if name is not None else current.name,
+                    kind if kind is not None else current.kind,
+                    parent if parent is not None else current.parent_id,
+                    rated_power_kw if rated_power_kw is not None else current.rated_power_kw,
+                    current.attributes,
+                )
+            )
     except DomainError as exc:
         raise _fail(exc) from None
-    console.print(f"asset {asset_id} ({kind.value}) on site {site} {'updated' if existed else 'created'}")
+    state = "updated" if current is not None else "created"
+    console.print(f"asset {asset_id} ({asset.kind.value}) on site {asset.site_id} {state}")
 
 
 @assets_app.command("list")
@@ -213,10 +251,14 @@ def train_cmd(
     algorithm: Annotated[str, typer.Option(help="lightgbm, xgboost, ridge, rf, lstm, gru, ensemble_weighted, ...")] = "lightgbm",
     horizon: Annotated[str, typer.Option(help="ISO 8601 duration")] = "PT24H",
 ) -> None:
-    """Train a model on all stored history, save it in MODELS_DIR; it becomes the champion if it beats the current one."""
+    """Train a model on all stored history, save it in MODELS_DIR; it becomes the champion by the champion rule
+    (docs/forecasting.md: never with a shorter horizon than the champion's)."""
     settings, repo = _open()
     try:
-        result = _service(settings, repo).train(asset, algorithm, horizon=parse_duration(horizon, field="horizon"))
+        service = _service(settings, repo)
+        repo.get_asset(asset)
+        with service.registry.training(asset):
+            result = service.train(asset, algorithm, horizon=parse_duration(horizon, field="horizon"))
     except (DomainError, ForecastError) as exc:
         raise _fail(exc) from None
     manifest = result.manifest

@@ -1,4 +1,5 @@
-"""PATCH of sites and assets: partial changes, named errors, no parent cycles, admin only."""
+"""PATCH of sites and assets: partial changes, named errors, no parent cycles, admin only, audited;
+countries and ``forecast_exog`` checked on POST and PATCH."""
 
 from __future__ import annotations
 
@@ -46,6 +47,7 @@ def test_asset_patch_attributes_parent_and_clearing(client: TestClient) -> None:
     _site(client)
     _asset(client, "main")
     _asset(client, "line-1")
+    _asset(client, "weather")
     exog = {"forecast_exog": [{"asset_id": "weather", "quantity": "temperature"}]}
     response = client.patch("/api/v1/assets/line-1", json={"parent_id": "main", "attributes": exog, "rated_power_kw": 250})
     assert response.status_code == 200, response.text
@@ -87,3 +89,74 @@ def test_patches_are_admin_only(client: TestClient, operator_client: ClientAs, v
     assert operator_client.patch("/api/v1/sites/plant", json={"name": "x"}).status_code == 403
     assert viewer_client.patch("/api/v1/assets/a", json={"name": "x"}).status_code == 403
     assert client.get("/api/v1/assets/a").json()["name"] == "a"
+
+
+def test_unknown_country_is_refused_on_post_and_patch(client: TestClient) -> None:
+    for country in ("XX", "QQ"):
+        body = {"id": "s1", "name": "s1", "timezone": "Europe/Berlin", "country": country}
+        response = client.post("/api/v1/sites", json=body)
+        assert response.status_code == 422, response.text
+        assert response.json()["field"] == "country" and "holidays" in response.json()["detail"]
+    _site(client)
+    response = client.patch("/api/v1/sites/plant", json={"country": "XX"})
+    assert response.status_code == 422 and response.json()["field"] == "country"
+    assert client.get("/api/v1/sites/plant").json()["country"] is None
+    assert client.patch("/api/v1/sites/plant", json={"country": "kr"}).json()["country"] == "KR"
+
+
+def test_forecast_exog_is_checked_on_post_and_patch(client: TestClient) -> None:
+    _site(client)
+    _site(client, "other")
+    _asset(client, "weather")
+    _asset(client, "far-weather", site_id="other")
+    _asset(client, "line-1")
+    bad_lists = (
+        [{"asset_id": "nope", "quantity": "temperature"}],  # no such asset
+        [{"asset_id": "weather", "quantity": "warmth"}],  # unknown quantity
+        [{"asset_id": "weather"}],
+        [{"asset_id": "weather", "quantity": "temperature", "extra": 1}],
+        [{"asset_id": "weather", "quantity": "temperature"}, {"asset_id": "line-1", "quantity": "temperature"}],
+        ["weather"],
+        {"asset_id": "weather", "quantity": "temperature"},
+        "weather",
+    )
+    for exog in bad_lists:
+        body = {"id": "line-2", "site_id": "plant", "name": "x", "kind": "meter", "attributes": {"forecast_exog": exog}}
+        created = client.post("/api/v1/assets", json=body)
+        assert created.status_code == 422 and created.json()["field"] == "forecast_exog", (exog, created.text)
+        patched = client.patch("/api/v1/assets/line-1", json={"attributes": {"forecast_exog": exog}})
+        assert patched.status_code == 422 and patched.json()["field"] == "forecast_exog", (exog, patched.text)
+    assert client.get("/api/v1/assets/line-2").status_code == 404
+    assert client.get("/api/v1/assets/line-1").json()["attributes"] == {}
+    good = {"forecast_exog": [{"asset_id": "weather", "quantity": "temperature"}, {"asset_id": "line-1", "quantity": "irradiance"}]}
+    assert client.patch("/api/v1/assets/line-1", json={"attributes": good}).status_code == 200
+    body = {"id": "line-2", "site_id": "plant", "name": "x", "kind": "meter", "attributes": good}
+    assert client.post("/api/v1/assets", json=body).status_code == 201
+    # a regional weather station registered on another site may serve several sites
+    shared = {"forecast_exog": [{"asset_id": "far-weather", "quantity": "temperature"}]}
+    assert client.patch("/api/v1/assets/line-2", json={"attributes": shared}).status_code == 200
+
+
+def test_patches_and_reading_deletions_are_audited(client: TestClient) -> None:
+    _site(client)
+    _asset(client, "a")
+    assert client.patch("/api/v1/sites/plant", json={"name": "Plant", "country": "DE"}).status_code == 200
+    assert client.patch("/api/v1/sites/plant", json={"name": "Plant"}).status_code == 200  # no change, no entry
+    assert client.patch("/api/v1/assets/a", json={"rated_power_kw": 90, "attributes": {"line": 1}}).status_code == 200
+    deleted = client.delete(
+        "/api/v1/assets/a/readings", params={"start": "2024-01-01T00:00:00Z", "end": "2024-01-02T00:00:00Z", "quantity": "energy"}
+    )
+    assert deleted.status_code == 200, deleted.text
+    site = client.get("/api/v1/audit", params={"event": "site_updated"}).json()
+    assert len(site) == 1 and site[0]["subject"] == "plant" and site[0]["actor"] == "user:admin"
+    assert site[0]["detail"] == {"changes": {"name": {"from": "plant", "to": "Plant"}, "country": {"from": None, "to": "DE"}}}
+    asset = client.get("/api/v1/audit", params={"event": "asset_updated"}).json()
+    assert len(asset) == 1 and asset[0]["subject"] == "a"
+    assert asset[0]["detail"]["changes"] == {
+        "rated_power_kw": {"from": None, "to": 90.0}, "attributes": {"from": "{}", "to": '{"line": 1}'},
+    }
+    readings = client.get("/api/v1/audit", params={"event": "readings_deleted"}).json()
+    assert len(readings) == 1 and readings[0]["subject"] == "a" and readings[0]["client_ip"]
+    assert readings[0]["detail"] == {
+        "start": "2024-01-01T00:00:00+00:00", "end": "2024-01-02T00:00:00+00:00", "quantity": "energy", "deleted": 0,
+    }

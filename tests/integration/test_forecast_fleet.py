@@ -49,9 +49,28 @@ def test_scheduler_retrains_champions_older_than_their_cadence(settings: Setting
     assert scheduler.due(now) == []
     later = now + timedelta(hours=25)
     assert scheduler.due(later) == [("s-1", "seasonal_naive_weekly")]  # s-2 is not scheduled
-    outcomes = scheduler.run_due(later)
+    stale = scheduler.run_due(later)  # no reading arrived since: the champion stays
+    assert len(stale) == 1 and stale[0].error is None
+    assert not stale[0].result.promoted and "without newer data" in stale[0].result.reason
+    assert service.server.champion("s-1").manifest.model_id == first.model_id
+    extra = pd.date_range("2024-05-22", periods=24, freq="1h", tz="UTC")  # one more day of readings
+    repo.write_readings([Reading("s-1", "energy", t.to_pydatetime(), 10.0) for t in extra], interval_seconds=3600)
+    outcomes = scheduler.run_due(later + timedelta(hours=25))
     assert len(outcomes) == 1 and outcomes[0].error is None
     retrained = outcomes[0].result
-    assert retrained.promoted and retrained.previous_champion == first.model_id
+    assert retrained.promoted and retrained.previous_champion == first.model_id and "newer data" in retrained.reason
+    assert retrained.manifest.horizon_steps == first.horizon_steps  # retrained at the champion's horizon
     assert service.server.champion("s-1").manifest.model_id == retrained.manifest.model_id
     assert RetrainScheduler(service, default_hours=0).enabled is False
+
+
+def test_scheduler_retrains_at_the_champions_horizon(settings: Settings, repo: Repository) -> None:
+    seed(repo, ["h-1"])
+    service = ForecastService(repo, ModelRegistry(settings.models_dir), max_hold=settings.power_max_hold)
+    first = service.train("h-1", "seasonal_naive_daily", horizon=timedelta(hours=48)).manifest
+    assert first.horizon_steps == 48
+    extra = pd.date_range("2024-05-22", periods=24, freq="1h", tz="UTC")
+    repo.write_readings([Reading("h-1", "energy", t.to_pydatetime(), 10.0) for t in extra], interval_seconds=3600)
+    outcomes = RetrainScheduler(service, default_hours=1).run_due(datetime.now(UTC) + timedelta(hours=2))
+    retrained = outcomes[0].result
+    assert retrained is not None and retrained.manifest.horizon_steps == 48 and retrained.promoted, outcomes

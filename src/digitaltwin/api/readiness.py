@@ -1,7 +1,12 @@
-"""Real dependency checks behind ``/readyz``: database, Redis, MQTT broker, models."""
+"""Real dependency checks behind ``/readyz``: database, Redis, MQTT broker, models.
+
+``/readyz`` is public, so a failing check says only which dependency fails and a generic
+reason; the exception (host, port, driver message) goes to the log (``digitaltwin.readiness``).
+"""
 
 from __future__ import annotations
 
+import logging
 import socket
 import struct
 from dataclasses import dataclass
@@ -12,6 +17,8 @@ from digitaltwin.storage.db import current_revision
 
 #: Seconds each network check may take.
 CHECK_TIMEOUT_S = 2.0
+
+log = logging.getLogger("digitaltwin.readiness")
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +70,8 @@ def check_database(state: AppState) -> Check:
         state.repo.ping()
         revision = current_revision(state.repo.engine)
     except Exception as exc:  # noqa: BLE001 - any failure means not ready
-        return Check("database", False, f"{type(exc).__name__}: {exc}"[:300])
+        log.error("readiness: database check failed: %s: %s", type(exc).__name__, exc)
+        return Check("database", False, "unreachable or failing; see the service log")
     if revision is None:
         return Check("database", False, "schema not migrated; run `digitaltwin migrate`")
     return Check("database", True, f"{state.repo.engine.dialect.name} at revision {revision}")
@@ -75,7 +83,8 @@ def check_redis(state: AppState) -> Check | None:
     try:
         state.redis.ping()  # type: ignore[attr-defined]
     except Exception as exc:  # noqa: BLE001
-        return Check("redis", False, f"{type(exc).__name__}: {exc}"[:300])
+        log.error("readiness: redis check failed: %s: %s", type(exc).__name__, exc)
+        return Check("redis", False, "unreachable or failing; see the service log")
     return Check("redis", True, "ok")
 
 
@@ -91,23 +100,36 @@ def check_mqtt(state: AppState) -> Check | None:
         else:
             detail = mqtt_handshake(host, port, username=settings.mqtt_username, password=settings.mqtt_password)
     except Exception as exc:  # noqa: BLE001
-        return Check("mqtt", False, f"{host}:{port}: {type(exc).__name__}: {exc}"[:300])
+        log.error("readiness: mqtt check of %s:%s failed: %s: %s", host, port, type(exc).__name__, exc)
+        return Check("mqtt", False, "unreachable or refusing; see the service log")
     return Check("mqtt", True, detail)
 
 
 def check_models(state: AppState) -> Check:
-    """Models in MODELS_DIR as last (re)loaded: not ready while any fails to load.
+    """Models in MODELS_DIR as last (re)loaded: not ready while an asset's champion fails to load.
 
-    The detail names each failing model and why; the models served before keep
-    serving meanwhile (see :mod:`digitaltwin.registry.serving`).
+    The champion (``active.json``) is what the default forecast (``algorithm=best``) serves, so
+    it must load. Any other failing version (a corrupt copy, a never-activated challenger) is
+    named in the detail (and counted by ``model_load_failures_total``) but the service stays
+    ready: the models served before keep serving (see :mod:`digitaltwin.registry.serving`).
+    The detail names models and error types only; the reasons are in ``GET /api/v1/models``
+    (``load_failures``) and the log.
     """
     server = state.forecasts.server
     failures = server.failures
+    champions = server.champion_failures()
     loaded = len(server.loaded)
-    if failures:
-        named = "; ".join(f"{name}: {reason}" for name, reason in sorted(failures.items()))
-        return Check("models", False, f"{len(failures)} model(s) failed to load ({loaded} serving): {named}"[:1000])
-    return Check("models", True, f"{loaded} model(s) serving")
+    if not failures:
+        return Check("models", True, f"{loaded} model(s) serving")
+    root = str(server.registry.models_dir)
+    named = "; ".join(
+        f"{name.removeprefix(root).lstrip('/')}: {reason.split(':', 1)[0]}" for name, reason in sorted(failures.items())
+    )
+    if champions:
+        detail = f"{len(champions)} champion model(s) failed to load ({loaded} serving): {named}"
+        return Check("models", False, detail[:1000])
+    detail = f"{len(failures)} model(s) failed to load, no champion among them ({loaded} serving): {named}"
+    return Check("models", True, detail[:1000])
 
 
 def run_checks(state: AppState) -> list[Check]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,16 +38,93 @@ def check_slug(value: str, *, field: str) -> str:
 
 
 def check_country(code: str | None, *, field: str = "country") -> str | None:
-    """An ISO 3166-1 alpha-2 code (``DE``, ``KR``) for public holidays, upper-cased; None passes.
+    """An ISO 3166-1 alpha-2 code (``DE``, ``KR``) that the installed ``holidays`` package knows, upper-cased; None passes.
+
+    The country only serves the ``is_holiday`` forecasting feature
+    (``holidays.country_holidays``), so a code that package does not know (``XX``) is
+    refused here rather than failing every later training of the site's assets.
 
     Raises:
-        ValidationError: naming ``field`` for anything else (``"Germany"``).
+        ValidationError: naming ``field`` for anything else (``"Germany"``, ``"XX"``).
     """
     if code is None:
         return None
     if not isinstance(code, str) or not re.fullmatch(r"[A-Za-z]{2}", code):
         raise ValidationError("must be an ISO 3166-1 alpha-2 country code such as DE", field=field)
-    return code.upper()
+    upper = code.upper()
+    if upper not in _holiday_countries():
+        raise ValidationError(
+            f"country {upper!r} is unknown to the holidays package (public holidays); use an ISO 3166-1 alpha-2 code such as DE",
+            field=field,
+        )
+    return upper
+
+
+@functools.cache
+def _holiday_countries() -> frozenset[str]:
+    """Codes accepted by ``holidays.country_holidays`` in the installed version (fixed per process)."""
+    import holidays
+
+    return frozenset(holidays.list_supported_countries())
+
+
+def check_site_country(site: Site) -> None:
+    """Refuse to forecast for a site whose *stored* country is unknown to ``holidays``.
+
+    A country stored before :func:`check_country` checked the ``holidays`` package (or by
+    a newer version of it) would otherwise fail deep inside feature building.
+
+    Raises:
+        ValidationError: naming ``country``, with the site and how to correct it.
+    """
+    if site.country is None:
+        return
+    try:
+        check_country(site.country)
+    except ValidationError as exc:
+        raise ValidationError(
+            f"site {site.id!r} has country {site.country!r}, which is invalid ({exc.message}); "
+            f"correct it with PATCH /api/v1/sites/{site.id}",
+            field="country",
+        ) from None
+
+
+#: Asset attribute listing the exogenous series its forecasts read (see services.forecasting).
+FORECAST_EXOG = "forecast_exog"
+
+
+def check_forecast_exog(value: Any) -> list[tuple[str, str]]:
+    """The ``(asset_id, quantity)`` pairs of a ``forecast_exog`` attribute, checked for shape.
+
+    The value must be a list of objects ``{"asset_id": slug, "quantity": known quantity}``
+    with no quantity listed twice (each becomes one feature column named after it).
+    An asset may list its own series. Whether the listed assets exist is the caller's
+    check (see the assets router).
+
+    Raises:
+        ValidationError: naming ``forecast_exog``.
+    """
+    from digitaltwin.domain.units import quantity_spec
+
+    shape = 'must be a list of {"asset_id": ..., "quantity": ...} objects'
+    if not isinstance(value, list):
+        raise ValidationError(f"attributes.{FORECAST_EXOG} {shape}", field=FORECAST_EXOG)
+    pairs: list[tuple[str, str]] = []
+    for i, item in enumerate(value):
+        if not isinstance(item, dict) or set(item) != {"asset_id", "quantity"}:
+            raise ValidationError(f"attributes.{FORECAST_EXOG}[{i}] {shape}", field=FORECAST_EXOG)
+        source, quantity = item["asset_id"], item["quantity"]
+        try:
+            check_slug(source, field=FORECAST_EXOG)
+            if not isinstance(quantity, str):
+                raise ValidationError("quantity must be a string", field=FORECAST_EXOG)
+            quantity_spec(quantity)
+        except ValidationError as exc:
+            raise ValidationError(f"attributes.{FORECAST_EXOG}[{i}]: {exc.message}", field=FORECAST_EXOG) from None
+        if any(q == quantity for _, q in pairs):
+            raise ValidationError(f"attributes.{FORECAST_EXOG}: quantity {quantity!r} is listed twice", field=FORECAST_EXOG)
+        pairs.append((source, quantity))
+    return pairs
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,8 @@ standby, so it is verified and activates at once). :meth:`ModelServer.reload`
 loads what changed, including files changed in place; a model that fails to
 load (bad checksum, unreadable manifest, refused artifact) is recorded in
 :attr:`ModelServer.failures` and reported to ``on_failure``, and the model that
-served before keeps serving. :meth:`ModelServer.watch` runs ``reload`` whenever
+served before keeps serving. Only a failing *champion* makes the service not ready
+(:meth:`ModelServer.champion_failures`, used by ``/readyz``). :meth:`ModelServer.watch` runs ``reload`` whenever
 files change under ``MODELS_DIR`` (the guide's "place models in models/"), so a
 model copied in or trained by another process serves without a restart.
 """
@@ -97,6 +98,24 @@ class ModelServer:
         """Current load failures: model id (or manifest path) -> reason."""
         with self._lock:
             return dict(self._failures)
+
+    def champion_failures(self) -> dict[str, str]:
+        """The load failures of models that are an asset's champion (``active.json``): model id -> reason.
+
+        These make the service not ready (``/readyz``): the champion is what ``algorithm=best``
+        (the default forecast) serves, so it must load. A failing version that is not a
+        champion (a corrupt copy, a never-activated challenger) is only reported.
+        """
+        with self._lock:
+            failures, champions = dict(self._failures), dict(self._champions)
+        out: dict[str, str] = {}
+        for model_id in champions.values():
+            asset_id, algorithm, version = parse_model_id(model_id)
+            directory = str(self.registry.models_dir / asset_id / algorithm / version)
+            for key in (model_id, directory, f"{directory}/{MANIFEST_FILE}"):
+                if key in failures:
+                    out[model_id] = failures[key]
+        return out
 
     @property
     def loaded(self) -> list[Served]:

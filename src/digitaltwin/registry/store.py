@@ -16,6 +16,8 @@ model or pointer. Artifacts are native formats, never pickle.
 from __future__ import annotations
 
 import builtins
+import contextlib
+import fcntl
 import hashlib
 import importlib.metadata
 import json
@@ -25,12 +27,14 @@ import platform
 import re
 import shutil
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from digitaltwin.domain.errors import ConflictError
 from digitaltwin.forecasting.algorithms import algorithm_class
 from digitaltwin.forecasting.base import Forecaster
 from digitaltwin.registry.errors import ModelIntegrityError, ModelNotFoundError
@@ -42,6 +46,8 @@ logger = logging.getLogger(__name__)
 
 MANIFEST_FILE = "manifest.json"
 ACTIVE_FILE = "active.json"
+#: Folder of the per-asset training locks (a dot name: never taken for an asset).
+LOCKS_DIR = ".locks"
 ID_SEPARATOR = "--"
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _VERSION = re.compile(r"^\d{8}T\d{12}Z$")
@@ -165,6 +171,37 @@ class ModelRegistry:
             shutil.rmtree(staging, ignore_errors=True)
             raise
         return ModelManifest.from_dict(json.loads(text))  # as load() will read it back
+
+    @contextlib.contextmanager
+    def training(self, asset_id: str) -> Iterator[None]:
+        """Hold the asset's training lock (``MODELS_DIR/.locks/<asset_id>.lock``, ``flock``) meanwhile.
+
+        One training per asset at a time, across the processes sharing ``MODELS_DIR`` on this
+        host (API workers, the retraining scheduler, the CLI): a client retrying a training
+        whose request timed out (504) while it still runs is told so instead of training again,
+        and two trainings cannot both decide on the same champion. The lock goes with the
+        process that holds it, so a crash never leaves it taken.
+
+        Raises:
+            ConflictError: naming ``asset_id`` (HTTP 409) when a training of the asset is running.
+            ValueError: unsafe ``asset_id``.
+        """
+        _check_name(asset_id, "asset_id")
+        folder = self.models_dir / LOCKS_DIR
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / f"{asset_id}.lock", "a+b") as handle:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise ConflictError(
+                    f"a training of asset {asset_id!r} is already running; its model will appear in "
+                    f"GET /api/v1/models?asset_id={asset_id} when it ends",
+                    field="asset_id",
+                ) from None
+            try:
+                yield
+            finally:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
     def load(self, model_id: str) -> tuple[Forecaster, ModelManifest]:
         """Load a model after checking its artifact against the manifest's SHA-256.

@@ -1,4 +1,5 @@
-"""The audit log: who logged in or failed to, token reuse, keys created or revoked, role and MFA changes.
+"""The audit log: who logged in or failed to, token reuse, keys created or revoked, role and MFA changes,
+site and asset changes, reading deletions and model activations.
 
 Every entry goes to the ``audit_log`` table (``GET /api/v1/audit``, admin only) and to
 the ``digitaltwin.audit`` logger. Secrets never appear in an entry.
@@ -38,6 +39,11 @@ class AuditEvent(StrEnum):
     MFA_POLICY_CHANGED = "mfa_policy_changed"
     API_KEY_CREATED = "api_key_created"
     API_KEY_REVOKED = "api_key_revoked"
+    # changes made through the API (see digitaltwin.observability.changes)
+    SITE_UPDATED = "site_updated"
+    ASSET_UPDATED = "asset_updated"
+    READINGS_DELETED = "readings_deleted"
+    MODEL_ACTIVATED = "model_activated"
 
 
 class AuditLog:

@@ -72,12 +72,20 @@ class RateLimitMiddleware:
         await self.app(scope, receive, send_with_headers)
 
 
+#: Added to a write's 504: the handler may still finish (e.g. a training stores its model).
+WRITE_TIMEOUT_NOTE = (
+    "; the server may still complete it (a training still stores its model and may promote it): "
+    "check the outcome before retrying"
+)
+
+
 class TimeoutMiddleware:
     """Answers 504 when a handler has not started its response within ``timeout_s`` (``API_TIMEOUT``).
 
     A streaming response that has started is not cut. The handler's task is cancelled; a
     synchronous handler already running in a worker thread finishes there, but its result is
-    discarded.
+    discarded: so a write (any method but GET, HEAD, OPTIONS) answered 504 may still take
+    effect, which its detail says (:data:`WRITE_TIMEOUT_NOTE`).
     """
 
     def __init__(self, app: ASGIApp, timeout_s: float) -> None:
@@ -114,7 +122,10 @@ class TimeoutMiddleware:
                     timed_out = True  # from here on the handler's messages are dropped
                     log.warning("%s %s exceeded API_TIMEOUT=%ss", scope.get("method"), scope.get("path"), self.timeout_s)
                     # Answer before cancelling: a handler in a worker thread is only waited for afterwards.
-                    await _send_json(send, 504, {"detail": f"request took longer than {self.timeout_s:g} s", "field": None})
+                    detail = f"request took longer than {self.timeout_s:g} s"
+                    if scope.get("method") not in ("GET", "HEAD", "OPTIONS"):
+                        detail += WRITE_TIMEOUT_NOTE
+                    await _send_json(send, 504, {"detail": detail, "field": None})
                     group.cancel_scope.cancel()
         except BaseExceptionGroup as group_error:
             # Let the handler's own exception through unwrapped, as if there were no task group.

@@ -2,10 +2,12 @@
 
 An asset is due when its newest model of the champion's algorithm is older than
 its cadence (``RETRAIN_ASSET_CADENCE`` for the asset, else
-``RETRAIN_CADENCE_HOURS``). Retraining goes through
-:meth:`ForecastService.train`, so the champion/challenger rule applies (the same
-algorithm on newer data replaces the champion). Failures are logged and retried
-at the next check; they never stop the scheduler.
+``RETRAIN_CADENCE_HOURS``). The champion's algorithm is retrained at the
+champion's horizon through :meth:`ForecastService.train` under the asset's
+training lock, so the champion rule (:mod:`digitaltwin.registry.champion`) applies:
+the same algorithm and horizon on a training window ending later replaces the
+champion; without newer data the champion is kept. Failures are logged and
+retried at the next check; they never stop the scheduler.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 
-from digitaltwin.services.forecasting import ForecastService, TrainResult
+from digitaltwin.services.forecasting import DAY_AHEAD_HORIZON, ForecastService, TrainResult
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +72,7 @@ class RetrainScheduler:
 
     def due(self, now: datetime | None = None) -> list[tuple[str, str]]:
         """``(asset_id, algorithm)`` pairs to retrain now: assets with a champion whose newest
-        model of that algorithm is at least one cadence old."""
+        model of that algorithm is at least one cadence old (newest by creation time, UTC)."""
         now = now or self.clock()
         out = []
         for asset_id in self.service.registry.assets():
@@ -91,7 +93,7 @@ class RetrainScheduler:
         outcomes = []
         for asset_id, algorithm in self.due(now):
             try:
-                result = self.service.train(asset_id, algorithm)
+                result = self._retrain(asset_id, algorithm)
             except Exception as exc:  # noqa: BLE001 - one asset's failure must not stop the others
                 logger.error("scheduled retraining of %s (%s) failed: %s", asset_id, algorithm, exc)
                 outcomes.append(RetrainOutcome(asset_id, algorithm, None, f"{type(exc).__name__}: {exc}"))
@@ -99,6 +101,20 @@ class RetrainScheduler:
             logger.info("retrained %s: %s (%s)", asset_id, result.manifest.model_id, result.reason)
             outcomes.append(RetrainOutcome(asset_id, algorithm, result))
         return outcomes
+
+    def _retrain(self, asset_id: str, algorithm: str) -> TrainResult:
+        """Train ``algorithm`` at the champion's horizon (``horizon_steps`` x the target's step),
+        or day-ahead when the champion is gone meanwhile; under the asset's training lock.
+
+        Raises:
+            ConflictError: another training of the asset is running.
+        """
+        champion = self.service.server.champion(asset_id)
+        horizon = DAY_AHEAD_HORIZON
+        if champion is not None:
+            horizon = self.service._grid(asset_id).step * champion.manifest.horizon_steps  # the target's step (15 min or 1 h)
+        with self.service.registry.training(asset_id):
+            return self.service.train(asset_id, algorithm, horizon=horizon)
 
     def run(self, stop: threading.Event) -> None:
         """Check every ``check_seconds`` until ``stop`` is set (run in a thread)."""

@@ -8,15 +8,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Query, Request, status
 
 from digitaltwin.analytics.buckets import Bucket
 from digitaltwin.api.deps import State
 from digitaltwin.api.schemas import (
-    DeletedOut,
     AssetIn,
     AssetOut,
     AssetPatch,
+    DeletedOut,
     EnergyBucketOut,
     EnergyOut,
     LatestReading,
@@ -24,10 +24,18 @@ from digitaltwin.api.schemas import (
     ReadingsPage,
     SeriesOut,
 )
-from digitaltwin.domain.assets import Asset, AssetKind, check_slug
+from digitaltwin.domain.assets import (
+    FORECAST_EXOG,
+    Asset,
+    AssetKind,
+    check_forecast_exog,
+    check_slug,
+)
 from digitaltwin.domain.errors import ValidationError
 from digitaltwin.domain.timestamps import parse_instant
 from digitaltwin.domain.units import quantity_spec
+from digitaltwin.observability.changes import changes, record_change
+from digitaltwin.security.audit import AuditEvent
 from digitaltwin.security.policy import access
 from digitaltwin.security.roles import Role
 from digitaltwin.services.energy import energy_report
@@ -60,6 +68,31 @@ def _out(state: State, asset: Asset, *, detail: bool = False) -> AssetOut:
     return out
 
 
+def _check_attributes(state: State, asset_id: str, attributes: dict[str, object]) -> None:
+    """Size of ``attributes`` and, when present, its ``forecast_exog`` list.
+
+    Every asset a ``forecast_exog`` entry names must exist (the asset itself included): a
+    dangling entry would otherwise only show as a 404 at forecast time. It may belong to
+    another site (a regional weather station shared by several sites); its readings are
+    UTC instants like every other, so no timezone is involved.
+
+    Raises:
+        ValidationError: naming ``attributes`` (over :data:`MAX_ATTRIBUTES_BYTES`) or ``forecast_exog``.
+    """
+    if len(json.dumps(attributes)) > MAX_ATTRIBUTES_BYTES:
+        raise ValidationError(f"attributes larger than {MAX_ATTRIBUTES_BYTES} bytes as JSON", field="attributes")
+    if FORECAST_EXOG not in attributes:
+        return
+    pairs = check_forecast_exog(attributes[FORECAST_EXOG])
+    others = sorted({source for source, _ in pairs if source != asset_id})
+    known = set(state.repo.known_asset_ids(others)) if others else set()
+    for source in others:
+        if source not in known:
+            raise ValidationError(
+                f"attributes.{FORECAST_EXOG} names asset {source!r}, which does not exist", field=FORECAST_EXOG
+            )
+
+
 def _instant(value: str | None, field: str) -> datetime | None:
     # Query bounds are not readings: "this month" may end in the future.
     return None if value is None else parse_instant(value, field=field, plausible=False)
@@ -73,21 +106,23 @@ def list_assets(state: State, site_id: str | None = None, kind: AssetKind | None
 
 @router.post("", response_model=AssetOut, status_code=status.HTTP_201_CREATED)
 def create_asset(body: AssetIn, state: State) -> AssetOut:
-    """Register an asset; 404 naming ``site_id``/``parent_id`` if they do not exist, 409 if the id exists."""
+    """Register an asset; 404 naming ``site_id``/``parent_id`` if they do not exist, 409 if the id exists,
+    422 naming ``forecast_exog`` for a malformed list or one naming an unknown asset."""
     check_slug(body.id, field="id")
-    if len(json.dumps(body.attributes)) > MAX_ATTRIBUTES_BYTES:
-        raise ValidationError(f"attributes larger than {MAX_ATTRIBUTES_BYTES} bytes as JSON", field="attributes")
+    state.repo.get_site(body.site_id)
+    _check_attributes(state, body.id, body.attributes)
     asset = Asset(body.id, body.site_id, body.name, body.kind, body.parent_id, body.rated_power_kw, body.attributes)
     return _out(state, state.repo.create_asset(asset))
 
 
 @router.patch("/{asset_id}", response_model=AssetOut)
-def update_asset(asset_id: str, body: AssetPatch, state: State) -> AssetOut:
+def update_asset(asset_id: str, body: AssetPatch, state: State, request: Request) -> AssetOut:
     """Change an asset's name, kind, parent, rated power or attributes (admin).
 
     Only the fields sent change; ``null`` clears ``parent_id`` or ``rated_power_kw``.
     404 if unknown (or naming ``parent_id``); 422 naming ``parent_id`` for a parent on
-    another site or one that would make the asset its own ancestor.
+    another site or one that would make the asset its own ancestor, or ``forecast_exog``
+    as on creation. The change is written to the audit log (``asset_updated``).
     """
     asset = state.repo.get_asset(asset_id)
     sent = body.model_fields_set
@@ -95,8 +130,8 @@ def update_asset(asset_id: str, body: AssetPatch, state: State) -> AssetOut:
         if name in sent and getattr(body, name) is None:
             raise ValidationError(f"{name} cannot be null", field=name)
     attributes = body.attributes if "attributes" in sent and body.attributes is not None else asset.attributes
-    if len(json.dumps(attributes)) > MAX_ATTRIBUTES_BYTES:
-        raise ValidationError(f"attributes larger than {MAX_ATTRIBUTES_BYTES} bytes as JSON", field="attributes")
+    if "attributes" in sent:
+        _check_attributes(state, asset.id, attributes)
     changed = Asset(
         asset.id,
         asset.site_id,
@@ -106,7 +141,18 @@ def update_asset(asset_id: str, body: AssetPatch, state: State) -> AssetOut:
         body.rated_power_kw if "rated_power_kw" in sent else asset.rated_power_kw,
         attributes,
     )
-    return _out(state, state.repo.update_asset(changed))
+    updated = state.repo.update_asset(changed)
+    diff = changes(_fields(asset), _fields(updated))
+    if diff:
+        record_change(request, AuditEvent.ASSET_UPDATED, subject=asset_id, changes=diff)
+    return _out(state, updated)
+
+
+def _fields(asset: Asset) -> dict[str, object]:
+    return {
+        "name": asset.name, "kind": asset.kind.value, "parent_id": asset.parent_id,
+        "rated_power_kw": asset.rated_power_kw, "attributes": asset.attributes,
+    }
 
 
 @router.get("/{asset_id}", response_model=AssetOut)
@@ -141,6 +187,7 @@ def get_readings(
 def delete_readings(
     asset_id: str,
     state: State,
+    request: Request,
     start: Annotated[str, Query(description="RFC 3339 with offset, inclusive")],
     end: Annotated[str, Query(description="RFC 3339 with offset, exclusive")],
     quantity: str | None = None,
@@ -148,7 +195,7 @@ def delete_readings(
     """Delete raw readings in ``[start, end)`` (admin), e.g. to replace a bad import.
 
     Readings are first-write-wins, so a correction is: delete the range, then send
-    the corrected readings again.
+    the corrected readings again. Written to the audit log (``readings_deleted``).
     """
     state.repo.get_asset(asset_id)
     if quantity is not None:
@@ -159,6 +206,10 @@ def delete_readings(
         raise ValidationError("end must be after start", field="end")
     deleted = state.repo.delete_readings(asset_id, start=start_ts, end=end_ts, quantity=quantity)
     log.info("deleted %d readings of %s in [%s, %s)", deleted, asset_id, start_ts.isoformat(), end_ts.isoformat())
+    record_change(
+        request, AuditEvent.READINGS_DELETED, subject=asset_id,
+        start=start_ts.isoformat(), end=end_ts.isoformat(), quantity=quantity, deleted=deleted,
+    )
     return DeletedOut(asset_id=asset_id, deleted=deleted)
 
 

@@ -11,6 +11,8 @@ from digitaltwin.api.deps import State
 from digitaltwin.api.forecast_schemas import BacktestIn, BacktestOut
 from digitaltwin.domain.durations import parse_duration
 from digitaltwin.domain.errors import ValidationError
+from digitaltwin.forecasting.algorithms import canonical_name
+from digitaltwin.forecasting.errors import ForecastError
 from digitaltwin.registry.backtests import BacktestRecord
 
 router = APIRouter(prefix="/api/v1", tags=["backtests"])
@@ -28,14 +30,38 @@ def _date(value: str, field: str) -> date:
         raise ValidationError(f"{field} {value!r} is not a date YYYY-MM-DD", field=field) from None
 
 
+def _algorithms(names: list[str]) -> list[str]:
+    """The canonical names of ``names``, each once, in the order given.
+
+    Raises:
+        ValidationError: naming ``algorithms`` when the list is empty or a name is unknown
+            (or needs an extra that is not installed).
+    """
+    if not names:
+        raise ValidationError("at least one algorithm is needed", field="algorithms")
+    out: list[str] = []
+    for name in names:
+        try:
+            canonical = canonical_name(name)
+        except ForecastError as exc:
+            raise ValidationError(str(exc), field="algorithms") from None
+        if canonical not in out:
+            out.append(canonical)
+    return out
+
+
 @router.post("/assets/{asset_id}/backtests", response_model=BacktestOut, status_code=201)
 async def run_backtest(asset_id: str, body: BacktestIn, state: State) -> BacktestOut:
-    """Rolling-origin backtest, one origin per local midnight from ``start`` to ``end``; stored with its plot."""
+    """Rolling-origin backtest, one origin per local midnight from ``start`` to ``end``; stored with its plot.
+
+    422 naming ``algorithms`` for an empty list or an unknown name (aliases count once).
+    """
+    algorithms = _algorithms(body.algorithms)
     start, end = _date(body.start, "start"), _date(body.end, "end")
     horizon = parse_duration(body.horizon, field="horizon")
     _, record = await run_in_threadpool(
         lambda: state.forecasts.backtest(
-            asset_id, body.algorithms, start=start, end=end, horizon=horizon, retrain_every=body.retrain_every, store=True
+            asset_id, algorithms, start=start, end=end, horizon=horizon, retrain_every=body.retrain_every, store=True
         )
     )
     assert record is not None

@@ -21,7 +21,12 @@ def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 async def readyz(state: State) -> JSONResponse:
-    """Every dependency answers: 200, or 503 naming each failing check."""
+    """Every dependency answers: 200, or 503 naming each failing check.
+
+    Public, so a failing check gives a generic reason (details are logged). ``models`` fails
+    only when an asset's champion does not load; other failing versions are named in its
+    detail while it stays ok (see :func:`digitaltwin.api.readiness.check_models`).
+    """
     checks = await run_in_threadpool(run_checks, state)
     failing = [c.name for c in checks if not c.ok]
     body = {

@@ -9,10 +9,12 @@ from digitaltwin.api.deps import State
 from digitaltwin.api.forecast_schemas import ActivationOut, ModelDetailOut, ModelOut, ModelsOut, TrainIn, TrainOut
 from digitaltwin.domain.assets import check_slug
 from digitaltwin.domain.durations import parse_duration
+from digitaltwin.observability.changes import record_change
 from digitaltwin.registry.manifest import ModelManifest
+from digitaltwin.security.audit import AuditEvent
 from digitaltwin.security.policy import access
 from digitaltwin.security.roles import Role
-from digitaltwin.services.forecasting import ForecastService
+from digitaltwin.services.forecasting import ForecastService, TrainResult
 
 router = APIRouter(prefix="/api/v1", tags=["models"])
 
@@ -64,22 +66,45 @@ def activate_model(model_id: str, state: State, request: Request) -> ActivationO
     """Make a model its asset's champion (admin only), bypassing the champion/challenger backtest.
 
     The model is loaded and verified first: 503 when it does not load, 404 when unknown.
+    This is also how a model that the champion rule never promotes on its own (a shorter
+    horizon than the champion's) becomes the champion. Written to the audit log
+    (``model_activated``, with the previous champion).
     """
     principal = getattr(request.state, "principal", None)
     by = getattr(principal, "label", None) if principal is not None else None
+    asset_id = state.forecasts.registry.manifest(model_id).asset_id
+    previous = state.forecasts.registry.active(asset_id)
     record = state.forecasts.activate(model_id, by=by)
+    record_change(
+        request, AuditEvent.MODEL_ACTIVATED, subject=model_id,
+        asset_id=asset_id, previous=str(previous["model_id"]) if previous else None,
+    )
     return ActivationOut(**record)
 
 
 @router.post("/assets/{asset_id}/train", response_model=TrainOut, status_code=201)
 async def train_model(asset_id: str, body: TrainIn, state: State) -> TrainOut:
-    """Train a model on all stored history; it becomes the champion if it beats the current one.
+    """Train a model on all stored history; it becomes the champion only by the champion rule.
 
-    The champion/challenger backtest (last 14 local days, both algorithms, same
-    origins) is stored and returned as ``backtest_id``.
+    The rule (:mod:`digitaltwin.registry.champion`): the first model; never one with a
+    shorter horizon than the champion's; the champion's algorithm and horizon on newer
+    data; else a strictly lower MAE on the champion/challenger backtest (last 14 local
+    days, both algorithms, same origins), which is stored and returned as ``backtest_id``.
+
+    Training is subject to ``API_TIMEOUT`` like every request, but a 504 does not stop it:
+    the model is still stored and may still become the champion. One training per asset
+    runs at a time, so a retry while it runs gets 409 naming ``asset_id``; look for the
+    model in ``GET /api/v1/models?asset_id=...`` instead of retrying.
     """
     horizon = parse_duration(body.horizon, field="horizon")
-    result = await run_in_threadpool(state.forecasts.train, asset_id, body.algorithm, horizon=horizon)
+    registry, service = state.forecasts.registry, state.forecasts
+
+    def train() -> TrainResult:
+        state.repo.get_asset(asset_id)  # 404 before taking a lock named after it
+        with registry.training(asset_id):
+            return service.train(asset_id, body.algorithm, horizon=horizon)
+
+    result = await run_in_threadpool(train)
     return TrainOut(
         model=model_out(result.manifest, state.forecasts),
         promoted=result.promoted,

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Request, status
 
 from digitaltwin.api.deps import State
 from digitaltwin.api.schemas import SiteIn, SiteOut, SitePatch
 from digitaltwin.domain.assets import Site, check_country, check_slug
 from digitaltwin.domain.errors import ValidationError
 from digitaltwin.domain.timestamps import zone
+from digitaltwin.observability.changes import changes, record_change
+from digitaltwin.security.audit import AuditEvent
 
 router = APIRouter(prefix="/api/v1/sites", tags=["sites"])
 
@@ -25,7 +27,8 @@ def list_sites(state: State) -> list[SiteOut]:
 
 @router.post("", response_model=SiteOut, status_code=status.HTTP_201_CREATED)
 def create_site(body: SiteIn, state: State) -> SiteOut:
-    """Register a site; 409 if the id exists, 422 naming ``timezone`` for an unknown IANA zone."""
+    """Register a site; 409 if the id exists, 422 naming ``timezone`` for an unknown IANA zone or
+    ``country`` for a code the ``holidays`` package does not know."""
     check_slug(body.id, field="id")
     zone(body.timezone)
     country = check_country(body.country)
@@ -39,11 +42,12 @@ def get_site(site_id: str, state: State) -> SiteOut:
 
 
 @router.patch("/{site_id}", response_model=SiteOut)
-def update_site(site_id: str, body: SitePatch, state: State) -> SiteOut:
+def update_site(site_id: str, body: SitePatch, state: State, request: Request) -> SiteOut:
     """Change a site's name, timezone or country (admin); 404 if unknown, 422 naming the bad field.
 
     Readings are stored in UTC, so a corrected timezone applies to every later energy
-    query at once: nothing stored is rewritten.
+    query at once: nothing stored is rewritten. The change is written to the audit log
+    (``site_updated``, each changed field from and to).
     """
     site = state.repo.get_site(site_id)
     sent = body.model_fields_set
@@ -59,4 +63,12 @@ def update_site(site_id: str, body: SitePatch, state: State) -> SiteOut:
         body.timezone if "timezone" in sent else site.timezone,
         check_country(body.country) if "country" in sent else site.country,
     )
-    return _out(state.repo.update_site(changed))
+    updated = state.repo.update_site(changed)
+    diff = changes(_fields(site), _fields(updated))
+    if diff:
+        record_change(request, AuditEvent.SITE_UPDATED, subject=site_id, changes=diff)
+    return _out(updated)
+
+
+def _fields(site: Site) -> dict[str, str | None]:
+    return {"name": site.name, "timezone": site.timezone, "country": site.country}
