@@ -8,7 +8,7 @@ steel plant's energy is also stored as a counter and as power to cover every ser
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -75,6 +75,10 @@ def plants(repo: Repository) -> Repository:
     return repo
 
 
+def ceil_to(value: datetime, step: timedelta) -> datetime:
+    return value + (-(value - datetime(1970, 1, 1, tzinfo=UTC))) % step
+
+
 def reported(repo: Repository, asset_id: str, start: datetime, end: datetime, bucket: Bucket, now: datetime) -> pd.Series:
     report = energy_report(repo, asset_id, start=start, end=end, bucket=bucket, max_hold=HOLD, now=now)
     index = pd.DatetimeIndex([r.start for r in report.rows]).tz_convert("UTC")
@@ -84,7 +88,8 @@ def reported(repo: Repository, asset_id: str, start: datetime, end: datetime, bu
 CASES = [
     # asset, start, end, bucket of the target
     ("steel-plant", utc(2018, 12, 1), utc(2018, 12, 31), Bucket.QUARTER_HOUR),
-    ("steel-plant", utc(2018, 12, 9, 22, 7, 30), utc(2018, 12, 21, 0, 0, 1), Bucket.QUARTER_HOUR),  # unaligned ends
+    # unaligned ends: the target holds the whole intervals inside the range only
+    ("steel-plant", utc(2018, 12, 9, 22, 7, 30), utc(2018, 12, 21, 0, 0, 1), Bucket.QUARTER_HOUR),
     ("steel-counter", utc(2018, 12, 5), utc(2018, 12, 29), Bucket.QUARTER_HOUR),
     ("steel-power", utc(2018, 12, 5), utc(2018, 12, 29), Bucket.QUARTER_HOUR),
     ("b2", utc(2019, 3, 25), utc(2019, 4, 8), Bucket.HOUR),  # spring forward, with a gap around it
@@ -101,7 +106,8 @@ def test_target_is_energy_report_exactly(
     step = timedelta(hours=1) if bucket is Bucket.HOUR else timedelta(minutes=15)
     assert target.step == step
     # target() holds power samples until now; data of 2018/2019 ends long before
-    expected = reported(plants, asset_id, start, end, bucket, now=datetime.now(UTC))
+    whole_start, whole_end = ceil_to(start, step), end - (end - datetime(1970, 1, 1, tzinfo=UTC)) % step
+    expected = reported(plants, asset_id, whole_start, whole_end, bucket, now=datetime.now(UTC))
     pd.testing.assert_series_equal(target.y, expected, check_exact=True)
     if asset_id in ("steel-plant", "b2"):  # a counter spreads its increase over a gap; a power sample is held up to HOLD
         assert target.y.isna().any(), "the window must hold a gap"
@@ -121,3 +127,69 @@ def test_dst_days_have_their_hours_and_exog_is_the_hourly_mean(plants: Repositor
         weather.reindex(target.y.index).to_numpy(), nan_ok=True
     )
 
+
+
+def meter(repo: Repository, asset_id: str, timezone: str) -> None:
+    repo.create_site(Site(f"site-{asset_id}", asset_id, timezone, None))
+    repo.create_asset(Asset(asset_id, f"site-{asset_id}", asset_id, AssetKind.METER))
+
+
+def test_power_meter_off_the_grid_gives_whole_intervals_and_forecasts_the_one_in_progress(
+    repo: Repository, tmp_path: Path
+) -> None:
+    """Newcomer report: 5-minute power samples from 00:02 made forecasts a 500; the last partial
+    interval (last sample 12:20) was read as a full one (1.667 kWh instead of 5 kWh at 20 kW)."""
+    meter(repo, "p1", "Europe/Berlin")
+    first, last = utc(2026, 10, 1, 0, 2), utc(2026, 10, 3, 12, 20)
+    count = (last - first) // timedelta(minutes=5) + 1
+    repo.write_readings([Reading("p1", "power", first + i * timedelta(minutes=5), 20.0) for i in range(count)])
+    service = ForecastService(repo, ModelRegistry(tmp_path / "models"), max_hold=HOLD)
+    y = service.target("p1").y
+    assert y.index[0] == utc(2026, 10, 1, 0, 15)  # [00:00, 00:15) holds only 13 minutes of data
+    assert y.index[-1] == utc(2026, 10, 3, 12, 0)  # [12:15, 12:30) is still in progress at 12:20
+    assert y.to_numpy() == pytest.approx(np.full(len(y), 5.0))
+    result = service.forecast("p1", "persistence", horizon=timedelta(minutes=30))
+    assert list(result.values.index) == [utc(2026, 10, 3, 12, 15), utc(2026, 10, 3, 12, 30)]
+    assert result.values.to_numpy() == pytest.approx([5.0, 5.0])
+
+
+def test_interval_energy_without_declared_length_ends_with_its_last_interval(repo: Repository, tmp_path: Path) -> None:
+    """Hourly 40 kWh readings without a declared interval: the reading at 23:00 covers up to
+    midnight, so the forecast starts at midnight (it started at 23:15 and counted 30 kWh twice)."""
+    meter(repo, "h2", "UTC")
+    first = utc(2026, 11, 1)
+    repo.write_readings([Reading("h2", "energy", first + timedelta(hours=i), 40.0) for i in range(3 * 24)])
+    service = ForecastService(repo, ModelRegistry(tmp_path / "models"), max_hold=HOLD)
+    y = service.target("h2").y
+    assert y.index[-1] == utc(2026, 11, 3, 23, 45)
+    assert y.to_numpy() == pytest.approx(np.full(3 * 24 * 4, 10.0))
+    result = service.forecast("h2", "persistence", horizon=timedelta(hours=1))
+    assert result.values.index[0] == utc(2026, 11, 4)
+    assert result.values.sum() == pytest.approx(40.0)
+
+
+def test_hourly_meter_at_a_half_hour_offset_site_trains_backtests_and_forecasts(
+    repo: Repository, tmp_path: Path
+) -> None:
+    """Hourly meters report UTC hours; at a UTC+05:30 site the target stays on them (it was cut at
+    local hours, off the grid: 500 on forecast, train and backtest). Origins move to the next hour."""
+    meter(repo, "k1", "Asia/Kolkata")
+    first = utc(2026, 9, 1)
+    hours = 40 * 24
+    load = [50.0 + 20.0 * np.sin(2 * np.pi * (i % 24) / 24) + (i % 7) for i in range(hours)]
+    repo.write_readings(
+        [Reading("k1", "energy", first + timedelta(hours=i), load[i]) for i in range(hours)], interval_seconds=3600
+    )
+    service = ForecastService(repo, ModelRegistry(tmp_path / "models"), max_hold=HOLD)
+    y = service.target("k1").y
+    assert (y.index.minute == 0).all() and len(y) == hours
+    trained = service.train("k1", "ridge")
+    assert trained.manifest.horizon_steps == 24
+    result = service.forecast("k1", "best", horizon=timedelta(hours=24), quantiles=(0.1, 0.9))
+    assert result.values.index[0] == first + timedelta(hours=hours)
+    assert np.isfinite(result.values.to_numpy()).all()
+    backtest, _ = service.backtest("k1", ["seasonal_naive_daily"], start=date(2026, 10, 1), end=date(2026, 10, 5))
+    origins = pd.DatetimeIndex(backtest.forecasts["origin"].unique()).tz_convert("UTC")
+    assert list(origins) == [pd.Timestamp(f"2026-09-{d} 19:00", tz="UTC") for d in range(30, 31)] + [
+        pd.Timestamp(f"2026-10-0{d} 19:00", tz="UTC") for d in range(1, 5)
+    ]  # the first UTC hour after each local midnight (18:30 UTC)

@@ -216,7 +216,9 @@ def daily_origins(y: pd.Series, *, timezone: str, start: date, end: date) -> lis
     Midnights outside the span of ``y`` (before its first or after its last
     stamp) are dropped. Where a midnight does not exist (a daylight-saving jump
     at 00:00) the first instant after the gap is used; where it occurs twice,
-    the first.
+    the first. Where a midnight falls between two stamps of the grid (hourly data
+    on UTC hours at a site of UTC+05:30, say) the next stamp is the origin, so the
+    day's forecast is issued at the first interval start of the local day.
 
     Args:
         y: the target series (fixes the span and the grid).
@@ -228,7 +230,7 @@ def daily_origins(y: pd.Series, *, timezone: str, start: date, end: date) -> lis
         Sorted tz-aware UTC timestamps.
 
     Raises:
-        ValueError: a midnight off the grid of ``y`` (e.g. hourly UTC data for a half-hour zone).
+        ValueError: ``timezone`` is not an IANA zone.
     """
     check_timezone(timezone)
     y = as_utc_series(y)
@@ -237,12 +239,12 @@ def daily_origins(y: pd.Series, *, timezone: str, start: date, end: date) -> lis
     utc = local.tz_convert("UTC")
     if len(y) == 0:
         return []
-    kept = utc[(utc >= y.index[0]) & (utc <= y.index[-1])]
     if len(y) >= 2:
         step = infer_step(y.index)
-        for origin in kept:
-            _check_origin(origin, y.index[0], step)
-    return list(kept)
+        # the next stamp of the grid at or after each midnight (the midnight itself when on it)
+        utc = y.index[0] - ((y.index[0] - utc) // step) * step
+    kept = utc[(utc >= y.index[0]) & (utc <= y.index[-1])]
+    return list(pd.DatetimeIndex(kept).unique())
 
 
 def _check_origin(origin: pd.Timestamp, first: pd.Timestamp, step: pd.Timedelta) -> pd.Timestamp:

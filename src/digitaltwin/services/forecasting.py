@@ -16,7 +16,6 @@ the last energy reading act as the weather forecast.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -25,10 +24,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from digitaltwin.analytics.buckets import Bucket
-from digitaltwin.domain.assets import Asset, Site
+from digitaltwin.analytics.energy import DEFAULT_INTERVAL_SECONDS
+from digitaltwin.domain.assets import Asset, Site, check_site_country
 from digitaltwin.domain.errors import NotFoundError, ValidationError
-from digitaltwin.domain.timestamps import zone
 from digitaltwin.domain.units import SeriesKind
 from digitaltwin.forecasting.algorithms import algorithm_class, canonical_name, make_forecaster
 from digitaltwin.forecasting.backtest import DEFAULT_LEVELS, BacktestResult, backtest, daily_origins
@@ -37,7 +35,9 @@ from digitaltwin.forecasting.calibration import holdout_plan
 from digitaltwin.forecasting.errors import InsufficientHistoryError
 from digitaltwin.forecasting.plot import backtest_png
 from digitaltwin.forecasting.series import samples_per_day
+from digitaltwin.registry import champion as champion_rule
 from digitaltwin.registry.backtests import BacktestRecord, BacktestStore
+from digitaltwin.registry.errors import RegistryError
 from digitaltwin.registry.serving import ModelServer
 from digitaltwin.registry.store import ActiveModel, ModelManifest, ModelRegistry, data_fingerprint, parse_model_id
 from digitaltwin.services.energy import (
@@ -46,11 +46,10 @@ from digitaltwin.services.energy import (
     hold_until_us,
     pick_energy_series,
     read_window,
-    window_edges_us,
 )
 from digitaltwin.services.forecast_cache import ForecastCache, forecast_key
 from digitaltwin.storage.repository import Repository, SeriesInfo
-from digitaltwin.storage.tables import from_epoch_us
+from digitaltwin.storage.tables import from_epoch_us, to_epoch_us
 
 DAY_AHEAD_HORIZON = timedelta(days=1)
 #: Local days of the champion/challenger holdout backtest run at every training.
@@ -183,6 +182,7 @@ class ForecastService:
     def _grid(self, asset_id: str) -> _Grid:
         asset = self.repo.get_asset(asset_id)
         site = self.repo.get_site(asset.site_id)
+        check_site_country(site)  # a stored country unknown to `holidays`: 422 naming country, not a 500 in fit
         info = pick_energy_series(self.repo, asset_id)
         extent = self.repo.series_extent(info.id)
         if extent is None:
@@ -209,17 +209,35 @@ class ForecastService:
     def _inputs(
         self, grid: _Grid, *, start: datetime | None = None, end: datetime | None = None, future_steps: int = 0
     ) -> _Inputs:
-        """Read what the target over ``[start, end)`` (clipped to the stored data) is computed from."""
-        step = grid.step
+        """Read what the target over ``[start, end)`` (clipped to the stored data) is computed from.
+
+        The target holds whole intervals of the UTC grid only (15 minutes, or hours counted from
+        the epoch, so a site at UTC+05:30 still gets the hours its meters report): the first
+        interval starts at or after ``start`` and the first reading, the last one ends at or before
+        ``end`` and the instant the data covers (see :func:`_covered_until_us`). A partial interval
+        at either end would read as a drop in load; the interval in progress is forecast instead.
+        """
+        step_us = int(grid.step.total_seconds() * 1_000_000)
         first, last = grid.extent
-        start = max(start, first) if start else first
-        end = min(end, last + step) if end else last + step
-        if end <= start:
-            raise NotFoundError(f"asset {grid.asset.id!r} has no readings in the requested window", field="asset_id")
-        bucket = Bucket.HOUR if step >= timedelta(hours=1) else Bucket.QUARTER_HOUR
-        edges_us = window_edges_us(start, end, bucket, zone(grid.site.timezone))
-        readings = read_window(self.repo, grid.info, from_epoch_us(int(edges_us[0])), from_epoch_us(int(edges_us[-1])))
-        exog = self._read_exog(grid.asset.attributes.get(EXOG_ATTRIBUTE), edges_us, step, future_steps)
+        lo_us = to_epoch_us(max(start, first) if start else first)
+        first_us = -(-lo_us // step_us) * step_us
+        if end is not None and end <= last:
+            # the data goes on after the range, so every interval before ``end`` is covered
+            hi_us = to_epoch_us(end) // step_us * step_us
+            readings = read_window(self.repo, grid.info, from_epoch_us(first_us), from_epoch_us(max(hi_us, first_us)))
+        else:
+            readings = read_window(self.repo, grid.info, from_epoch_us(first_us), last + timedelta(microseconds=1))
+            covered_us = _covered_until_us(grid.info, readings, last)
+            hi_us = min(covered_us, to_epoch_us(end)) if end is not None else covered_us
+            hi_us = hi_us // step_us * step_us
+        if hi_us <= first_us:
+            raise NotFoundError(
+                f"asset {grid.asset.id!r} has no complete {int(grid.step.total_seconds() // 60)}-minute interval "
+                "of readings in the requested window",
+                field="asset_id",
+            )
+        edges_us = np.arange(first_us, hi_us + 1, step_us, dtype=np.int64)
+        exog = self._read_exog(grid.asset.attributes.get(EXOG_ATTRIBUTE), edges_us, grid.step, future_steps)
         return _Inputs(grid, edges_us, readings, hold_until_us(edges_us), exog, future_steps)
 
     def _target(self, inputs: _Inputs) -> Target:
@@ -285,10 +303,12 @@ class ForecastService:
 
         Champion/challenger: the challenger's algorithm and the champion's are
         backtested on the same origins (each local midnight of the last
-        :data:`HOLDOUT_DAYS` days, one fit before them). The new model becomes the
-        champion when there is none, when it has the champion's algorithm (a
-        retraining on newer data), or when its MAE on that backtest is strictly
-        lower. Otherwise it is stored and can be activated by an admin.
+        :data:`HOLDOUT_DAYS` days, one fit before them). Whether the new model
+        becomes the champion is :func:`digitaltwin.registry.champion.decide`: when
+        there is none; never when its horizon is shorter than the champion's; when
+        it is the champion's algorithm and horizon trained on a window ending later
+        (newer data); else when its MAE on that backtest is strictly lower.
+        Otherwise it is stored and can be activated by an admin.
 
         Raises:
             NotFoundError: unknown asset or no readings.
@@ -322,12 +342,18 @@ class ForecastService:
                 metrics = {k: float(v) for k, v in result.metrics.loc[name].items()}
         model = make_forecaster(name)
         model.fit(target.y, horizon_steps=steps, timezone=target.timezone, country=target.country, exog=target.exog)
-        promoted, reason = self._decide(name, champion_id, champion_algorithm, result)
+        training_end = target.y.index[-1] + target.step
+        promoted, reason = champion_rule.decide(
+            champion_rule.Contender(name, steps, training_end.tz_convert("UTC").isoformat().replace("+00:00", "Z")),
+            champion_id,
+            self._contender(champion_id),
+            None if result is None else {str(k): float(v) for k, v in result.metrics["mae"].items()},
+        )
         manifest = self.registry.save(
             model,
             asset_id=asset_id,
             training_start=target.y.index[0].to_pydatetime(),
-            training_end=(target.y.index[-1] + target.step).to_pydatetime(),
+            training_end=training_end.to_pydatetime(),
             metrics=metrics,
             fingerprint=data_fingerprint(target.y),
             extra={"champion_challenger": {"promoted": promoted, "reason": reason, "previous": champion_id}},
@@ -342,20 +368,15 @@ class ForecastService:
         self.server.reload()
         return TrainResult(manifest, promoted and activate, reason, stored_backtest, champion_id)
 
-    @staticmethod
-    def _decide(
-        name: str, champion_id: str | None, champion_algorithm: str | None, result: BacktestResult | None
-    ) -> tuple[bool, str]:
+    def _contender(self, champion_id: str | None) -> champion_rule.Contender | None:
+        """The champion as the champion/challenger rule sees it, or None when unreadable."""
         if champion_id is None:
-            return True, "first model of the asset"
-        if champion_algorithm == name:
-            return True, f"retrained the champion's algorithm {name} on newer data"
-        if result is None or champion_algorithm not in result.metrics.index:
-            return True, f"champion {champion_id} could not be backtested"
-        new, old = float(result.metrics.loc[name, "mae"]), float(result.metrics.loc[champion_algorithm, "mae"])
-        if math.isnan(old) or (not math.isnan(new) and new < old):
-            return True, f"MAE {new:.4g} kWh beats champion {champion_algorithm} {old:.4g} kWh on the same backtest"
-        return False, f"MAE {new:.4g} kWh does not beat champion {champion_algorithm} {old:.4g} kWh on the same backtest"
+            return None
+        try:
+            m = self.registry.manifest(champion_id)
+        except RegistryError:
+            return None
+        return champion_rule.Contender(m.algorithm, m.horizon_steps, m.training_end)
 
     def activate(self, model_id: str, *, by: str | None = None) -> ActiveModel:
         """Make a stored model its asset's champion (an admin's explicit choice) and reload.
@@ -526,3 +547,20 @@ def _steps(horizon: timedelta, step: timedelta) -> int:
         raise ValidationError(f"horizon must be a positive multiple of {int(step.total_seconds() // 60)} minutes", field="horizon")
     return int(steps)
 
+
+def _covered_until_us(info: SeriesInfo, readings: WindowReadings, last: datetime) -> int:
+    """The instant (epoch microseconds) up to which the stored readings give the energy.
+
+    Power samples and counter readings give it up to the last reading (holding the last power
+    sample further would invent the load of an interval still in progress); interval energy up
+    to the end of the last interval: its declared length, else the median spacing of the
+    readings as :func:`digitaltwin.analytics.energy.interval_segments` takes it.
+    """
+    last_us = to_epoch_us(last)
+    if info.kind is not SeriesKind.INTERVAL:
+        return last_us
+    interval_s = info.interval_seconds
+    if not interval_s:
+        ts_s = readings.ts_s
+        interval_s = float(np.median(np.diff(ts_s))) if ts_s.size > 1 else DEFAULT_INTERVAL_SECONDS
+    return last_us + int(round(interval_s * 1_000_000))
