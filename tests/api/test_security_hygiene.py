@@ -75,6 +75,21 @@ def test_handler_past_api_timeout_is_504(slow_app: TestClient) -> None:
     assert slow_app.get("/api/v1/test-quick", headers={"Authorization": ""}).status_code == 401
 
 
+def test_a_bug_is_a_json_500_without_the_traceback(settings: Settings, repo: Repository) -> None:
+    app = create_app(settings)
+
+    @app.get("/api/v1/test-bug")
+    async def bug() -> dict[str, str]:
+        raise RuntimeError("secret internals /etc/passwd")
+
+    with TestClient(app, raise_server_exceptions=False) as test_client:
+        test_client.headers.update(headers_for(test_client, Role.VIEWER))
+        response = test_client.get("/api/v1/test-bug")
+    assert response.status_code == 500
+    assert response.headers["content-type"] == "application/json"
+    assert response.json() == {"detail": "internal server error", "field": None}
+
+
 def test_security_headers(client: TestClient) -> None:
     response = client.get("/api/v1/sites")
     assert response.headers["x-content-type-options"] == "nosniff"
