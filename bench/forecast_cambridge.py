@@ -12,7 +12,8 @@ every building within ASHRAE Guideline 14 hourly limits (CV(RMSE) <= 30 %, |NMBE
 
 Run: ``make bench-forecast``, or ``python bench/forecast_cambridge.py [--rows FILE] [BUILDING ...]``:
 with ``--rows`` the per-building results are kept in FILE (CSV) and the tables cover every
-building in it, so the twelve can be run in parts (each part a few minutes on a shared machine).
+building in it, so the twelve can be run in parts (each part a few minutes on a shared machine);
+``--rows FILE --tables-only`` prints the tables of FILE without running anything.
 """
 
 from __future__ import annotations
@@ -62,10 +63,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="Cambridge day-ahead benchmark (issue 5)")
     parser.add_argument("buildings", nargs="*", metavar="BUILDING", help=f"subset of {', '.join(BUILDINGS)} (default: all)")
     parser.add_argument("--rows", type=Path, help="CSV keeping per-building results across runs")
+    parser.add_argument("--tables-only", action="store_true", help="print the tables of --rows FILE, run nothing")
     args = parser.parse_args()
     unknown = sorted(set(args.buildings) - set(BUILDINGS))
     if unknown:
         parser.error(f"unknown buildings: {', '.join(unknown)}")
+    if args.tables_only:
+        if args.rows is None or not args.rows.exists():
+            parser.error("--tables-only needs an existing --rows FILE")
+        print_tables(pd.read_csv(args.rows))
+        return
     temperature = load_bedford_temperature()
     rows = []
     for building in args.buildings or BUILDINGS:
@@ -95,10 +102,18 @@ def main() -> None:
             kept = pd.read_csv(args.rows)
             frame = pd.concat([kept[~kept["building"].isin(frame["building"])], frame], ignore_index=True)
         frame.to_csv(args.rows, index=False)
+    print_tables(frame)
+
+
+def print_tables(frame: pd.DataFrame) -> None:
+    """CV(RMSE), NMBE and coverage per building, the summary and the best product model's line."""
     shown = [b for b in BUILDINGS if b in set(frame["building"])]
     table = frame.pivot(index="building", columns="model", values="cv_rmse").reindex(shown) * 100
     print(f"\nCambridge estates ({len(shown)} buildings), hourly day-ahead, 2019-10-01..12-30 local midnights, CV(RMSE) % per building")
     print(table.to_string(float_format=lambda v: f"{v:.2f}"))
+    bias = frame.pivot(index="building", columns="model", values="nmbe").reindex(shown) * 100
+    print("\nNMBE % per building (ASHRAE Guideline 14 hourly: |NMBE| <= 10)")
+    print(bias.to_string(float_format=lambda v: f"{v:.2f}"))
     product = frame[frame["model"].str.startswith("digitaltwin")]
     cover = product.pivot(index="building", columns="model", values="coverage").reindex(shown) * 100
     print("\n80 % interval coverage % per building (target 75-85)")
