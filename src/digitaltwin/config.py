@@ -129,6 +129,13 @@ class Settings(BaseSettings):
         ge=0,
         description="forecasts kept per process, keyed by the model and a hash of the data they read; 0 = off",
     )
+    forecast_concurrency: int = Field(
+        1,
+        alias="FORECAST_CONCURRENCY",
+        ge=1,
+        le=64,
+        description="forecasts computed at once in one API process (the others wait); throughput comes from workers",
+    )
     retrain_check_seconds: float = Field(
         300.0, alias="RETRAIN_CHECK_SECONDS", gt=0, description="how often the scheduler looks for assets due"
     )

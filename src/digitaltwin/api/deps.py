@@ -29,6 +29,8 @@ class AppState:
     subscriber: object | None = None
     # Security (issue 4): accounts, sessions, API keys, audit log
     security: SecurityService | None = None
+    # Forecasting (issue 5): the limiter of forecasts computed at once (api/routers/forecast.py)
+    forecast_limiter: object | None = None
 
 
 def get_state(request: Request) -> AppState:

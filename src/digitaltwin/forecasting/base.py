@@ -238,10 +238,7 @@ class Forecaster(abc.ABC):
         """
         context = self.context
         history, steps = self._check_predict(history, steps)
-        aligned = self._exog_for(history, steps, exog)
-        values = self._point(self._components(history, steps, aligned))
-        index = future_index(history.index[-1], steps, context.step)
-        return pd.Series(values, index=index, name=history.name)
+        return self._predict_checked(history, steps, exog, future_index(history.index[-1], steps, context.step))
 
     def forecast(
         self,
@@ -281,7 +278,7 @@ class Forecaster(abc.ABC):
             return Forecast(values, table, flatliner=True)
         self._check_length(history)
         check_completeness(history, window=self.required_history())
-        values = self.predict(history, steps=steps, exog=exog)
+        values = self._predict_checked(history, steps, exog, index)  # predict() without checking the history again
         if not levels:
             return Forecast(values, pd.DataFrame(index=index))
         if self._calibration is None:
@@ -386,6 +383,14 @@ class Forecaster(abc.ABC):
         """Learn from the calibration holdout (ensembles: the skill weights); nothing by default."""
 
     # ----------------------------------------------------------------- helpers
+    def _predict_checked(
+        self, history: pd.Series, steps: int, exog: pd.DataFrame | None, index: pd.DatetimeIndex
+    ) -> pd.Series:
+        """:meth:`predict` on a history that passed :meth:`_check_predict`, indexed by ``index`` (the next ``steps`` stamps)."""
+        aligned = self._exog_for(history, steps, exog)
+        values = self._point(self._components(history, steps, aligned))
+        return pd.Series(values, index=index, name=history.name)
+
     def _point(self, components: np.ndarray) -> np.ndarray:
         values = np.asarray(self._combine(components), dtype=float)
         if values.ndim != 1 or not np.isfinite(values).all():

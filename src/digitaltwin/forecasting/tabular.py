@@ -16,7 +16,7 @@ import pandas as pd
 
 from digitaltwin.forecasting.base import FitContext, Forecaster
 from digitaltwin.forecasting.errors import InsufficientHistoryError
-from digitaltwin.forecasting.features import FeaturePlan, make_features
+from digitaltwin.forecasting.features import FeaturePlan, make_features, make_features_tail
 from digitaltwin.forecasting.series import samples_per_day, series_name
 
 
@@ -99,16 +99,26 @@ class DirectRegressionForecaster(Forecaster):
         self._fit_matrix(features.to_numpy()[usable], y.to_numpy()[usable], weight, plan.feature_names)
 
     def _predict(self, history: pd.Series, steps: int, exog: pd.DataFrame | None) -> np.ndarray:
+        """Predict from the features of the ``steps`` future rows only (:func:`make_features_tail`).
+
+        The frame is the last ``required_history`` samples of ``history`` followed by ``steps``
+        ``NaN`` slots (``exog``'s last rows aligned with it), the frame the full-table path
+        :func:`make_features` was given for prediction, so the rows are the same.
+        """
         context = self.context
         plan = self._plan_for(context)
-        tail = history.iloc[-plan.required_history :]
-        future = pd.date_range(tail.index[-1] + context.step, periods=steps, freq=context.step)
-        extended = pd.concat([tail, pd.Series(np.nan, index=future, name=tail.name)])
-        part = None if exog is None else exog.iloc[-len(extended) :]
-        if part is not None:
-            part = part.set_axis(extended.index)
-        features = make_features(extended, plan, timezone=context.timezone, country=context.country, exog=part)
-        return np.asarray(self._predict_matrix(features.to_numpy()[-steps:]), dtype=float)
+        values = history.to_numpy(dtype=float)[-plan.required_history :]
+        start = history.index[len(history) - len(values)]
+        frame = np.concatenate((values, np.full(steps, np.nan)))
+        columns = None
+        if exog is not None:
+            part = exog.iloc[-len(frame) :]
+            columns = {str(name): part[name].to_numpy(dtype=float) for name in plan.exog if name in part.columns}
+        features = make_features_tail(
+            frame, plan, start=start, step=context.step, rows=steps, timezone=context.timezone,
+            country=context.country, exog=columns,
+        )
+        return np.asarray(self._predict_matrix(features), dtype=float)
 
     def _to_files(self) -> tuple[dict[str, bytes], dict[str, Any]]:
         files, params = self._model_files()

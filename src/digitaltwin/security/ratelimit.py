@@ -21,12 +21,13 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from limits import RateLimitItem, RateLimitItemPerMinute, parse
-from limits.aio.storage import MemoryStorage, RedisStorage
+from limits import RateLimitItem, RateLimitItemPerMinute, WindowStats, parse
+from limits.aio.storage import RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 from prometheus_client import CollectorRegistry, Counter
 
@@ -62,6 +63,75 @@ class Decision:
         return headers
 
 
+class MemoryMovingWindow:
+    """In-process moving-window limiter with the interface of ``limits``' :class:`MovingWindowRateLimiter`.
+
+    The decisions of that limiter on ``limits.aio.storage.MemoryStorage`` (a hit is refused when
+    ``amount`` hits already fall within the last ``expiry`` seconds; the window's stats count the
+    hits younger than ``expiry``) without its per-hit cost: that storage schedules an expiry task
+    on every hit and bisects in a worker thread (``asyncio.to_thread``), a thread hop per API
+    request. Here each key keeps a deque of hit times, oldest first, trimmed when the key is
+    used; keys idle for longer than their window are dropped every :data:`SWEEP_EVERY` hits.
+    Used from the event loop only (no lock: nothing awaits inside an update).
+
+    Args:
+        clock: current time in seconds (``time.time``).
+    """
+
+    SWEEP_EVERY = 4096
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
+        self.events: dict[str, tuple[deque[float], int]] = {}
+        self._hits = 0
+
+    def _window(self, key: str, expiry: int, now: float) -> deque[float]:
+        """The hits of ``key`` at or after ``now - expiry`` (older ones are dropped)."""
+        events = self.events[key][0] if key in self.events else deque()
+        while events and events[0] < now - expiry:
+            events.popleft()
+        self.events[key] = (events, expiry)
+        return events
+
+    async def hit(self, item: RateLimitItem, *identifiers: str, cost: int = 1) -> bool:
+        """Record ``cost`` hits unless that puts more than ``item.amount`` in the window."""
+        if cost > item.amount:
+            return False
+        now = self.clock()
+        self._hits += 1
+        if self._hits % self.SWEEP_EVERY == 0:
+            self._sweep(now)
+        events = self._window(item.key_for(*identifiers), item.get_expiry(), now)
+        if len(events) + cost > item.amount:
+            return False
+        events.extend([now] * cost)
+        return True
+
+    def _inside(self, item: RateLimitItem, identifiers: tuple[str, ...]) -> tuple[float, list[float] | deque[float]]:
+        """Now, and the hits strictly younger than the window (what ``limits`` counts in its stats)."""
+        now = self.clock()
+        expiry = item.get_expiry()
+        events = self._window(item.key_for(*identifiers), expiry, now)
+        if events and events[0] <= now - expiry:
+            return now, [t for t in events if t > now - expiry]
+        return now, events
+
+    async def test(self, item: RateLimitItem, *identifiers: str, cost: int = 1) -> bool:
+        """Whether ``cost`` more hits would be allowed now (nothing is recorded)."""
+        _, inside = self._inside(item, identifiers)
+        return len(inside) <= item.amount - cost
+
+    async def get_window_stats(self, item: RateLimitItem, *identifiers: str) -> WindowStats:
+        """(reset time: the oldest hit in the window + its length, or now + length when empty; hits left)."""
+        now, inside = self._inside(item, identifiers)
+        start = inside[0] if inside else now
+        return WindowStats(start + item.get_expiry(), item.amount - len(inside))
+
+    def _sweep(self, now: float) -> None:
+        for key in [k for k, (events, expiry) in self.events.items() if not events or events[-1] < now - expiry]:
+            del self.events[key]
+
+
 def _async_redis_uri(url: str) -> str:
     return url if url.startswith("async+") else f"async+{url}"
 
@@ -95,7 +165,7 @@ class RateLimiter:
         self.key_prefix = f"{key_prefix}:ratelimit"
         self._redis: MovingWindowRateLimiter | None = None
         self._redis_storage: RedisStorage | None = None
-        self._memory: MovingWindowRateLimiter | None = None
+        self._memory: MemoryMovingWindow | None = None
         self._bypass_until = 0.0
         self._last_log = 0.0
         registry = registry or CollectorRegistry()
@@ -107,7 +177,7 @@ class RateLimiter:
 
     async def open(self) -> None:
         """Create the storages inside the running event loop (call from the app's lifespan)."""
-        self._memory = MovingWindowRateLimiter(MemoryStorage())
+        self._memory = MemoryMovingWindow()
         if self.redis_url:
             options: dict[str, float | str | bool] = {"socket_timeout": REDIS_TIMEOUT_S, "socket_connect_timeout": REDIS_TIMEOUT_S}
             if self.redis_password:
@@ -126,7 +196,7 @@ class RateLimiter:
         """``redis`` or ``memory``: where counters currently go."""
         return "redis" if self._redis is not None and time.monotonic() >= self._bypass_until else "memory"
 
-    async def _run(self, call: Callable[[MovingWindowRateLimiter], Awaitable[T]]) -> T:
+    async def _run(self, call: Callable[[MovingWindowRateLimiter | MemoryMovingWindow], Awaitable[T]]) -> T:
         if self._memory is None:
             await self.open()
         assert self._memory is not None
@@ -142,7 +212,7 @@ class RateLimiter:
         return await call(self._memory)
 
     async def _decide(self, item: RateLimitItem, *identifiers: str, hit: bool) -> Decision:
-        async def call(limiter: MovingWindowRateLimiter) -> Decision:
+        async def call(limiter: MovingWindowRateLimiter | MemoryMovingWindow) -> Decision:
             allowed = await (limiter.hit(item, *identifiers) if hit else limiter.test(item, *identifiers))
             stats = await limiter.get_window_stats(item, *identifiers)
             reset = max(0, math.ceil(stats.reset_time - time.time()))

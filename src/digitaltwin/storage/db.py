@@ -16,6 +16,8 @@ from sqlalchemy import Engine, create_engine, event, text
 from digitaltwin.config import Settings
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+#: Pooled connections kept to an SQLite file (anyio's default worker-thread limit).
+SQLITE_POOL_SIZE = 40
 
 
 def make_engine(settings: Settings, *, echo: bool = False) -> Engine:
@@ -23,7 +25,13 @@ def make_engine(settings: Settings, *, echo: bool = False) -> Engine:
     url = settings.sqlalchemy_url
     if url.startswith("sqlite"):
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, echo=echo, connect_args={"check_same_thread": False, "timeout": 30})
+        # A file database's connections are cheap to keep and costly to churn (each new one runs the
+        # PRAGMAs below and starts with a cold page cache): keep as many as the API's worker threads
+        # (anyio's default limit, 40) can hold at once instead of QueuePool's default 5 + 10 overflow.
+        engine = create_engine(
+            url, echo=echo, connect_args={"check_same_thread": False, "timeout": 30},
+            pool_size=SQLITE_POOL_SIZE, max_overflow=SQLITE_POOL_SIZE // 2,
+        )
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
