@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import anyio
@@ -40,11 +41,15 @@ def test_body_over_the_limit_is_413_without_reading_it(client: TestClient) -> No
     }
     client.portal.call(client.app, scope, receive, send)  # type: ignore[union-attr]
     assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 413
+    assert (b"content-type", b"application/json") in sent[0]["headers"]
+    assert json.loads(sent[1]["body"]) == {"detail": f"request body larger than {limit} bytes", "field": "body"}
     assert delivered == limit // chunk + 1  # reading stopped at the first chunk past the limit
     declared = client.post(
         "/api/v1/readings", content=b"[]", headers={"Content-Type": "application/json", "Content-Length": str(limit + 1)}
     )
-    assert declared.status_code == 413  # refused from the header alone (Starlette's plain-text answer)
+    assert declared.status_code == 413  # refused from the header alone
+    assert declared.json() == {"detail": f"request body larger than {limit} bytes", "field": "body"}
+    assert client.post("/api/v1/readings", json=[]).status_code != 413  # under the limit: read as usual
 
 
 @pytest.fixture

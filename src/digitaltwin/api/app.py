@@ -31,6 +31,7 @@ from digitaltwin.registry.serving import ModelServer
 from digitaltwin.registry.store import ModelRegistry
 from digitaltwin.security.client_address import parse_networks
 from digitaltwin.security.middleware import (
+    BodyLimitMiddleware,
     NulByteGuardMiddleware,
     RateLimitMiddleware,
     SecurityHeadersMiddleware,
@@ -171,9 +172,7 @@ def create_app(settings: Settings) -> FastAPI:
         redoc_url="/redoc",
         openapi_url="/openapi.json",
         # Security (issue 4): every route is authenticated and authorised (see api/security.py);
-        # bodies over MAX_REQUEST_BODY_BYTES get 413 without being read whole.
         dependencies=[Depends(authorize)],
-        max_body_size=settings.max_request_body_bytes,
     )
     install_error_handlers(app)
     for router in (health.router, sites.router, assets.router, readings.router, forecast.router, live.router):
@@ -181,11 +180,13 @@ def create_app(settings: Settings) -> FastAPI:
     for router in (models_router.router, backtests_router.router, predict_router.router):  # Forecasting (issue 5)
         app.include_router(router)
     # Security (issue 4): auth, user, role, API key and audit routes; access in the OpenAPI document;
-    # middleware innermost first: NUL guard (422), timeout (504), client address + rate limit (429), CORS, security headers.
+    # middleware innermost first: body limit (413), NUL guard (422), timeout (504), client address + rate limit (429), CORS, security headers.
     for router in (auth_router.router, users_router.router, roles_router.router, api_keys_router.router, audit_router.router):
         app.include_router(router)
     annotate_openapi(app)
     app.state.rate_limiter = limiter
+    # bodies over MAX_REQUEST_BODY_BYTES get a JSON 413 without being read whole (innermost).
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_body_bytes)
     app.add_middleware(NulByteGuardMiddleware)
     app.add_middleware(TimeoutMiddleware, timeout_s=settings.api_timeout)
     app.add_middleware(RateLimitMiddleware, limiter=limiter, trusted_proxies=parse_networks(settings.trusted_proxies))

@@ -1,6 +1,7 @@
-"""Pure ASGI middleware of request hygiene: client address and rate limit, timeout, NUL guard, security headers.
+"""Pure ASGI middleware of request hygiene: client address and rate limit, timeout, NUL guard,
+body size limit, security headers.
 
-(The 10 MB body limit is FastAPI's own ``max_body_size``; CORS is Starlette's ``CORSMiddleware``.)
+(CORS is Starlette's ``CORSMiddleware``.)
 """
 
 from __future__ import annotations
@@ -30,6 +31,58 @@ async def _send_json(send: Send, status: int, body: dict[str, object], headers: 
     header_list += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
     await send({"type": "http.response.start", "status": status, "headers": header_list})
     await send({"type": "http.response.body", "body": raw})
+
+
+class _BodyTooLarge(Exception):
+    """Raised from ``receive`` when a chunked body passes the limit (caught by :class:`BodyLimitMiddleware`)."""
+
+
+class BodyLimitMiddleware:
+    """Refuses request bodies over ``max_bytes`` (``MAX_REQUEST_BODY_BYTES``) with a JSON 413 naming ``body``.
+
+    A declared ``Content-Length`` over the limit is refused before anything is read; a chunked body
+    is counted as it arrives and refused at the first chunk past the limit, so a huge upload is never
+    held in memory. The rule is Starlette's ``RequestBodyLimitMiddleware``'s; this one answers in the
+    product's error shape (``{"detail", "field"}``) instead of plain text, and must be the innermost
+    middleware so the request log and metrics see a 413, not an exception.
+    """
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        detail = {"detail": f"request body larger than {self.max_bytes} bytes", "field": "body"}
+        declared = Headers(scope=scope).get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await _send_json(send, 413, detail)
+            return
+        received = 0
+        started = False
+
+        async def counted_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise _BodyTooLarge
+            return message
+
+        async def tracked_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counted_receive, tracked_send)
+        except _BodyTooLarge:
+            if started:
+                raise
+            await _send_json(send, 413, detail)
 
 
 class RateLimitMiddleware:
