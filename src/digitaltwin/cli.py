@@ -458,7 +458,8 @@ def _print_demo_admin(password: str | None, base: str) -> None:
     console.print(
         f"\n[bold]admin account[/bold]: {demo_service.DEMO_ADMIN} / [bold]{password}[/bold]  (shown only now; every API route needs a login)\n"
         f"Token:    curl -s -d 'username={demo_service.DEMO_ADMIN}' --data-urlencode 'password={password}' {base}/api/v1/auth/token\n"
-        "          then send 'Authorization: Bearer <access_token>' (or use Authorize in /docs)"
+        "          then send 'Authorization: Bearer <access_token>' (or use Authorize in /docs)",
+        soft_wrap=True,  # the command stays on one line, so it can be copied
     )
 
 
@@ -515,9 +516,10 @@ def demo_cmd(
     console.print(
         f"\nAPI:      {base}/docs\nReadiness: {base}/readyz\nMetrics:  {base}/metrics\n"
         f"Energy:   {base}/api/v1/assets/steel-plant/energy?start=2018-12-01T00:00:00%2B09:00&end=2019-01-01T00:00:00%2B09:00&bucket=day\n"
-        f"Forecast: {base}/api/v1/assets/steel-plant/forecast?horizon=PT24H&algorithm=lightgbm\n"
+        f"Forecast: {base}/api/v1/assets/steel-plant/forecast?horizon=PT24H&algorithm=best&quantiles=0.1,0.5,0.9\n"
         f"Live:     {base}/api/v1/assets/{demo_service.LIVE.id}  (the last day replays, one interval every "
-        f"{settings.demo_replay_seconds_per_interval:g} s)\n"
+        f"{settings.demo_replay_seconds_per_interval:g} s)\n",
+        soft_wrap=True,  # URLs stay on one line, so they can be copied
     )
     stop = threading.Event()
     thread = threading.Thread(

@@ -97,6 +97,8 @@ def test_champion_challenger_and_admin_activation(client: TestClient, meter: str
     assert activated.json()["model_id"] == challenger_id and activated.json()["reason"] == "activated by an admin"
     best = client.get(f"/api/v1/assets/{meter}/forecast", params={"algorithm": "best"}).json()
     assert best["algorithm"] == "persistence" and best["model_id"] == challenger_id
+    default = client.get(f"/api/v1/assets/{meter}/forecast").json()  # no algorithm: the champion
+    assert default["model_id"] == challenger_id
     assert client.post("/api/v1/models/meter-f--lightgbm--20200101T000000000000Z/activate").status_code == 404
     paths = client.get("/openapi.json").json()["paths"]
     assert paths["/api/v1/models/{model_id}/activate"]["post"]["x-required-role"] == "admin"

@@ -75,7 +75,7 @@ async def get_forecast(
     algorithm: Annotated[
         str, Query(description="best (the asset's champion), lightgbm, xgboost, ridge, random_forest (rf), lstm, gru, "
                    "ensemble_mean, ensemble_median, ensemble_weighted, persistence, seasonal_naive_daily, seasonal_naive_weekly")
-    ] = "lightgbm",
+    ] = "best",
     quantiles: Annotated[str | None, Query(description="comma-separated levels in [0.01, 0.99], e.g. 0.1,0.5,0.9")] = None,
 ) -> Response:
     """Energy per interval (kWh) for the intervals after the last stored reading.
