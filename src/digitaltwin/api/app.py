@@ -17,6 +17,7 @@ from digitaltwin.api.routers import assets, forecast, health, live, readings, si
 from digitaltwin.api.routers import audit as audit_router
 from digitaltwin.api.routers import auth as auth_router
 from digitaltwin.api.routers import backtests as backtests_router
+from digitaltwin.api.routers import dead_letters as dead_letters_router
 from digitaltwin.api.routers import models as models_router
 from digitaltwin.api.routers import predict as predict_router
 from digitaltwin.api.routers import roles as roles_router
@@ -177,6 +178,7 @@ def create_app(settings: Settings) -> FastAPI:
     install_error_handlers(app)
     for router in (health.router, sites.router, assets.router, readings.router, forecast.router, live.router):
         app.include_router(router)
+    app.include_router(dead_letters_router.router)  # MQTT ingestion (issue 3): what was rejected and why
     for router in (models_router.router, backtests_router.router, predict_router.router):  # Forecasting (issue 5)
         app.include_router(router)
     # Security (issue 4): auth, user, role, API key and audit routes; access in the OpenAPI document;

@@ -135,3 +135,18 @@ class BatchOut(BaseModel):
 
 
 # Forecast, model, backtest and legacy /predict bodies live in api/forecast_schemas.py (issue 5).
+
+
+class DeadLetterOut(BaseModel):
+    """A rejected MQTT message or array item (see ``digitaltwin.domain.dead_letters.DeadLetter``)."""
+
+    id: int
+    received_at: datetime
+    topic: str
+    payload: str = Field(description="the first 1 KiB of the payload as UTF-8 (invalid bytes as U+FFFD, NUL as U+2400)")
+    payload_bytes: int
+    item_index: int | None = Field(description="position of the rejected item in an array payload; null for the whole message")
+    field: str | None = Field(description="the offending field, e.g. power_w, ts, payload")
+    reason: str
+    reason_code: str
+

@@ -25,6 +25,7 @@ class DeadLetter:
             (``invalid_item``, ``invalid_json``, ``too_large``, ``too_deep``, ``bad_topic``,
             ``unknown_asset``, ``site_mismatch``, ``storage_error``).
         received_at: UTC instant the message was received.
+        id: the stored letter's id (increasing with storage order), None before it is stored.
     """
 
     topic: str
@@ -35,6 +36,7 @@ class DeadLetter:
     reason: str
     reason_code: str
     received_at: datetime
+    id: int | None = None
 
 
 def truncate_payload(payload: bytes) -> str:

@@ -614,14 +614,40 @@ class Repository:
             ).first()
         return (row.status, row.ts) if row else None
 
-    def list_dead_letters(self, *, topic_prefix: str | None = None, limit: int = 1000) -> list[DeadLetter]:
-        """Dead letters, oldest first, optionally only those whose topic starts with ``topic_prefix``."""
-        query = select(dead_letters).order_by(dead_letters.c.id).limit(limit)
+    def list_dead_letters(
+        self,
+        *,
+        topic_prefix: str | None = None,
+        reason_code: str | None = None,
+        since: datetime | None = None,
+        before_id: int | None = None,
+        newest_first: bool = False,
+        limit: int = 1000,
+    ) -> list[DeadLetter]:
+        """Stored dead letters (with their ``id``), oldest first unless ``newest_first``.
+
+        Args:
+            topic_prefix: only letters whose topic starts with it (matched literally).
+            reason_code: only letters of this category (``invalid_item``, ``unknown_asset`` ...).
+            since: only letters received at or after this UTC instant.
+            before_id: only letters stored before this id (paging newest first).
+            limit: at most this many letters.
+        """
+        order = dead_letters.c.id.desc() if newest_first else dead_letters.c.id
+        query = select(dead_letters).order_by(order).limit(limit)
         if topic_prefix is not None:
             query = query.where(dead_letters.c.topic.startswith(topic_prefix, autoescape=True))
+        if reason_code is not None:
+            query = query.where(dead_letters.c.reason_code == reason_code)
+        if since is not None:
+            query = query.where(dead_letters.c.received_at >= since)
+        if before_id is not None:
+            query = query.where(dead_letters.c.id < before_id)
         with self.engine.connect() as conn:
             return [
-                DeadLetter(r.topic, r.payload, r.payload_bytes, r.item_index, r.field, r.reason, r.reason_code, r.received_at)
+                DeadLetter(
+                    r.topic, r.payload, r.payload_bytes, r.item_index, r.field, r.reason, r.reason_code, r.received_at, r.id
+                )
                 for r in conn.execute(query)
             ]
 
