@@ -160,3 +160,13 @@ def test_patches_and_reading_deletions_are_audited(client: TestClient) -> None:
     assert readings[0]["detail"] == {
         "start": "2024-01-01T00:00:00+00:00", "end": "2024-01-02T00:00:00+00:00", "quantity": "energy", "deleted": 0,
     }
+
+
+def test_unknown_fields_on_registration_are_named_like_on_patch(client: TestClient) -> None:
+    typo = client.post("/api/v1/sites", json={"id": "s1", "name": "S", "timezone": "Europe/Berlin", "countyr": "DE"})
+    assert typo.status_code == 422 and typo.json()["field"] == "countyr"
+    assert client.get("/api/v1/sites/s1").status_code == 404
+    _site(client)
+    body = {"id": "m1", "site_id": "plant", "name": "M", "kind": "meter", "rated_power": 50}
+    wrong = client.post("/api/v1/assets", json=body)
+    assert wrong.status_code == 422 and wrong.json()["field"] == "rated_power"

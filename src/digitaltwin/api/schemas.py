@@ -11,6 +11,11 @@ from digitaltwin.domain.assets import AssetKind
 
 
 class SiteIn(BaseModel):
+    """A site to register; an unknown field is a 422 naming it (as for PATCH), so a misspelt
+    ``country`` is not silently dropped."""
+
+    model_config = ConfigDict(extra="forbid")
+
     id: str = Field(description="slug, 1-64 of letters, digits, '.', '_', '-'")
     name: str = Field(min_length=1, max_length=200)
     timezone: str = Field(description="IANA timezone of the site's calendar, e.g. Europe/Berlin")
@@ -22,6 +27,10 @@ class SiteOut(SiteIn):
 
 
 class AssetIn(BaseModel):
+    """An asset to register; an unknown field is a 422 naming it (as for PATCH)."""
+
+    model_config = ConfigDict(extra="forbid")
+
     id: str = Field(description="slug, 1-64 of letters, digits, '.', '_', '-'")
     site_id: str
     name: str = Field(min_length=1, max_length=200)
