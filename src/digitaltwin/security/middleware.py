@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import anyio
 from starlette.datastructures import Headers, MutableHeaders
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from digitaltwin.security.client_address import IPNetwork, client_address
@@ -33,8 +34,16 @@ async def _send_json(send: Send, status: int, body: dict[str, object], headers: 
     await send({"type": "http.response.body", "body": raw})
 
 
-class _BodyTooLarge(Exception):
-    """Raised from ``receive`` when a chunked body passes the limit (caught by :class:`BodyLimitMiddleware`)."""
+class _BodyTooLarge(HTTPException):
+    """Raised from ``receive`` when a chunked body passes the limit.
+
+    An ``HTTPException`` so FastAPI's body parsing re-raises it as it is (it turns any other
+    exception into a 400 "error parsing the body") and the error handlers answer a JSON 413
+    naming ``body``; :class:`BodyLimitMiddleware` answers it when it escapes them.
+    """
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(status_code=413, detail=detail)
 
 
 class BodyLimitMiddleware:
@@ -69,7 +78,7 @@ class BodyLimitMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise _BodyTooLarge
+                    raise _BodyTooLarge(str(detail["detail"]))
             return message
 
         async def tracked_send(message: Message) -> None:
