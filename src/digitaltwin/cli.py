@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Optional, TypeVar
 
 import typer
+from pydantic import BaseModel
+from pydantic import ValidationError as PydanticValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from digitaltwin.api.schemas import AssetIn, SiteIn
 from digitaltwin.cli_users import users_app
 from digitaltwin.config import Settings
 from digitaltwin.domain.assets import Asset, AssetKind, Site, check_country, check_slug
@@ -61,6 +65,28 @@ def migrate_cmd() -> None:
     console.print(f"database migrated ({engine.dialect.name})")
 
 
+_Registered = TypeVar("_Registered", Site, Asset)
+
+
+def _registration(schema: type[BaseModel], record: _Registered) -> _Registered:
+    """``record`` (a Site or Asset) after checking it against the API's registration ``schema``.
+
+    The CLI stores nothing the API would refuse, and so nothing the API could not show back
+    (an infinite ``rated_power_kw`` or an empty name made every listing a 500).
+
+    Raises:
+        ValidationError: naming the option (``--rated-power-kw``, ``--name`` ...) of the first problem.
+    """
+    fields = {f.name: getattr(record, f.name) for f in dataclasses.fields(record)}  # type: ignore[arg-type]
+    try:
+        schema.model_validate({k: v for k, v in fields.items() if k in schema.model_fields})
+    except PydanticValidationError as exc:
+        problem = exc.errors()[0]
+        option = "--" + "-".join(str(part) for part in problem["loc"]).replace("_", "-")
+        raise ValidationError(str(problem["msg"]), field=option) from None
+    return record
+
+
 @sites_app.command("add")
 def sites_add(
     site_id: str,
@@ -79,14 +105,17 @@ def sites_add(
         if current is None:
             if timezone is None:
                 raise ValidationError("--timezone is required for a new site", field="timezone")
-            site = repo.create_site(Site(site_id, name or site_id, timezone, code))
+            site = repo.create_site(_registration(SiteIn, Site(site_id, name or site_id, timezone, code)))
         else:
             site = repo.update_site(
-                Site(
-                    site_id,
-                    name if name is not None else current.name,
-                    timezone if timezone is not None else current.timezone,
-                    code if country is not None else current.country,
+                _registration(
+                    SiteIn,
+                    Site(
+                        site_id,
+                        name if name is not None else current.name,
+                        timezone if timezone is not None else current.timezone,
+                        code if country is not None else current.country,
+                    ),
                 )
             )
     except DomainError as exc:
@@ -123,7 +152,9 @@ def assets_add(
         check_slug(asset_id, field="asset_id")
         current = repo.get_asset(asset_id) if repo.known_asset_ids([asset_id]) else None
         if current is None:
-            asset = repo.create_asset(Asset(asset_id, site, name or asset_id, kind or AssetKind.METER, parent, rated_power_kw))
+            asset = repo.create_asset(
+                _registration(AssetIn, Asset(asset_id, site, name or asset_id, kind or AssetKind.METER, parent, rated_power_kw))
+            )
         else:
             if current.site_id != site:
                 raise ValidationError(
@@ -132,14 +163,17 @@ def assets_add(
                     field="--site",
                 )
             asset = repo.update_asset(
-                Asset(
-                    asset_id,
-                    current.site_id,
-                    name if name is not None else current.name,
-                    kind if kind is not None else current.kind,
-                    parent if parent is not None else current.parent_id,
-                    rated_power_kw if rated_power_kw is not None else current.rated_power_kw,
-                    current.attributes,
+                _registration(
+                    AssetIn,
+                    Asset(
+                        asset_id,
+                        current.site_id,
+                        name if name is not None else current.name,
+                        kind if kind is not None else current.kind,
+                        parent if parent is not None else current.parent_id,
+                        rated_power_kw if rated_power_kw is not None else current.rated_power_kw,
+                        current.attributes,
+                    ),
                 )
             )
     except DomainError as exc:

@@ -45,3 +45,17 @@ def test_reregistering_an_asset_keeps_metadata_and_refuses_a_site_move(settings:
 
     assert "created" in _run(settings, "assets", "add", "fresh", "--site", "s1")
     assert repo.get_asset("fresh") == Asset("fresh", "s1", "fresh", AssetKind.METER)
+
+
+def test_cli_registration_refuses_what_the_api_would(settings: Settings, repo: Repository) -> None:
+    """An infinite rated power or an empty name stored by the CLI made every API listing a 500."""
+    repo.create_site(Site("s1", "S1", "Europe/Berlin", "DE"))
+    repo.create_asset(Asset("m1", "s1", "Meter", AssetKind.METER, rated_power_kw=50.0))
+    for value in ("inf", "nan", "-5", "1e12"):
+        out = _run(settings, "assets", "add", "m1", "--site", "s1", "--rated-power-kw", value, exit_code=2)
+        assert "--rated-power-kw" in out, (value, out)
+    assert "--rated-power-kw" in _run(settings, "assets", "add", "m2", "--site", "s1", "--rated-power-kw", "inf", exit_code=2)
+    assert "--name" in _run(settings, "assets", "add", "m1", "--site", "s1", "--name", "", exit_code=2)
+    assert "--name" in _run(settings, "sites", "add", "s1", "--name", "x" * 201, exit_code=2)
+    assert repo.get_asset("m1").rated_power_kw == 50.0 and repo.get_asset("m1").name == "Meter"
+    assert repo.get_site("s1").name == "S1" and not repo.known_asset_ids(["m2"])
