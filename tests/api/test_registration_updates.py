@@ -127,6 +127,9 @@ def test_forecast_exog_is_checked_on_post_and_patch(client: TestClient) -> None:
         patched = client.patch("/api/v1/assets/line-1", json={"attributes": {"forecast_exog": exog}})
         assert patched.status_code == 422 and patched.json()["field"] == "forecast_exog", (exog, patched.text)
     assert client.get("/api/v1/assets/line-2").status_code == 404
+    for own in ("energy", "energy_total", "power"):  # its own target as an input: training would read the answer
+        leak = client.patch("/api/v1/assets/line-1", json={"attributes": {"forecast_exog": [{"asset_id": "line-1", "quantity": own}]}})
+        assert leak.status_code == 422 and leak.json()["field"] == "forecast_exog", leak.text
     assert client.get("/api/v1/assets/line-1").json()["attributes"] == {}
     good = {"forecast_exog": [{"asset_id": "weather", "quantity": "temperature"}, {"asset_id": "line-1", "quantity": "irradiance"}]}
     assert client.patch("/api/v1/assets/line-1", json={"attributes": good}).status_code == 200

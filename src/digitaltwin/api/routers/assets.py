@@ -38,7 +38,7 @@ from digitaltwin.observability.changes import changes, record_change
 from digitaltwin.security.audit import AuditEvent
 from digitaltwin.security.policy import access
 from digitaltwin.security.roles import Role
-from digitaltwin.services.energy import energy_report
+from digitaltwin.services.energy import ENERGY_QUANTITIES, energy_report
 
 router = APIRouter(prefix="/api/v1/assets", tags=["assets"])
 log = logging.getLogger(__name__)
@@ -71,7 +71,8 @@ def _out(state: State, asset: Asset, *, detail: bool = False) -> AssetOut:
 def _check_attributes(state: State, asset_id: str, attributes: dict[str, object]) -> None:
     """Size of ``attributes`` and, when present, its ``forecast_exog`` list.
 
-    Every asset a ``forecast_exog`` entry names must exist (the asset itself included): a
+    An entry may not name the asset's own energy, energy_total or power (the forecast target:
+    training would read the answer). Every asset an entry names must exist (the asset itself included): a
     dangling entry would otherwise only show as a 404 at forecast time. It may belong to
     another site (a regional weather station shared by several sites); its readings are
     UTC instants like every other, so no timezone is involved.
@@ -84,6 +85,14 @@ def _check_attributes(state: State, asset_id: str, attributes: dict[str, object]
     if FORECAST_EXOG not in attributes:
         return
     pairs = check_forecast_exog(attributes[FORECAST_EXOG])
+    for source, quantity in pairs:
+        if source == asset_id and quantity in ENERGY_QUANTITIES:
+            # the target itself as an input: training would read the answer (leakage)
+            raise ValidationError(
+                f"attributes.{FORECAST_EXOG} lists the asset's own {quantity}, which is what is forecast; "
+                "list other series (e.g. a weather asset's temperature)",
+                field=FORECAST_EXOG,
+            )
     others = sorted({source for source, _ in pairs if source != asset_id})
     known = set(state.repo.known_asset_ids(others)) if others else set()
     for source in others:
