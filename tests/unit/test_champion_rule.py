@@ -31,9 +31,12 @@ def test_same_algorithm_and_horizon_is_a_retraining_only_on_newer_data() -> None
     assert not promoted
 
 
-def test_same_algorithm_at_a_longer_horizon_is_not_promoted_automatically() -> None:
-    promoted, reason = decide(Contender("lightgbm", 192, "2024-04-06T00:00:00Z"), CHAMPION_ID, CHAMPION, {"lightgbm": 5.0})
-    assert not promoted and "another horizon" in reason
+def test_same_algorithm_at_a_longer_horizon_replaces_the_champion_on_data_as_new() -> None:
+    """A champion an admin activated at 1 hour is replaced by a day-ahead retraining (else stuck)."""
+    promoted, reason = decide(Contender("lightgbm", 192, "2024-04-05T00:00:00Z"), CHAMPION_ID, CHAMPION, {"lightgbm": 5.0})
+    assert promoted and "extends champion" in reason
+    promoted, reason = decide(Contender("lightgbm", 192, "2024-04-01T00:00:00Z"), CHAMPION_ID, CHAMPION, {"lightgbm": 5.0})
+    assert not promoted and "older data" in reason and "champion's 2024-04-05T00:00:00Z" in reason
 
 
 def test_other_algorithms_are_compared_on_the_same_backtest() -> None:

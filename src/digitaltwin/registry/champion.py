@@ -79,14 +79,20 @@ def decide(
                 f"(training window ends {challenger.training_end}, champion's {champion.training_end})"
             )
         return False, (
-            f"same algorithm {challenger.algorithm} and horizon as champion {champion_id} "
-            f"without newer data (training window ends {challenger.training_end} as the champion's): champion kept"
+            f"same algorithm {challenger.algorithm} and horizon as champion {champion_id} without newer data "
+            f"(training window ends {challenger.training_end}, champion's {champion.training_end}): champion kept"
         )
     algorithm = champion.algorithm
     if same:
+        if _end(challenger.training_end) >= _end(champion.training_end):
+            return True, (
+                f"extends champion {champion_id}'s horizon of {old_h} steps to {new_h} with the same algorithm "
+                f"{algorithm} on data as new (training window ends {challenger.training_end}, champion's {champion.training_end})"
+            )
         return False, (
-            f"same algorithm {algorithm} as champion {champion_id} at another horizon ({new_h} steps, champion's {old_h}): "
-            "the backtest cannot tell them apart, champion kept (an admin may activate it)"
+            f"same algorithm {algorithm} as champion {champion_id} at a longer horizon ({new_h} steps, champion's {old_h}) "
+            f"on older data (training window ends {challenger.training_end}, champion's {champion.training_end}): "
+            "champion kept (an admin may activate it)"
         )
     if maes is None or algorithm not in maes or challenger.algorithm not in maes:
         return True, f"champion {champion_id} could not be backtested"
