@@ -193,3 +193,24 @@ def test_hourly_meter_at_a_half_hour_offset_site_trains_backtests_and_forecasts(
     assert list(origins) == [pd.Timestamp(f"2026-09-{d} 19:00", tz="UTC") for d in range(30, 31)] + [
         pd.Timestamp(f"2026-10-0{d} 19:00", tz="UTC") for d in range(1, 5)
     ]  # the first UTC hour after each local midnight (18:30 UTC)
+
+
+def test_hourly_meter_reporting_local_hours_at_a_half_hour_site_keeps_its_intervals(
+    repo: Repository, tmp_path: Path
+) -> None:
+    """Meters at a UTC+05:30 site often report local hours (18:30 UTC ...): the grid keeps that
+    phase, so a forecast interval is a metered interval, not half of two (newcomer report)."""
+    meter(repo, "k2", "Asia/Kolkata")
+    first = utc(2026, 9, 1, 0, 30)
+    hours = 10 * 24
+    load = [40.0 + (i % 24) for i in range(hours)]
+    repo.write_readings(
+        [Reading("k2", "energy", first + timedelta(hours=i), load[i]) for i in range(hours)], interval_seconds=3600
+    )
+    service = ForecastService(repo, ModelRegistry(tmp_path / "models"), max_hold=HOLD)
+    y = service.target("k2").y
+    assert (y.index.minute == 30).all() and len(y) == hours
+    assert y.to_numpy() == pytest.approx(load)
+    result = service.forecast("k2", "seasonal_naive_daily", horizon=timedelta(hours=2))
+    assert list(result.values.index) == [first + timedelta(hours=hours), first + timedelta(hours=hours + 1)]
+    assert result.values.to_numpy() == pytest.approx(load[-24:-22])

@@ -211,25 +211,27 @@ class ForecastService:
     ) -> _Inputs:
         """Read what the target over ``[start, end)`` (clipped to the stored data) is computed from.
 
-        The target holds whole intervals of the UTC grid only (15 minutes, or hours counted from
-        the epoch, so a site at UTC+05:30 still gets the hours its meters report): the first
+        The target holds whole intervals of a fixed grid only: 15 minutes from the epoch, or hours
+        in the phase of the meter's own intervals (:func:`_grid_phase_us`: UTC hours, or the
+        half hours past UTC that meters at a site of UTC+05:30 report as local hours). The first
         interval starts at or after ``start`` and the first reading, the last one ends at or before
         ``end`` and the instant the data covers (see :func:`_covered_until_us`). A partial interval
         at either end would read as a drop in load; the interval in progress is forecast instead.
         """
         step_us = int(grid.step.total_seconds() * 1_000_000)
         first, last = grid.extent
-        lo_us = to_epoch_us(max(start, first) if start else first)
-        first_us = -(-lo_us // step_us) * step_us
+        phase_us = _grid_phase_us(grid.info, last, step_us)
+        lo_us = to_epoch_us(max(start, first) if start else first) - phase_us
+        first_us = -(-lo_us // step_us) * step_us + phase_us
         if end is not None and end <= last:
             # the data goes on after the range, so every interval before ``end`` is covered
-            hi_us = to_epoch_us(end) // step_us * step_us
+            hi_us = (to_epoch_us(end) - phase_us) // step_us * step_us + phase_us
             readings = read_window(self.repo, grid.info, from_epoch_us(first_us), from_epoch_us(max(hi_us, first_us)))
         else:
             readings = read_window(self.repo, grid.info, from_epoch_us(first_us), last + timedelta(microseconds=1))
             covered_us = _covered_until_us(grid.info, readings, last)
             hi_us = min(covered_us, to_epoch_us(end)) if end is not None else covered_us
-            hi_us = hi_us // step_us * step_us
+            hi_us = (hi_us - phase_us) // step_us * step_us + phase_us
         if hi_us <= first_us:
             raise NotFoundError(
                 f"asset {grid.asset.id!r} has no complete {int(grid.step.total_seconds() // 60)}-minute interval "
@@ -284,8 +286,11 @@ class ForecastService:
             return None
         full = index.append(pd.date_range(index[-1] + step, periods=future_steps, freq=step)) if future_steps else index
         columns: dict[str, np.ndarray] = {}
+        step_us = int(step.total_seconds() * 1_000_000)
+        phase_us = int(index[0].value // 1000) % step_us  # the target grid's offset from the epoch
         for item in readings:
-            stamps = pd.to_datetime(item.ts_s, unit="s", utc=True).floor(pd.Timedelta(step))
+            ts_us = np.round(np.asarray(item.ts_s, dtype=float) * 1e6).astype(np.int64)
+            stamps = pd.to_datetime((ts_us - phase_us) // step_us * step_us + phase_us, unit="us", utc=True)
             means = pd.Series(item.values, index=stamps).groupby(level=0).mean()
             columns[item.name] = means.reindex(full).to_numpy(dtype=float)
         return pd.DataFrame(columns, index=full)
@@ -546,6 +551,26 @@ def _steps(horizon: timedelta, step: timedelta) -> int:
     if horizon <= timedelta(0) or steps != int(steps):
         raise ValidationError(f"horizon must be a positive multiple of {int(step.total_seconds() // 60)} minutes", field="horizon")
     return int(steps)
+
+
+#: Offsets of an hourly meter's intervals from UTC hours that are kept as the grid's phase:
+#: the quarter hours (UTC+05:30, +05:45, +09:30 ... sites whose meters report local hours).
+_PHASE_UNIT_US = 15 * 60 * 1_000_000
+
+
+def _grid_phase_us(info: SeriesInfo, last: datetime, step_us: int) -> int:
+    """Offset (epoch microseconds, ``0 <= phase < step``) of the target grid from the epoch.
+
+    Hourly interval meters keep the phase of their own readings (that of the latest), when it
+    is a whole number of quarter hours: a meter at a site of UTC+05:30 reports local hours,
+    18:30 UTC and so on, and a grid of UTC hours would split each reading over two intervals
+    and halve its peaks. 15-minute grids and other series use the epoch's phase (every UTC
+    offset in use is a multiple of 15 minutes).
+    """
+    if step_us <= _PHASE_UNIT_US or info.kind is not SeriesKind.INTERVAL:
+        return 0
+    phase = to_epoch_us(last) % step_us
+    return phase if phase % _PHASE_UNIT_US == 0 else 0
 
 
 def _covered_until_us(info: SeriesInfo, readings: WindowReadings, last: datetime) -> int:
