@@ -128,6 +128,8 @@ def test_input_errors_name_their_field(client: TestClient, meter: str, repo: Rep
         ("seasonal_naive_daily", "PT24H", "0.1,1.5"): (422, "quantiles"),
         ("seasonal_naive_daily", "PT24H", "x"): (422, "quantiles"),
         ("seasonal_naive_daily", "PT90M", None): (422, "horizon"),
+        ("seasonal_naive_daily", "P1DT", None): (422, "horizon"),  # a T without a time part
+        ("persistence", "P3650D", None): (422, "horizon"),  # over MAX_HORIZON (a 25 MB answer before)
         ("lightgbm", "PT24H", None): (404, "algorithm"),
     }
     for (algorithm, horizon, quantiles), (status, field) in cases.items():

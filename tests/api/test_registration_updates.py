@@ -173,3 +173,10 @@ def test_unknown_fields_on_registration_are_named_like_on_patch(client: TestClie
     body = {"id": "m1", "site_id": "plant", "name": "M", "kind": "meter", "rated_power": 50}
     wrong = client.post("/api/v1/assets", json=body)
     assert wrong.status_code == 422 and wrong.json()["field"] == "rated_power"
+
+
+def test_malformed_or_missing_json_names_the_body(client: TestClient) -> None:
+    broken = client.post("/api/v1/sites", content=b'{"id": "s1",', headers={"Content-Type": "application/json"})
+    assert broken.status_code == 422 and broken.json()["field"] == "body"
+    empty = client.post("/api/v1/sites", headers={"Content-Type": "application/json"})
+    assert empty.status_code == 422 and empty.json()["field"] == "body"

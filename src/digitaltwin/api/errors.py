@@ -56,8 +56,11 @@ def install_error_handlers(app: FastAPI) -> None:
         # not echoed, so a NaN in the body cannot break the error response itself.
         errors = exc.errors()
         first = errors[0] if errors else {}
-        loc = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path", "header")]
+        raw_loc = tuple(first.get("loc", ()))
+        loc = [str(part) for part in raw_loc if part not in ("body", "query", "path", "header")]
         field = ".".join(loc) or None
+        if first.get("type") == "json_invalid" or (field is None and raw_loc[:1] == ("body",)):
+            field = "body"  # malformed or missing JSON: the loc is a character position, or nothing
         message = str(first.get("msg", "invalid request"))
         if len(errors) > 1:
             message += f" (and {len(errors) - 1} more problem(s))"

@@ -20,7 +20,8 @@ def parse_duration(text: str, *, field: str) -> timedelta:
             longer than :data:`MAX_DURATION`.
     """
     match = _DURATION.match(text.strip().upper()) if isinstance(text, str) else None
-    if not match or text.strip().upper() in ("P", "PT"):
+    # "P" and "PT" alone, and a "T" with no time part ("P1DT"), are not durations (ISO 8601-1 5.5.2.4)
+    if not match or text.strip().upper() in ("P", "PT") or text.strip().upper().endswith("T"):
         if isinstance(text, str) and re.match(r"^P[^T]*[YM]", text.strip().upper()):
             raise ValidationError(f"{text!r}: years and months vary in length; give days, e.g. P30D", field=field)
         raise ValidationError(f"{text!r} is not an ISO 8601 duration such as PT24H", field=field)

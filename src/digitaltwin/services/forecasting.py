@@ -52,6 +52,10 @@ from digitaltwin.storage.repository import Repository, SeriesInfo
 from digitaltwin.storage.tables import from_epoch_us, to_epoch_us
 
 DAY_AHEAD_HORIZON = timedelta(days=1)
+#: Longest horizon served, trained or backtested: a month ahead (2,976 quarter hours). Operational
+#: energy forecasts are day- to week-ahead; longer ones are planning questions, and an unbounded
+#: horizon let any viewer ask for a 25 MB answer (ten years of quarter hours).
+MAX_HORIZON = timedelta(days=31)
 #: Local days of the champion/challenger holdout backtest run at every training.
 HOLDOUT_DAYS = 14
 #: The name that asks for the asset's champion.
@@ -547,9 +551,12 @@ class ForecastService:
 
 
 def _steps(horizon: timedelta, step: timedelta) -> int:
+    """Steps of ``step`` in ``horizon``; ValidationError naming ``horizon`` unless a positive multiple up to :data:`MAX_HORIZON`."""
     steps = horizon / step
     if horizon <= timedelta(0) or steps != int(steps):
         raise ValidationError(f"horizon must be a positive multiple of {int(step.total_seconds() // 60)} minutes", field="horizon")
+    if horizon > MAX_HORIZON:
+        raise ValidationError(f"horizon longer than {MAX_HORIZON.days} days", field="horizon")
     return int(steps)
 
 
