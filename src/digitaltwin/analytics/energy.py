@@ -10,6 +10,9 @@ Every series kind is first turned into *segments*: half-open time spans
 * cumulative counter (kWh): ``[ts_{i-1}, ts_i)`` carries the increase; a
   drop of more than 10 % is a meter reset and the new reading counts from zero,
   a smaller dip is noise, as Home Assistant's ``total_increasing`` treats them.
+  A span longer than :data:`COUNTER_MAX_SPAN_SECONDS` (48 h) is a gap, as a power
+  sample held past ``max_hold`` is: its increase goes to no bucket, and the next
+  span counts from the reading that closes the gap.
 
 Buckets then take each segment whole when it lies inside them, or the share of
 its energy proportional to the overlap when it crosses bucket edges. Per bucket:
@@ -84,14 +87,46 @@ def interval_segments(ts_s: np.ndarray, energy_kwh: np.ndarray, *, interval_s: f
 #: smaller drop is read-out noise (Home Assistant's ``total_increasing`` uses 10 %).
 RESET_DROP_FRACTION = 0.1
 
+#: Longest span between two counter readings whose increase is spread over it (seconds);
+#: a longer span is a gap. See :func:`counter_segments` for why 48 hours.
+COUNTER_MAX_SPAN_SECONDS = 48 * 3600
 
-def counter_segments(ts_s: np.ndarray, total_kwh: np.ndarray) -> Segments:
+
+def counter_segments(ts_s: np.ndarray, total_kwh: np.ndarray, *, max_span_s: float = COUNTER_MAX_SPAN_SECONDS) -> Segments:
     """Segments between consecutive counter readings (epoch seconds, kWh register values).
 
     The increase is measured from the highest value since the last reset, so a small
     dip (less than :data:`RESET_DROP_FRACTION`) adds nothing and is not counted twice
     when the register recovers; a larger drop is a reset and the new reading counts
     from zero.
+
+    A span longer than ``max_span_s`` is a gap: no segment covers it, so its increase
+    goes to no bucket and the buckets it covers show missing data, as those of a power
+    series past its hold do. The baseline still moves on: the next span counts from the
+    reading that closes the gap (whatever that value, so neither a reset nor a dip over a
+    gap carries into later spans).
+
+    Why a maximum, and why 48 hours (:data:`COUNTER_MAX_SPAN_SECONDS`): the increase
+    between two register reads is measured energy, but its timing inside the span is
+    unknown; spreading it evenly is the flat-line estimate meter-data-management systems
+    use, and they bound it by a longest span to interpolate (e.g. Itron MDM's "max range
+    to interpolate"), leaving longer gaps unfilled. Without a bound one stray old reading
+    spread decades of register over every month in between. 48 hours keeps daily register
+    reads whole (the coarsest cadence of automated meter reading), also over a 25-hour DST
+    day and when a read comes up to a day late; a longer span (a stray old reading, a
+    meter offline over a weekend, weekly manual readings) would spread days of flat,
+    invented load into the daily profile and the forecasting target, so it is a gap. The
+    power hold (``POWER_MAX_HOLD_SECONDS``, 1 hour) is not reused: an hourly counter read
+    one second late would lose a whole hour of measured energy, where a power sample held
+    one second too short loses one second.
+
+    Args:
+        ts_s: reading times, epoch seconds, ascending, shape ``(n,)``.
+        total_kwh: register values in kWh, shape ``(n,)``.
+        max_span_s: longest span whose increase is spread, seconds.
+
+    Returns:
+        At most ``n - 1`` segments, one per span not longer than ``max_span_s``.
     """
     if ts_s.size < 2:
         return _empty()
@@ -107,7 +142,10 @@ def counter_segments(ts_s: np.ndarray, total_kwh: np.ndarray) -> Segments:
         else:
             delta[i - 1] = value - baseline
             baseline = value
-    return Segments(ts_s[:-1], ts_s[1:], delta)
+        if ts_s[i] - ts_s[i - 1] > max_span_s:
+            baseline = value  # gap: its increase is dropped below; later spans count from here
+    keep = np.diff(ts_s) <= max_span_s
+    return Segments(ts_s[:-1][keep], ts_s[1:][keep], delta[keep])
 
 
 def segments_for(
@@ -118,13 +156,18 @@ def segments_for(
     interval_s: float | None,
     max_hold_s: float,
     until_s: float,
+    counter_max_span_s: float = COUNTER_MAX_SPAN_SECONDS,
 ) -> Segments:
-    """Dispatch on the series kind (see module docstring)."""
+    """Dispatch on the series kind (see module docstring).
+
+    ``max_hold_s`` and ``until_s`` apply to power, ``interval_s`` to interval energy and
+    ``counter_max_span_s`` to counters (all in seconds).
+    """
     if kind is SeriesKind.INSTANTANEOUS:
         return power_segments(ts_s, values, max_hold_s=max_hold_s, until_s=until_s)
     if kind is SeriesKind.INTERVAL:
         return interval_segments(ts_s, values, interval_s=interval_s)
-    return counter_segments(ts_s, values)
+    return counter_segments(ts_s, values, max_span_s=counter_max_span_s)
 
 
 def _empty() -> Segments:

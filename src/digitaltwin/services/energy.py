@@ -147,6 +147,12 @@ def bucket_totals(
 ) -> BucketTotals:
     """Energy, covered hours, mean and peak power and sample counts per bucket (NaN where undefined).
 
+    Gaps (NaN) are where no span covers a bucket: a power sample held past ``max_hold``, a
+    missing interval, or a counter span longer than
+    :data:`~digitaltwin.analytics.energy.COUNTER_MAX_SPAN_SECONDS` (see
+    :func:`~digitaltwin.analytics.energy.counter_segments`). The forecasting target is computed
+    here too, so it has the same gaps as :func:`energy_report`.
+
     Args:
         info: the series (kind and interval length).
         readings: from :func:`read_window` over ``[edges_us[0], edges_us[-1])``.
