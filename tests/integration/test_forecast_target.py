@@ -214,3 +214,17 @@ def test_hourly_meter_reporting_local_hours_at_a_half_hour_site_keeps_its_interv
     result = service.forecast("k2", "seasonal_naive_daily", horizon=timedelta(hours=2))
     assert list(result.values.index) == [first + timedelta(hours=hours), first + timedelta(hours=hours + 1)]
     assert result.values.to_numpy() == pytest.approx(load[-24:-22])
+
+
+def test_training_reads_at_most_three_years_so_a_stray_old_reading_is_left_out(repo: Repository, tmp_path: Path) -> None:
+    meter(repo, "old", "Europe/Berlin")
+    first = utc(2026, 9, 1)
+    hours = 40 * 24
+    rows = [Reading("old", "energy", first + timedelta(hours=i), 30.0 + (i % 24)) for i in range(hours)]
+    rows.append(Reading("old", "energy", utc(2010, 1, 1), 5.0))  # a stray reading 16 years earlier
+    repo.write_readings(rows, interval_seconds=3600)
+    service = ForecastService(repo, ModelRegistry(tmp_path / "models"), max_hold=HOLD)
+    trained = service.train("old", "ridge")
+    start = pd.Timestamp(trained.manifest.training_start)
+    last = first + timedelta(hours=hours - 1)
+    assert start == pd.Timestamp(last) - pd.Timedelta(days=3 * 365 + 1)  # not 2010

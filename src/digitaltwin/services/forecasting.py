@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -52,6 +52,10 @@ from digitaltwin.storage.repository import Repository, SeriesInfo
 from digitaltwin.storage.tables import from_epoch_us, to_epoch_us
 
 DAY_AHEAD_HORIZON = timedelta(days=1)
+#: Most history a model is trained on (and a backtest reads before its first origin): three years
+#: hold every seasonal pattern of a load twice over with a margin, and a stray reading years before
+#: the rest of the data no longer makes a frame of decades of empty intervals.
+MAX_TRAINING_HISTORY = timedelta(days=3 * 365 + 1)
 #: Longest horizon served, trained or backtested: a month ahead (2,976 quarter hours). Operational
 #: energy forecasts are day- to week-ahead; longer ones are planning questions, and an unbounded
 #: horizon let any viewer ask for a 25 MB answer (ten years of quarter hours).
@@ -308,7 +312,7 @@ class ForecastService:
         horizon: timedelta = DAY_AHEAD_HORIZON,
         activate: bool = True,
     ) -> TrainResult:
-        """Fit ``algorithm`` on all stored history, store it, and promote it if it beats the champion.
+        """Fit ``algorithm`` on the stored history (at most :data:`MAX_TRAINING_HISTORY`), store it, and promote it if it beats the champion.
 
         Champion/challenger: the challenger's algorithm and the champion's are
         backtested on the same origins (each local midnight of the last
@@ -326,7 +330,8 @@ class ForecastService:
             ValidationError: naming ``horizon``.
         """
         name = canonical_name(algorithm)
-        target = self.target(asset_id)
+        grid = self._grid(asset_id)
+        target = self._target(self._inputs(grid, start=grid.extent[1] - MAX_TRAINING_HISTORY))
         steps = _steps(horizon, target.step)
         record = self.registry.active(asset_id)
         champion_id = str(record["model_id"]) if record else None
@@ -422,7 +427,9 @@ class ForecastService:
         """
         if retrain_every < 1:
             raise ValidationError("retrain_every must be >= 1", field="retrain_every")
-        target = self.target(asset_id)
+        first_day = datetime.combine(start, datetime.min.time(), tzinfo=UTC)
+        after_last_day = datetime.combine(end, datetime.min.time(), tzinfo=UTC) + timedelta(days=2)
+        target = self.target(asset_id, start=first_day - MAX_TRAINING_HISTORY - timedelta(days=1), end=after_last_day + horizon)
         origins = daily_origins(target.y, timezone=target.timezone, start=start, end=end)
         if not origins:
             raise ValidationError("no origin with data between start and end", field="start")
