@@ -41,4 +41,7 @@ EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
   CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4)"]
 # Several workers; their metrics are aggregated through PROMETHEUS_MULTIPROC_DIR.
+# With MQTT_BROKER set, serve runs exactly one MQTT subscriber (one ingest process next to the
+# BACKEND_WORKERS API processes); docker-compose.prod.yml turns it off (MQTT_API_SUBSCRIBER=false)
+# because its ingest service subscribes.
 CMD ["sh", "-c", "exec digitaltwin serve --host 0.0.0.0 --port 8000 --workers \"${BACKEND_WORKERS}\""]

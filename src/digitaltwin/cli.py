@@ -405,26 +405,70 @@ def serve_cmd(
     port: Annotated[int, typer.Option()] = 8000,
     workers: Annotated[int, typer.Option(help="worker processes")] = 1,
 ) -> None:
-    """Serve the REST API (docs at /docs)."""
+    """Serve the REST API (docs at /docs).
+
+    With MQTT_BROKER set (and MQTT_API_SUBSCRIBER not false) exactly one MQTT subscriber runs per
+    serve: in the API process with one worker; with --workers N > 1 in one ingest worker process
+    that serve starts and restarts if it dies (as `digitaltwin ingest` would), the N API
+    processes not subscribing. N subscribers sharing one client id would take the session from
+    each other every 2 s.
+    """
     import uvicorn
 
     settings = Settings()
     configure_logging(settings.log_dir, level=settings.log_level, secrets=secret_values(settings))
     # access.log is written (as JSON, without query strings) by the request-id middleware
+    multiproc_dir = None
     if workers > 1 or settings.prometheus_multiproc_dir:
         from digitaltwin.observability.metrics import enable_multiprocess
 
-        enable_multiprocess(settings.prometheus_multiproc_dir or settings.data_dir / "prometheus-multiproc")
+        multiproc_dir = enable_multiprocess(settings.prometheus_multiproc_dir or settings.data_dir / "prometheus-multiproc")
     if workers > 1:
-        # a worker imports pandas/LightGBM before it answers uvicorn's health check: give it 60 s, not 5
-        uvicorn.run(
-            "digitaltwin.api.asgi:app", host=host, port=port, workers=workers, access_log=False,
-            timeout_worker_healthcheck=60,
-        )
+        ingest = _serve_ingest_process(settings, multiproc_dir)
+        try:
+            # a worker imports pandas/LightGBM before it answers uvicorn's health check: give it 60 s, not 5
+            uvicorn.run(
+                "digitaltwin.api.asgi:app", host=host, port=port, workers=workers, access_log=False,
+                timeout_worker_healthcheck=60,
+            )
+        finally:
+            if ingest is not None:
+                ingest[0].set()
+                ingest[1].join()
     else:
         from digitaltwin.api.app import create_app
 
         uvicorn.run(create_app(settings), host=host, port=port, access_log=False)
+
+
+def _serve_ingest_process(settings: Settings, multiproc_dir: Path | None) -> tuple[threading.Event, threading.Thread] | None:
+    """For `serve --workers N`: keep the API workers from subscribing and supervise one ingest worker process.
+
+    Returns the (stop event, supervisor thread), or None when serve does not subscribe (no
+    MQTT_BROKER, or MQTT_API_SUBSCRIBER=false because a separate ingest service does). The
+    ingest process has the client id a single-process serve would use (MQTT_CLIENT_ID or
+    ``digitaltwin-ingest-<hostname>``), so it resumes the same persistent session.
+    """
+    import os
+
+    from digitaltwin.ingest.mqtt_subscriber import default_client_id
+    from digitaltwin.ingest.workers import run_workers
+
+    if not settings.mqtt_broker or not settings.mqtt_api_subscriber:
+        return None
+    os.environ["MQTT_API_SUBSCRIBER"] = "false"  # inherited by the API worker processes uvicorn spawns
+    client_id = settings.mqtt_client_id or default_client_id()
+    stop = threading.Event()
+    supervisor = threading.Thread(
+        target=run_workers, args=(settings, 1),
+        kwargs={
+            "client_id": client_id, "stop": stop, "multiproc_dir": multiproc_dir,
+            "on_start": lambda cid: console.print(f"MQTT ingest worker {cid} started"),
+        },
+        name="serve-ingest-supervisor", daemon=True,
+    )
+    supervisor.start()
+    return stop, supervisor
 
 
 @app.command("ingest")

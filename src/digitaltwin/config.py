@@ -87,6 +87,14 @@ class Settings(BaseSettings):
     )
     mqtt_topic_prefix: str = Field("", alias="MQTT_TOPIC_PREFIX", description="prefix of every topic, e.g. 'plant-a/'")
     mqtt_shared_group: str = Field("digitaltwin", alias="MQTT_SHARED_GROUP", description="$share group the replicas join")
+    mqtt_api_subscriber: bool = Field(
+        True, alias="MQTT_API_SUBSCRIBER",
+        description="with MQTT_BROKER, `serve` subscribes (one subscriber per serve); false when a separate `ingest` service does",
+    )
+    mqtt_session_expiry_s: int = Field(
+        7 * 24 * 3600, alias="MQTT_SESSION_EXPIRY", ge=0, le=4_294_967_295,
+        description="seconds the broker keeps a subscriber's session (and queues its share) while it is away",
+    )
     live_state_key_prefix: str = Field(
         "digitaltwin:live", alias="LIVE_STATE_KEY_PREFIX", description="prefix of the live twin state's Redis keys"
     )

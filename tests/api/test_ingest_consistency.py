@@ -153,6 +153,63 @@ def test_an_interval_conflicting_with_the_series_is_rejected(client: TestClient,
     assert series is not None and series.interval_seconds == 1800
 
 
+def hourly(asset_id: str, hours: int, interval: str | None = None) -> list[dict[str, Any]]:
+    """``hours`` hourly energy items of 54.2 kWh from 2026-11-01 00:00 UTC."""
+    return [energy(asset_id, f"2026-11-{1 + h // 24:02d}T{h % 24:02d}:00:00Z", 54.2, interval) for h in range(hours)]
+
+
+def test_a_declared_interval_must_agree_with_the_spacing_of_stored_readings(client: TestClient, repo: Repository) -> None:
+    """One item declaring PT15M on an hourly series without a recorded interval is rejected, so the
+    history keeps its meaning; the correct declaration is accepted and recorded."""
+    make_assets(client, "m-hourly")
+    assert client.post("/api/v1/readings", json=hourly("m-hourly", 72)).json()["accepted"] == 72
+    day = {"start": "2026-11-02T00:00:00Z", "end": "2026-11-03T00:00:00Z", "bucket": "day"}
+    before = client.get("/api/v1/assets/m-hourly/energy", params=day).json()
+    assert before["buckets"][0]["mean_power_kw"] == pytest.approx(54.2), before
+    assert before["buckets"][0]["missing_count"] in (0, None), before
+
+    wrong = client.post("/api/v1/readings", json=[energy("m-hourly", "2026-11-04T00:00:00Z", 54.2, "PT15M")])
+    assert wrong.status_code == 422 or wrong.json()["rejected"] == 1, wrong.text
+    item = wrong.json()["items"][0]
+    assert item["field"] == "interval"
+    assert "PT15M" in item["reason"] and "PT1H" in item["reason"]  # names the observed spacing
+    series = repo.find_series("m-hourly", "energy", fresh=True)
+    assert series is not None and series.interval_seconds is None
+    assert client.get("/api/v1/assets/m-hourly/energy", params=day).json() == before
+
+    right = client.post("/api/v1/readings", json=[energy("m-hourly", "2026-11-04T00:00:00Z", 54.2, "PT1H")])
+    assert right.json()["accepted"] == 1, right.text
+    series = repo.find_series("m-hourly", "energy", fresh=True)
+    assert series is not None and series.interval_seconds == 3600
+
+
+def test_interval_on_power_only_items_is_rejected(client: TestClient) -> None:
+    make_assets(client, "m-pow")
+    response = client.post("/api/v1/readings", json=[
+        {**power("m-pow", "2026-11-28T00:00:00Z", 5.0), "interval": "PT15M"},
+        {"asset_id": "m-pow", "ts": "2026-11-28T00:15:00Z", "values": {"power_kw": 5.0, "energy_kwh": 1.25}, "interval": "PT15M"},
+    ])
+    items = response.json()["items"]
+    assert [(i["status"], i["field"]) for i in items] == [("rejected", "interval"), ("accepted", None)]
+    assert "power" in items[0]["reason"]
+
+
+def test_deleting_all_readings_of_a_series_clears_its_recorded_interval(client: TestClient, repo: Repository) -> None:
+    make_assets(client, "m-fix")
+    assert client.post("/api/v1/readings", json=[energy("m-fix", "2026-11-28T00:00:00Z", 1, "PT15M")]).json()["accepted"] == 1
+    assert client.post("/api/v1/readings", json=[energy("m-fix", "2026-11-28T01:00:00Z", 4, "PT1H")]).json()["rejected"] == 1
+    span = {"start": "2026-11-27T00:00:00Z", "end": "2026-11-29T00:00:00Z"}
+    partial = client.delete("/api/v1/assets/m-fix/readings", params={**span, "end": "2026-11-27T12:00:00Z"})
+    assert partial.status_code == 200 and partial.json()["deleted"] == 0
+    assert repo.find_series("m-fix", "energy", fresh=True).interval_seconds == 900  # type: ignore[union-attr]
+    assert client.delete("/api/v1/assets/m-fix/readings", params=span).json()["deleted"] == 1
+    series = repo.find_series("m-fix", "energy", fresh=True)
+    assert series is not None and series.interval_seconds is None
+    resent = client.post("/api/v1/readings", json=hourly("m-fix", 3, "PT1H"))
+    assert resent.json()["accepted"] == 3, resent.text
+    assert repo.find_series("m-fix", "energy", fresh=True).interval_seconds == 3600  # type: ignore[union-attr]
+
+
 # -- the live state agrees with storage ------------------------------------------------------------
 
 

@@ -20,6 +20,7 @@ import pytest
 from digitaltwin.config import Settings
 from digitaltwin.domain.assets import AssetKind
 from digitaltwin.domain.dead_letters import DeadLetter
+from digitaltwin.domain.readings import Reading
 from digitaltwin.ingest.mqtt_payload import DecodedMessage
 from digitaltwin.ingest.writer import BatchingWriter, Envelope
 from digitaltwin.observability.metrics import Metrics
@@ -150,6 +151,34 @@ def test_an_interval_conflicting_with_the_series_is_dead_lettered(mqtt_settings:
     assert [(d.field, d.item_index) for d in letters] == [("interval", None), ("interval", 1)]
     assert "PT1H" in letters[0].reason and "PT15M" in letters[0].reason
     assert "PT2H" in letters[1].reason
+
+
+def test_an_interval_disagreeing_with_the_stored_spacing_is_dead_lettered(mqtt_settings: Settings, repo: Repository) -> None:
+    """An hourly series stored without an interval: a PT15M item is dead-lettered naming ``interval``
+    with the observed spacing; ``interval`` on a power item too; PT1H is accepted and recorded."""
+    register(repo, "site-h", "m-hr")
+    repo.write_readings([
+        Reading("m-hr", "energy", datetime(2026, 11, 1 + h // 24, h % 24, tzinfo=UTC), 54.2) for h in range(48)
+    ])
+    topic = "dt/site-h/m-hr/telemetry"
+    with running_subscriber(mqtt_settings, repo) as (_, flushes):
+        publish(mqtt_settings, topic, [
+            b'{"device_id":"m-hr","ts":"2026-11-03T00:00:00Z","energy_kwh":54.2,"interval":"PT15M"}',
+            b'{"device_id":"m-hr","ts":"2026-11-03T00:00:00Z","power_kw":54.2,"interval":"PT1H"}',
+        ])
+        flushes.wait(2, timeout_s=20)
+        series = repo.find_series("m-hr", "energy", fresh=True)
+        assert series is not None and series.interval_seconds is None
+        publish(mqtt_settings, topic, [b'{"device_id":"m-hr","ts":"2026-11-03T01:00:00Z","energy_kwh":54.2,"interval":"PT1H"}'])
+        flushes.wait(3, timeout_s=20)
+    series = repo.find_series("m-hr", "energy", fresh=True)
+    assert series is not None and series.interval_seconds == 3600
+    assert len(values(repo, "m-hr")) == 49
+    letters = repo.list_dead_letters(topic_prefix=mqtt_settings.mqtt_topic_prefix)
+    assert sorted(d.field for d in letters) == ["interval", "interval"]
+    reasons = sorted(d.reason for d in letters)
+    assert any("PT15M" in r and "PT1H" in r and "spacing" in r for r in reasons), reasons
+    assert any("power" in r for r in reasons), reasons
 
 
 @pytest.mark.parametrize("payload", [b"\x00", b"\x00\x00\x00\x00", b'{"a":"\x00"}'])

@@ -78,6 +78,10 @@ def test_production_services_follow_the_guide(tmp_path: Path) -> None:
     assert "container_name" not in backend and "ports" not in backend, "backend must scale with --scale backend=N"
     assert backend["deploy"]["resources"]["limits"]["memory"]
     assert backend["environment"]["DATABASE_URL"].startswith("postgresql://")
+    # one MQTT subscriber: the ingest service, under a fixed client id (not the container hostname)
+    assert backend["environment"]["MQTT_API_SUBSCRIBER"] == "false"
+    assert services["ingest"]["environment"]["MQTT_CLIENT_ID"] == "digitaltwin-ingest"
+    assert "ingest" in " ".join(services["ingest"]["command"])
     assert "--storage.tsdb.retention.time=30d" in services["prometheus"]["command"]
     assert services["grafana"]["environment"]["GF_SECURITY_ADMIN_PASSWORD"] == "test-value"
     published = {str(p["target"]) for p in services["nginx"]["ports"]}

@@ -145,7 +145,9 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.dt = state
         state.security = SecurityService(settings, engine, keys=signing_keys)  # Security (issue 4)
         await limiter.open()
-        if settings.mqtt_broker:  # MQTT ingestion (issue 3): the subscriber runs in the service's lifespan
+        # MQTT ingestion (issue 3): the subscriber runs in the service's lifespan, unless a separate ingest
+        # process subscribes (MQTT_API_SUBSCRIBER=false; `serve --workers N` sets it for its API workers)
+        if settings.mqtt_broker and settings.mqtt_api_subscriber:
             state.subscriber = build_subscriber(settings, repo, metrics=metrics, live_state=state.live)
             state.subscriber.start()
         background = _start_forecasting(settings, state.forecasts)  # Forecasting (issue 5)

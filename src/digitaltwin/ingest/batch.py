@@ -10,7 +10,7 @@ from digitaltwin.domain.readings import Reading, item_interval_seconds, parse_it
 from digitaltwin.domain.timestamps import zone
 from digitaltwin.domain.units import SeriesKind, quantity_spec
 from digitaltwin.ingest.nul import nul_field, nul_reason
-from digitaltwin.storage.repository import Repository
+from digitaltwin.storage.repository import SPACING_READINGS, Repository
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +60,9 @@ def ingest_batch(
     Items are rejected (naming the field, the good items still stored) when a key or string
     holds a NUL character (:mod:`digitaltwin.ingest.nul`), and when they declare an
     ``interval`` other than the one their series already has, or than an earlier item of the
-    batch declared for it (see :func:`check_declared_interval`).
+    batch declared for it, or than the spacing of a series' stored readings when it has no
+    recorded interval, or an ``interval`` on an item without interval energy (see
+    :func:`check_declared_interval`).
 
     Raises:
         ValidationError: naming ``timezone`` when it is not a known zone.
@@ -114,8 +116,8 @@ def check_declared_interval(
     """The series intervals an item declares, checked against what its series already have.
 
     Args:
-        repo: storage (the series' recorded ``interval_seconds``).
-        readings: the item's readings; only those of interval quantities (``energy``) count.
+        repo: storage (the series' recorded ``interval_seconds`` and the spacing of its readings).
+        readings: the item's readings; only those of interval quantities (``energy``) take the interval.
         declared: the item's ``interval`` in seconds (:func:`~digitaltwin.domain.readings.item_interval_seconds`).
         pending: intervals declared by earlier items of the same batch or MQTT flush, not stored yet.
 
@@ -124,28 +126,69 @@ def check_declared_interval(
         (empty when every series already has this interval).
 
     Raises:
-        ValidationError: naming ``interval`` when a series has (or an earlier item declared) another
-            interval; the reason names both, e.g. ``interval PT1H conflicts with the series' interval
-            PT15M (energy of m-1)``. A series keeps one interval: totals of interval energy assume it.
+        ValidationError: naming ``interval`` when
+
+        * the item has no interval quantity (``"interval"`` on a ``power`` or counter item means
+          nothing; it is rejected rather than silently ignored);
+        * a series has (or an earlier item declared) another interval; the reason names both, e.g.
+          ``interval PT1H conflicts with the series' interval PT15M (energy of m-1)``. A series
+          keeps one interval: totals of interval energy assume it;
+        * a series without a recorded interval already has readings whose spacing disagrees
+          (:func:`spacing_agrees`): the median spacing of its latest
+          :data:`~digitaltwin.storage.repository.SPACING_READINGS` readings, the rule
+          :func:`digitaltwin.analytics.energy.interval_segments` uses to infer the interval of such
+          a series. Without this check one item could rewrite the meaning of the whole history.
     """
     wanted: dict[tuple[str, str], int] = {}
-    for r in readings:
-        if quantity_spec(r.quantity).kind is not SeriesKind.INTERVAL:
+    keys = list(dict.fromkeys((r.asset_id, r.quantity) for r in readings))
+    if not keys:
+        return wanted
+    if not any(quantity_spec(q).kind is SeriesKind.INTERVAL for _, q in keys):
+        asset_id, quantity = keys[0]
+        raise ValidationError(
+            f"interval applies to interval energy only; {quantity} of {asset_id} is "
+            f"{quantity_spec(quantity).kind.value}, remove \"interval\"",
+            field="interval",
+        )
+    for asset_id, quantity in keys:
+        if quantity_spec(quantity).kind is not SeriesKind.INTERVAL:
             continue
-        key = (r.asset_id, r.quantity)
+        key = (asset_id, quantity)
         current = pending.get(key)
         if current is None:
-            info = repo.find_series(r.asset_id, r.quantity)
+            info = repo.find_series(asset_id, quantity)
+            if info is not None and info.interval_seconds != declared:
+                info = repo.find_series(asset_id, quantity, fresh=True)  # recorded or cleared by another process?
             current = info.interval_seconds if info is not None else None
+            if info is not None and current is None:
+                spacing = repo.recent_spacing_seconds(info.id)
+                if spacing is not None and not spacing_agrees(spacing, declared):
+                    raise ValidationError(
+                        f"interval {iso_duration(declared)} does not match the spacing of the stored readings "
+                        f"({iso_duration(round(spacing))}, median of the latest {SPACING_READINGS}) "
+                        f"({quantity} of {asset_id}); the series has no recorded interval",
+                        field="interval",
+                    )
         if current is not None and current != declared:
             raise ValidationError(
                 f"interval {iso_duration(declared)} conflicts with the series' interval {iso_duration(current)} "
-                f"({r.quantity} of {r.asset_id})",
+                f"({quantity} of {asset_id})",
                 field="interval",
             )
         if current is None:
             wanted[key] = declared
     return wanted
+
+
+#: Relative tolerance between a declared interval and the observed spacing of readings.
+SPACING_TOLERANCE = 0.01
+
+
+def spacing_agrees(spacing_s: float, declared_s: int) -> bool:
+    """Whether an observed median spacing (seconds) agrees with a declared interval (seconds):
+    within :data:`SPACING_TOLERANCE` (1 %) of it, or 1 s, whichever is larger (clock jitter of
+    stamps; interval starts themselves are exact)."""
+    return abs(spacing_s - declared_s) <= max(1.0, SPACING_TOLERANCE * declared_s)
 
 
 def iso_duration(seconds: int) -> str:

@@ -3,7 +3,8 @@
 * MQTT v5 **shared subscriptions** (``$share/{MQTT_SHARED_GROUP}/...``): replicas with distinct
   client ids split one stream, each message going to one of them. ``digitaltwin ingest
   --workers N`` runs N such replicas as processes of one command.
-* A **persistent session** (``clean_start=False``, session expiry :data:`SESSION_EXPIRY_S`):
+* A **persistent session** (``clean_start=False``, session expiry ``MQTT_SESSION_EXPIRY``,
+  :data:`SESSION_EXPIRY_S` by default):
   messages published while the subscriber is down are kept by the broker and delivered on
   reconnect, so the client id must be stable per replica (``MQTT_CLIENT_ID``; default
   ``digitaltwin-ingest-<hostname>``). The broker bounds what it keeps per session
@@ -54,7 +55,9 @@ from digitaltwin.storage.repository import Repository
 
 log = logging.getLogger(__name__)
 
-#: Seconds the broker keeps our session (subscriptions and queued messages) while we are away: 7 days.
+#: Default seconds the broker keeps our session (subscriptions and queued messages) while we are
+#: away: 7 days (``MQTT_SESSION_EXPIRY`` overrides it). In a shared-subscription group an offline
+#: member's session keeps receiving its share on Mosquitto until it expires (docs/ingestion.md).
 SESSION_EXPIRY_S = 7 * 24 * 3600
 #: Unacknowledged messages the broker may have out to us (MQTT v5 Receive Maximum).
 RECEIVE_MAXIMUM = 4_000
@@ -172,7 +175,7 @@ class MqttSubscriber:
             self.client_id,
             clean_session=False,
             optimistic_acknowledgement=False,
-            session_expiry_interval=SESSION_EXPIRY_S,
+            session_expiry_interval=self.settings.mqtt_session_expiry_s,
             receive_maximum=self.receive_maximum,
         )
         if self.settings.mqtt_username:

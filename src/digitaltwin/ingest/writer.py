@@ -27,8 +27,10 @@ after its readings are committed or it is dead-lettered. Storage is idempotent o
   counted (``mqtt_dead_letters_unsaved_total``), never blocking the batch's acknowledgement.
   Text is stored with NUL characters replaced (see
   :meth:`~digitaltwin.storage.repository.Repository.write_dead_letters`).
-* An item declaring an ``interval`` other than its series' is dead-lettered naming ``interval``
-  (as over HTTP); a declared interval is recorded on a series that has none yet.
+* An item declaring an ``interval`` other than its series', or than the spacing of the stored
+  readings of a series that has none recorded, or declaring one without interval energy, is
+  dead-lettered naming ``interval`` (as over HTTP); a declared interval is recorded on a series
+  that has none yet (:func:`~digitaltwin.ingest.batch.check_declared_interval`).
 * Messages of unknown assets are dead-lettered (``unknown_asset``) unless ``auto_register``,
   which registers the asset (and a ``dt/`` topic's site, with timezone UTC) first.
 * Per-message work is kept off the hot path (issue 3 throughput, ``bench/mqtt_ingest.py``):
@@ -341,7 +343,8 @@ class BatchingWriter:
 
     def _check_intervals(self, messages: list[DecodedMessage]) -> None:
         """Dead-letter items whose declared ``interval`` conflicts with their series' (or an earlier
-        item's of this batch), naming ``interval``; record it on series that have none yet.
+        item's of this batch, or the spacing of its stored readings), naming ``interval``; record it
+        on series that have none yet.
 
         Same rule as HTTP (:func:`~digitaltwin.ingest.batch.check_declared_interval`).
         """

@@ -113,6 +113,9 @@ def _series(row: Any) -> SeriesInfo:
     )
 
 
+#: Latest readings whose median spacing stands for the interval of a series without a recorded one.
+SPACING_READINGS = 48
+
 # Reads on the request path of forecasts and energy queries, built once: SQLAlchemy reuses a
 # statement's compiled form without computing its cache key on every call.
 _GET_SITE = select(sites).where(sites.c.id == bindparam("site_id"))
@@ -312,9 +315,15 @@ class Repository:
             rows = conn.execute(select(series).where(series.c.asset_id == asset_id).order_by(series.c.quantity))
             return [_series(r) for r in rows]
 
-    def find_series(self, asset_id: str, quantity: str) -> SeriesInfo | None:
-        """The series of ``quantity`` on ``asset_id``, or None if nothing was ever stored."""
+    def find_series(self, asset_id: str, quantity: str, *, fresh: bool = False) -> SeriesInfo | None:
+        """The series of ``quantity`` on ``asset_id``, or None if nothing was ever stored.
+
+        Series are cached per repository; ``fresh`` reads the row again (another process may
+        have recorded or cleared its ``interval_seconds`` since) and refreshes the cache.
+        """
         key = (asset_id, quantity)
+        if fresh:
+            self._series_cache.pop(key, None)
         if key in self._series_cache:
             return self._series_cache[key]
         with self.engine.connect() as conn:
@@ -351,8 +360,12 @@ class Repository:
                         )
                 except IntegrityError:
                     pass  # created concurrently
-            else:
-                conn.execute(series.update().where(series.c.id == found.id).values(interval_seconds=interval_seconds))
+            else:  # only fills in a missing interval: one recorded meanwhile by another process is kept
+                conn.execute(
+                    series.update()
+                    .where(series.c.id == found.id, series.c.interval_seconds.is_(None))
+                    .values(interval_seconds=interval_seconds)
+                )
         self._series_cache.pop((asset_id, quantity), None)
         info = self.find_series(asset_id, quantity)
         assert info is not None
@@ -488,7 +501,12 @@ class Repository:
     def delete_readings(
         self, asset_id: str, *, start: datetime, end: datetime, quantity: str | None = None
     ) -> int:
-        """Delete an asset's readings in ``[start, end)`` (all quantities, or one); returns how many."""
+        """Delete an asset's readings in ``[start, end)`` (all quantities, or one); returns how many.
+
+        A series left without any reading forgets its recorded ``interval_seconds``, so the
+        next declaration (or the spacing of resent readings) sets it again: deleting all of a
+        series' readings is how a wrongly recorded interval is corrected (docs/ingestion.md).
+        """
         ids = [s.id for s in self.list_series(asset_id) if quantity is None or s.quantity == quantity]
         if not ids:
             return 0
@@ -496,7 +514,35 @@ class Repository:
             result = conn.execute(
                 readings.delete().where(readings.c.series_id.in_(ids), readings.c.ts >= start, readings.c.ts < end)
             )
+            emptied = ~select(readings.c.series_id).where(readings.c.series_id == series.c.id).exists()
+            conn.execute(
+                series.update()
+                .where(series.c.id.in_(ids), series.c.interval_seconds.is_not(None), emptied)
+                .values(interval_seconds=None)
+            )
+        for info in self.list_series(asset_id):
+            self._series_cache.pop((asset_id, info.quantity), None)
         return int(result.rowcount)
+
+    def recent_spacing_seconds(self, series_id: int, *, readings_count: int = SPACING_READINGS) -> float | None:
+        """Median spacing (seconds) of the latest ``readings_count`` readings of a series; None with fewer than two.
+
+        The rule :func:`digitaltwin.analytics.energy.interval_segments` uses to infer the
+        interval of a series that has none recorded; one index range scan of
+        ``readings_count`` rows.
+        """
+        query = (
+            select(readings.c.ts)
+            .where(readings.c.series_id == series_id)
+            .order_by(readings.c.ts.desc())
+            .limit(readings_count)
+        )
+        with self.engine.connect() as conn:
+            stamps = [r.ts for r in conn.execute(query)]
+        if len(stamps) < 2:
+            return None
+        seconds = np.array([ts.timestamp() for ts in reversed(stamps)], dtype=np.float64)
+        return float(np.median(np.diff(seconds)))
 
     def series_arrays(self, series_id: int, *, start: datetime, end: datetime) -> tuple[np.ndarray, np.ndarray]:
         """Readings of one series in ``[start, end)`` as (epoch seconds float64, values float64), sorted.
