@@ -155,17 +155,19 @@ def test_power_meter_off_the_grid_gives_whole_intervals_and_forecasts_the_one_in
 
 def test_interval_energy_without_declared_length_ends_with_its_last_interval(repo: Repository, tmp_path: Path) -> None:
     """Hourly 40 kWh readings without a declared interval: the reading at 23:00 covers up to
-    midnight, so the forecast starts at midnight (it started at 23:15 and counted 30 kWh twice)."""
+    midnight, so the forecast starts at midnight (it started at 23:15 and counted 30 kWh twice),
+    and the grid is hourly, the spacing of the readings (it was 15 minutes)."""
     meter(repo, "h2", "UTC")
     first = utc(2026, 11, 1)
     repo.write_readings([Reading("h2", "energy", first + timedelta(hours=i), 40.0) for i in range(3 * 24)])
     service = ForecastService(repo, ModelRegistry(tmp_path / "models"), max_hold=HOLD)
-    y = service.target("h2").y
-    assert y.index[-1] == utc(2026, 11, 3, 23, 45)
-    assert y.to_numpy() == pytest.approx(np.full(3 * 24 * 4, 10.0))
-    result = service.forecast("h2", "persistence", horizon=timedelta(hours=1))
-    assert result.values.index[0] == utc(2026, 11, 4)
-    assert result.values.sum() == pytest.approx(40.0)
+    target = service.target("h2")
+    assert target.step == timedelta(hours=1)
+    assert target.y.index[-1] == utc(2026, 11, 3, 23)
+    assert target.y.to_numpy() == pytest.approx(np.full(3 * 24, 40.0))
+    result = service.forecast("h2", "persistence", horizon=timedelta(hours=2))
+    assert list(result.values.index) == [utc(2026, 11, 4), utc(2026, 11, 4, 1)]
+    assert result.values.to_numpy() == pytest.approx([40.0, 40.0])
 
 
 def test_hourly_meter_at_a_half_hour_offset_site_trains_backtests_and_forecasts(

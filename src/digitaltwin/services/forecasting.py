@@ -4,7 +4,7 @@ The target is the asset's energy per interval (kWh) on a regular grid in UTC,
 built from whatever series carries its energy (interval energy, counter or
 power) by the steps of :func:`digitaltwin.services.energy.energy_report` (the same
 numbers, without its per-bucket rows), at 15-minute resolution, or hourly for
-series of hourly or longer intervals. Gaps are NaN.
+series of hourly or longer intervals (declared, else the spacing of the latest readings). Gaps are NaN.
 
 Exogenous series: an asset whose ``attributes`` hold
 ``{"forecast_exog": [{"asset_id": "weather-1", "quantity": "temperature"}]}``
@@ -195,7 +195,11 @@ class ForecastService:
         extent = self.repo.series_extent(info.id)
         if extent is None:
             raise NotFoundError(f"asset {asset_id!r} has no readings", field="asset_id")
-        hourly = (info.interval_seconds or 0) >= 3600
+        interval = info.interval_seconds
+        if not interval and info.kind is SeriesKind.INTERVAL:
+            # no declared length: the spacing of its latest readings, as the energy rules infer it
+            interval = self.repo.recent_spacing_seconds(info.id) or 0
+        hourly = (interval or 0) >= 3600
         return _Grid(asset, site, info, timedelta(hours=1) if hourly else timedelta(minutes=15), extent)
 
     def target(
