@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -157,3 +158,23 @@ def running_subscriber(
             live.close()
         if purge:
             purge_session(settings, subscriber.client_id)
+
+
+def child_env(settings: Settings, log_dir: Path) -> dict[str, str]:
+    """Environment for a ``digitaltwin`` child process (serve, ingest) on ``settings``' database,
+    broker and cache, without the caller's own DATABASE_URL/MQTT_/REDIS_/PROMETHEUS_ variables."""
+    from tests.conftest import TEST_SECRET_KEY
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "MQTT_", "REDIS_", "PROMETHEUS_"))}
+    env.update(
+        ENVIRONMENT="test", SECRET_KEY=TEST_SECRET_KEY, DATA_DIR=str(settings.data_dir), LOG_DIR=str(log_dir),
+        MODELS_DIR=str(settings.models_dir), MQTT_BROKER=settings.mqtt_broker or "",
+        MQTT_TOPIC_PREFIX=settings.mqtt_topic_prefix, MQTT_CLIENT_ID=settings.mqtt_client_id or "",
+        MQTT_AUTO_REGISTER_ASSETS="false",
+    )
+    if settings.database_url:
+        env["DATABASE_URL"] = settings.database_url
+    if settings.redis_url:
+        env["REDIS_URL"] = settings.redis_url
+    return env
+

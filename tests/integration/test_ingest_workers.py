@@ -7,7 +7,6 @@ message is stored once; SIGTERM stops the parent and both workers cleanly.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -22,7 +21,15 @@ import pytest
 from digitaltwin.config import Settings
 from digitaltwin.ingest.mqtt_subscriber import broker_address
 from digitaltwin.storage.repository import Repository
-from tests.integration.mqtt_support import broker_url, mqtt_settings, publish, purge_session, register, wait_for  # noqa: F401
+from tests.integration.mqtt_support import (  # noqa: F401
+    broker_url,
+    child_env,
+    mqtt_settings,
+    publish,
+    purge_session,
+    register,
+    wait_for,
+)
 
 BASE = datetime(2025, 5, 1, tzinfo=UTC)
 
@@ -57,17 +64,7 @@ def session_present(settings: Settings, client_id: str) -> bool:
 @pytest.mark.slow
 def test_two_worker_processes_share_the_stream(mqtt_settings: Settings, repo: Repository, tmp_path: Path) -> None:
     register(repo, "site-a", "m-workers")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "MQTT_", "REDIS_"))}
-    env.update(
-        ENVIRONMENT="test", DATA_DIR=str(mqtt_settings.data_dir), LOG_DIR=str(tmp_path / "logs"),
-        MODELS_DIR=str(mqtt_settings.models_dir), MQTT_BROKER=mqtt_settings.mqtt_broker or "",
-        MQTT_TOPIC_PREFIX=mqtt_settings.mqtt_topic_prefix, MQTT_CLIENT_ID=mqtt_settings.mqtt_client_id or "",
-        MQTT_AUTO_REGISTER_ASSETS="false",
-    )
-    if mqtt_settings.database_url:
-        env["DATABASE_URL"] = mqtt_settings.database_url
-    if mqtt_settings.redis_url:
-        env["REDIS_URL"] = mqtt_settings.redis_url
+    env = child_env(mqtt_settings, tmp_path / "logs")
     ids = [f"{mqtt_settings.mqtt_client_id}-{i}" for i in range(2)]
     topic = "dt/site-a/m-workers/telemetry"
     parent = subprocess.Popen([sys.executable, "-m", "digitaltwin.cli", "ingest", "--workers", "2"], env=env,

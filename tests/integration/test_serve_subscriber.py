@@ -9,7 +9,6 @@ serve supervises one ingest worker process.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -21,8 +20,8 @@ from pathlib import Path
 from digitaltwin.config import Settings
 from digitaltwin.ingest.mqtt_subscriber import RECONNECT_DELAY_S
 from digitaltwin.storage.repository import Repository
-from tests.conftest import TEST_SECRET_KEY
 from tests.integration.mqtt_support import (  # noqa: F401
+    child_env,
     broker_url,
     mqtt_settings,
     publish,
@@ -45,18 +44,7 @@ def free_port() -> int:
 
 
 def serve_env(settings: Settings, log_dir: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "MQTT_", "REDIS_", "PROMETHEUS_"))}
-    env.update(
-        ENVIRONMENT="test", SECRET_KEY=TEST_SECRET_KEY, DATA_DIR=str(settings.data_dir), LOG_DIR=str(log_dir),
-        MODELS_DIR=str(settings.models_dir), MQTT_BROKER=settings.mqtt_broker or "",
-        MQTT_TOPIC_PREFIX=settings.mqtt_topic_prefix, MQTT_CLIENT_ID=settings.mqtt_client_id or "",
-        MQTT_AUTO_REGISTER_ASSETS="false",
-    )
-    if settings.database_url:
-        env["DATABASE_URL"] = settings.database_url
-    if settings.redis_url:
-        env["REDIS_URL"] = settings.redis_url
-    return env
+    return child_env(settings, log_dir)
 
 
 def test_serve_with_two_workers_runs_one_subscriber(mqtt_settings: Settings, repo: Repository, tmp_path: Path) -> None:
