@@ -290,9 +290,7 @@ def train_cmd(
     settings, repo = _open()
     try:
         service = _service(settings, repo)
-        repo.get_asset(asset)
-        with service.registry.training(asset):
-            result = service.train(asset, algorithm, horizon=parse_duration(horizon, field="horizon"))
+        result = service.train(asset, algorithm, horizon=parse_duration(horizon, field="horizon"))
     except (DomainError, ForecastError) as exc:
         raise _fail(exc) from None
     manifest = result.manifest

@@ -67,6 +67,17 @@ def power_segments(ts_s: np.ndarray, power_kw: np.ndarray, *, max_hold_s: float,
     return Segments(start, end, kw * (end - start) / 3600.0)
 
 
+def interval_length_s(ts_s: np.ndarray, interval_s: float | None) -> float:
+    """Length (seconds) of each interval of interval-energy readings stamped at ``ts_s`` (epoch seconds).
+
+    The declared ``interval_s`` when given, else the median spacing of the readings, or
+    :data:`DEFAULT_INTERVAL_SECONDS` with fewer than two.
+    """
+    if interval_s:
+        return float(interval_s)
+    return float(np.median(np.diff(ts_s))) if ts_s.size > 1 else float(DEFAULT_INTERVAL_SECONDS)
+
+
 def interval_segments(ts_s: np.ndarray, energy_kwh: np.ndarray, *, interval_s: float | None) -> Segments:
     """Segments of interval energy stamped at interval starts (epoch seconds, kWh).
 
@@ -76,8 +87,7 @@ def interval_segments(ts_s: np.ndarray, energy_kwh: np.ndarray, *, interval_s: f
     """
     if ts_s.size == 0:
         return _empty()
-    if not interval_s:
-        interval_s = float(np.median(np.diff(ts_s))) if ts_s.size > 1 else DEFAULT_INTERVAL_SECONDS
+    interval_s = interval_length_s(ts_s, interval_s)
     end = np.minimum(ts_s + interval_s, np.append(ts_s[1:], np.inf))
     # A cut interval keeps its whole energy: the value is the reading's, only its span shrinks.
     return Segments(ts_s, end, energy_kwh)

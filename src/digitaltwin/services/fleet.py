@@ -51,8 +51,7 @@ def train_one(settings: Settings, asset_id: str, algorithm: str, horizon_seconds
     engine = make_engine(settings)
     try:
         service = ForecastService(Repository(engine), ModelRegistry(settings.models_dir), max_hold=settings.power_max_hold)
-        with service.registry.training(asset_id):  # one training per asset at a time (see ModelRegistry.training)
-            result = service.train(asset_id, algorithm, horizon=timedelta(seconds=horizon_seconds))
+        result = service.train(asset_id, algorithm, horizon=timedelta(seconds=horizon_seconds))
     except Exception as exc:  # noqa: BLE001 - reported per asset
         return FleetOutcome(asset_id, None, False, f"{type(exc).__name__}: {getattr(exc, 'message', None) or exc}")
     finally:

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from digitaltwin.analytics.energy import DEFAULT_INTERVAL_SECONDS
+from digitaltwin.analytics.energy import interval_length_s
 from digitaltwin.domain.assets import Asset, Site, check_site_country
 from digitaltwin.domain.errors import NotFoundError, ValidationError
 from digitaltwin.domain.units import SeriesKind
@@ -327,64 +327,69 @@ class ForecastService:
         (newer data); else when its MAE on that backtest is strictly lower.
         Otherwise it is stored and can be activated by an admin.
 
+        One training per asset runs at a time (:meth:`ModelRegistry.training`, across the
+        processes sharing ``MODELS_DIR``).
+
         Raises:
             NotFoundError: unknown asset or no readings.
+            ConflictError: naming ``asset_id`` when a training of the asset is running.
             UnknownAlgorithmError, OptionalDependencyError: bad algorithm.
             InsufficientHistoryError: too little history to fit.
             ValidationError: naming ``horizon``.
         """
         name = canonical_name(algorithm)
         grid = self._grid(asset_id)
-        target = self._target(self._inputs(grid, start=grid.extent[1] - MAX_TRAINING_HISTORY))
-        steps = _steps(horizon, target.step)
-        record = self.registry.active(asset_id)
-        champion_id = str(record["model_id"]) if record else None
-        champion_algorithm = parse_model_id(champion_id)[1] if champion_id else None
-        compared = [name] + ([champion_algorithm] if champion_algorithm and champion_algorithm != name else [])
-        stored_backtest: BacktestRecord | None = None
-        metrics: dict[str, float] | None = None
-        result: BacktestResult | None = None
-        last_day = target.y.index[-1].tz_convert(target.timezone).date()
-        origins = daily_origins(
-            target.y, timezone=target.timezone, start=last_day - timedelta(days=HOLDOUT_DAYS), end=last_day - timedelta(days=1)
-        )
-        if origins:
-            try:
-                result = backtest(
-                    target.y, algorithms=compared, origins=origins, horizon_steps=steps, timezone=target.timezone,
-                    country=target.country, retrain_every=len(origins), exog=target.exog,
-                )
-            except InsufficientHistoryError:
-                result = None
-            if result is not None and int(result.metrics.loc[name, "n"]) > 0:
-                metrics = {k: float(v) for k, v in result.metrics.loc[name].items()}
-        model = make_forecaster(name)
-        model.fit(target.y, horizon_steps=steps, timezone=target.timezone, country=target.country, exog=target.exog)
-        training_end = target.y.index[-1] + target.step
-        promoted, reason = champion_rule.decide(
-            champion_rule.Contender(name, steps, training_end.tz_convert("UTC").isoformat().replace("+00:00", "Z")),
-            champion_id,
-            self._contender(champion_id),
-            None if result is None else {str(k): float(v) for k, v in result.metrics["mae"].items()},
-        )
-        manifest = self.registry.save(
-            model,
-            asset_id=asset_id,
-            training_start=target.y.index[0].to_pydatetime(),
-            training_end=training_end.to_pydatetime(),
-            metrics=metrics,
-            fingerprint=data_fingerprint(target.y),
-            extra={"champion_challenger": {"promoted": promoted, "reason": reason, "previous": champion_id}},
-        )
-        if result is not None:
-            stored_backtest = self._store_backtest(
-                result, asset_id=asset_id, target=target, steps=steps, retrain_every=len(origins),
-                purpose="champion/challenger", extra={"model_id": manifest.model_id, "promoted": promoted, "reason": reason},
+        with self.registry.training(asset_id):  # after _grid: an unknown asset is a 404, not a lock
+            target = self._target(self._inputs(grid, start=grid.extent[1] - MAX_TRAINING_HISTORY))
+            steps = _steps(horizon, target.step)
+            record = self.registry.active(asset_id)
+            champion_id = str(record["model_id"]) if record else None
+            champion_algorithm = parse_model_id(champion_id)[1] if champion_id else None
+            compared = [name] + ([champion_algorithm] if champion_algorithm and champion_algorithm != name else [])
+            stored_backtest: BacktestRecord | None = None
+            metrics: dict[str, float] | None = None
+            result: BacktestResult | None = None
+            last_day = target.y.index[-1].tz_convert(target.timezone).date()
+            origins = daily_origins(
+                target.y, timezone=target.timezone, start=last_day - timedelta(days=HOLDOUT_DAYS), end=last_day - timedelta(days=1)
             )
-        if promoted and activate:
-            self.registry.activate(manifest.model_id, reason=reason)
-        self.server.reload()
-        return TrainResult(manifest, promoted and activate, reason, stored_backtest, champion_id)
+            if origins:
+                try:
+                    result = backtest(
+                        target.y, algorithms=compared, origins=origins, horizon_steps=steps, timezone=target.timezone,
+                        country=target.country, retrain_every=len(origins), exog=target.exog,
+                    )
+                except InsufficientHistoryError:
+                    result = None
+                if result is not None and int(result.metrics.loc[name, "n"]) > 0:
+                    metrics = {k: float(v) for k, v in result.metrics.loc[name].items()}
+            model = make_forecaster(name)
+            model.fit(target.y, horizon_steps=steps, timezone=target.timezone, country=target.country, exog=target.exog)
+            training_end = target.y.index[-1] + target.step
+            promoted, reason = champion_rule.decide(
+                champion_rule.Contender(name, steps, training_end.tz_convert("UTC").isoformat().replace("+00:00", "Z")),
+                champion_id,
+                self._contender(champion_id),
+                None if result is None else {str(k): float(v) for k, v in result.metrics["mae"].items()},
+            )
+            manifest = self.registry.save(
+                model,
+                asset_id=asset_id,
+                training_start=target.y.index[0].to_pydatetime(),
+                training_end=training_end.to_pydatetime(),
+                metrics=metrics,
+                fingerprint=data_fingerprint(target.y),
+                extra={"champion_challenger": {"promoted": promoted, "reason": reason, "previous": champion_id}},
+            )
+            if result is not None:
+                stored_backtest = self._store_backtest(
+                    result, asset_id=asset_id, target=target, steps=steps, retrain_every=len(origins),
+                    purpose="champion/challenger", extra={"model_id": manifest.model_id, "promoted": promoted, "reason": reason},
+                )
+            if promoted and activate:
+                self.registry.activate(manifest.model_id, reason=reason)
+            self.server.reload()
+            return TrainResult(manifest, promoted and activate, reason, stored_backtest, champion_id)
 
     def _contender(self, champion_id: str | None) -> champion_rule.Contender | None:
         """The champion as the champion/challenger rule sees it, or None when unreadable."""
@@ -596,14 +601,10 @@ def _covered_until_us(info: SeriesInfo, readings: WindowReadings, last: datetime
 
     Power samples and counter readings give it up to the last reading (holding the last power
     sample further would invent the load of an interval still in progress); interval energy up
-    to the end of the last interval: its declared length, else the median spacing of the
-    readings as :func:`digitaltwin.analytics.energy.interval_segments` takes it.
+    to the end of the last interval (:func:`digitaltwin.analytics.energy.interval_length_s`, the
+    length the energy rules give it).
     """
     last_us = to_epoch_us(last)
     if info.kind is not SeriesKind.INTERVAL:
         return last_us
-    interval_s = info.interval_seconds
-    if not interval_s:
-        ts_s = readings.ts_s
-        interval_s = float(np.median(np.diff(ts_s))) if ts_s.size > 1 else DEFAULT_INTERVAL_SECONDS
-    return last_us + int(round(interval_s * 1_000_000))
+    return last_us + round(interval_length_s(readings.ts_s, info.interval_seconds) * 1_000_000)

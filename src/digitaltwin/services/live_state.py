@@ -123,8 +123,8 @@ class LiveState(ABC):
         """The current state of ``asset_id`` (empty when nothing was recorded)."""
 
     @abstractmethod
-    def forget(self, asset_id: str, quantities: Iterable[str] | None = None) -> None:
-        """Drop the latest readings of ``asset_id`` (of ``quantities``, or all; the status stays), e.g. after
+    def forget(self, asset_id: str, quantities: Iterable[str]) -> None:
+        """Drop the latest readings of ``quantities`` of ``asset_id`` (the status stays), e.g. after
         readings were deleted from storage; the next recorded reading sets them again. Thread-safe.
 
         Raises:
@@ -173,11 +173,8 @@ class MemoryLiveState(LiveState):
                 except RuntimeError:  # the subscriber's loop has closed
                     pass
 
-    def forget(self, asset_id: str, quantities: Iterable[str] | None = None) -> None:
+    def forget(self, asset_id: str, quantities: Iterable[str]) -> None:
         with self._lock:
-            if quantities is None:
-                self._latest.pop(asset_id, None)
-                return
             per_asset = self._latest.get(asset_id, {})
             for quantity in quantities:
                 per_asset.pop(quantity, None)
@@ -281,8 +278,8 @@ class RedisLiveState(LiveState):
             pipe.publish(self.channel(asset_id), orjson.dumps(events))
         pipe.execute()
 
-    def forget(self, asset_id: str, quantities: Iterable[str] | None = None) -> None:
-        names = list(QUANTITIES) if quantities is None else list(quantities)
+    def forget(self, asset_id: str, quantities: Iterable[str]) -> None:
+        names = list(quantities)
         if names:
             self._client.hdel(self._key(asset_id), *names)
 

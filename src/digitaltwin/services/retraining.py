@@ -113,8 +113,7 @@ class RetrainScheduler:
         horizon = DAY_AHEAD_HORIZON
         if champion is not None:
             horizon = self.service._grid(asset_id).step * champion.manifest.horizon_steps  # the target's step (15 min or 1 h)
-        with self.service.registry.training(asset_id):
-            return self.service.train(asset_id, algorithm, horizon=horizon)
+        return self.service.train(asset_id, algorithm, horizon=horizon)
 
     def run(self, stop: threading.Event) -> None:
         """Check every ``check_seconds`` until ``stop`` is set (run in a thread)."""

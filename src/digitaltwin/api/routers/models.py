@@ -97,14 +97,7 @@ async def train_model(asset_id: str, body: TrainIn, state: State) -> TrainOut:
     model in ``GET /api/v1/models?asset_id=...`` instead of retrying.
     """
     horizon = parse_duration(body.horizon, field="horizon")
-    registry, service = state.forecasts.registry, state.forecasts
-
-    def train() -> TrainResult:
-        state.repo.get_asset(asset_id)  # 404 before taking a lock named after it
-        with registry.training(asset_id):
-            return service.train(asset_id, body.algorithm, horizon=horizon)
-
-    result = await run_in_threadpool(train)
+    result = await run_in_threadpool(state.forecasts.train, asset_id, body.algorithm, horizon=horizon)
     return TrainOut(
         model=model_out(result.manifest, state.forecasts),
         promoted=result.promoted,
