@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from digitaltwin.analytics.energy import interval_length_s
-from digitaltwin.domain.assets import Asset, Site, check_site_country
+from digitaltwin.domain.assets import FORECAST_EXOG, Asset, Site, check_forecast_exog, check_site_country
 from digitaltwin.domain.errors import NotFoundError, ValidationError
 from digitaltwin.domain.units import SeriesKind
 from digitaltwin.forecasting.algorithms import algorithm_class, canonical_name, make_forecaster
@@ -64,8 +64,6 @@ MAX_HORIZON = timedelta(days=31)
 HOLDOUT_DAYS = 14
 #: The name that asks for the asset's champion.
 BEST = "best"
-#: Asset attribute listing exogenous series.
-EXOG_ATTRIBUTE = "forecast_exog"
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,7 +249,7 @@ class ForecastService:
                 field="asset_id",
             )
         edges_us = np.arange(first_us, hi_us + 1, step_us, dtype=np.int64)
-        exog = self._read_exog(grid.asset.attributes.get(EXOG_ATTRIBUTE), edges_us, grid.step, future_steps)
+        exog = self._read_exog(grid.asset.attributes.get(FORECAST_EXOG), edges_us, grid.step, future_steps)
         return _Inputs(grid, edges_us, readings, hold_until_us(edges_us), exog, future_steps)
 
     def _target(self, inputs: _Inputs) -> Target:
@@ -270,21 +268,15 @@ class ForecastService:
         """The exogenous readings over the window's intervals extended by ``future_steps``."""
         if not spec:
             return None
-        if not isinstance(spec, list) or not all(isinstance(s, dict) and {"asset_id", "quantity"} <= set(s) for s in spec):
-            raise ValidationError(
-                f"asset attribute {EXOG_ATTRIBUTE} must be a list of {{asset_id, quantity}}", field=EXOG_ATTRIBUTE
-            )
+        pairs = check_forecast_exog(spec)  # the rule POST/PATCH /assets applies (an older stored value too)
         # The intervals are those starting at edges_us[:-1], then future_steps more every step.
         start = from_epoch_us(int(edges_us[0]))
         end = from_epoch_us(int(edges_us[-2])) + step * (future_steps + 1)
         out: list[_ExogReadings] = []
-        for item in spec:
-            name = str(item["quantity"])
-            if any(e.name == name for e in out):
-                raise ValidationError(f"exogenous quantity {name!r} is listed twice", field=EXOG_ATTRIBUTE)
-            series = self.repo.find_series(str(item["asset_id"]), name)
+        for source, name in pairs:
+            series = self.repo.find_series(source, name)
             if series is None:
-                raise NotFoundError(f"asset {item['asset_id']!r} has no {name} series", field=EXOG_ATTRIBUTE)
+                raise NotFoundError(f"asset {source!r} has no {name} series", field=FORECAST_EXOG)
             ts, values = self.repo.series_arrays(series.id, start=start, end=end)
             out.append(_ExogReadings(name, ts, values))
         return out
