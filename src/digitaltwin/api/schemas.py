@@ -10,6 +10,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from digitaltwin.domain.assets import AssetKind
 
 
+_SITE_ATTRIBUTES_DOC = (
+    "co2_factor_g_per_kwh (constant grid factor, gCO2/kWh), carbon_intensity_asset_id (an asset whose "
+    "carbon_intensity series applies; wins over the factor), connection_capacity_kw, latitude, longitude; "
+    "other keys are free-form"
+)
+
+
 class SiteIn(BaseModel):
     """A site to register; an unknown field is a 422 naming it (as for PATCH), so a misspelt
     ``country`` is not silently dropped."""
@@ -20,6 +27,7 @@ class SiteIn(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     timezone: str = Field(description="IANA timezone of the site's calendar, e.g. Europe/Berlin")
     country: str | None = Field(None, description="ISO 3166-1 alpha-2 country code for public holidays, e.g. DE")
+    attributes: dict[str, Any] = Field(default_factory=dict, description=_SITE_ATTRIBUTES_DOC)
 
 
 class SiteOut(SiteIn):
@@ -48,6 +56,7 @@ class SitePatch(BaseModel):
     name: str | None = Field(None, min_length=1, max_length=200)
     timezone: str | None = Field(None, description="IANA timezone; stored readings stay UTC, later days follow the new zone")
     country: str | None = Field(None, description="ISO 3166-1 alpha-2 country code, or null for no public holidays")
+    attributes: dict[str, Any] | None = Field(None, description="replaced as a whole; " + _SITE_ATTRIBUTES_DOC)
 
 
 class AssetPatch(BaseModel):
@@ -112,6 +121,9 @@ class EnergyBucketOut(BaseModel):
     sample_count: int
     expected_count: int | None = None
     missing_count: int | None = None
+    co2_kg: float | None = Field(None, description="with=co2: energy x grid carbon intensity per interval (kg); null without one")
+    avoided_co2_kg: float | None = Field(None, description="with=co2: exported energy x intensity (kg), credited apart")
+    co2_uncovered_kwh: float | None = Field(None, description="with=co2: energy in the bucket without a known intensity")
 
 
 class EnergyOut(BaseModel):
@@ -120,6 +132,9 @@ class EnergyOut(BaseModel):
     timezone: str
     bucket: str
     total_energy_kwh: float
+    total_co2_kg: float | None = Field(None, description="with=co2: sum of the buckets' co2_kg")
+    total_avoided_co2_kg: float | None = Field(None, description="with=co2: sum of the buckets' avoided_co2_kg")
+    co2_source: str | None = Field(None, description="with=co2: asset:<id> of the intensity series, or the site factor; null if none")
     buckets: list[EnergyBucketOut]
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import enum
 import functools
+import json
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,7 +16,8 @@ _SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
 class AssetKind(str, enum.Enum):
-    """What an asset is; ``weather`` carries exogenous series (temperature, irradiance)."""
+    """What an asset is; ``weather`` carries exogenous series (temperature, irradiance), ``grid`` the
+    supply grid's series (its ``carbon_intensity`` in gCO2/kWh, see :mod:`digitaltwin.accounting.carbon`)."""
 
     MACHINE = "machine"
     METER = "meter"
@@ -22,6 +25,7 @@ class AssetKind(str, enum.Enum):
     PV = "pv"
     BATTERY = "battery"
     WEATHER = "weather"
+    GRID = "grid"
 
 
 def check_slug(value: str, *, field: str) -> str:
@@ -135,12 +139,15 @@ class Site:
         id: slug.
         timezone: IANA zone used for local days, weeks (Monday first) and months.
         country: ISO 3166 code for public holidays, or None.
+        attributes: the keys of :data:`SITE_ATTRIBUTES` (checked by :func:`check_site_attributes`)
+            and free-form metadata.
     """
 
     id: str
     name: str
     timezone: str
     country: str | None = None
+    attributes: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,3 +167,44 @@ class Asset:
     parent_id: str | None = None
     rated_power_kw: float | None = None
     attributes: dict[str, Any] = field(default_factory=dict)
+
+
+#: Site attributes with a meaning, and the plausible range of each number. The carbon intensity
+#: asset is a slug (its existence is the caller's check, as for ``forecast_exog``).
+SITE_ATTRIBUTES: dict[str, tuple[float, float] | None] = {
+    "co2_factor_g_per_kwh": (0.0, 2000.0),  # constant grid emission factor, gCO2/kWh
+    "carbon_intensity_asset_id": None,  # asset whose carbon_intensity series applies (wins over the factor)
+    "connection_capacity_kw": (0.0, 1e7),  # grid connection capacity, kW
+    "latitude": (-90.0, 90.0),
+    "longitude": (-180.0, 180.0),
+}
+#: Largest attributes object of one site, as JSON.
+MAX_SITE_ATTRIBUTES_BYTES = 16 * 1024
+
+
+def check_site_attributes(attributes: Any) -> dict[str, Any]:
+    """A site's attributes, checked: an object of at most :data:`MAX_SITE_ATTRIBUTES_BYTES` as JSON
+    whose keys of :data:`SITE_ATTRIBUTES` hold a finite number in range (or a slug for
+    ``carbon_intensity_asset_id``); other keys are free-form metadata. ``null`` values are dropped.
+
+    Raises:
+        ValidationError: naming the offending key (e.g. ``co2_factor_g_per_kwh``) or ``attributes``.
+    """
+    if not isinstance(attributes, dict):
+        raise ValidationError("attributes must be an object", field="attributes")
+    if len(json.dumps(attributes)) > MAX_SITE_ATTRIBUTES_BYTES:
+        raise ValidationError(f"attributes larger than {MAX_SITE_ATTRIBUTES_BYTES} bytes as JSON", field="attributes")
+    out = {k: v for k, v in attributes.items() if v is not None}
+    for key, bounds in SITE_ATTRIBUTES.items():
+        if key not in out:
+            continue
+        value = out[key]
+        if bounds is None:
+            check_slug(value, field=key)
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValidationError(f"{key} must be a finite number", field=key)
+        if not bounds[0] <= value <= bounds[1]:
+            raise ValidationError(f"{key} {value:g} is outside {bounds[0]:g}..{bounds[1]:g}", field=key)
+        out[key] = float(value)
+    return out

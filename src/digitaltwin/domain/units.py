@@ -69,6 +69,14 @@ def _scaled(base: str) -> dict[str, tuple[float, float]]:
 _ENERGY_UNITS = _scaled("Wh") | {"KWH": (1.0, 0.0)}
 _POWER_UNITS = _scaled("W")
 _REACTIVE_ENERGY_UNITS = {"varh": (1e-3, 0.0), "kvarh": (1.0, 0.0), "kVArh": (1.0, 0.0), "kVarh": (1.0, 0.0), "Mvarh": (1e3, 0.0)}
+_INTENSITY_UNITS = {
+    unit: (factor, 0.0)
+    for units, factor in (
+        (("gCO2/kWh", "g/kWh", "gCO2e/kWh", "kgCO2/MWh", "kg/MWh"), 1.0),
+        (("kgCO2/kWh", "kg/kWh", "kgCO2e/kWh", "tCO2/MWh", "t/MWh", "tCO2e/MWh"), 1e3),
+    )
+    for unit in units
+}
 _REACTIVE_POWER_UNITS = {"var": (1e-3, 0.0), "kvar": (1.0, 0.0), "kVAr": (1.0, 0.0), "kVar": (1.0, 0.0), "Mvar": (1e3, 0.0)}
 
 QUANTITIES: dict[str, QuantitySpec] = {
@@ -91,6 +99,11 @@ QUANTITIES: dict[str, QuantitySpec] = {
         QuantitySpec("irradiance", SeriesKind.INSTANTANEOUS, "W/m2", {"W/m2": (1.0, 0.0), "W/m²": (1.0, 0.0), "kW/m2": (1e3, 0.0)}, (-50.0, 2000.0)),
         QuantitySpec("power_factor", SeriesKind.INSTANTANEOUS, "%", {"%": (1.0, 0.0), "ratio": (100.0, 0.0)}, (-100.0, 100.0)),
         QuantitySpec("co2", SeriesKind.INTERVAL, "kg", {"kg": (1.0, 0.0), "g": (1e-3, 0.0), "t": (1e3, 0.0), "tCO2": (1e3, 0.0), "kgCO2": (1.0, 0.0)}, (0.0, 1e9)),
+        # Grid carbon intensity: a rate, not an amount; the value holds over the interval starting at
+        # its timestamp (accounting.carbon averages it, never sums it). 1 kg/kWh = 1 t/MWh = 1000 g/kWh.
+        QuantitySpec("carbon_intensity", SeriesKind.INTERVAL, "gCO2/kWh", _INTENSITY_UNITS, (0.0, 2000.0)),
+        # Production counter (units produced, e.g. tonnes of steel or pieces) for energy per unit produced.
+        QuantitySpec("production_total", SeriesKind.CUMULATIVE, "unit", {"unit": (1.0, 0.0), "units": (1.0, 0.0)}, (0.0, 1e15)),
     )
 }
 

@@ -87,7 +87,7 @@ def _decode_cursor(cursor: str) -> tuple[datetime, int]:
 
 
 def _site(row: Any) -> Site:
-    return Site(id=row.id, name=row.name, timezone=row.timezone, country=row.country)
+    return Site(id=row.id, name=row.name, timezone=row.timezone, country=row.country, attributes=dict(row.attributes or {}))
 
 
 def _asset(row: Any) -> Asset:
@@ -157,7 +157,7 @@ class Repository:
         Raises:
             ConflictError: the id exists and ``exist_ok`` is false.
         """
-        values = {"id": site.id, "name": site.name, "timezone": site.timezone, "country": site.country}
+        values = {"id": site.id, "name": site.name, "timezone": site.timezone, "country": site.country, "attributes": site.attributes}
         with self.engine.begin() as conn:
             exists = conn.execute(select(sites.c.id).where(sites.c.id == site.id)).first()
             if exists and not exist_ok:
@@ -243,7 +243,7 @@ class Repository:
             ancestor = self.get_asset(ancestor.parent_id, field="parent_id")
 
     def update_site(self, site: Site) -> Site:
-        """Replace the name, timezone and country of an existing site.
+        """Replace the name, timezone, country and attributes of an existing site.
 
         Stored readings are UTC, so a new timezone changes only how later queries
         cut days and months; nothing stored is rewritten.
@@ -254,7 +254,9 @@ class Repository:
         self.get_site(site.id)
         with self.engine.begin() as conn:
             conn.execute(
-                sites.update().where(sites.c.id == site.id).values(name=site.name, timezone=site.timezone, country=site.country)
+                sites.update()
+                .where(sites.c.id == site.id)
+                .values(name=site.name, timezone=site.timezone, country=site.country, attributes=site.attributes)
             )
         return site
 

@@ -26,6 +26,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy import text
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -91,6 +92,8 @@ sites = Table(
     Column("timezone", String(64), nullable=False),
     Column("country", String(8), nullable=True),
     Column("created_at", UTCDateTime(), nullable=False),
+    # Energy accounting (migration 0008): CO2 factor or carbon intensity asset, capacity, location.
+    Column("attributes", JSON, nullable=False, default=dict, server_default=text("'{}'")),
 )
 
 assets = Table(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 from zoneinfo import ZoneInfo
@@ -38,6 +39,7 @@ from digitaltwin.observability.changes import changes, record_change
 from digitaltwin.security.audit import AuditEvent
 from digitaltwin.security.policy import access
 from digitaltwin.security.roles import Role
+from digitaltwin.services.carbon import energy_co2
 from digitaltwin.services.energy import ENERGY_QUANTITIES, energy_report
 
 router = APIRouter(prefix="/api/v1/assets", tags=["assets"])
@@ -230,6 +232,7 @@ def get_energy(
     end: Annotated[str, Query(description="RFC 3339 with offset, exclusive")],
     bucket: Bucket = Bucket.HOUR,
     quantity: Annotated[str | None, Query(description="energy, energy_total or power; default: the first present")] = None,
+    with_: Annotated[str | None, Query(alias="with", description="co2: add CO2 per bucket at the site's carbon intensity")] = None,
 ) -> EnergyOut:
     """Energy (kWh), mean and peak power (kW) and sample counts per bucket of the site's local calendar.
 
@@ -237,7 +240,11 @@ def get_energy(
     have 23 or 25 hours. The first and last buckets are clipped to ``start`` and
     ``end`` (each bucket's ``start``/``end`` give the span it covers), so the
     total is that of the requested range. Buckets without data have null values.
+    ``with=co2`` adds location-based CO2 per bucket (docs/accounting.md); 422 naming ``with``
+    for anything else.
     """
+    if with_ not in (None, "co2"):
+        raise ValidationError("with must be co2", field="with")
     start_ts, end_ts = _instant(start, "start"), _instant(end, "end")
     assert start_ts is not None and end_ts is not None
     if end_ts - start_ts > timedelta(days=3660):
@@ -255,7 +262,30 @@ def get_energy(
         )
         for r in report.rows
     ]
-    return EnergyOut(
+    out = EnergyOut(
         asset_id=asset_id, quantity=report.quantity, timezone=report.timezone, bucket=bucket.value,
         total_energy_kwh=report.total_energy_kwh, buckets=buckets,
     )
+    if with_ == "co2":
+        _add_co2(state, out, start=start_ts, end=end_ts, bucket=bucket, quantity=quantity)
+    return out
+
+
+def _add_co2(state: State, out: EnergyOut, *, start: datetime, end: datetime, bucket: Bucket, quantity: str | None) -> None:
+    """Fill the CO2 fields of ``out`` (same buckets, see :func:`digitaltwin.services.carbon.energy_co2`)."""
+    result = energy_co2(
+        state.repo, out.asset_id, start=start, end=end, bucket=bucket,
+        max_hold=state.settings.power_max_hold, quantity=quantity, now=datetime.now(UTC),
+    )
+    if result.emissions is None:
+        return
+    out.co2_source = result.source
+    em = result.emissions
+    for row, co2, avoided, uncovered in zip(
+        out.buckets, em.co2_kg.tolist(), em.avoided_co2_kg.tolist(), em.uncovered_kwh.tolist(), strict=True
+    ):
+        row.co2_kg = None if math.isnan(co2) else co2
+        row.avoided_co2_kg = None if math.isnan(avoided) else avoided
+        row.co2_uncovered_kwh = uncovered
+    out.total_co2_kg = float(sum(r.co2_kg for r in out.buckets if r.co2_kg is not None))
+    out.total_avoided_co2_kg = float(sum(r.avoided_co2_kg for r in out.buckets if r.avoided_co2_kg is not None))

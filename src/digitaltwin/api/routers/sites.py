@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request, status
 
 from digitaltwin.api.deps import State
 from digitaltwin.api.schemas import SiteIn, SiteOut, SitePatch
-from digitaltwin.domain.assets import Site, check_country, check_slug
+from digitaltwin.domain.assets import Site, check_country, check_site_attributes, check_slug
 from digitaltwin.domain.errors import ValidationError
 from digitaltwin.domain.timestamps import zone
 from digitaltwin.observability.changes import changes, record_change
@@ -16,7 +16,16 @@ router = APIRouter(prefix="/api/v1/sites", tags=["sites"])
 
 
 def _out(site: Site) -> SiteOut:
-    return SiteOut(id=site.id, name=site.name, timezone=site.timezone, country=site.country)
+    return SiteOut(id=site.id, name=site.name, timezone=site.timezone, country=site.country, attributes=site.attributes)
+
+
+def _check_attributes(state: State, attributes: dict[str, object]) -> dict[str, object]:
+    """:func:`check_site_attributes`, and the carbon intensity asset must exist (404 naming the key)."""
+    checked = check_site_attributes(attributes)
+    intensity_asset = checked.get("carbon_intensity_asset_id")
+    if isinstance(intensity_asset, str):
+        state.repo.get_asset(intensity_asset, field="carbon_intensity_asset_id")
+    return checked
 
 
 @router.get("", response_model=list[SiteOut])
@@ -28,11 +37,13 @@ def list_sites(state: State) -> list[SiteOut]:
 @router.post("", response_model=SiteOut, status_code=status.HTTP_201_CREATED)
 def create_site(body: SiteIn, state: State) -> SiteOut:
     """Register a site; 409 if the id exists, 422 naming ``timezone`` for an unknown IANA zone or
-    ``country`` for a code the ``holidays`` package does not know."""
+    ``country`` for a code the ``holidays`` package does not know, or the attribute key at fault
+    (e.g. ``co2_factor_g_per_kwh``); 404 naming ``carbon_intensity_asset_id`` for an unknown asset."""
     check_slug(body.id, field="id")
     zone(body.timezone)
     country = check_country(body.country)
-    return _out(state.repo.create_site(Site(body.id, body.name, body.timezone, country)))
+    attributes = _check_attributes(state, body.attributes)
+    return _out(state.repo.create_site(Site(body.id, body.name, body.timezone, country, attributes)))
 
 
 @router.get("/{site_id}", response_model=SiteOut)
@@ -43,7 +54,7 @@ def get_site(site_id: str, state: State) -> SiteOut:
 
 @router.patch("/{site_id}", response_model=SiteOut)
 def update_site(site_id: str, body: SitePatch, state: State, request: Request) -> SiteOut:
-    """Change a site's name, timezone or country (admin); 404 if unknown, 422 naming the bad field.
+    """Change a site's name, timezone, country or attributes (admin); 404 if unknown, 422 naming the bad field.
 
     Readings are stored in UTC, so a corrected timezone applies to every later energy
     query at once: nothing stored is rewritten. The change is written to the audit log
@@ -62,6 +73,7 @@ def update_site(site_id: str, body: SitePatch, state: State, request: Request) -
         body.name if "name" in sent else site.name,
         body.timezone if "timezone" in sent else site.timezone,
         check_country(body.country) if "country" in sent else site.country,
+        _check_attributes(state, body.attributes or {}) if "attributes" in sent else site.attributes,
     )
     updated = state.repo.update_site(changed)
     diff = changes(_fields(site), _fields(updated))
@@ -70,5 +82,5 @@ def update_site(site_id: str, body: SitePatch, state: State, request: Request) -
     return _out(updated)
 
 
-def _fields(site: Site) -> dict[str, str | None]:
-    return {"name": site.name, "timezone": site.timezone, "country": site.country}
+def _fields(site: Site) -> dict[str, object]:
+    return {"name": site.name, "timezone": site.timezone, "country": site.country, "attributes": site.attributes}

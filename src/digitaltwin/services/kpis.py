@@ -1,0 +1,240 @@
+"""KPIs of an asset or a site over a period, and the site's metering tree.
+
+Energy is taken on a grid of 15-minute cells of the site's calendar (the demand interval of
+:mod:`digitaltwin.accounting.kpis`); a site's profile is the sum of its root meters
+(:mod:`digitaltwin.accounting.metering_tree`), so no child is counted twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+
+from digitaltwin.accounting.carbon import bucket_emissions, split_net
+from digitaltwin.accounting.kpis import LoadKpis, load_kpis, per_quantity
+from digitaltwin.accounting.metering_tree import MeteringTree, TreeInput, build_tree
+from digitaltwin.analytics.buckets import Bucket
+from digitaltwin.analytics.energy import aggregate, segments_for
+from digitaltwin.domain.assets import Asset, Site
+from digitaltwin.domain.errors import ValidationError
+from digitaltwin.domain.timestamps import zone
+from digitaltwin.services.carbon import energy_segments, site_intensity
+from digitaltwin.services.energy import ENERGY_QUANTITIES, read_window, window_edges_us
+from digitaltwin.storage.repository import Repository, SeriesInfo
+
+#: Asset attribute holding a building's floor area (gross internal area, m2).
+FLOOR_AREA = "floor_area_m2"
+#: The cumulative counter of units produced, for energy per unit.
+PRODUCTION_QUANTITY = "production_total"
+#: Longest KPI period (a 15-minute grid of it must stay under the bucket cap).
+MAX_PERIOD = timedelta(days=5 * 366)
+
+
+@dataclass(frozen=True, slots=True)
+class Kpis:
+    """KPIs of one asset or site over ``[start, end)`` (see :mod:`digitaltwin.accounting.kpis`).
+
+    ``co2_kg`` is None when the site names no carbon intensity (``co2_source`` None);
+    ``cost_per_kwh`` is None until a bill is computed for the period (:func:`cost_per_kwh`).
+    """
+
+    subject: str
+    start: datetime
+    end: datetime
+    timezone: str
+    load: LoadKpis
+    floor_area_m2: float | None
+    energy_per_m2_kwh: float | None
+    production_units: float | None
+    energy_per_unit_kwh: float | None
+    cost_per_kwh: float | None
+    co2_kg: float | None
+    avoided_co2_kg: float | None
+    co2_uncovered_kwh: float | None
+    co2_source: str | None
+    assets: list[str]
+
+
+def _check_period(start: datetime, end: datetime) -> None:
+    if end <= start:
+        raise ValidationError("end must be after start", field="end")
+    if end - start > MAX_PERIOD:
+        raise ValidationError(f"period longer than {MAX_PERIOD.days} days", field="end")
+
+
+def _energy_series(repo: Repository, asset_id: str) -> SeriesInfo | None:
+    for quantity in ENERGY_QUANTITIES:
+        info = repo.find_series(asset_id, quantity)
+        if info is not None:
+            return info
+    return None
+
+
+def _production(repo: Repository, asset_ids: list[str], start: datetime, end: datetime) -> float | None:
+    """Units produced over ``[start, end)``: the increase of each asset's ``production_total`` counter, summed."""
+    total, found = 0.0, False
+    for asset_id in asset_ids:
+        info = repo.find_series(asset_id, PRODUCTION_QUANTITY)
+        if info is None:
+            continue
+        readings = read_window(repo, info, start, end)
+        seg = segments_for(info.kind, readings.ts_s, readings.values, interval_s=None, max_hold_s=0.0, until_s=end.timestamp())
+        value = aggregate(seg, np.array([start.timestamp(), end.timestamp()]), readings.ts_s).energy_kwh[0]
+        if np.isfinite(value):
+            total, found = total + float(value), True
+    return total if found else None
+
+
+def cost_per_kwh(repo: Repository, asset_ids: list[str], *, start: datetime, end: datetime, energy_kwh: float | None) -> float | None:
+    """Cost per kWh of the assets' energy over the period: the bill total over ``energy_kwh``.
+
+    No tariff is assigned to assets yet, so this returns None; it is the one place where the
+    bill of the period (in the site's currency) is to be divided by the energy.
+    """
+    return None
+
+
+def _kpis(
+    repo: Repository, site: Site, subject: str, meters: list[tuple[Asset, SeriesInfo]], *,
+    start: datetime, end: datetime, max_hold: timedelta, now: datetime | None,
+    floor_area: float | None, production_assets: list[str],
+) -> Kpis:
+    tz = zone(site.timezone)
+    edges_us = window_edges_us(start, end, Bucket.QUARTER_HOUR, tz)
+    edges_s = edges_us / 1e6
+    n = edges_s.size - 1
+    energy = np.full(n, np.nan)
+    covered_sum = np.zeros(n)  # hours covered, summed over the meters (completeness)
+    covered_any = np.zeros(n)  # hours covered by at least the best-covered meter (power)
+    intensity = site_intensity(repo, site, start=start, end=end)
+    co2 = avoided = uncovered = 0.0
+    co2_any = False
+    for _, info in meters:
+        seg = energy_segments(repo, info, start=start, end=end, max_hold=max_hold, now=now)
+        totals = aggregate(seg, edges_s, np.empty(0))
+        energy = np.where(np.isnan(energy), totals.energy_kwh, energy + np.nan_to_num(totals.energy_kwh))
+        covered_sum += totals.covered_hours
+        covered_any = np.maximum(covered_any, totals.covered_hours)
+        if intensity is not None:
+            imports, exports = split_net(seg)
+            em = bucket_emissions(imports, exports, np.array([edges_s[0], edges_s[-1]]), intensity)
+            if np.isfinite(em.co2_kg[0]):
+                co2, avoided, co2_any = co2 + float(em.co2_kg[0]), avoided + float(em.avoided_co2_kg[0]), True
+            uncovered += float(em.uncovered_kwh[0])
+    now_s = (now or datetime.now(UTC)).timestamp()
+    expected_h = max(min(end.timestamp(), now_s) - start.timestamp(), 0.0) / 3600.0
+    load = load_kpis(energy, covered_any, edges_s, tz=tz, expected_hours=expected_h)
+    if meters and expected_h > 0:  # the share of every meter's expected hours covered
+        load = replace(load, completeness=min(float(covered_sum.sum()) / (expected_h * len(meters)), 1.0))
+    production = _production(repo, production_assets, start, end)
+    ids = [a.id for a, _ in meters]
+    return Kpis(
+        subject=subject, start=start, end=end, timezone=site.timezone, load=load,
+        floor_area_m2=floor_area, energy_per_m2_kwh=per_quantity(load.energy_kwh, floor_area),
+        production_units=production, energy_per_unit_kwh=per_quantity(load.energy_kwh, production),
+        cost_per_kwh=cost_per_kwh(repo, ids, start=start, end=end, energy_kwh=load.energy_kwh),
+        co2_kg=co2 if co2_any else None,
+        avoided_co2_kg=avoided if co2_any else None,
+        co2_uncovered_kwh=uncovered if intensity is not None else None,
+        co2_source=intensity.source if intensity is not None else None,
+        assets=ids,
+    )
+
+
+def asset_kpis(
+    repo: Repository, asset_id: str, *, start: datetime, end: datetime, max_hold: timedelta, now: datetime | None = None
+) -> Kpis:
+    """KPIs of one asset's energy over ``[start, end)``; floor area from its ``floor_area_m2``
+    attribute, units produced from its ``production_total`` counter.
+
+    Raises:
+        NotFoundError: unknown asset, or an asset without an energy-carrying series (naming ``quantity``).
+        ValidationError: naming ``end`` for an empty or over-long period (:data:`MAX_PERIOD`).
+    """
+    from digitaltwin.services.energy import pick_energy_series
+
+    _check_period(start, end)
+    asset = repo.get_asset(asset_id)
+    site = repo.get_site(asset.site_id)
+    info = pick_energy_series(repo, asset_id)
+    area = _area(asset)
+    return _kpis(
+        repo, site, asset_id, [(asset, info)], start=start, end=end, max_hold=max_hold, now=now,
+        floor_area=area, production_assets=[asset_id],
+    )
+
+
+def _area(asset: Asset) -> float | None:
+    value = asset.attributes.get(FLOOR_AREA)
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0 else None
+
+
+def _meters(repo: Repository, site_id: str) -> tuple[list[Asset], dict[str, SeriesInfo]]:
+    assets = repo.list_assets(site_id=site_id)
+    series = {a.id: info for a in assets if (info := _energy_series(repo, a.id)) is not None}
+    return assets, series
+
+
+def site_kpis(
+    repo: Repository, site_id: str, *, start: datetime, end: datetime, max_hold: timedelta, now: datetime | None = None
+) -> Kpis:
+    """KPIs of a site: the summed profile of its root meters (see :func:`metering_tree`).
+
+    Floor area is the sum of the root meters' ``floor_area_m2`` (None if any root lacks it);
+    units produced are summed over every asset of the site with a ``production_total`` counter.
+
+    Raises:
+        NotFoundError: unknown site.
+        ValidationError: naming ``end`` for an empty or over-long period.
+    """
+    _check_period(start, end)
+    site = repo.get_site(site_id)
+    assets, series = _meters(repo, site_id)
+    tree = build_tree([TreeInput(a.id, a.parent_id, a.id in series) for a in assets])
+    by_id = {a.id: a for a in assets}
+    roots = [(by_id[r], series[r]) for r in tree.roots]
+    areas = [_area(a) for a, _ in roots]
+    area = float(sum(areas)) if roots and all(x is not None for x in areas) else None  # type: ignore[misc]
+    return _kpis(
+        repo, site, site_id, roots, start=start, end=end, max_hold=max_hold, now=now,
+        floor_area=area, production_assets=[a.id for a in assets],
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SiteTree:
+    """A site's metering tree over a period, with each meter's series quantity."""
+
+    site_id: str
+    start: datetime
+    end: datetime
+    tree: MeteringTree
+    quantities: dict[str, str]
+
+
+def metering_tree(
+    repo: Repository, site_id: str, *, start: datetime, end: datetime, max_hold: timedelta, now: datetime | None = None
+) -> SiteTree:
+    """Each meter's energy over ``[start, end)``, its metered children and unmetered remainder
+    (:func:`digitaltwin.accounting.metering_tree.build_tree`).
+
+    Raises:
+        NotFoundError: unknown site.
+        ValidationError: naming ``end`` for an empty or over-long period.
+    """
+    _check_period(start, end)
+    repo.get_site(site_id)
+    assets, series = _meters(repo, site_id)
+    edges_s = np.array([start.timestamp(), end.timestamp()])
+    inputs = []
+    for asset in assets:
+        info = series.get(asset.id)
+        energy = None
+        if info is not None:
+            seg = energy_segments(repo, info, start=start, end=end, max_hold=max_hold, now=now)
+            value = aggregate(seg, edges_s, np.empty(0)).energy_kwh[0]
+            energy = float(value) if np.isfinite(value) else None
+        inputs.append(TreeInput(asset.id, asset.parent_id, info is not None, energy))
+    return SiteTree(site_id, start, end, build_tree(inputs), {k: v.quantity for k, v in series.items()})
