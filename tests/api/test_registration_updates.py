@@ -21,7 +21,7 @@ def test_site_patch_changes_only_what_is_sent(client: TestClient) -> None:
     _site(client)
     response = client.patch("/api/v1/sites/plant", json={"timezone": "Europe/London", "country": "gb"})
     assert response.status_code == 200, response.text
-    assert response.json() == {"id": "plant", "name": "plant", "timezone": "Europe/London", "country": "GB"}
+    assert response.json() == {"id": "plant", "name": "plant", "timezone": "Europe/London", "country": "GB", "attributes": {}}
     assert client.get("/api/v1/sites/plant").json()["timezone"] == "Europe/London"
     cleared = client.patch("/api/v1/sites/plant", json={"country": None}).json()
     assert cleared["country"] is None and cleared["timezone"] == "Europe/London"
