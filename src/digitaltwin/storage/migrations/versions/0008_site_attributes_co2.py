@@ -17,11 +17,11 @@ depends_on = None
 
 
 def upgrade() -> None:
-    # batch mode: SQLite cannot ALTER a column's constraints in place; existing sites get {}.
-    with op.batch_alter_table("sites") as batch:
-        batch.add_column(sa.Column("attributes", sa.JSON(), nullable=False, server_default=sa.text("'{}'")))
+    # A plain ADD COLUMN on both backends (SQLite accepts NOT NULL with a constant default): a batch
+    # rebuild of ``sites`` on SQLite, which runs with foreign keys on, would cascade-delete every asset.
+    op.add_column("sites", sa.Column("attributes", sa.JSON(), nullable=False, server_default=sa.text("'{}'")))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("sites") as batch:
-        batch.drop_column("attributes")
+    # DROP COLUMN in place (SQLite >= 3.35), for the same reason: no rebuild of the table.
+    op.execute("ALTER TABLE sites DROP COLUMN attributes")
