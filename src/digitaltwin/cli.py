@@ -16,9 +16,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from digitaltwin.api.schemas import AssetIn, SiteIn
+from digitaltwin.cli_accounting import accounting_app
 from digitaltwin.cli_users import users_app
 from digitaltwin.config import Settings
-from digitaltwin.domain.assets import Asset, AssetKind, Site, check_country, check_slug
+from digitaltwin.domain.assets import Asset, AssetKind, Site, check_country, check_site_attributes, check_slug
 from digitaltwin.domain.durations import parse_duration
 from digitaltwin.domain.errors import DomainError, ValidationError
 from digitaltwin.domain.timestamps import zone
@@ -37,6 +38,7 @@ assets_app = typer.Typer(help="Assets (the twins).", no_args_is_help=True)
 app.add_typer(sites_app, name="sites")
 app.add_typer(assets_app, name="assets")
 app.add_typer(users_app, name="users")  # security (issue 4)
+app.add_typer(accounting_app, name="accounting")  # energy accounting: CO2, KPIs, metering tree
 console = Console()
 err = Console(stderr=True)
 
@@ -93,6 +95,10 @@ def sites_add(
     timezone: Annotated[Optional[str], typer.Option(help="IANA timezone, e.g. Europe/Berlin (required for a new site)")] = None,
     name: Annotated[Optional[str], typer.Option()] = None,
     country: Annotated[Optional[str], typer.Option(help="ISO 3166 code for holidays (known to the holidays package)")] = None,
+    attribute: Annotated[
+        Optional[list[str]],
+        typer.Option(help="KEY=VALUE site attribute, repeatable (co2_factor_g_per_kwh=436, carbon_intensity_asset_id=gb-grid); KEY= removes it"),
+    ] = None,
 ) -> None:
     """Register a site; on an existing site only the options given change."""
     _, repo = _open()
@@ -105,7 +111,8 @@ def sites_add(
         if current is None:
             if timezone is None:
                 raise ValidationError("--timezone is required for a new site", field="timezone")
-            site = repo.create_site(_registration(SiteIn, Site(site_id, name or site_id, timezone, code)))
+            attributes = _site_attributes(repo, {}, attribute or [])
+            site = repo.create_site(_registration(SiteIn, Site(site_id, name or site_id, timezone, code, attributes)))
         else:
             site = repo.update_site(
                 _registration(
@@ -115,12 +122,34 @@ def sites_add(
                         name if name is not None else current.name,
                         timezone if timezone is not None else current.timezone,
                         code if country is not None else current.country,
+                        _site_attributes(repo, current.attributes, attribute or []),
                     ),
                 )
             )
     except DomainError as exc:
         raise _fail(exc) from None
     console.print(f"site {site_id} ({site.timezone}) {'updated' if current is not None else 'created'}")
+
+
+def _site_attributes(repo: Repository, current: dict[str, object], pairs: list[str]) -> dict[str, object]:
+    """``current`` with each ``KEY=VALUE`` applied (numbers as numbers, ``KEY=`` removes), checked as
+    ``PATCH /api/v1/sites`` checks them (naming the key; an unknown intensity asset is refused)."""
+    out = dict(current)
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValidationError(f"{pair!r} is not KEY=VALUE", field="--attribute")
+        if value == "":
+            out.pop(key, None)
+            continue
+        try:
+            out[key] = float(value)
+        except ValueError:
+            out[key] = value
+    checked = check_site_attributes(out)
+    if isinstance(checked.get("carbon_intensity_asset_id"), str):
+        repo.get_asset(str(checked["carbon_intensity_asset_id"]), field="carbon_intensity_asset_id")
+    return checked
 
 
 @sites_app.command("list")
