@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Optional, TypeVar
 
@@ -16,7 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from digitaltwin.api.schemas import AssetIn, SiteIn
-from digitaltwin.cli_accounting import accounting_app
+from digitaltwin.cli_accounting import accounting_app, print_demo_accounting
 from digitaltwin.cli_users import users_app
 from digitaltwin.config import Settings
 from digitaltwin.domain.assets import Asset, AssetKind, Site, check_country, check_site_attributes, check_slug
@@ -608,6 +608,10 @@ def demo_cmd(
         retrain_every=7,
     )
     print_backtest(result.metrics, title="Day-ahead backtest, 28 local midnights 2018-12-03..30 (96 x 15 min)")
+    print_demo_accounting(  # energy accounting: CO2 at the Korean grid factor and the plant's KPIs for 2018
+        settings, repo, demo_service.PLANT.id,
+        start=datetime(2018, 1, 1, tzinfo=zone("Asia/Seoul")), end=datetime(2019, 1, 1, tzinfo=zone("Asia/Seoul")),
+    )
     _print_demo_admin(demo_service.ensure_demo_admin(repo), f"http://{host}:{port}")  # security (issue 4)
     if not serve:
         stored = demo_service.replay(repo, seconds_per_interval=0)

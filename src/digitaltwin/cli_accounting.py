@@ -145,3 +145,10 @@ def tree_cmd(site_id: str, start: _Start, end: _End) -> None:
         table.add_row(n.asset_id, n.parent_meter_id or "(root)", _num(n.energy_kwh),
                       _num(n.children_kwh) if n.children else "", _num(n.unmetered_kwh), note)
     console.print(table)
+
+
+def print_demo_accounting(settings: Settings, repo: Repository, asset_id: str, *, start: datetime, end: datetime) -> None:
+    """The demo's CO2 per month and KPI tables of ``asset_id`` over ``[start, end)``."""
+    console.print(co2_table(repo, asset_id, start=start, end=end, bucket=Bucket.MONTH, settings=settings))
+    k = asset_kpis(repo, asset_id, start=start, end=end, max_hold=settings.power_max_hold, now=datetime.now(UTC))
+    console.print(kpi_table(k))

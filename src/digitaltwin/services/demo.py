@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -19,7 +20,13 @@ from digitaltwin.storage.repository import Repository
 
 log = logging.getLogger(__name__)
 
-SITE = Site("daewoo-steel", "DAEWOO Steel, Gwangyang", "Asia/Seoul", "KR")
+#: Korea's national electricity emission factor in force for 2018 consumption, gCO2e/kWh:
+#: 0.4594 tCO2e/MWh, the 2014-2016 average "national specific electricity emission factor" of the
+#: Ministry of Environment's K-ETS reporting and verification guideline (온실가스 배출권거래제의
+#: 배출량 보고 및 인증에 관한 지침, annex 6), compiled by the Greenhouse Gas Inventory and Research
+#: Center of Korea. A constant: Korea publishes no hourly grid intensity.
+KR_GRID_G_PER_KWH = 459.4
+SITE = Site("daewoo-steel", "DAEWOO Steel, Gwangyang", "Asia/Seoul", "KR", {"co2_factor_g_per_kwh": KR_GRID_G_PER_KWH})
 PLANT = Asset("steel-plant", SITE.id, "Steel plant main meter", AssetKind.METER, attributes={"source": "UCI dataset 851"})
 LIVE = Asset(
     "steel-plant-live",
@@ -47,9 +54,13 @@ def find_dataset(start: Path | None = None) -> Path:
 
 
 def register_steel(repo: Repository) -> None:
-    """Register the steel site and plant meter unless they exist (an existing definition is kept)."""
-    if not any(site.id == SITE.id for site in repo.list_sites()):
+    """Register the steel site and plant meter unless they exist (an existing definition is kept,
+    but a site registered before sites had attributes gets the Korean grid factor)."""
+    current = next((site for site in repo.list_sites() if site.id == SITE.id), None)
+    if current is None:
         repo.create_site(SITE, exist_ok=True)
+    elif not {"co2_factor_g_per_kwh", "carbon_intensity_asset_id"} & set(current.attributes):
+        repo.update_site(replace(current, attributes={**current.attributes, **SITE.attributes}))
     if not repo.known_asset_ids([PLANT.id]):
         repo.create_asset(PLANT, exist_ok=True)
 
