@@ -208,3 +208,20 @@ def check_site_attributes(attributes: Any) -> dict[str, Any]:
             raise ValidationError(f"{key} {value:g} is outside {bounds[0]:g}..{bounds[1]:g}", field=key)
         out[key] = float(value)
     return out
+
+
+#: Asset attribute holding a building's floor area (gross internal area) in m2, for energy per m2.
+FLOOR_AREA = "floor_area_m2"
+
+
+def check_asset_accounting_attributes(attributes: dict[str, Any]) -> None:
+    """``floor_area_m2``, when present, is a finite number of m2 above 0 (at most 10 km2).
+
+    Raises:
+        ValidationError: naming ``floor_area_m2``.
+    """
+    if FLOOR_AREA not in attributes or attributes[FLOOR_AREA] is None:
+        return
+    value = attributes[FLOOR_AREA]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not 0 < value <= 1e7:
+        raise ValidationError(f"{FLOOR_AREA} must be a number of m2 above 0 and at most 1e7", field=FLOOR_AREA)

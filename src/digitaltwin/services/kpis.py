@@ -17,15 +17,13 @@ from digitaltwin.accounting.kpis import LoadKpis, load_kpis, per_quantity
 from digitaltwin.accounting.metering_tree import MeteringTree, TreeInput, build_tree
 from digitaltwin.analytics.buckets import Bucket
 from digitaltwin.analytics.energy import aggregate, segments_for
-from digitaltwin.domain.assets import Asset, Site
+from digitaltwin.domain.assets import FLOOR_AREA, Asset, Site
 from digitaltwin.domain.errors import ValidationError
 from digitaltwin.domain.timestamps import zone
 from digitaltwin.services.carbon import energy_segments, site_intensity
 from digitaltwin.services.energy import ENERGY_QUANTITIES, read_window, window_edges_us
 from digitaltwin.storage.repository import Repository, SeriesInfo
 
-#: Asset attribute holding a building's floor area (gross internal area, m2).
-FLOOR_AREA = "floor_area_m2"
 #: The cumulative counter of units produced, for energy per unit.
 PRODUCTION_QUANTITY = "production_total"
 #: Longest KPI period (a 15-minute grid of it must stay under the bucket cap).

@@ -29,6 +29,7 @@ from digitaltwin.domain.assets import (
     FORECAST_EXOG,
     Asset,
     AssetKind,
+    check_asset_accounting_attributes,
     check_forecast_exog,
     check_slug,
 )
@@ -84,6 +85,7 @@ def _check_attributes(state: State, asset_id: str, attributes: dict[str, object]
     """
     if len(json.dumps(attributes)) > MAX_ATTRIBUTES_BYTES:
         raise ValidationError(f"attributes larger than {MAX_ATTRIBUTES_BYTES} bytes as JSON", field="attributes")
+    check_asset_accounting_attributes(attributes)
     if FORECAST_EXOG not in attributes:
         return
     pairs = check_forecast_exog(attributes[FORECAST_EXOG])
