@@ -18,8 +18,8 @@ from digitaltwin.analytics.energy import Segments, segments_for
 from digitaltwin.domain.assets import Site
 from digitaltwin.domain.errors import NotFoundError
 from digitaltwin.domain.timestamps import zone
-from digitaltwin.storage.repository import Repository, SeriesInfo
 from digitaltwin.services.energy import pick_energy_series, read_window, window_edges_us
+from digitaltwin.storage.repository import Repository, SeriesInfo
 from digitaltwin.storage.tables import from_epoch_us
 
 #: The quantity of a grid asset that carries its carbon intensity (gCO2/kWh).

@@ -21,7 +21,7 @@ from digitaltwin.domain.assets import FLOOR_AREA, Asset, Site
 from digitaltwin.domain.errors import ValidationError
 from digitaltwin.domain.timestamps import zone
 from digitaltwin.services.carbon import energy_segments, site_intensity
-from digitaltwin.services.energy import ENERGY_QUANTITIES, read_window, window_edges_us
+from digitaltwin.services.energy import ENERGY_QUANTITIES, pick_energy_series, read_window, window_edges_us
 from digitaltwin.storage.repository import Repository, SeriesInfo
 
 #: The cumulative counter of units produced, for energy per unit.
@@ -151,8 +151,6 @@ def asset_kpis(
         NotFoundError: unknown asset, or an asset without an energy-carrying series (naming ``quantity``).
         ValidationError: naming ``end`` for an empty or over-long period (:data:`MAX_PERIOD`).
     """
-    from digitaltwin.services.energy import pick_energy_series
-
     _check_period(start, end)
     asset = repo.get_asset(asset_id)
     site = repo.get_site(asset.site_id)
