@@ -6,6 +6,7 @@ The same computations as ``GET /api/v1/assets/{id}/energy?with=co2``, ``.../kpis
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from typing import Annotated, Optional
 from zoneinfo import ZoneInfo
@@ -49,6 +50,10 @@ def _range(start: str, end: str) -> tuple[datetime, datetime]:
     return parse_instant(start, field="--start", plausible=False), parse_instant(end, field="--end", plausible=False)
 
 
+def _finite(value: float) -> float | None:
+    return float(value) if math.isfinite(value) else None
+
+
 def _num(value: float | None, fmt: str = ",.1f") -> str:
     return "-" if value is None else format(value, fmt)
 
@@ -87,8 +92,7 @@ def co2_table(repo: Repository, asset_id: str, *, start: datetime, end: datetime
     for i, row in enumerate(report.rows):
         kg = avoided = None
         if co2.emissions is not None:
-            kg, avoided = float(co2.emissions.co2_kg[i]), float(co2.emissions.avoided_co2_kg[i])
-            kg, avoided = (None if kg != kg else kg), (None if avoided != avoided else avoided)
+            kg, avoided = _finite(co2.emissions.co2_kg[i]), _finite(co2.emissions.avoided_co2_kg[i])
         ratio = kg / row.energy_kwh if kg is not None and row.energy_kwh else None
         table.add_row(row.start.astimezone(tz).strftime("%Y-%m-%d %H:%M"), _num(row.energy_kwh), _num(kg), _num(avoided), _num(ratio, ".3f"))
     return table
