@@ -155,7 +155,7 @@ def counter_arithmetic(ts_s: np.ndarray, total_kwh: np.ndarray, rules: CounterRu
     parts: list[Segments] = []
     for ts, values in _epochs(np.asarray(ts_s, dtype=float), np.asarray(total_kwh, dtype=float), rules, events):
         parts.append(_epoch_segments(ts, values, rules, events))
-    seg = _concat(parts)
+    seg = concat_segments(parts)
     events.sort(key=lambda e: (e.start_s, e.end_s))
     return Metered(seg, tuple(events))
 
@@ -312,7 +312,8 @@ def quarantine_power(seg: Segments, *, power_limit_kw: float | None, resolution_
     return Metered(seg.take(~bad), events)
 
 
-def _concat(parts: list[Segments]) -> Segments:
+def concat_segments(parts: list[Segments]) -> Segments:
+    """The segments of all ``parts`` in one, sorted by start."""
     parts = [p for p in parts if p.start_s.size]
     if not parts:
         return empty_segments()
@@ -334,3 +335,21 @@ def mark_buckets(events: tuple[MeterEvent, ...], edges_s: np.ndarray) -> list[li
         for k in range(max(lo, 0), min(hi, n - 1) + 1):
             marks[k].add(event.kind.value)
     return [sorted(m) for m in marks]
+
+
+def split_import_export(seg: Segments, *, export_positive: bool) -> tuple[Segments, Segments]:
+    """Import and export segments of one signed series, split segment by segment.
+
+    Each segment (one power sample's hold, one interval) goes whole to one side by its sign, so
+    import and export are never netted across intervals before splitting: an hour of +1 kWh and
+    -1 kWh quarters is 2 kWh of import and 2 kWh of export, not 0. Both results keep every span
+    (the other side carries 0 kWh there), so both have the series' coverage.
+
+    Args:
+        seg: segments of a signed series (kWh).
+        export_positive: positive values are export (production) rather than import.
+    """
+    signed = -seg.energy_kwh if export_positive else seg.energy_kwh
+    imported = Segments(seg.start_s, seg.end_s, np.maximum(signed, 0.0) + 0.0)
+    exported = Segments(seg.start_s, seg.end_s, np.maximum(-signed, 0.0) + 0.0)
+    return imported, exported

@@ -14,13 +14,14 @@ _SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
 class AssetKind(str, enum.Enum):
-    """What an asset is; ``weather`` carries exogenous series (temperature, irradiance)."""
+    """What an asset is; ``ev`` is an EV charger; ``weather`` carries exogenous series (temperature, irradiance)."""
 
     MACHINE = "machine"
     METER = "meter"
     BUILDING = "building"
     PV = "pv"
     BATTERY = "battery"
+    EV = "ev"
     WEATHER = "weather"
 
 

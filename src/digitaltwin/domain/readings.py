@@ -15,7 +15,8 @@ field name; values outside the quantity's plausible range are rejected
 (:func:`~digitaltwin.domain.units.check_range`). Values must be finite numbers; plain decimal strings
 (``"4000"``) are coerced, anything else (``"4,000 W"``, ``"unavailable"``, null,
 NaN, Infinity) rejects the item naming the field (field cases
-``payload/numeric-strings``, ``payload/nan-and-infinity``).
+``payload/numeric-strings``, ``payload/nan-and-infinity``), and so do 'not available'
+sentinels such as 65535 or -1 for a register (:mod:`digitaltwin.domain.sentinels`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from zoneinfo import ZoneInfo
 
 from digitaltwin.domain.durations import parse_duration
 from digitaltwin.domain.errors import ValidationError
+from digitaltwin.domain.sentinels import check_sentinel
 from digitaltwin.domain.timestamps import parse_instant
 from digitaltwin.domain.units import FIELD_ALIASES, check_range, quantity_spec, to_canonical
 
@@ -178,7 +180,7 @@ def parse_item(
     readings: list[Reading] = []
     for field, quantity, raw, in_unit in measurements:
         quantity_spec(quantity, field="quantity")
-        value = parse_value(raw, field=field)
+        value = check_sentinel(quantity, parse_value(raw, field=field), field=field)
         if in_unit is None:
             # Guessing the canonical unit would turn a device sending W into a 1000x error.
             raise ValidationError(f"unit is missing for {field!r}; name it (e.g. \"unit\": \"kW\") or use a field such as power_kw", field="unit")

@@ -42,6 +42,7 @@ from digitaltwin.domain.dead_letters import (
 )
 from digitaltwin.domain.errors import ValidationError
 from digitaltwin.domain.readings import Reading, item_interval_seconds, parse_item
+from digitaltwin.domain.sentinels import SENTINELS
 from digitaltwin.domain.timestamps import (
     FUTURE_TOLERANCE,
     PLAUSIBLE_FLOOR,
@@ -303,6 +304,8 @@ def _fast_readings(body: object, asset_id: str) -> list[Reading] | None:
         elif type(value) is not float:
             return None
         factor, offset, low, high = conversion
+        if value in SENTINELS or (value == -1.0 and low >= 0):
+            return None  # a 'not available' sentinel: the general path rejects it naming the field
         canonical = value * factor + offset
         if not low <= canonical <= high:  # False for NaN and for +-Infinity
             return None

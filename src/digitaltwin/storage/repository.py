@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -42,6 +42,7 @@ class SeriesInfo:
 
     Attributes:
         interval_seconds: length of each interval for ``interval`` series, when known.
+        attributes: what the series declares (see :mod:`digitaltwin.domain.series_attributes`).
     """
 
     id: int
@@ -50,6 +51,7 @@ class SeriesInfo:
     kind: SeriesKind
     unit: str
     interval_seconds: int | None
+    attributes: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +112,7 @@ def _series(row: Any) -> SeriesInfo:
         kind=SeriesKind(row.kind),
         unit=row.unit,
         interval_seconds=row.interval_seconds,
+        attributes=dict(row.attributes or {}),
     )
 
 
@@ -370,6 +373,15 @@ class Repository:
         info = self.find_series(asset_id, quantity)
         assert info is not None
         return info
+
+    def set_series_attributes(self, asset_id: str, quantity: str, attributes: dict[str, Any]) -> SeriesInfo:
+        """Replace the declared attributes of a series (created, empty, if it has no reading yet)."""
+        info = self.ensure_series(asset_id, quantity)
+        with self.engine.begin() as conn:
+            conn.execute(series.update().where(series.c.id == info.id).values(attributes=attributes))
+        found = self.find_series(asset_id, quantity, fresh=True)
+        assert found is not None
+        return found
 
     # -- readings ------------------------------------------------------------
     def write_readings(self, batch: Sequence[Reading], *, interval_seconds: int | None = None) -> int:

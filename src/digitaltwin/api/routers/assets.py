@@ -20,6 +20,7 @@ from digitaltwin.api.schemas import (
     EnergyBucketOut,
     EnergyOut,
     LatestReading,
+    MeterEventOut,
     ReadingOut,
     ReadingsPage,
     SeriesOut,
@@ -32,6 +33,7 @@ from digitaltwin.domain.assets import (
     check_slug,
 )
 from digitaltwin.domain.errors import ValidationError
+from digitaltwin.domain.series_attributes import check_asset_energy_attributes
 from digitaltwin.domain.timestamps import parse_instant
 from digitaltwin.domain.units import quantity_spec
 from digitaltwin.observability.changes import changes, record_change
@@ -61,7 +63,7 @@ def _out(state: State, asset: Asset, *, detail: bool = False) -> AssetOut:
     )
     if detail:
         out.series = [
-            SeriesOut(quantity=s.quantity, kind=s.kind.value, unit=s.unit, interval_seconds=s.interval_seconds)
+            SeriesOut(quantity=s.quantity, kind=s.kind.value, unit=s.unit, interval_seconds=s.interval_seconds, attributes=s.attributes)
             for s in state.repo.list_series(asset.id)
         ]
         out.latest = [LatestReading(quantity=r.quantity, unit=r.unit, ts=r.ts, value=r.value) for r in state.repo.latest(asset.id)]
@@ -82,6 +84,7 @@ def _check_attributes(state: State, asset_id: str, attributes: dict[str, object]
     """
     if len(json.dumps(attributes)) > MAX_ATTRIBUTES_BYTES:
         raise ValidationError(f"attributes larger than {MAX_ATTRIBUTES_BYTES} bytes as JSON", field="attributes")
+    check_asset_energy_attributes(attributes)  # energy_flow, connection_capacity_kw
     if FORECAST_EXOG not in attributes:
         return
     pairs = check_forecast_exog(attributes[FORECAST_EXOG])
@@ -237,6 +240,10 @@ def get_energy(
     have 23 or 25 hours. The first and last buckets are clipped to ``start`` and
     ``end`` (each bucket's ``start``/``end`` give the span it covers), so the
     total is that of the requested range. Buckets without data have null values.
+
+    Each bucket also gives ``import_kwh``, ``export_kwh`` and ``net_kwh`` (split per interval
+    before netting) and the meter ``events`` it contains (reset, rollover, replacement, glitch,
+    quarantined), explained in the response's ``events`` (docs/accounting.md).
     """
     start_ts, end_ts = _instant(start, "start"), _instant(end, "end")
     assert start_ts is not None and end_ts is not None
@@ -252,10 +259,16 @@ def get_energy(
             start=r.start, start_local=r.start.astimezone(tz), end=r.end, energy_kwh=r.energy_kwh,
             mean_power_kw=r.mean_power_kw, peak_power_kw=r.peak_power_kw, sample_count=r.sample_count,
             expected_count=r.expected_count, missing_count=r.missing_count,
+            import_kwh=r.import_kwh, export_kwh=r.export_kwh, net_kwh=r.net_kwh, events=list(r.events),
         )
         for r in report.rows
     ]
+    events = [
+        MeterEventOut(kind=e.kind.value, start=datetime.fromtimestamp(e.start_s, UTC), end=datetime.fromtimestamp(e.end_s, UTC), reason=e.reason)
+        for e in report.events
+    ]
     return EnergyOut(
         asset_id=asset_id, quantity=report.quantity, timezone=report.timezone, bucket=bucket.value,
-        total_energy_kwh=report.total_energy_kwh, buckets=buckets,
+        total_energy_kwh=report.total_energy_kwh, total_import_kwh=sum(r.import_kwh or 0.0 for r in report.rows),
+        total_export_kwh=sum(r.export_kwh or 0.0 for r in report.rows), buckets=buckets, events=events,
     )
