@@ -78,6 +78,17 @@ class ReplacementIn:
     new_serial: str | None = None
 
 
+def check_counter_quantity(quantity: str) -> str:
+    """``quantity`` if it is a counter register (``energy_total``, ``energy_export_total``).
+
+    Raises:
+        ValidationError: naming ``quantity``.
+    """
+    if quantity_spec(quantity, field="quantity").kind is not SeriesKind.CUMULATIVE:
+        raise ValidationError(f"a meter replacement applies to counter registers, not {quantity}", field="quantity")
+    return quantity
+
+
 def record_replacement(repo: Repository, asset_id: str, swap: ReplacementIn, *, created_by: str | None = None, source: str = "api") -> StoredReplacement:
     """Store a meter replacement of an asset's counter series.
 
@@ -90,9 +101,7 @@ def record_replacement(repo: Repository, asset_id: str, swap: ReplacementIn, *, 
         ConflictError: naming ``old_final.ts`` when a replacement at that instant exists.
     """
     repo.get_asset(asset_id)
-    spec = quantity_spec(swap.quantity, field="quantity")
-    if spec.kind is not SeriesKind.CUMULATIVE:
-        raise ValidationError(f"a meter replacement applies to counter registers, not {swap.quantity}", field="quantity")
+    check_counter_quantity(swap.quantity)
     if swap.new_ts < swap.old_ts:
         raise ValidationError("the new meter's first reading is before the old meter's final reading", field="new_first.ts")
     check_range(swap.quantity, swap.old_value_kwh, field="old_final.value")

@@ -66,6 +66,7 @@ class MeterEventStore:
                 current = conn.execute(select(series.c.attributes).where(series.c.id == series_id)).scalar()
                 attributes = dict(current or {}) | {"meter_serial": serial_attribute}
                 conn.execute(series.update().where(series.c.id == series_id).values(attributes=attributes))
+        del values["kind"]
         return StoredReplacement(id=int(new_id), **values)  # type: ignore[arg-type]
 
     def replacements(self, series_id: int) -> list[StoredReplacement]:

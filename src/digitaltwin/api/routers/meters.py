@@ -12,7 +12,7 @@ from digitaltwin.observability.changes import changes, record_change
 from digitaltwin.security.audit import AuditEvent
 from digitaltwin.security.policy import access
 from digitaltwin.security.roles import Role
-from digitaltwin.services.meter import ReplacementIn, declare_series, record_replacement
+from digitaltwin.services.meter import ReplacementIn, check_counter_quantity, declare_series, record_replacement
 from digitaltwin.storage.meter_events import MeterEventStore, StoredReplacement
 
 router = APIRouter(prefix="/api/v1/assets", tags=["meters"])
@@ -60,7 +60,7 @@ def replace_meter(asset_id: str, body: MeterReplacementIn, state: State, request
     ``*.unit``; 409 naming ``old_final.ts`` for a second replacement at the same instant.
     Written to the audit log (``meter_replaced``).
     """
-    quantity_spec(body.quantity, field="quantity")
+    check_counter_quantity(body.quantity)
     old_ts = parse_instant(body.old_final.ts, field="old_final.ts")
     new_ts = parse_instant(body.new_first.ts, field="new_first.ts")
     old_kwh = to_canonical(body.quantity, body.old_final.value, body.old_final.unit, field="old_final.unit")
