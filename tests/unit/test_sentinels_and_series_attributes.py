@@ -95,3 +95,24 @@ def test_directions_follow_declarations_then_the_asset() -> None:
     assert export_positive("power", {"sign_convention": "export_positive"}, "consume")
     assert not export_positive("energy_total", {"direction": "import"}, "produce")
     assert export_positive("energy_export_total", {}, "consume")
+
+
+@pytest.mark.parametrize(
+    ("quantity", "value", "unit"),
+    [("power", 65535, "W"), ("power", -32768, "W"), ("energy_total", 4294967295, "Wh"), ("energy_total", -1, "kWh"), ("power", 2147483647, "W")],
+)
+def test_mqtt_sentinels_leave_the_fast_path_and_become_dead_letters(quantity: str, value: int, unit: str) -> None:
+    import json
+    import time
+    from datetime import UTC, datetime
+
+    from digitaltwin.ingest.mqtt_payload import _fast_readings, decode_message
+
+    body = {"ts": int(time.time() * 1000), "quantity": quantity, "value": value, "unit": unit}
+    assert _fast_readings(body, "m1") is None
+    message = decode_message(
+        "p/dt/site-a/m1/telemetry", json.dumps(body).encode(), received_at=datetime(2026, 1, 1, tzinfo=UTC), max_bytes=1 << 20, prefix="p/"
+    )
+    assert message.readings == [] or not message.readings
+    (letter,) = message.dead_letters
+    assert letter.field == "value" and "not available" in letter.reason
