@@ -193,3 +193,32 @@ def test_an_increase_far_above_the_rated_power_is_quarantined(client: TestClient
     send(client, "site-meter", "energy_total", values)
     assert energy(client, "site-meter")["total_energy_kwh"] == pytest.approx(150.0, abs=KWH)
     error(client.patch("/api/v1/assets/site-meter", json={"attributes": {"connection_capacity_kw": -4}}), 422, "connection_capacity_kw")
+
+
+def test_a_changed_meter_serial_on_readings_is_a_replacement(client: TestClient) -> None:
+    """The old meter's last reading is its final one, the first reading of the new serial the new
+    meter's first; the time between them is a gap. Stale history of the old serial changes nothing."""
+    setup_asset(client)
+
+    def item(i: int, value: float, serial: str) -> dict[str, Any]:
+        ts = (T0 + i * Q).isoformat()
+        return {"asset_id": "m1", "ts": ts, "quantity": "energy_total", "value": value, "unit": "kWh", "meter_serial": serial}
+
+    old = [item(i, 7000.0 + 10 * i, "OLD-1") for i in range(6)]  # 00:00 .. 01:15
+    new = [item(i, 2.0 + 10 * (i - 8), "NEW-2") for i in range(8, 16)]  # 02:00 .. 03:45
+    assert client.post("/api/v1/readings", json=old).status_code == 200
+    assert client.get("/api/v1/assets/m1/meter-replacements").json() == []  # the first serial is only recorded
+    response = client.post("/api/v1/readings", json=new)
+    assert response.status_code == 200 and response.json()["accepted"] == 8, response.text
+    (swap,) = client.get("/api/v1/assets/m1/meter-replacements").json()
+    assert (swap["old_serial"], swap["new_serial"], swap["source"]) == ("OLD-1", "NEW-2", "telemetry")
+    assert (swap["old_value_kwh"], swap["new_value_kwh"]) == (7050.0, 2.0)
+    body = energy(client, "m1")
+    assert body["total_energy_kwh"] == pytest.approx(50.0 + 70.0, abs=KWH)
+    assert [b["energy_kwh"] for b in energy(client, "m1", bucket="15min")["buckets"][5:8]] == [None, None, None]
+    assert body["buckets"][1]["events"] == ["replacement"]
+    # a late delivery of the old meter's reading at 01:30 is history, not a swap back
+    assert client.post("/api/v1/readings", json=[item(6, 7060.0, "OLD-1")]).status_code == 200
+    assert len(client.get("/api/v1/assets/m1/meter-replacements").json()) == 1
+    rejected = client.post("/api/v1/readings", json=[item(20, 90.0, "")])
+    assert rejected.status_code == 422 and rejected.json()["items"][0]["field"] == "meter_serial", rejected.text

@@ -139,3 +139,57 @@ def _check_sides(repo: Repository, info: SeriesInfo, swap: ReplacementIn) -> Non
             f"{swap.new_value_kwh:g} kWh",
             field="new_first.value",
         )
+
+
+@dataclass(frozen=True, slots=True)
+class SerialSighting:
+    """A counter reading stored with the serial of the meter that took it (value in kWh, UTC)."""
+
+    asset_id: str
+    quantity: str
+    ts: datetime
+    value_kwh: float
+    serial: str
+
+
+def apply_serials(repo: Repository, sightings: list[SerialSighting]) -> list[StoredReplacement]:
+    """Record the meter replacements that serials carried with stored counter readings reveal.
+
+    Per counter series, in time order: the first serial ever seen becomes its ``meter_serial``;
+    a reading with another serial than the series' current one, later than its last replacement,
+    is the new meter's first reading, and the stored reading just before it the old meter's final
+    one (what happened between the two is the swap window: a gap). A reading older than the last
+    replacement changes nothing (a late delivery of history). Call after the readings are stored.
+
+    Returns:
+        The replacements recorded (source ``telemetry``).
+    """
+    out: list[StoredReplacement] = []
+    store = MeterEventStore(repo.engine)
+    by_series: dict[tuple[str, str], list[SerialSighting]] = {}
+    for s in sightings:
+        if quantity_spec(s.quantity).kind is SeriesKind.CUMULATIVE:
+            by_series.setdefault((s.asset_id, s.quantity), []).append(s)
+    for (asset_id, quantity), seen in by_series.items():
+        info = repo.ensure_series(asset_id, quantity)
+        attributes = store.series_attributes(info.id)
+        current = attributes.get("meter_serial")
+        swaps = store.replacements(info.id)
+        last_swap = max((r.new_ts for r in swaps), default=None)
+        for s in sorted(seen, key=lambda s: s.ts):
+            if s.serial == current or (last_swap is not None and s.ts <= last_swap):
+                continue
+            previous = repo.previous_reading(info.id, s.ts)
+            if current is None or previous is None:
+                repo.set_series_attributes(asset_id, quantity, attributes | {"meter_serial": s.serial})
+            else:
+                out.append(
+                    store.add_replacement(
+                        info.id, old=previous, new=(s.ts, s.value_kwh), old_serial=current, new_serial=s.serial,
+                        source="telemetry", serial_attribute=s.serial,
+                    )
+                )
+                last_swap = s.ts
+            attributes = attributes | {"meter_serial": s.serial}
+            current = s.serial
+    return out
