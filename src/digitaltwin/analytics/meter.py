@@ -30,6 +30,7 @@ A span longer than ``max_span_s`` is a gap whatever the values (see
 
 from __future__ import annotations
 
+import bisect
 import enum
 import math
 from dataclasses import dataclass, field
@@ -189,11 +190,23 @@ def _epochs(
     return runs
 
 
-def _epoch_segments(ts: np.ndarray, v: np.ndarray, rules: CounterRules, events: list[MeterEvent]) -> Segments:
+def _epoch_segments(ts_a: np.ndarray, v_a: np.ndarray, rules: CounterRules, events: list[MeterEvent]) -> Segments:
     """Segments of the readings of one physical meter (see the module docstring)."""
-    n = ts.size
+    n = ts_a.size
     if n < 2:
         return empty_segments()
+    increase_a, span_a = np.diff(v_a), np.diff(ts_a)
+    clean = (increase_a >= 0) & (span_a <= rules.max_span_s)
+    if rules.power_limit_kw is not None:
+        clean &= increase_a <= IMPLAUSIBLE_POWER_FACTOR * rules.power_limit_kw * span_a / 3600.0 + rules.resolution_kwh
+    if clean.all():  # the common case, at numpy speed: every span books its increase
+        return Segments(ts_a[:-1], ts_a[1:], increase_a)
+    ts: list[float] = ts_a.tolist()  # plain floats: the loop below reads them one by one
+    v: list[float] = v_a.tolist()
+    increases: list[float] = increase_a.tolist()
+    # Readings whose span from the previous reading is not clean; between them, once the baseline
+    # is the previous reading, whole runs of spans are booked at once.
+    faults: list[int] = (np.flatnonzero(~clean) + 1).tolist()
     start: list[float] = []
     end: list[float] = []
     energy: list[float] = []
@@ -207,6 +220,14 @@ def _epoch_segments(ts: np.ndarray, v: np.ndarray, rules: CounterRules, events: 
     good = 0  # the reading that set the baseline
     i = 1
     while i < n:
+        if good == i - 1 and baseline == v[i - 1]:
+            k = faults[bisect.bisect_left(faults, i)] if faults and faults[-1] >= i else n
+            if k > i:  # spans i .. k-1 are clean increases from their previous reading
+                start.extend(ts[i - 1 : k - 1])
+                end.extend(ts[i:k])
+                energy.extend(increases[i - 1 : k - 1])
+                baseline, good, i = v[k - 1], k - 1, k
+                continue
         value = float(v[i])
         if ts[i] - ts[i - 1] > rules.max_span_s:
             baseline, good, i = value, i, i + 1  # gap: no segment; later spans count from here
@@ -235,7 +256,7 @@ def _epoch_segments(ts: np.ndarray, v: np.ndarray, rules: CounterRules, events: 
         if back is not None:
             for k in range(i, back):
                 book(k, 0.0)
-            low = float(np.min(v[i:back]))
+            low = min(v[i:back])
             events.append(
                 MeterEvent(
                     EventKind.GLITCH, float(ts[i - 1]), float(ts[back]),
@@ -267,10 +288,10 @@ def _epoch_segments(ts: np.ndarray, v: np.ndarray, rules: CounterRules, events: 
     return Segments(np.array(start), np.array(end), np.array(energy))
 
 
-def _recovery(ts: np.ndarray, v: np.ndarray, i: int, baseline: float, good: int, rules: CounterRules) -> int | None:
+def _recovery(ts: list[float], v: list[float], i: int, baseline: float, good: int, rules: CounterRules) -> int | None:
     """Index of the first reading after ``i`` (within :data:`GLITCH_MAX_READINGS`, no gap) back at or
     above ``baseline`` by a plausible increase; None when the register does not come back."""
-    for j in range(i + 1, min(i + 1 + GLITCH_MAX_READINGS, ts.size)):
+    for j in range(i + 1, min(i + 1 + GLITCH_MAX_READINGS, len(ts))):
         if ts[j] - ts[j - 1] > rules.max_span_s:
             return None
         if v[j] >= baseline and v[j] - baseline <= rules.allowed_kwh(ts[j] - ts[good]):
