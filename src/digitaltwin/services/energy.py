@@ -22,7 +22,7 @@ import numpy as np
 
 from digitaltwin.analytics.buckets import MAX_BUCKETS, Bucket, bucket_edges, floor_local
 from digitaltwin.analytics.energy import BucketTotals, aggregate, metered_for, segments_for
-from digitaltwin.analytics.meter import MeterEvent, Metered, concat_segments, mark_buckets, split_import_export
+from digitaltwin.analytics.meter import CounterRules, MeterEvent, Metered, concat_segments, mark_buckets, split_import_export
 from digitaltwin.analytics.segments import Segments
 from digitaltwin.domain.assets import Asset
 from digitaltwin.domain.errors import NotFoundError, ValidationError
@@ -165,7 +165,13 @@ def read_window(repo: Repository, info: SeriesInfo, start: datetime, end: dateti
 
 
 def bucket_totals(
-    info: SeriesInfo, readings: WindowReadings, edges_us: np.ndarray, *, max_hold: timedelta, until_us: int
+    info: SeriesInfo,
+    readings: WindowReadings,
+    edges_us: np.ndarray,
+    *,
+    max_hold: timedelta,
+    until_us: int,
+    rules: CounterRules | None = None,
 ) -> BucketTotals:
     """Energy, covered hours, mean and peak power and sample counts per bucket (NaN where undefined).
 
@@ -181,7 +187,15 @@ def bucket_totals(
         edges_us: from :func:`window_edges_us`.
         max_hold: longest hold of one power sample.
         until_us: power samples are not held past this instant (epoch microseconds).
+        rules: the series' meter rules (:func:`digitaltwin.services.meter.counter_rules`), so the
+            numbers are those of :func:`energy_report`; None applies the default rules only.
     """
+    if rules is not None:
+        metered = metered_for(
+            info.kind, readings.ts_s, readings.values, rules=rules, interval_s=info.interval_seconds,
+            max_hold_s=max_hold.total_seconds(), until_s=until_us / 1e6,
+        )
+        return aggregate(metered.segments, edges_us / 1e6, readings.ts_s)
     seg = segments_for(
         info.kind,
         readings.ts_s,
