@@ -222,3 +222,22 @@ def test_a_changed_meter_serial_on_readings_is_a_replacement(client: TestClient)
     assert len(client.get("/api/v1/assets/m1/meter-replacements").json()) == 1
     rejected = client.post("/api/v1/readings", json=[item(20, 90.0, "")])
     assert rejected.status_code == 422 and rejected.json()["items"][0]["field"] == "meter_serial", rejected.text
+
+
+@pytest.mark.parametrize(("start_min", "end_min"), [(0, 80), (0, 95), (85, 240), (100, 240), (70, 110)])
+def test_a_glitch_at_the_edge_of_a_range_is_a_glitch_as_inside_a_longer_one(client: TestClient, start_min: int, end_min: int) -> None:
+    """Readings at 01:15 and 01:30 UTC fall to 500 kWh (not zero, so a reset would book 500 kWh);
+    any range cut next to them gives every 15-minute bucket the energy of the whole-range query."""
+    setup_asset(client)
+    values = [1000.0 + 10 * i for i in range(16)]
+    values[5] = values[6] = 500.0
+    send(client, "m1", "energy_total", values)
+    whole = {b["start"]: b["energy_kwh"] for b in energy(client, "m1", bucket="15min")["buckets"]}
+    params = {"start": (T0 + timedelta(minutes=start_min)).isoformat(), "end": (T0 + timedelta(minutes=end_min)).isoformat(), "bucket": "15min"}
+    part = client.get("/api/v1/assets/m1/energy", params=params).json()["buckets"]
+    for bucket in part:
+        if bucket["start"] in whole and bucket["start"][14:16] in ("00", "15", "30", "45"):
+            full_length = datetime.fromisoformat(bucket["end"]) - datetime.fromisoformat(bucket["start"]) == Q
+            if full_length:
+                assert bucket["energy_kwh"] == pytest.approx(whole[bucket["start"]], abs=KWH), bucket
+    assert all("reset" not in b["events"] for b in part)

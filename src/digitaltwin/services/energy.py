@@ -22,7 +22,7 @@ import numpy as np
 
 from digitaltwin.analytics.buckets import MAX_BUCKETS, Bucket, bucket_edges, floor_local
 from digitaltwin.analytics.energy import BucketTotals, aggregate, metered_for, segments_for
-from digitaltwin.analytics.meter import CounterRules, MeterEvent, Metered, concat_segments, mark_buckets, split_import_export
+from digitaltwin.analytics.meter import GLITCH_MAX_READINGS, CounterRules, MeterEvent, Metered, concat_segments, mark_buckets, split_import_export
 from digitaltwin.analytics.segments import Segments
 from digitaltwin.domain.assets import Asset
 from digitaltwin.domain.errors import NotFoundError, ValidationError
@@ -36,6 +36,9 @@ from digitaltwin.storage.tables import from_epoch_us, to_epoch_us
 
 #: Quantities that carry energy, in the order an asset's energy is taken from when none is named.
 ENERGY_QUANTITIES = ("energy", "energy_total", "power", "energy_export", "energy_export_total")
+#: Counter readings read on each side of a range: the closing reading plus the glitch look-ahead
+#: (:data:`~digitaltwin.analytics.meter.GLITCH_MAX_READINGS`).
+COUNTER_CONTEXT_READINGS = GLITCH_MAX_READINGS + 1
 #: The register or profile that meters the other direction of the same connection.
 PAIRS = {"energy_total": "energy_export_total", "energy_export_total": "energy_total", "energy": "energy_export"}
 #: Fixed bucket lengths in microseconds (stepped in UTC from a local wall-clock boundary, see
@@ -94,7 +97,8 @@ class WindowReadings:
         ts_s: epoch seconds (float64) of the readings in the range, preceded by the last
             reading before it (a held power sample or an interval reaching into the range) and,
             for counters, followed by the first reading at or after its end (which closes the
-            last span).
+            last span). For counters :data:`COUNTER_CONTEXT_READINGS` readings are taken on each
+            side, so a glitch or spike at an edge is recognised as it is inside a longer range.
         values: their values (float64) in the series' canonical unit.
     """
 
@@ -152,6 +156,13 @@ def window_edges_us(start: datetime, end: datetime, bucket: Bucket, tz: ZoneInfo
 def read_window(repo: Repository, info: SeriesInfo, start: datetime, end: datetime) -> WindowReadings:
     """The readings of ``info`` that decide its energy over ``[start, end)`` (see :class:`WindowReadings`)."""
     ts_s, values = repo.series_arrays(info.id, start=start, end=end)
+    if info.kind is SeriesKind.CUMULATIVE:
+        # A glitch or spike at either edge is recognised only with the readings around it, so a
+        # range's energy does not depend on where the range starts or ends.
+        earlier, later = repo.readings_around(info.id, before=start, at_or_after=end, count=COUNTER_CONTEXT_READINGS)
+        ts_s = np.concatenate(([t.timestamp() for t, _ in earlier], ts_s, [t.timestamp() for t, _ in later]))
+        values = np.concatenate(([v for _, v in earlier], values, [v for _, v in later]))
+        return WindowReadings(ts_s, values)
     previous = repo.previous_reading(info.id, start)
     if previous is not None:
         ts_s = np.concatenate(([previous[0].timestamp()], ts_s))

@@ -543,6 +543,7 @@ class ForecastService:
             # only held power samples read the current time (see analytics.energy.power_segments)
             inputs.until_us if grid.info.kind is SeriesKind.INSTANTANEOUS else None,
             inputs.edges_us[[0, -1]], inputs.readings.ts_s, inputs.readings.values,
+            inputs.rules,  # a declared modulus, power limit or meter replacement changes the target
         ]
         for item in inputs.exog or ():
             parts += [item.name, item.ts_s, item.values]

@@ -582,6 +582,19 @@ class Repository:
             row = conn.execute(_NEXT_READING, {"series_id": series_id, "ts": at_or_after}).first()
         return (row.ts, row.value) if row else None
 
+    def readings_around(
+        self, series_id: int, *, before: datetime, at_or_after: datetime, count: int
+    ) -> tuple[list[tuple[datetime, float]], list[tuple[datetime, float]]]:
+        """The last ``count`` readings strictly before ``before`` and the first ``count`` at or after
+        ``at_or_after``, each list oldest first (the context counter rules look at around a range)."""
+        of = readings.c.series_id == series_id
+        head = select(readings.c.ts, readings.c.value).where(of, readings.c.ts < before).order_by(readings.c.ts.desc()).limit(count)
+        tail = select(readings.c.ts, readings.c.value).where(of, readings.c.ts >= at_or_after).order_by(readings.c.ts).limit(count)
+        with self.engine.connect() as conn:
+            earlier = [(r.ts, r.value) for r in conn.execute(head)]
+            later = [(r.ts, r.value) for r in conn.execute(tail)]
+        return earlier[::-1], later
+
     def series_extent(self, series_id: int) -> tuple[datetime, datetime] | None:
         """(first ts, last ts) of a series, or None when empty; two index seeks, no scan."""
         with self.engine.connect() as conn:
