@@ -51,7 +51,7 @@ class SeriesInfo:
     kind: SeriesKind
     unit: str
     interval_seconds: int | None
-    attributes: dict[str, Any] = field(default_factory=dict)
+    attributes: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
