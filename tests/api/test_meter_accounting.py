@@ -56,7 +56,7 @@ def test_a_glitch_to_zero_books_nothing_from_zero_and_marks_its_bucket(client: T
     body = energy(client, "m1")
     assert body["total_energy_kwh"] == pytest.approx(150.0, abs=KWH)  # was 150 + 1040 booked from zero
     assert [b["events"] for b in body["buckets"]] == [[], ["glitch"], [], []]  # the spans 01:00-01:45 UTC
-    assert [e["kind"] for e in body["events"]] == ["glitch"]
+    assert [e["kind"] for e in body["events"]] == ["glitch"] and body["events_total"] == 1
     assert "came back" in body["events"][0]["reason"]
     assert all(b["energy_kwh"] >= 0 for b in body["buckets"])
 

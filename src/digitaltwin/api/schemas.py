@@ -137,7 +137,10 @@ class EnergyOut(BaseModel):
     total_import_kwh: float = 0.0
     total_export_kwh: float = 0.0
     buckets: list[EnergyBucketOut]
-    events: list[MeterEventOut] = Field(default_factory=list, description="why buckets are marked, oldest first")
+    events: list[MeterEventOut] = Field(
+        default_factory=list, description="why buckets are marked, oldest first (at most the first 1000)"
+    )
+    events_total: int = Field(0, description="meter events in the range, also those beyond the first 1000 listed")
 
 
 class SeriesPatch(BaseModel):

@@ -47,6 +47,8 @@ log = logging.getLogger(__name__)
 
 #: Largest page of raw readings.
 MAX_LIMIT = 50_000
+#: Meter events explained in one energy response (every bucket still lists the kinds it contains).
+MAX_EVENTS = 1000
 #: Largest free-form metadata of one asset, as JSON.
 MAX_ATTRIBUTES_BYTES = 64 * 1024
 
@@ -265,10 +267,11 @@ def get_energy(
     ]
     events = [
         MeterEventOut(kind=e.kind.value, start=datetime.fromtimestamp(e.start_s, UTC), end=datetime.fromtimestamp(e.end_s, UTC), reason=e.reason)
-        for e in report.events
+        for e in report.events[:MAX_EVENTS]
     ]
     return EnergyOut(
         asset_id=asset_id, quantity=report.quantity, timezone=report.timezone, bucket=bucket.value,
         total_energy_kwh=report.total_energy_kwh, total_import_kwh=sum(r.import_kwh or 0.0 for r in report.rows),
         total_export_kwh=sum(r.export_kwh or 0.0 for r in report.rows), buckets=buckets, events=events,
+        events_total=len(report.events),
     )
