@@ -9,7 +9,9 @@ Every series kind is first turned into *segments*: half-open time spans
 * interval energy (kWh): ``[ts, ts + interval)`` carries the value.
 * cumulative counter (kWh): ``[ts_{i-1}, ts_i)`` carries the increase; a
   drop of more than 10 % is a meter reset and the new reading counts from zero,
-  a smaller dip is noise, as Home Assistant's ``total_increasing`` treats them.
+  a smaller dip is noise, as Home Assistant's ``total_increasing`` treats them;
+  glitches, rollovers, replacements and implausible increases follow
+  :mod:`digitaltwin.analytics.meter`.
   A span longer than :data:`COUNTER_MAX_SPAN_SECONDS` (48 h) is a gap, as a power
   sample held past ``max_hold`` is: its increase goes to no bucket, and the next
   span counts from the reading that closes the gap.
@@ -32,34 +34,25 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from digitaltwin.analytics.meter import (  # noqa: F401 - RESET_DROP_FRACTION: re-exported, documented here
+    COUNTER_MAX_SPAN_SECONDS,
+    RESET_DROP_FRACTION,
+    CounterRules,
+    Metered,
+    counter_arithmetic,
+    quarantine_power,
+)
+from digitaltwin.analytics.segments import Segments, empty_segments
 from digitaltwin.domain.units import SeriesKind
 
 #: Interval assumed for interval-energy series that neither declare one nor have two readings.
 DEFAULT_INTERVAL_SECONDS = 900
 
 
-@dataclass(frozen=True, slots=True)
-class Segments:
-    """Energy spread over time spans; arrays of equal length, sorted by ``start_s``.
-
-    Attributes:
-        start_s, end_s: span bounds in epoch seconds, ``end_s > start_s``.
-        energy_kwh: energy of each span in kWh.
-    """
-
-    start_s: np.ndarray
-    end_s: np.ndarray
-    energy_kwh: np.ndarray
-
-    @property
-    def mean_power_kw(self) -> np.ndarray:
-        return self.energy_kwh / ((self.end_s - self.start_s) / 3600.0)
-
-
 def power_segments(ts_s: np.ndarray, power_kw: np.ndarray, *, max_hold_s: float, until_s: float) -> Segments:
     """Sample-and-hold segments of power samples (epoch seconds, kW), sorted by time."""
     if ts_s.size == 0:
-        return _empty()
+        return empty_segments()
     nxt = np.append(ts_s[1:], np.inf)
     end = np.minimum(np.minimum(nxt, ts_s + max_hold_s), max(until_s, ts_s[-1]))
     keep = end > ts_s
@@ -86,20 +79,11 @@ def interval_segments(ts_s: np.ndarray, energy_kwh: np.ndarray, *, interval_s: f
     would overlap the next reading is cut at it.
     """
     if ts_s.size == 0:
-        return _empty()
+        return empty_segments()
     interval_s = interval_length_s(ts_s, interval_s)
     end = np.minimum(ts_s + interval_s, np.append(ts_s[1:], np.inf))
     # A cut interval keeps its whole energy: the value is the reading's, only its span shrinks.
     return Segments(ts_s, end, energy_kwh)
-
-
-#: A counter drop of more than this share of the previous value is a meter reset; a
-#: smaller drop is read-out noise (Home Assistant's ``total_increasing`` uses 10 %).
-RESET_DROP_FRACTION = 0.1
-
-#: Longest span between two counter readings whose increase is spread over it (seconds);
-#: a longer span is a gap. See :func:`counter_segments` for why 48 hours.
-COUNTER_MAX_SPAN_SECONDS = 48 * 3600
 
 
 def counter_segments(ts_s: np.ndarray, total_kwh: np.ndarray, *, max_span_s: float = COUNTER_MAX_SPAN_SECONDS) -> Segments:
@@ -108,7 +92,9 @@ def counter_segments(ts_s: np.ndarray, total_kwh: np.ndarray, *, max_span_s: flo
     The increase is measured from the highest value since the last reset, so a small
     dip (less than :data:`RESET_DROP_FRACTION`) adds nothing and is not counted twice
     when the register recovers; a larger drop is a reset and the new reading counts
-    from zero.
+    from zero, unless the register comes back within a few readings (a glitch: see
+    :func:`digitaltwin.analytics.meter.counter_arithmetic`, which also applies a declared
+    modulus, power limit and meter replacements).
 
     A span longer than ``max_span_s`` is a gap: no segment covers it, so its increase
     goes to no bucket and the buckets it covers show missing data, as those of a power
@@ -138,24 +124,7 @@ def counter_segments(ts_s: np.ndarray, total_kwh: np.ndarray, *, max_span_s: flo
     Returns:
         At most ``n - 1`` segments, one per span not longer than ``max_span_s``.
     """
-    if ts_s.size < 2:
-        return _empty()
-    delta = np.empty(ts_s.size - 1)
-    baseline = float(total_kwh[0])
-    for i in range(1, ts_s.size):
-        value = float(total_kwh[i])
-        if value < baseline * (1.0 - RESET_DROP_FRACTION):
-            delta[i - 1] = value  # reset: counted from zero
-            baseline = value
-        elif value < baseline:
-            delta[i - 1] = 0.0  # dip: wait for the register to pass its previous high
-        else:
-            delta[i - 1] = value - baseline
-            baseline = value
-        if ts_s[i] - ts_s[i - 1] > max_span_s:
-            baseline = value  # gap: its increase is dropped below; later spans count from here
-    keep = np.diff(ts_s) <= max_span_s
-    return Segments(ts_s[:-1][keep], ts_s[1:][keep], delta[keep])
+    return counter_arithmetic(ts_s, total_kwh, CounterRules(max_span_s=max_span_s)).segments
 
 
 def segments_for(
@@ -180,9 +149,28 @@ def segments_for(
     return counter_segments(ts_s, values, max_span_s=counter_max_span_s)
 
 
-def _empty() -> Segments:
-    empty = np.empty(0, dtype=np.float64)
-    return Segments(empty, empty, empty)
+def metered_for(
+    kind: SeriesKind,
+    ts_s: np.ndarray,
+    values: np.ndarray,
+    *,
+    rules: CounterRules,
+    interval_s: float | None,
+    max_hold_s: float,
+    until_s: float,
+) -> Metered:
+    """:func:`segments_for` with the meter policies of ``rules`` and the events they raise.
+
+    Counters go through :func:`~digitaltwin.analytics.meter.counter_arithmetic` (glitch,
+    rollover, reset, replacement, quarantine; ``rules.max_span_s`` is the longest span); power
+    samples and intervals whose energy implies more than the power limit allows are dropped by
+    :func:`~digitaltwin.analytics.meter.quarantine_power` (their span becomes a gap).
+    """
+    if kind is SeriesKind.CUMULATIVE:
+        return counter_arithmetic(ts_s, values, rules)
+    seg = segments_for(kind, ts_s, values, interval_s=interval_s, max_hold_s=max_hold_s, until_s=until_s)
+    resolution = 0.0 if kind is SeriesKind.INSTANTANEOUS else rules.resolution_kwh
+    return quarantine_power(seg, power_limit_kw=rules.power_limit_kw, resolution_kwh=resolution)
 
 
 def _spread(seg: Segments, edges_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -14,7 +14,7 @@ from digitaltwin.api.deps import AppState
 from digitaltwin.api.errors import install_error_handlers
 from digitaltwin.api.routers import accounting as accounting_router
 from digitaltwin.api.routers import api_keys as api_keys_router
-from digitaltwin.api.routers import assets, forecast, health, live, readings, sites
+from digitaltwin.api.routers import assets, forecast, health, live, meters, readings, sites
 from digitaltwin.api.routers import audit as audit_router
 from digitaltwin.api.routers import auth as auth_router
 from digitaltwin.api.routers import backtests as backtests_router
@@ -181,6 +181,7 @@ def create_app(settings: Settings) -> FastAPI:
     install_error_handlers(app)
     for router in (health.router, sites.router, assets.router, readings.router, forecast.router, live.router):
         app.include_router(router)
+    app.include_router(meters.router)  # meter declarations and replacements (docs/accounting.md)
     app.include_router(dead_letters_router.router)  # MQTT ingestion (issue 3): what was rejected and why
     app.include_router(accounting_router.router)  # energy accounting: KPIs and the metering tree
     for router in (models_router.router, backtests_router.router, predict_router.router):  # Forecasting (issue 5)

@@ -84,6 +84,7 @@ class SeriesOut(BaseModel):
     kind: str
     unit: str
     interval_seconds: int | None
+    attributes: dict[str, Any] = Field(default_factory=dict, description="what the series declares (docs/accounting.md)")
 
 
 class AssetOut(AssetIn):
@@ -124,6 +125,19 @@ class EnergyBucketOut(BaseModel):
     co2_kg: float | None = Field(None, description="with=co2: energy x grid carbon intensity per interval (kg); null without one")
     avoided_co2_kg: float | None = Field(None, description="with=co2: exported energy x intensity (kg), credited apart")
     co2_uncovered_kwh: float | None = Field(None, description="with=co2: energy in the bucket without a known intensity")
+    import_kwh: float | None = Field(None, description="energy drawn from the grid (consumed); null where not metered")
+    export_kwh: float | None = Field(None, description="energy delivered to the grid (produced); null where not metered")
+    net_kwh: float | None = Field(None, description="import_kwh - export_kwh, each split per interval before netting")
+    events: list[str] = Field(
+        default_factory=list, description="meter events in the bucket: reset, rollover, replacement, glitch, quarantined"
+    )
+
+
+class MeterEventOut(BaseModel):
+    kind: str = Field(description="reset, rollover, replacement, glitch or quarantined")
+    start: datetime = Field(description="start of the span it affects, UTC")
+    end: datetime = Field(description="end of the span it affects, UTC (equal to start for an instant)")
+    reason: str
 
 
 class EnergyOut(BaseModel):
@@ -135,7 +149,56 @@ class EnergyOut(BaseModel):
     total_co2_kg: float | None = Field(None, description="with=co2: sum of the buckets' co2_kg")
     total_avoided_co2_kg: float | None = Field(None, description="with=co2: sum of the buckets' avoided_co2_kg")
     co2_source: str | None = Field(None, description="with=co2: asset:<id> of the intensity series, or the site factor; null if none")
+    total_import_kwh: float = 0.0
+    total_export_kwh: float = 0.0
     buckets: list[EnergyBucketOut]
+    events: list[MeterEventOut] = Field(
+        default_factory=list, description="why buckets are marked, oldest first (at most the first 1000)"
+    )
+    events_total: int = Field(0, description="meter events in the range, also those beyond the first 1000 listed")
+
+
+class SeriesPatch(BaseModel):
+    """The declared attributes of a series, replaced as a whole (docs/accounting.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    attributes: dict[str, Any]
+
+
+class MeterReadingIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    ts: str = Field(description="RFC 3339 with offset")
+    value: float = Field(allow_inf_nan=False, description="register value")
+    unit: str = Field("kWh", description="unit of value: Wh, kWh, MWh")
+
+
+class MeterReplacementIn(BaseModel):
+    """A meter swap: the old meter's final reading and the new meter's first reading."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    quantity: str = Field("energy_total", description="the counter register: energy_total or energy_export_total")
+    old_final: MeterReadingIn
+    new_first: MeterReadingIn
+    old_serial: str | None = None
+    new_serial: str | None = None
+
+
+class MeterReplacementOut(BaseModel):
+    id: int
+    asset_id: str
+    quantity: str
+    old_ts: datetime
+    old_value_kwh: float
+    new_ts: datetime
+    new_value_kwh: float
+    old_serial: str | None
+    new_serial: str | None
+    source: str
+    created_by: str | None
+    created_at: datetime
 
 
 class BatchIn(BaseModel):

@@ -16,14 +16,16 @@ _SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
 class AssetKind(str, enum.Enum):
-    """What an asset is; ``weather`` carries exogenous series (temperature, irradiance), ``grid`` the
-    supply grid's series (its ``carbon_intensity`` in gCO2/kWh, see :mod:`digitaltwin.accounting.carbon`)."""
+    """What an asset is; ``ev`` is an EV charger; ``weather`` carries exogenous series (temperature,
+    irradiance); ``grid`` the supply grid's series (its ``carbon_intensity`` in gCO2/kWh, see
+    :mod:`digitaltwin.accounting.carbon`)."""
 
     MACHINE = "machine"
     METER = "meter"
     BUILDING = "building"
     PV = "pv"
     BATTERY = "battery"
+    EV = "ev"
     WEATHER = "weather"
     GRID = "grid"
 

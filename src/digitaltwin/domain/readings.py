@@ -15,7 +15,8 @@ field name; values outside the quantity's plausible range are rejected
 (:func:`~digitaltwin.domain.units.check_range`). Values must be finite numbers; plain decimal strings
 (``"4000"``) are coerced, anything else (``"4,000 W"``, ``"unavailable"``, null,
 NaN, Infinity) rejects the item naming the field (field cases
-``payload/numeric-strings``, ``payload/nan-and-infinity``).
+``payload/numeric-strings``, ``payload/nan-and-infinity``), and so do 'not available'
+sentinels such as 65535 or -1 for a register (:mod:`digitaltwin.domain.sentinels`).
 """
 
 from __future__ import annotations
@@ -29,13 +30,15 @@ from zoneinfo import ZoneInfo
 
 from digitaltwin.domain.durations import parse_duration
 from digitaltwin.domain.errors import ValidationError
+from digitaltwin.domain.sentinels import check_sentinel
+from digitaltwin.domain.series_attributes import check_serial
 from digitaltwin.domain.timestamps import parse_instant
 from digitaltwin.domain.units import FIELD_ALIASES, check_range, quantity_spec, to_canonical
 
 _DECIMAL = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
 _ASSET_KEYS = ("asset_id", "device_id", "machine_id")
 _TS_KEYS = ("ts", "timestamp", "time")
-_ENVELOPE_KEYS = {*_ASSET_KEYS, *_TS_KEYS, "quantity", "value", "unit", "values", "status", "site_id", "interval"}
+_ENVELOPE_KEYS = {*_ASSET_KEYS, *_TS_KEYS, "quantity", "value", "unit", "values", "status", "site_id", "interval", "meter_serial"}
 
 
 def item_interval_seconds(item: object) -> int | None:
@@ -56,6 +59,20 @@ def item_interval_seconds(item: object) -> int | None:
     if not 0 < seconds <= 86_400:
         raise ValidationError("interval must be between 1 second and 1 day", field="interval")
     return seconds
+
+
+def item_meter_serial(item: object) -> str | None:
+    """The serial of the meter that took an item's readings (``"meter_serial": "1ESY1160012345"``), if any.
+
+    A counter series whose serial changes between readings has had its meter replaced (see
+    :func:`digitaltwin.services.meter.apply_serials`).
+
+    Raises:
+        ValidationError: naming ``meter_serial`` when it is not 1-64 printable characters.
+    """
+    if not isinstance(item, Mapping) or item.get("meter_serial") is None:
+        return None
+    return check_serial(item["meter_serial"], field="meter_serial")
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,7 +195,7 @@ def parse_item(
     readings: list[Reading] = []
     for field, quantity, raw, in_unit in measurements:
         quantity_spec(quantity, field="quantity")
-        value = parse_value(raw, field=field)
+        value = check_sentinel(quantity, parse_value(raw, field=field), field=field)
         if in_unit is None:
             # Guessing the canonical unit would turn a device sending W into a 1000x error.
             raise ValidationError(f"unit is missing for {field!r}; name it (e.g. \"unit\": \"kW\") or use a field such as power_kw", field="unit")

@@ -85,6 +85,10 @@ QUANTITIES: dict[str, QuantitySpec] = {
         QuantitySpec("power", SeriesKind.INSTANTANEOUS, "kW", _POWER_UNITS),
         QuantitySpec("energy", SeriesKind.INTERVAL, "kWh", _ENERGY_UNITS),
         QuantitySpec("energy_total", SeriesKind.CUMULATIVE, "kWh", _ENERGY_UNITS, (0.0, 1e12)),
+        # The export side of a grid connection metered in both directions (OBIS 2.8.0 register,
+        # 2.29.0 interval profile); energy_total / energy are the import side (1.8.0 / 1.29.0).
+        QuantitySpec("energy_export_total", SeriesKind.CUMULATIVE, "kWh", _ENERGY_UNITS, (0.0, 1e12)),
+        QuantitySpec("energy_export", SeriesKind.INTERVAL, "kWh", _ENERGY_UNITS, (0.0, 1e7)),
         QuantitySpec("reactive_power", SeriesKind.INSTANTANEOUS, "kvar", _REACTIVE_POWER_UNITS),
         QuantitySpec("reactive_energy", SeriesKind.INTERVAL, "kvarh", _REACTIVE_ENERGY_UNITS),
         QuantitySpec("voltage", SeriesKind.INSTANTANEOUS, "V", {"V": (1.0, 0.0), "kV": (1e3, 0.0), "mV": (1e-3, 0.0)}, (-2e6, 2e6)),
@@ -185,6 +189,7 @@ def _field_aliases() -> dict[str, tuple[str, str | None]]:
         aliases[f"energy_{unit.lower()}_total"] = ("energy_total", unit)
         aliases[f"energy_import_{unit.lower()}_total"] = ("energy_total", unit)
         aliases[f"energy_total_{unit.lower()}"] = ("energy_total", unit)
+        aliases[f"energy_export_{unit.lower()}_total"] = ("energy_export_total", unit)
     # The replaced system's MQTT contract names its power field power_kW.
     aliases["power_kW"] = ("power", "kW")
     aliases["power_W"] = ("power", "W")

@@ -6,10 +6,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from digitaltwin.domain.errors import ValidationError
-from digitaltwin.domain.readings import Reading, item_interval_seconds, parse_item
+from digitaltwin.domain.readings import Reading, item_interval_seconds, item_meter_serial, parse_item
 from digitaltwin.domain.timestamps import zone
 from digitaltwin.domain.units import SeriesKind, quantity_spec
 from digitaltwin.ingest.nul import nul_field, nul_reason
+from digitaltwin.services.meter import SerialSighting, apply_serials
 from digitaltwin.storage.repository import SPACING_READINGS, Repository
 
 
@@ -62,13 +63,15 @@ def ingest_batch(
     ``interval`` other than the one their series already has, or than an earlier item of the
     batch declared for it, or than the spacing of a series' stored readings when it has no
     recorded interval, or an ``interval`` on an item without interval energy (see
-    :func:`check_declared_interval`).
+    :func:`check_declared_interval`). A ``meter_serial`` on counter items records a meter
+    replacement when it changes (:func:`~digitaltwin.services.meter.apply_serials`).
 
     Raises:
         ValidationError: naming ``timezone`` when it is not a known zone.
     """
     tz = zone(timezone) if timezone else None
     parsed: list[tuple[int, list[Reading], int | None]] = []
+    serials: dict[int, str] = {}
     results: dict[int, ItemResult] = {}
     for index, item in enumerate(items):
         bad = nul_field(item)
@@ -78,13 +81,17 @@ def ingest_batch(
         try:
             readings = parse_item(item, tz=tz)
             declared = item_interval_seconds(item)
+            serial = item_meter_serial(item)
         except ValidationError as exc:
             results[index] = ItemResult(index, False, field=exc.field, reason=exc.message)
             continue
         parsed.append((index, readings, declared))
+        if serial is not None:
+            serials[index] = serial
     known = repo.known_asset_ids(r.asset_id for _, rs, _ in parsed for r in rs)
     allowed = None if site_id is None else {a.id for a in repo.list_assets(site_id=site_id)}
     to_store: list[Reading] = []
+    sightings: list[SerialSighting] = []
     intervals: dict[tuple[str, str], int] = {}
     for index, readings, declared in parsed:
         unknown = next((r.asset_id for r in readings if r.asset_id not in known), None)
@@ -104,9 +111,13 @@ def ingest_batch(
             intervals.update(wanted)
         to_store.extend(readings)
         results[index] = ItemResult(index, True, readings=len(readings))
+        if index in serials:
+            sightings.extend(SerialSighting(r.asset_id, r.quantity, r.ts, r.value, serials[index]) for r in readings)
     for (asset_id, quantity), seconds in intervals.items():
         repo.ensure_series(asset_id, quantity, interval_seconds=seconds)
     stored = repo.write_readings(to_store)
+    if sightings:
+        apply_serials(repo, sightings)
     return BatchResult([results[i] for i in range(len(items))], stored, to_store)
 
 

@@ -25,6 +25,7 @@ import pandas as pd
 
 from digitaltwin.domain.errors import ValidationError
 from digitaltwin.domain.readings import Reading, parse_value
+from digitaltwin.domain.sentinels import check_sentinel
 from digitaltwin.domain.timestamps import check_plausible, localize_sequence, parse_instant, zone
 from digitaltwin.domain.units import quantity_spec, to_canonical
 from digitaltwin.storage.repository import Repository
@@ -187,7 +188,7 @@ def read_rows(path: Path, mapping: ColumnMapping) -> tuple[list[_Row], list[RowE
                 ts = None if mapping.timestamp_format else _parse_ts(text, mapping)
                 values = []
                 for col in mapping.values:
-                    raw = parse_value(record[col.column], field=col.column)
+                    raw = check_sentinel(col.quantity, parse_value(record[col.column], field=col.column), field=col.column)
                     values.append((col.quantity, to_canonical(col.quantity, raw, col.unit, field=col.column)))
             except ValidationError as exc:
                 errors.append(RowError(line, exc.field or "row", exc.message))

@@ -41,7 +41,8 @@ from digitaltwin.domain.dead_letters import (
     truncate_payload,
 )
 from digitaltwin.domain.errors import ValidationError
-from digitaltwin.domain.readings import Reading, item_interval_seconds, parse_item
+from digitaltwin.domain.readings import Reading, item_interval_seconds, item_meter_serial, parse_item
+from digitaltwin.domain.sentinels import SENTINELS
 from digitaltwin.domain.timestamps import (
     FUTURE_TOLERANCE,
     PLAUSIBLE_FLOOR,
@@ -50,6 +51,7 @@ from digitaltwin.domain.timestamps import (
 from digitaltwin.domain.units import FIELD_ALIASES, QUANTITIES
 from digitaltwin.ingest.mqtt_topics import Route, TopicKind, route
 from digitaltwin.ingest.nul import nul_field, nul_reason
+from digitaltwin.services.meter import SerialSighting
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +104,8 @@ class DecodedMessage:
         dead_letters: one per rejected item, or one for the whole message.
         statuses: machine states of ``factory/`` messages.
         declared: items that declared an ``interval`` (checked by the writer).
+        serials: readings of items that carried a ``meter_serial`` (meter replacements, applied
+            by the writer after the readings are stored).
         head: the first :data:`~digitaltwin.domain.dead_letters.PAYLOAD_KEEP_BYTES` bytes of
             the payload, kept for dead letters decided later (such as an unknown asset) and
             decoded only then (:attr:`payload_head`).
@@ -116,6 +120,7 @@ class DecodedMessage:
     dead_letters: list[DeadLetter] = field(default_factory=list)
     statuses: list[MachineStatus] = field(default_factory=list)
     declared: list[DeclaredInterval] = field(default_factory=list)
+    serials: list[SerialSighting] = field(default_factory=list)
 
     @property
     def payload_head(self) -> str:
@@ -219,10 +224,13 @@ def _decode_item(message: DecodedMessage, item: object, index: int | None) -> No
             readings = parse_item(item, asset_id=message.route.asset_id)
             ts = readings[0].ts
         declared = item_interval_seconds(item)
+        serial = item_meter_serial(item)
     except ValidationError as exc:
         message.reject(field=exc.field, reason=exc.message, code="invalid_item", item_index=index)
         return
     message.readings.extend(readings)
+    if serial is not None:
+        message.serials.extend(SerialSighting(r.asset_id, r.quantity, r.ts, r.value, serial) for r in readings)
     if declared is not None and readings:
         message.declared.append(DeclaredInterval(index, declared, tuple(readings)))
     if status is not None:
@@ -303,6 +311,8 @@ def _fast_readings(body: object, asset_id: str) -> list[Reading] | None:
         elif type(value) is not float:
             return None
         factor, offset, low, high = conversion
+        if value in SENTINELS or (value == -1.0 and low >= 0):
+            return None  # a 'not available' sentinel: the general path rejects it naming the field
         canonical = value * factor + offset
         if not low <= canonical <= high:  # False for NaN and for +-Infinity
             return None

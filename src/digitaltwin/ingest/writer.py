@@ -65,6 +65,7 @@ from digitaltwin.ingest.batch import check_declared_interval
 from digitaltwin.ingest.mqtt_payload import DecodedMessage, MachineStatus
 from digitaltwin.ingest.mqtt_topics import Route, TopicKind
 from digitaltwin.observability.metrics import Metrics
+from digitaltwin.services.meter import apply_serials
 from digitaltwin.storage.repository import Repository
 
 log = logging.getLogger(__name__)
@@ -418,6 +419,15 @@ class BatchingWriter:
                 except Exception as one:  # noqa: BLE001
                     m.reject(field=None, reason=f"storage error: {type(one).__name__}: {one}"[:500], code="storage_error")
                     m.readings, m.statuses = [], []
+        kept = {(r.asset_id, r.quantity, r.ts) for m in messages if m.serials for r in m.readings}
+        sightings = [s for m in messages for s in m.serials if (s.asset_id, s.quantity, s.ts) in kept]
+        if sightings:  # meter serials that changed: replacements (after the readings are committed)
+            try:
+                self._retry(lambda: apply_serials(self.repo, sightings))
+            except _Aborted:
+                raise
+            except Exception:  # noqa: BLE001 - the readings are committed; a replacement can be posted by hand
+                log.exception("recording meter replacements from %d serial(s) failed", len(sightings))
         states = [(s.asset_id, s.status, s.ts) for m in messages for s in m.statuses]
         if states:
             try:

@@ -44,6 +44,8 @@ class AuditEvent(StrEnum):
     ASSET_UPDATED = "asset_updated"
     READINGS_DELETED = "readings_deleted"
     MODEL_ACTIVATED = "model_activated"
+    SERIES_UPDATED = "series_updated"
+    METER_REPLACED = "meter_replaced"
 
 
 class AuditLog:

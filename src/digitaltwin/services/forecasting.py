@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from digitaltwin.analytics.energy import interval_length_s
+from digitaltwin.analytics.meter import CounterRules
 from digitaltwin.domain.assets import FORECAST_EXOG, Asset, Site, check_forecast_exog, check_site_country
 from digitaltwin.domain.errors import NotFoundError, ValidationError
 from digitaltwin.domain.units import SeriesKind
@@ -48,6 +49,7 @@ from digitaltwin.services.energy import (
     read_window,
 )
 from digitaltwin.services.forecast_cache import ForecastCache, forecast_key
+from digitaltwin.services.meter import counter_rules
 from digitaltwin.storage.repository import Repository, SeriesInfo
 from digitaltwin.storage.tables import from_epoch_us, to_epoch_us
 
@@ -122,6 +124,7 @@ class _Inputs:
         until_us: power samples are held at most until this instant.
         exog: exogenous readings, None when the asset lists none.
         future_steps: intervals after the window for which exogenous values were read.
+        rules: the series' meter rules (modulus, power limit, replacements), as the energy report applies them.
     """
 
     grid: _Grid
@@ -130,6 +133,7 @@ class _Inputs:
     until_us: int
     exog: list[_ExogReadings] | None
     future_steps: int
+    rules: CounterRules | None = None
 
 
 @dataclass(frozen=True)
@@ -250,12 +254,15 @@ class ForecastService:
             )
         edges_us = np.arange(first_us, hi_us + 1, step_us, dtype=np.int64)
         exog = self._read_exog(grid.asset.attributes.get(FORECAST_EXOG), edges_us, grid.step, future_steps)
-        return _Inputs(grid, edges_us, readings, hold_until_us(edges_us), exog, future_steps)
+        rules = counter_rules(self.repo, grid.asset, grid.info)
+        return _Inputs(grid, edges_us, readings, hold_until_us(edges_us), exog, future_steps, rules)
 
     def _target(self, inputs: _Inputs) -> Target:
         """Compute the target from what :meth:`_inputs` read."""
         grid = inputs.grid
-        totals = bucket_totals(grid.info, inputs.readings, inputs.edges_us, max_hold=self.max_hold, until_us=inputs.until_us)
+        totals = bucket_totals(
+            grid.info, inputs.readings, inputs.edges_us, max_hold=self.max_hold, until_us=inputs.until_us, rules=inputs.rules
+        )
         energy = totals.energy_kwh
         index = pd.to_datetime(inputs.edges_us[:-1], unit="us", utc=True)
         y = pd.Series(np.where(np.isfinite(energy), energy, np.nan), index=index, dtype="float64", name=grid.asset.id)
@@ -536,6 +543,7 @@ class ForecastService:
             # only held power samples read the current time (see analytics.energy.power_segments)
             inputs.until_us if grid.info.kind is SeriesKind.INSTANTANEOUS else None,
             inputs.edges_us[[0, -1]], inputs.readings.ts_s, inputs.readings.values,
+            inputs.rules,  # a declared modulus, power limit or meter replacement changes the target
         ]
         for item in inputs.exog or ():
             parts += [item.name, item.ts_s, item.values]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -42,6 +42,7 @@ class SeriesInfo:
 
     Attributes:
         interval_seconds: length of each interval for ``interval`` series, when known.
+        attributes: what the series declares (see :mod:`digitaltwin.domain.series_attributes`).
     """
 
     id: int
@@ -50,6 +51,7 @@ class SeriesInfo:
     kind: SeriesKind
     unit: str
     interval_seconds: int | None
+    attributes: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +112,7 @@ def _series(row: Any) -> SeriesInfo:
         kind=SeriesKind(row.kind),
         unit=row.unit,
         interval_seconds=row.interval_seconds,
+        attributes=dict(row.attributes or {}),
     )
 
 
@@ -373,6 +376,15 @@ class Repository:
         assert info is not None
         return info
 
+    def set_series_attributes(self, asset_id: str, quantity: str, attributes: dict[str, Any]) -> SeriesInfo:
+        """Replace the declared attributes of a series (created, empty, if it has no reading yet)."""
+        info = self.ensure_series(asset_id, quantity)
+        with self.engine.begin() as conn:
+            conn.execute(series.update().where(series.c.id == info.id).values(attributes=attributes))
+        found = self.find_series(asset_id, quantity, fresh=True)
+        assert found is not None
+        return found
+
     # -- readings ------------------------------------------------------------
     def write_readings(self, batch: Sequence[Reading], *, interval_seconds: int | None = None) -> int:
         """Store readings idempotently in one transaction.
@@ -571,6 +583,19 @@ class Repository:
         with self.engine.connect() as conn:
             row = conn.execute(_NEXT_READING, {"series_id": series_id, "ts": at_or_after}).first()
         return (row.ts, row.value) if row else None
+
+    def readings_around(
+        self, series_id: int, *, before: datetime, at_or_after: datetime, count: int
+    ) -> tuple[list[tuple[datetime, float]], list[tuple[datetime, float]]]:
+        """The last ``count`` readings strictly before ``before`` and the first ``count`` at or after
+        ``at_or_after``, each list oldest first (the context counter rules look at around a range)."""
+        of = readings.c.series_id == series_id
+        head = select(readings.c.ts, readings.c.value).where(of, readings.c.ts < before).order_by(readings.c.ts.desc()).limit(count)
+        tail = select(readings.c.ts, readings.c.value).where(of, readings.c.ts >= at_or_after).order_by(readings.c.ts).limit(count)
+        with self.engine.connect() as conn:
+            earlier = [(r.ts, r.value) for r in conn.execute(head)]
+            later = [(r.ts, r.value) for r in conn.execute(tail)]
+        return earlier[::-1], later
 
     def series_extent(self, series_id: int) -> tuple[datetime, datetime] | None:
         """(first ts, last ts) of a series, or None when empty; two index seeks, no scan."""

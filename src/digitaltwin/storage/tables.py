@@ -118,6 +118,8 @@ series = Table(
     Column("kind", String(16), nullable=False),
     Column("unit", String(16), nullable=False),
     Column("interval_seconds", Integer, nullable=True),
+    # What the series declares about itself (sign convention, register modulus, ...; migration 0006).
+    Column("attributes", JSON, nullable=True),
     UniqueConstraint("asset_id", "quantity", name="uq_series_asset_quantity"),
 )
 
@@ -127,6 +129,25 @@ readings = Table(
     Column("series_id", Integer, ForeignKey("series.id", ondelete="CASCADE"), primary_key=True),
     Column("ts", UTCDateTime(), primary_key=True),
     Column("value", Float, nullable=False),
+)
+
+# --- Meter accounting (migration 0006): meter replacements of a counter series ---------------------
+# The old meter's final and the new meter's first reading (kWh); energy reads them (services.meter).
+meter_events = Table(
+    "meter_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("series_id", Integer, ForeignKey("series.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("kind", String(16), nullable=False),
+    Column("old_ts", UTCDateTime(), nullable=False),
+    Column("old_value_kwh", Float, nullable=False),
+    Column("new_ts", UTCDateTime(), nullable=False),
+    Column("new_value_kwh", Float, nullable=False),
+    Column("old_serial", String(64), nullable=True),
+    Column("new_serial", String(64), nullable=True),
+    Column("source", String(16), nullable=False),
+    Column("created_by", String(100), nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
 )
 
 # --- MQTT ingestion (issue 3; migration 0004): the latest machine state of each asset --------------

@@ -21,6 +21,7 @@ from digitaltwin.api.schemas import (
     EnergyBucketOut,
     EnergyOut,
     LatestReading,
+    MeterEventOut,
     ReadingOut,
     ReadingsPage,
     SeriesOut,
@@ -34,6 +35,7 @@ from digitaltwin.domain.assets import (
     check_slug,
 )
 from digitaltwin.domain.errors import ValidationError
+from digitaltwin.domain.series_attributes import check_asset_energy_attributes
 from digitaltwin.domain.timestamps import parse_instant
 from digitaltwin.domain.units import quantity_spec
 from digitaltwin.observability.changes import changes, record_change
@@ -48,6 +50,8 @@ log = logging.getLogger(__name__)
 
 #: Largest page of raw readings.
 MAX_LIMIT = 50_000
+#: Meter events explained in one energy response (every bucket still lists the kinds it contains).
+MAX_EVENTS = 1000
 #: Largest free-form metadata of one asset, as JSON.
 MAX_ATTRIBUTES_BYTES = 64 * 1024
 
@@ -64,7 +68,7 @@ def _out(state: State, asset: Asset, *, detail: bool = False) -> AssetOut:
     )
     if detail:
         out.series = [
-            SeriesOut(quantity=s.quantity, kind=s.kind.value, unit=s.unit, interval_seconds=s.interval_seconds)
+            SeriesOut(quantity=s.quantity, kind=s.kind.value, unit=s.unit, interval_seconds=s.interval_seconds, attributes=s.attributes)
             for s in state.repo.list_series(asset.id)
         ]
         out.latest = [LatestReading(quantity=r.quantity, unit=r.unit, ts=r.ts, value=r.value) for r in state.repo.latest(asset.id)]
@@ -85,7 +89,8 @@ def _check_attributes(state: State, asset_id: str, attributes: dict[str, object]
     """
     if len(json.dumps(attributes)) > MAX_ATTRIBUTES_BYTES:
         raise ValidationError(f"attributes larger than {MAX_ATTRIBUTES_BYTES} bytes as JSON", field="attributes")
-    check_asset_accounting_attributes(attributes)
+    check_asset_accounting_attributes(attributes)  # floor_area_m2
+    check_asset_energy_attributes(attributes)  # energy_flow, connection_capacity_kw
     if FORECAST_EXOG not in attributes:
         return
     pairs = check_forecast_exog(attributes[FORECAST_EXOG])
@@ -244,6 +249,10 @@ def get_energy(
     total is that of the requested range. Buckets without data have null values.
     ``with=co2`` adds location-based CO2 per bucket (docs/accounting.md); 422 naming ``with``
     for anything else.
+
+    Each bucket also gives ``import_kwh``, ``export_kwh`` and ``net_kwh`` (split per interval
+    before netting) and the meter ``events`` it contains (reset, rollover, replacement, glitch,
+    quarantined), explained in the response's ``events`` (docs/accounting.md).
     """
     if with_ not in (None, "co2"):
         raise ValidationError("with must be co2", field="with")
@@ -261,12 +270,19 @@ def get_energy(
             start=r.start, start_local=r.start.astimezone(tz), end=r.end, energy_kwh=r.energy_kwh,
             mean_power_kw=r.mean_power_kw, peak_power_kw=r.peak_power_kw, sample_count=r.sample_count,
             expected_count=r.expected_count, missing_count=r.missing_count,
+            import_kwh=r.import_kwh, export_kwh=r.export_kwh, net_kwh=r.net_kwh, events=list(r.events),
         )
         for r in report.rows
     ]
+    events = [
+        MeterEventOut(kind=e.kind.value, start=datetime.fromtimestamp(e.start_s, UTC), end=datetime.fromtimestamp(e.end_s, UTC), reason=e.reason)
+        for e in report.events[:MAX_EVENTS]
+    ]
     out = EnergyOut(
         asset_id=asset_id, quantity=report.quantity, timezone=report.timezone, bucket=bucket.value,
-        total_energy_kwh=report.total_energy_kwh, buckets=buckets,
+        total_energy_kwh=report.total_energy_kwh, total_import_kwh=sum(r.import_kwh or 0.0 for r in report.rows),
+        total_export_kwh=sum(r.export_kwh or 0.0 for r in report.rows), buckets=buckets, events=events,
+        events_total=len(report.events),
     )
     if with_ == "co2":
         _add_co2(state, out, start=start_ts, end=end_ts, bucket=bucket, quantity=quantity)
