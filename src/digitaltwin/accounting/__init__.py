@@ -1,0 +1,1 @@
+"""Energy accounting: tariffs (URDB and native forms) and bills with line items."""
