@@ -142,7 +142,7 @@ class LocalClock:
     @classmethod
     def of(cls, start_s: np.ndarray, tz: ZoneInfo) -> LocalClock:
         local = pd.to_datetime(start_s, unit="s", utc=True).tz_convert(tz)
-        return cls(np.asarray(local.month) - 1, np.asarray(local.hour), np.asarray(local.dayofweek) >= 5)
+        return cls(np.asarray(local.month) - 1, np.asarray(local.hour), np.asarray(local.day_of_week) >= 5)
 
     def period(self, weekday: Sequence[Sequence[int]], weekend: Sequence[Sequence[int]]) -> np.ndarray:
         """The schedule's period index of every interval."""

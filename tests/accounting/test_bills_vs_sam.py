@@ -1,0 +1,71 @@
+"""Every monthly bill of the four valid URDB tariffs agrees with NREL SAM's Utilityrate5 to 0.01.
+
+Loads: the steel plant's 2018 at 15 minutes and a Cambridge building's year hourly, each with
+and without a PV export profile (NREL SERF East, scaled to 1.5 x the load's mean power so
+that it exports at light load). How the calendars are aligned: see ``sam_reference``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from digitaltwin.accounting.bill import round_money
+from tests.accounting.sam_reference import (
+    INVALID_TARIFF,
+    VALID_TARIFFS,
+    cambridge_kw,
+    load_tariff,
+    product_monthly_bills,
+    pv_kw,
+    sam_monthly_bills,
+    steel_kw,
+)
+
+pytest.importorskip("PySAM.Utilityrate5")
+LOADS = {"steel_15min": steel_kw, "cambridge_hourly": cambridge_kw}
+
+
+@pytest.fixture(scope="module", params=sorted(LOADS))
+def load(request: pytest.FixtureRequest) -> tuple[str, np.ndarray, int, str]:
+    kw, step, tz = LOADS[request.param]()
+    return request.param, kw, step, tz
+
+
+@pytest.mark.parametrize("with_pv", [False, True], ids=["no_pv", "pv_export"])
+@pytest.mark.parametrize("tariff", VALID_TARIFFS)
+def test_monthly_bills_agree_with_sam(load: tuple[str, np.ndarray, int, str], tariff: str, with_pv: bool) -> None:
+    _, kw, step, tz = load
+    gen = None
+    if with_pv:
+        gen = pv_kw(3600 // step, peak_kw=1.5 * float(kw.mean()))
+        if gen is None:
+            pytest.skip("../shared/data/pv_nrel_serf_east not present")
+    record = load_tariff(tariff)
+    sam = sam_monthly_bills(record, kw, gen)
+    bills = product_monthly_bills(record, kw, gen, step, tz)
+    assert len(bills) == 12
+    ours = np.array([round_money(b.total) for b in bills])
+    worst = int(np.argmax(np.abs(ours - sam)))
+    assert np.abs(ours - sam).max() <= 0.01, f"month {worst + 1}: product {ours[worst]:.2f} vs SAM {sam[worst]:.4f}"
+    if with_pv:
+        assert sum(b.export_kwh for b in bills) > 0  # the profile really exports
+
+
+def test_sam_reference_is_sensitive() -> None:
+    """The comparison can fail: a changed rate moves SAM's bill by more than the tolerance."""
+    kw, _, _ = cambridge_kw()
+    record = load_tariff(VALID_TARIFFS[1])
+    changed = load_tariff(VALID_TARIFFS[1])
+    changed["energyratestructure"][0][0]["rate"] += 0.001
+    assert np.abs(sam_monthly_bills(record, kw, None) - sam_monthly_bills(changed, kw, None)).max() > 0.01
+
+
+def test_invalid_tariff_names_schedule_entry() -> None:
+    from digitaltwin.accounting.urdb import parse_urdb
+    from digitaltwin.domain.errors import ValidationError
+
+    with pytest.raises(ValidationError) as info:
+        parse_urdb(load_tariff(INVALID_TARIFF))
+    assert info.value.field == "energyweekdayschedule[0][0]"
+    assert "period 1" in info.value.message
