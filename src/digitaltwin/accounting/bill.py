@@ -27,7 +27,7 @@ NREL SAM Utilityrate5, whose monthly bills the tests reproduce):
 * **tax**: each tax percentage of the subtotal.
 
 Amounts are kept unrounded; :func:`round_money` rounds line items and the total to cents
-(half up) only for display, and the total is the rounded sum of the unrounded items.
+(half up; whole won or yen for KRW and JPY) only for display, and the total is the rounded sum of the unrounded items.
 """
 
 from __future__ import annotations
@@ -48,9 +48,14 @@ from digitaltwin.accounting.tariff import DemandPeriod, ExportRule, Tariff, Tier
 _INF = math.inf
 
 
-def round_money(amount: float) -> float:
-    """``amount`` rounded to cents, halves away from zero (commercial rounding)."""
-    return float(Decimal(repr(amount)).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
+#: ISO 4217 minor units of currencies that do not have two (KRW and JPY bills are in whole units).
+MINOR_UNITS = {"KRW": 0, "JPY": 0, "ISK": 0, "CLP": 0, "VND": 0, "BHD": 3, "KWD": 3, "OMR": 3, "JOD": 3, "TND": 3}
+
+
+def round_money(amount: float, currency: str = "USD") -> float:
+    """``amount`` rounded to the currency's minor unit (cents for most), halves away from zero."""
+    step = Decimal(1).scaleb(-MINOR_UNITS.get(currency, 2))
+    return float(Decimal(repr(amount)).quantize(step, rounding=ROUND_HALF_UP))
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,13 +187,14 @@ def _energy_lines(tariff: Tariff, meter: MeterIntervals, clock: LocalClock, ok: 
     exp = np.where(ok, meter.export_kwh, 0.0)
     rule = tariff.export_rule
     if tariff.price_asset_id is not None:
-        price = meter.price_per_kwh if meter.price_per_kwh is not None else np.full(imp.size, np.nan)
+        base = meter.price_per_kwh if meter.price_per_kwh is not None else np.full(imp.size, np.nan)
+        price = base + tariff.energy_markup
         priced = ok & np.isfinite(price)
         lines = [LineItem("energy", "energy at the dynamic price", float(np.sum(imp[priced] * price[priced])),
                           float(imp[priced].sum()), "kWh")]
         if rule is not ExportRule.NONE and exp.sum() > 0:
             feed = tariff.feed_in_price
-            credit = float(np.sum(exp[priced] * price[priced])) if feed is None else float(exp.sum()) * feed
+            credit = float(np.sum(exp[priced] * base[priced])) if feed is None else float(exp.sum()) * feed
             lines.append(LineItem("export_credit", "exported energy", -credit, float(exp.sum()), "kWh", feed))
         return lines
     if not tariff.energy_periods or tariff.energy_weekday is None or tariff.energy_weekend is None:

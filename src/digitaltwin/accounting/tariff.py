@@ -130,5 +130,6 @@ class Tariff:
     export_rule: ExportRule = ExportRule.NONE
     feed_in_price: float | None = None  # per kWh exported, overrides tier ``sell`` when set
     price_asset_id: str | None = None  # dynamic energy price series (per kWh), native form
+    energy_markup: float = 0.0  # per kWh added to the dynamic price
     taxes: tuple[Tax, ...] = ()
     notes: tuple[str, ...] = field(default=())
