@@ -55,7 +55,7 @@ MINOR_UNITS = {"KRW": 0, "JPY": 0, "ISK": 0, "CLP": 0, "VND": 0, "BHD": 3, "KWD"
 def round_money(amount: float, currency: str = "USD") -> float:
     """``amount`` rounded to the currency's minor unit (cents for most), halves away from zero."""
     step = Decimal(1).scaleb(-MINOR_UNITS.get(currency, 2))
-    return float(Decimal(repr(amount)).quantize(step, rounding=ROUND_HALF_UP))
+    return float(Decimal(repr(float(amount))).quantize(step, rounding=ROUND_HALF_UP))
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,9 +76,14 @@ class MeterIntervals:
     interval_s: int
     price_per_kwh: np.ndarray | None = None
 
+    def bounds(self, start: datetime, end: datetime) -> tuple[int, int]:
+        """Index range of the intervals starting in ``[start, end)``."""
+        a, b = np.searchsorted(self.start_s, [start.timestamp(), end.timestamp()], side="left")
+        return int(a), int(b)
+
     def window(self, start: datetime, end: datetime) -> MeterIntervals:
         """The intervals starting in ``[start, end)``."""
-        a, b = np.searchsorted(self.start_s, [start.timestamp(), end.timestamp()], side="left")
+        a, b = self.bounds(start, end)
         price = None if self.price_per_kwh is None else self.price_per_kwh[a:b]
         return MeterIntervals(self.start_s[a:b], self.import_kwh[a:b], self.export_kwh[a:b], self.interval_s, price)
 
@@ -138,21 +143,31 @@ class Bill:
 
 @dataclass(frozen=True, slots=True)
 class LocalClock:
-    """Local wall-clock fields of each interval start: month (0..11), hour (0..23), weekend flag."""
+    """Local wall-clock fields of each interval start: month (0..11), hour (0..23), weekend flag,
+    and ``key`` = month * 48 + weekend * 24 + hour, the index into a flattened pair of schedules."""
 
     month: np.ndarray
     hour: np.ndarray
     weekend: np.ndarray
+    key: np.ndarray
 
     @classmethod
     def of(cls, start_s: np.ndarray, tz: ZoneInfo) -> LocalClock:
         local = pd.to_datetime(start_s, unit="s", utc=True).tz_convert(tz)
-        return cls(np.asarray(local.month) - 1, np.asarray(local.hour), np.asarray(local.day_of_week) >= 5)
+        month, hour = np.asarray(local.month) - 1, np.asarray(local.hour)
+        weekend = np.asarray(local.day_of_week) >= 5
+        return cls(month, hour, weekend, month * 48 + weekend * 24 + hour)
+
+    def slice(self, a: int, b: int) -> LocalClock:
+        return LocalClock(self.month[a:b], self.hour[a:b], self.weekend[a:b], self.key[a:b])
+
+    def take(self, index: np.ndarray) -> LocalClock:
+        return LocalClock(self.month[index], self.hour[index], self.weekend[index], self.key[index])
 
     def period(self, weekday: Sequence[Sequence[int]], weekend: Sequence[Sequence[int]]) -> np.ndarray:
         """The schedule's period index of every interval."""
-        wd, we = np.asarray(weekday, dtype=np.int64), np.asarray(weekend, dtype=np.int64)
-        return np.where(self.weekend, we[self.month, self.hour], wd[self.month, self.hour])
+        table = np.stack([np.asarray(weekday, dtype=np.int64), np.asarray(weekend, dtype=np.int64)], axis=1)  # 12 x 2 x 24
+        return table.reshape(-1)[self.key]
 
 
 def _utc(epoch_s: float) -> datetime:
@@ -285,14 +300,17 @@ def compute_bill(
     tz: ZoneInfo,
     *,
     prior_peaks_kw: Sequence[tuple[date, float]] = (),
+    clock: LocalClock | None = None,
 ) -> Bill:
-    """The bill of ``period`` from ``meter`` (the intervals of that period, see :meth:`MeterIntervals.window`).
+    """The bill of ``period`` from the intervals of ``meter`` that start in it.
 
     Args:
         prior_peaks_kw: (first day, peak kW) of earlier billing periods, for a ratchet.
+        clock: :meth:`LocalClock.of` the whole ``meter`` when the caller has it already.
     """
+    a, b = meter.bounds(period.start, period.end)
+    clock = LocalClock.of(meter.start_s[a:b], tz) if clock is None else clock.slice(a, b)
     meter = meter.window(period.start, period.end)
-    clock = LocalClock.of(meter.start_s, tz)
     ok = np.isfinite(meter.import_kwh)
     expected = int(round((period.end - period.start).total_seconds() / meter.interval_s))
     kw, block_first = _demand_series(tariff, meter, ok)
@@ -307,7 +325,7 @@ def compute_bill(
         lines.append(LineItem("fixed", f"fixed charge per {charge.per}", charge.amount * count, count, charge.per, charge.amount))
     lines += _energy_lines(tariff, meter, clock, ok, period.days, max(peak_kw, 0.0))
 
-    block_clock = LocalClock(clock.month[block_first], clock.hour[block_first], clock.weekend[block_first])
+    block_clock = clock.take(block_first)
     if tariff.flat_demand_periods and tariff.flat_demand_months is not None and overall is not None:
         dp: DemandPeriod = tariff.flat_demand_periods[tariff.flat_demand_months[period.month - 1]]
         billing_kw = peak_kw
@@ -350,8 +368,9 @@ def compute_bills(tariff: Tariff, meter: MeterIntervals, periods: Sequence[Billi
     """Bills of consecutive ``periods``; each period's peak feeds the ratchet of later ones."""
     bills: list[Bill] = []
     history: list[tuple[date, float]] = []
+    clock = LocalClock.of(meter.start_s, tz)  # once: the local-time conversion is the costly step
     for period in periods:
-        bill = compute_bill(tariff, meter, period, tz, prior_peaks_kw=history)
+        bill = compute_bill(tariff, meter, period, tz, prior_peaks_kw=history, clock=clock)
         if bill.peak_kw is not None:
             history.append((period.first_day, bill.peak_kw))
         bills.append(bill)
