@@ -128,3 +128,26 @@ def test_assignment_rules(client: TestClient, repo: Repository) -> None:
     assert bad_day.status_code == 422 and bad_day.json()["field"] == "bill_day"
     bills = client.get("/api/v1/assets/plant/bill", params={"start": "2018-11-01T00:00:00+09:00", "end": "2018-12-01T00:00:00+09:00"})
     assert bills.status_code == 200 and len(bills.json()["bills"]) == 1
+
+
+def test_energy_cost_per_bucket_follows_time_of_use_rates(client: TestClient, repo: Repository) -> None:
+    client.post("/api/v1/tariffs?id=e19", json=load_tariff(PGE))
+    _plant(client, repo)
+    params = {"start": "2018-11-01T00:00:00+09:00", "end": "2018-12-01T00:00:00+09:00", "bucket": "day"}
+    plain = client.get("/api/v1/assets/plant/energy", params=params).json()
+    assert plain["currency"] is None and plain["buckets"][0]["cost"] is None
+    untariffed = client.get("/api/v1/assets/plant/energy", params=params | {"with": "cost"}).json()
+    assert untariffed["buckets"][0]["cost"] is None
+    client.post("/api/v1/sites/steel/tariff-assignments", json={"tariff_id": "e19", "valid_from": "2018-01-01"})
+    costed = client.get("/api/v1/assets/plant/energy", params=params | {"with": "cost"}).json()
+    assert costed["currency"] == "USD" and "demand" in costed["cost_basis"]
+    days = [b["cost"] for b in costed["buckets"]]
+    assert len(days) == 30 and all(c > 0 for c in days)
+    (bill,) = client.get("/api/v1/sites/steel/bill", params={"start": params["start"], "end": params["end"]}).json()["bills"]
+    energy = sum(i["amount"] for i in bill["line_items"] if i["kind"] == "energy")
+    assert sum(days) == pytest.approx(energy, abs=0.01 * len(bill["line_items"]))
+    # a weekday and a weekend day of similar energy cost differently per kWh under TOU (Nov 5 Monday, Nov 4 Sunday)
+    per_kwh = [b["cost"] / b["energy_kwh"] for b in costed["buckets"]]
+    assert per_kwh[4] > per_kwh[3]
+    bad = client.get("/api/v1/assets/plant/energy", params=params | {"with": "price"})
+    assert bad.status_code == 422 and bad.json()["field"] == "with"

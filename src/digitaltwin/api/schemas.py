@@ -112,6 +112,8 @@ class EnergyBucketOut(BaseModel):
     sample_count: int
     expected_count: int | None = None
     missing_count: int | None = None
+    # accounting (?with=cost): energy cost of the bucket under the tariff in force, unrounded
+    cost: float | None = Field(None, description="with=cost: energy charges minus export credits of the bucket")
 
 
 class EnergyOut(BaseModel):
@@ -121,6 +123,8 @@ class EnergyOut(BaseModel):
     bucket: str
     total_energy_kwh: float
     buckets: list[EnergyBucketOut]
+    currency: str | None = Field(None, description="with=cost: currency of every bucket's cost")
+    cost_basis: str | None = Field(None, description="with=cost: what the costs include")
 
 
 class BatchIn(BaseModel):

@@ -172,7 +172,7 @@ class BillingService:
             tariff = self.tariff(assignment.tariff_id).tariff
             lookback = self._lookback(tariff, periods[0], tz, assignment)
             all_periods = lookback + periods
-            meter = self._meter(meters, all_periods[0].start, all_periods[-1].end, tz, tariff, now)
+            meter = self.meter(meters, all_periods[0].start, all_periods[-1].end, tz, tariff, now)
             bills = compute_bills(tariff, meter, all_periods, tz)[len(lookback):]
             out += [SiteBill(b, assignment.tariff_id, site.timezone) for b in bills]
         return sorted(out, key=lambda sb: sb.bill.period.start)
@@ -190,7 +190,8 @@ class BillingService:
         return [p for p in billing_periods(local_midnight(begin, tz), first.start, tz, bill_day=assignment.bill_day)
                 if p.first_day >= assignment.valid_from and p.end <= first.start]
 
-    def _meter(self, asset_ids: list[str], start: datetime, end: datetime, tz: ZoneInfo, tariff: Tariff, now: datetime | None) -> MeterIntervals:
+    def meter(self, asset_ids: list[str], start: datetime, end: datetime, tz: ZoneInfo, tariff: Tariff, now: datetime | None) -> MeterIntervals:
+        """Import/export per 15 minutes (hourly when every series is hourly) of the summed assets over ``[start, end)``."""
         infos = [pick_energy_series(self.repo, a) for a in asset_ids]
         hourly = all((i.interval_seconds or 0) >= 3600 for i in infos)
         bucket, step = (Bucket.HOUR, 3600) if hourly else (Bucket.QUARTER_HOUR, 900)
@@ -216,3 +217,4 @@ class BillingService:
         idx = np.searchsorted(ts, starts, side="right") - 1
         ok = (idx >= 0) & (starts - ts[np.clip(idx, 0, None)] <= PRICE_MAX_HOLD.total_seconds()) if ts.size else np.zeros(starts.size, bool)
         return np.where(ok, values[np.clip(idx, 0, max(ts.size - 1, 0))] if ts.size else np.nan, np.nan)
+

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Query, Request, status
@@ -230,6 +230,7 @@ def get_energy(
     end: Annotated[str, Query(description="RFC 3339 with offset, exclusive")],
     bucket: Bucket = Bucket.HOUR,
     quantity: Annotated[str | None, Query(description="energy, energy_total or power; default: the first present")] = None,
+    with_: Annotated[Literal["cost"] | None, Query(alias="with", description="cost: each bucket's energy cost under the tariff in force")] = None,
 ) -> EnergyOut:
     """Energy (kWh), mean and peak power (kW) and sample counts per bucket of the site's local calendar.
 
@@ -255,7 +256,18 @@ def get_energy(
         )
         for r in report.rows
     ]
-    return EnergyOut(
+    out = EnergyOut(
         asset_id=asset_id, quantity=report.quantity, timezone=report.timezone, bucket=bucket.value,
         total_energy_kwh=report.total_energy_kwh, buckets=buckets,
     )
+    if with_ == "cost":  # accounting: time-varying prices per bucket
+        from digitaltwin.accounting.cost import COST_BASIS
+        from digitaltwin.services.billing import BillingService
+        from digitaltwin.services.energy_cost import bucket_costs
+
+        service = BillingService(state.repo, max_hold=state.settings.power_max_hold)
+        costs = bucket_costs(service, asset_id, [r.start for r in report.rows] + [report.rows[-1].end], now=datetime.now(UTC))
+        out.currency, out.cost_basis = costs.currency, COST_BASIS
+        for row, cost in zip(out.buckets, costs.costs, strict=True):
+            row.cost = cost
+    return out
