@@ -25,7 +25,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED = REPO.parent / "shared" / "data"
-TARIFF_DIR = SHARED / "tariffs_urdb"
+TARIFF_DIR = REPO / "datasets" / "tariffs_urdb"  # copies of ../shared/data/tariffs_urdb (BSD-3, see NOTICE)
 VALID_TARIFFS = (
     "pge_E19_5cef0a415457a33576f60fe2.json",
     "sce_GS2-TOU-B_55fc81d7682bea28da64f9ae.json",

@@ -151,3 +151,23 @@ def test_energy_cost_per_bucket_follows_time_of_use_rates(client: TestClient, re
     assert per_kwh[4] > per_kwh[3]
     bad = client.get("/api/v1/assets/plant/energy", params=params | {"with": "price"})
     assert bad.status_code == 422 and bad.json()["field"] == "with"
+
+
+def test_native_tariff_with_a_dynamic_price_series(client: TestClient, repo: Repository) -> None:
+    kwh = _plant(client, repo)
+    assert client.post("/api/v1/assets", json={"id": "da-prices", "site_id": "steel", "name": "Day-ahead", "kind": "meter"}).status_code == 201
+    start = NOV.astimezone(UTC)
+    hourly = [(-0.02 if h % 24 < 6 else 0.12) for h in range(30 * 24)]  # negative night prices
+    repo.write_readings([Reading("da-prices", "price", start + timedelta(hours=h), p) for h, p in enumerate(hourly)])
+    native = {"format": "native", "name": "Dynamic", "currency": "EUR", "energy": {"price_asset": "da-prices", "markup": 0.01},
+              "fixed": [{"amount": 10, "per": "month"}], "taxes": [{"name": "VAT", "percent": 19}]}
+    assert client.post("/api/v1/tariffs?id=dyn", json=native).status_code == 201
+    client.post("/api/v1/sites/steel/tariff-assignments", json={"tariff_id": "dyn", "valid_from": "2018-11-01"})
+    (bill,) = client.get("/api/v1/sites/steel/bill", params={"start": "2018-11-01T00:00:00+09:00", "end": "2018-12-01T00:00:00+09:00"}).json()["bills"]
+    price = np.repeat(hourly, 4) + 0.01
+    energy = float(np.sum(kwh * price))
+    assert bill["currency"] == "EUR"
+    assert next(i for i in bill["line_items"] if i["kind"] == "energy")["amount"] == round_money(energy, "EUR")
+    assert bill["total"] == round_money((energy + 10) * 1.19, "EUR")
+    unknown_key = client.post("/api/v1/tariffs?id=dyn2", json=native | {"vat": 19})
+    assert unknown_key.status_code == 422 and unknown_key.json()["field"] == "tariff.vat"

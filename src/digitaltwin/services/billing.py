@@ -4,7 +4,7 @@ Meter data: a bill reads energy per 15 minutes (per hour for hourly series) on t
 calendar with the same functions as the energy report (``services/energy.py``). Until a
 meter reports import and export separately, a bucket's positive energy is grid import and
 its negative energy is export. An asset's bill reads the asset; a site's bill sums the
-site's top-level meters (assets of kind ``meter`` without a parent).
+site's top-level meters (assets of kind ``meter`` without a parent that carry energy, power or a counter).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from digitaltwin.analytics.buckets import Bucket
 from digitaltwin.domain.assets import AssetKind, check_slug
 from digitaltwin.domain.errors import NotFoundError, ValidationError
 from digitaltwin.domain.timestamps import zone
-from digitaltwin.services.energy import bucket_totals, hold_until_us, pick_energy_series, read_window, window_edges_us
+from digitaltwin.services.energy import ENERGY_QUANTITIES, bucket_totals, hold_until_us, pick_energy_series, read_window, window_edges_us
 from digitaltwin.storage.repository import Repository
 from digitaltwin.storage.tables import from_epoch_us
 from digitaltwin.storage.tariffs import Assignment, StoredTariff, TariffStore
@@ -149,7 +149,10 @@ class BillingService:
         """
         if site_id is not None:
             site = self.repo.get_site(site_id)
-            meters = [a.id for a in self.repo.list_assets(site_id=site_id, kind=AssetKind.METER) if a.parent_id is None]
+            meters = [
+                a.id for a in self.repo.list_assets(site_id=site_id, kind=AssetKind.METER)
+                if a.parent_id is None and any(self.repo.find_series(a.id, q) for q in ENERGY_QUANTITIES)
+            ]
             if not meters:
                 raise NotFoundError(f"site {site_id!r} has no top-level meter to bill", field="site_id")
             assignments = self.store.assignments(site_id=site_id)
