@@ -5,7 +5,8 @@
    charge), median of repeated runs: the product's engine (URDB parse + 12 monthly bills with
    line items) next to SAM's Utilityrate5 (inputs assigned + execute), in the same process.
 2. The bills' largest difference from SAM across the four valid URDB tariffs x (steel 15 min,
-   Cambridge hourly) x (without, with a PV export profile): 192 monthly bills, rounded to cents.
+   Cambridge hourly) x (no PV, PV export at 1.5 x and at 6 x the mean load, the latter with months
+   of net-metering surplus): 288 monthly bills, compared unrounded and rounded to cents.
 
 Run: .venv/bin/python bench/bills_vs_sam.py  (needs nrel-pysam, in the test extra)
 """
@@ -100,8 +101,8 @@ def main() -> None:
     worst = worst_cents = 0.0
     count = 0
     for load_name, (load, load_step, load_tz) in {"steel 15 min": (kw, step, tz), "Cambridge b105 hourly": cambridge_kw()}.items():
-        for with_pv in (False, True):
-            gen = pv_kw(3600 // load_step, peak_kw=1.5 * float(load.mean())) if with_pv else None
+        for pv_scale in (0.0, 1.5, 6.0):
+            gen = pv_kw(3600 // load_step, peak_kw=pv_scale * float(load.mean())) if pv_scale else None
             for name in VALID_TARIFFS:
                 record = load_tariff(name)
                 ours_bills = np.array([b.total for b in product_monthly_bills(record, load, gen, load_step, load_tz)])
@@ -110,7 +111,7 @@ def main() -> None:
                 cents = np.abs(np.array([round_money(x) for x in ours_bills]) - np.array([round_money(x) for x in sam_bills]))
                 count += diff.size
                 worst, worst_cents = max(worst, float(diff.max())), max(worst_cents, float(cents.max()))
-                print(f"  {load_name:22s} {'PV export' if with_pv else 'no PV':9s} {name[:26]:26s} "
+                print(f"  {load_name:22s} {f'PV {pv_scale:g}x' if pv_scale else 'no PV':9s} {name[:26]:26s} "
                       f"max |product - SAM| = {diff.max():.2e} unrounded, {cents.max():.2f} in cents")
     print(f"Largest difference over {count} monthly bills: {worst_cents:.2f} USD with both rounded to cents "
           f"({worst:.2e} unrounded); target 0.00")

@@ -1,8 +1,10 @@
 """Every monthly bill of the four valid URDB tariffs agrees with NREL SAM's Utilityrate5 to 0.01.
 
-Loads: the steel plant's 2018 at 15 minutes and a Cambridge building's year hourly, each with
-and without a PV export profile (NREL SERF East, scaled to 1.5 x the load's mean power so
-that it exports at light load). How the calendars are aligned: see ``sam_reference``.
+Loads: the steel plant's 2018 at 15 minutes and a Cambridge building's year hourly, each without
+PV, with a PV export profile (NREL SERF East, 1 July - 13 October, scaled to 1.5 x the load's
+mean power: it exports at light load) and with the same profile at 6 x (months of net surplus,
+so net metering rolls surplus kWh over to later bills). How the calendars are aligned: see
+``sam_reference``.
 """
 
 from __future__ import annotations
@@ -32,13 +34,13 @@ def load(request: pytest.FixtureRequest) -> tuple[str, np.ndarray, int, str]:
     return request.param, kw, step, tz
 
 
-@pytest.mark.parametrize("with_pv", [False, True], ids=["no_pv", "pv_export"])
+@pytest.mark.parametrize("pv_scale", [0.0, 1.5, 6.0], ids=["no_pv", "pv_export", "pv_surplus"])
 @pytest.mark.parametrize("tariff", VALID_TARIFFS)
-def test_monthly_bills_agree_with_sam(load: tuple[str, np.ndarray, int, str], tariff: str, with_pv: bool) -> None:
+def test_monthly_bills_agree_with_sam(load: tuple[str, np.ndarray, int, str], tariff: str, pv_scale: float) -> None:
     _, kw, step, tz = load
     gen = None
-    if with_pv:
-        gen = pv_kw(3600 // step, peak_kw=1.5 * float(kw.mean()))
+    if pv_scale:
+        gen = pv_kw(3600 // step, peak_kw=pv_scale * float(kw.mean()))
         if gen is None:
             pytest.skip("../shared/data/pv_nrel_serf_east not present")
     record = load_tariff(tariff)
@@ -48,8 +50,10 @@ def test_monthly_bills_agree_with_sam(load: tuple[str, np.ndarray, int, str], ta
     ours = np.array([round_money(b.total) for b in bills])
     worst = int(np.argmax(np.abs(ours - sam)))
     assert np.abs(ours - sam).max() <= 0.01, f"month {worst + 1}: product {ours[worst]:.2f} vs SAM {sam[worst]:.4f}"
-    if with_pv:
+    if pv_scale:
         assert sum(b.export_kwh for b in bills) > 0  # the profile really exports
+    if pv_scale == 6.0 and record.get("dgrules") == "Net Metering":
+        assert any("carried in" in note for b in bills for note in b.notes)  # the rollover is exercised
 
 
 def test_sam_reference_is_sensitive() -> None:

@@ -213,3 +213,24 @@ def test_rounding_is_half_up_to_the_currency_minor_unit() -> None:
     assert round_money(0.125) == 0.13
     assert round_money(-0.125) == -0.13
     assert round_money(1234.5, "KRW") == 1235.0
+
+
+def test_net_metering_surplus_rolls_over_until_the_december_true_up() -> None:
+    record = _urdb(energyratestructure=[[{"rate": 0.1}]], dgrules="Net Metering")
+    tariff = parse_urdb(record)
+    periods = billing_periods(datetime(2018, 11, 1, tzinfo=UTC), datetime(2019, 2, 1, tzinfo=UTC), UTC_TZ)
+    hours = [720, 744, 744]  # Nov: net export 1 kWh/h; Dec and Jan: net import 2 kWh/h
+    imp = np.concatenate([np.zeros(720), np.full(744, 2.0), np.full(744, 2.0)])
+    exp = np.concatenate([np.ones(720), np.zeros(744), np.zeros(744)])
+    start = datetime(2018, 11, 1, tzinfo=UTC)
+    nov, dec, jan = compute_bills(tariff, _meter(imp, start=start, export_kwh=exp), periods, UTC_TZ)
+    assert sum(hours) == imp.size
+    assert _amounts(nov, "energy") == 0 and nov.surplus_kwh == (720.0,)
+    assert _amounts(dec, "energy") == pytest.approx((1488 - 720) * 0.1)  # November's surplus offsets December
+    assert "720.000 kWh of net metering surplus carried in" in dec.notes[0]
+    assert _amounts(jan, "energy") == pytest.approx(1488 * 0.1)
+    # surplus left in December is not carried into January (annual true-up)
+    exp_dec = np.concatenate([np.zeros(720), np.full(744, 3.0), np.zeros(744)])
+    _, dec2, jan2 = compute_bills(tariff, _meter(imp, start=start, export_kwh=exp_dec), periods, UTC_TZ)
+    assert any("annual true-up" in n for n in dec2.notes)
+    assert _amounts(jan2, "energy") == pytest.approx(1488 * 0.1)

@@ -35,7 +35,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from zoneinfo import ZoneInfo
 
@@ -123,6 +123,7 @@ class Bill:
     expected_intervals: int
     present_intervals: int
     notes: list[str] = field(default_factory=list)
+    surplus_kwh: tuple[float, ...] | None = None  # net metering: surplus per TOU period left at the end
 
     @property
     def subtotal(self) -> float:
@@ -197,7 +198,10 @@ def _tier_charges(
     return out
 
 
-def _energy_lines(tariff: Tariff, meter: MeterIntervals, clock: LocalClock, ok: np.ndarray, days: int, peak_kw: float) -> list[LineItem]:
+def _energy_lines(
+    tariff: Tariff, meter: MeterIntervals, clock: LocalClock, ok: np.ndarray, days: int, peak_kw: float, carried: np.ndarray | None
+) -> tuple[list[LineItem], np.ndarray | None]:
+    """Energy and export lines, and (net metering) the surplus kWh per TOU period left at the end of the bill."""
     imp = np.where(ok, meter.import_kwh, 0.0)
     exp = np.where(ok, meter.export_kwh, 0.0)
     rule = tariff.export_rule
@@ -211,9 +215,9 @@ def _energy_lines(tariff: Tariff, meter: MeterIntervals, clock: LocalClock, ok: 
             feed = tariff.feed_in_price
             credit = float(np.sum(exp[priced] * base[priced])) if feed is None else float(exp.sum()) * feed
             lines.append(LineItem("export_credit", "exported energy", -credit, float(exp.sum()), "kWh", feed))
-        return lines
+        return lines, None
     if not tariff.energy_periods or tariff.energy_weekday is None or tariff.energy_weekend is None:
-        return []
+        return [], None
     n = len(tariff.energy_periods)
     period = clock.period(tariff.energy_weekday, tariff.energy_weekend)
     if rule is ExportRule.NET_BILLING_HOURLY:
@@ -227,7 +231,8 @@ def _energy_lines(tariff: Tariff, meter: MeterIntervals, clock: LocalClock, ok: 
         imp_p = np.bincount(period, imp, minlength=n)
         exp_p = np.bincount(period, exp, minlength=n)
         if rule is ExportRule.NET_METERING:
-            use, surplus = np.maximum(imp_p - exp_p, 0.0), np.maximum(exp_p - imp_p, 0.0)
+            net = imp_p - exp_p - (carried if carried is not None else 0.0)
+            use, surplus = np.maximum(net, 0.0), np.maximum(-net, 0.0)
         elif rule is ExportRule.NONE:
             use, surplus = imp_p, np.zeros(n)
         else:
@@ -243,9 +248,40 @@ def _energy_lines(tariff: Tariff, meter: MeterIntervals, clock: LocalClock, ok: 
         LineItem("energy", f"energy, period {p} tier {k}", kwh * rate, kwh, "kWh", rate, p, k)
         for p, k, kwh, rate in _tier_charges(use, bounds, buy)
     ]
+    if rule is ExportRule.NET_METERING:
+        # SAM's rule: a period's surplus is not paid monthly; its kWh roll over to the next bill
+        for p, kwh in enumerate(surplus.tolist()):
+            if kwh > 0:
+                lines.append(LineItem("export_credit", f"net metering surplus, period {p}, carried to the next bill", 0.0, kwh, "kWh", 0.0, p))
+        return lines, surplus
     for p, k, kwh, rate in _tier_charges(surplus, bounds, sell):
         lines.append(LineItem("export_credit", f"exported energy, period {p} tier {k}", -kwh * rate, kwh, "kWh", rate, p, k))
-    return lines
+    return lines, None
+
+
+#: Weekday hours whose periods pair a month's TOU periods with the next month's for net-metering rollover (SAM).
+ROLLOVER_HOURS = (0, 5, 11, 17)
+
+
+def rollover(tariff: Tariff, surplus: np.ndarray, from_month: int, to_month: int) -> tuple[np.ndarray, float]:
+    """Carry net-metering surplus kWh per period of billing month ``from_month`` (1..12) into ``to_month``.
+
+    A period is matched to the next month's period at the same time of day: the first of the weekday
+    hours :data:`ROLLOVER_HOURS` at which it runs (SAM Utilityrate5's ``transfer_surplus``). Returns the
+    carried kWh per period and the kWh of periods that run at none of those hours (not carried).
+    """
+    assert tariff.energy_weekday is not None
+    source = [tariff.energy_weekday[from_month - 1][h] for h in ROLLOVER_HOURS]
+    target = [tariff.energy_weekday[to_month - 1][h] for h in ROLLOVER_HOURS]
+    carried, lost = np.zeros(surplus.size), 0.0
+    for p, kwh in enumerate(surplus.tolist()):
+        if kwh <= 0:
+            continue
+        if p in source:
+            carried[target[source.index(p)]] += kwh
+        else:
+            lost += kwh
+    return carried, lost
 
 
 def _tier_amount(demand_kw: float, tiers: Sequence[object]) -> float:
@@ -301,12 +337,14 @@ def compute_bill(
     *,
     prior_peaks_kw: Sequence[tuple[date, float]] = (),
     clock: LocalClock | None = None,
+    carried_kwh: np.ndarray | None = None,
 ) -> Bill:
     """The bill of ``period`` from the intervals of ``meter`` that start in it.
 
     Args:
         prior_peaks_kw: (first day, peak kW) of earlier billing periods, for a ratchet.
         clock: :meth:`LocalClock.of` the whole ``meter`` when the caller has it already.
+        carried_kwh: net metering: surplus kWh per TOU period carried in from the previous bill.
     """
     a, b = meter.bounds(period.start, period.end)
     clock = LocalClock.of(meter.start_s[a:b], tz) if clock is None else clock.slice(a, b)
@@ -323,7 +361,8 @@ def compute_bill(
     for charge in tariff.fixed:
         count = {"day": period.days, "month": 1, "year": 1 / 12}[charge.per]
         lines.append(LineItem("fixed", f"fixed charge per {charge.per}", charge.amount * count, count, charge.per, charge.amount))
-    lines += _energy_lines(tariff, meter, clock, ok, period.days, max(peak_kw, 0.0))
+    energy_lines, surplus = _energy_lines(tariff, meter, clock, ok, period.days, max(peak_kw, 0.0), carried_kwh)
+    lines += energy_lines
 
     block_clock = clock.take(block_first)
     if tariff.flat_demand_periods and tariff.flat_demand_months is not None and overall is not None:
@@ -354,6 +393,8 @@ def compute_bill(
         lines.append(LineItem("tax", tax.name, subtotal * tax.percent / 100.0, subtotal, tariff.currency, tax.percent))
 
     notes = []
+    if carried_kwh is not None and carried_kwh.sum() > 0:
+        notes.append(f"{carried_kwh.sum():,.3f} kWh of net metering surplus carried in from the previous bill")
     present = int(ok.sum())
     if present < expected:
         notes.append(f"{expected - present} of {expected} intervals missing: charges cover the metered intervals only")
@@ -361,17 +402,36 @@ def compute_bill(
         period, tariff.name, tariff.currency, lines,
         float(np.nansum(meter.import_kwh)), float(np.nansum(meter.export_kwh)),
         peak_kw if overall else None, peak_at, expected, present, notes,
+        None if surplus is None else tuple(surplus.tolist()),
     )
 
 
 def compute_bills(tariff: Tariff, meter: MeterIntervals, periods: Sequence[BillingPeriod], tz: ZoneInfo) -> list[Bill]:
-    """Bills of consecutive ``periods``; each period's peak feeds the ratchet of later ones."""
+    """Bills of consecutive ``periods``; each period's peak feeds the ratchet of later ones.
+
+    Net metering: a bill's surplus kWh roll over to the next bill (see :func:`rollover`) until
+    the annual true-up after December (SAM's default true-up month): surplus left then is not
+    compensated, because URDB has no year-end rate, and the December bill says so.
+    """
     bills: list[Bill] = []
     history: list[tuple[date, float]] = []
     clock = LocalClock.of(meter.start_s, tz)  # once: the local-time conversion is the costly step
-    for period in periods:
-        bill = compute_bill(tariff, meter, period, tz, prior_peaks_kw=history, clock=clock)
+    carried: np.ndarray | None = None
+    for i, period in enumerate(periods):
+        bill = compute_bill(tariff, meter, period, tz, prior_peaks_kw=history, clock=clock, carried_kwh=carried)
         if bill.peak_kw is not None:
             history.append((period.first_day, bill.peak_kw))
+        carried = None
+        if bill.surplus_kwh is not None and sum(bill.surplus_kwh) > 0:
+            following = periods[i + 1] if i + 1 < len(periods) else None
+            surplus = np.array(bill.surplus_kwh)
+            if period.month == 12:
+                bill.notes.append(f"{surplus.sum():,.3f} kWh net metering surplus at the annual true-up: not compensated "
+                                  "(the tariff states no year-end rate)")
+            elif following is not None and following.first_day == period.last_day + timedelta(days=1):
+                carried, lost = rollover(tariff, surplus, period.month, following.month)
+                if lost > 0:
+                    bill.notes.append(f"{lost:,.3f} kWh surplus of a period that runs at none of the weekday hours "
+                                      "00, 05, 11, 17 cannot roll over")
         bills.append(bill)
     return bills

@@ -20,7 +20,7 @@ import numpy as np
 from digitaltwin.accounting.bill import Bill, MeterIntervals, compute_bills
 from digitaltwin.accounting.native import parse_native
 from digitaltwin.accounting.periods import BillingPeriod, billing_periods, local_midnight
-from digitaltwin.accounting.tariff import Tariff
+from digitaltwin.accounting.tariff import ExportRule, Tariff
 from digitaltwin.accounting.urdb import informational_fields, parse_urdb
 from digitaltwin.analytics.buckets import Bucket
 from digitaltwin.domain.assets import AssetKind, check_slug
@@ -182,12 +182,17 @@ class BillingService:
 
     @staticmethod
     def _lookback(tariff: Tariff, first: BillingPeriod, tz: ZoneInfo, assignment: Assignment) -> list[BillingPeriod]:
-        """Earlier periods whose peaks a ratchet looks back at (within the assignment)."""
-        if tariff.ratchet is None or tariff.ratchet.range_months == 0:
+        """Earlier periods (within the assignment) that the first requested bill depends on: the months a
+        ratchet looks back at, and for net metering the bills since January, whose surplus rolls over."""
+        begins = []
+        if tariff.ratchet is not None and tariff.ratchet.range_months > 0:
+            year, month = divmod(first.first_day.year * 12 + first.first_day.month - 1 - tariff.ratchet.range_months, 12)
+            begins.append(date(year, month + 1, min(first.first_day.day, 28)))
+        if tariff.export_rule is ExportRule.NET_METERING:
+            begins.append(date(first.first_day.year, 1, assignment.bill_day or 1))
+        if not begins:
             return []
-        months_back = tariff.ratchet.range_months
-        year, month = divmod(first.first_day.year * 12 + first.first_day.month - 1 - months_back, 12)
-        begin = max(date(year, month + 1, min(first.first_day.day, 28)), assignment.valid_from)
+        begin = max(min(begins), assignment.valid_from)
         if begin >= first.first_day:
             return []
         return [p for p in billing_periods(local_midnight(begin, tz), first.start, tz, bill_day=assignment.bill_day)
