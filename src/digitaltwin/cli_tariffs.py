@@ -116,22 +116,27 @@ def print_bills(bills: list[SiteBill], *, detail: bool = True) -> None:
         console.print("no billing period in range")
         return
     cur = bills[0].bill.currency
-    summary = Table("period", "kWh in", "peak kW", "energy", "demand", "other", "taxes", f"total {cur}", "data",
-                    title=f"Monthly bills, {bills[0].bill.tariff_name}")
+    rows = []
     for sb in bills:
         b = sb.bill
         by = {k: sum(i.amount for i in b.line_items if i.kind == k) for k in ("energy", "demand", "tax")}
-        other = b.total - sum(by.values())  # fixed, export credit, minimum top-up
+        rows.append((b, by, b.total - sum(by.values())))  # other: fixed, export credit, minimum top-up
+    with_other = any(round_money(other, cur) != 0 for _, _, other in rows)
+    summary = Table("period", "kWh", "peak kW", "energy", "demand", *(["other"] if with_other else []), "taxes",
+                    "total", "data", box=None, pad_edge=False)
+    for b, by, other in rows:
         summary.add_row(_label(b), f"{b.import_kwh:,.0f}", f"{b.peak_kw or 0:,.0f}", _money(by["energy"], cur),
-                        _money(by["demand"], cur), _money(other, cur), _money(by["tax"], cur), _money(b.total, cur),
-                        f"{b.completeness:.0%}")
+                        _money(by["demand"], cur), *([_money(other, cur)] if with_other else []), _money(by["tax"], cur),
+                        _money(b.total, cur), f"{b.completeness:.0%}")
+    console.print(f"[bold]Monthly bills[/bold], {bills[0].bill.tariff_name}; amounts in {cur}")
     console.print(summary)
     if not detail:
         return
     for sb in bills:
         b = sb.bill
         table = Table("kind", "line", "quantity", "rate", "amount", "peak at",
-                      title=f"{_label(b)} ({sb.timezone}), tariff {sb.tariff_id}")
+                      box=None, pad_edge=False)
+        console.print(f"\n[bold]{_label(b)}[/bold] ({b.period.first_day}..{b.period.last_day}, {sb.timezone}), tariff {sb.tariff_id}")
         for i in b.line_items:
             at = i.peak_at.astimezone(zone(sb.timezone)).strftime("%m-%d %H:%M") if i.peak_at else ""
             qty = f"{i.quantity:,.1f} {i.unit or ''}" if i.quantity is not None else ""

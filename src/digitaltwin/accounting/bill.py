@@ -42,6 +42,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 
+from digitaltwin.accounting.demand import demand_series, peak_of, tier_amount, tou_peaks
 from digitaltwin.accounting.periods import BillingPeriod
 from digitaltwin.accounting.tariff import DemandPeriod, ExportRule, Tariff, TierUnit, TouDemand
 
@@ -284,49 +285,12 @@ def rollover(tariff: Tariff, surplus: np.ndarray, from_month: int, to_month: int
     return carried, lost
 
 
-def _tier_amount(demand_kw: float, tiers: Sequence[object]) -> float:
-    amount, lower = 0.0, 0.0
-    for tier in tiers:
-        upper = _INF if tier.max is None else tier.max  # type: ignore[attr-defined]
-        amount += max(min(demand_kw, upper) - lower, 0.0) * tier.rate  # type: ignore[attr-defined]
-        if demand_kw <= upper:
-            break
-        lower = upper
-    return amount
-
-
-def _demand_series(tariff: Tariff, meter: MeterIntervals, ok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Demand (kW) per block and the index of each block's first interval."""
-    imp = np.where(ok, meter.import_kwh, np.nan)
-    window_s = tariff.demand_window_minutes * 60 if tariff.demand_window_minutes else meter.interval_s
-    if window_s <= meter.interval_s:
-        return imp / (meter.interval_s / 3600.0), np.arange(imp.size)
-    block = meter.start_s // window_s
-    _, first, inverse = np.unique(block, return_index=True, return_inverse=True)
-    sums = np.bincount(inverse, np.nan_to_num(imp), minlength=first.size)
-    counted = np.bincount(inverse, ok.astype(float), minlength=first.size)
-    kw = np.where(counted > 0, sums / (window_s / 3600.0), np.nan)
-    return kw, first
-
-
-def _peak(kw: np.ndarray, mask: np.ndarray) -> tuple[float, int] | None:
-    values = np.where(mask & np.isfinite(kw), kw, -np.inf)
-    if values.size == 0 or not np.isfinite(values.max()):
-        return None
-    i = int(np.argmax(values))
-    return float(values[i]), i
-
-
-def _tou_demand_lines(kind: str, demand: TouDemand, kw: np.ndarray, period: np.ndarray, starts: np.ndarray) -> list[LineItem]:
-    lines = []
-    for p, dp in enumerate(demand.periods):
-        found = _peak(kw, period == p)
-        if found is None:
-            continue
-        peak, i = found
-        lines.append(LineItem("demand", f"{kind} demand, period {p}", _tier_amount(peak, dp.tiers), peak, "kW",
-                              dp.tiers[0].rate, p, None, peak, _utc(starts[i])))
-    return lines
+def _demand_lines(kind: str, demand: TouDemand, kw: np.ndarray, clock: LocalClock, starts: np.ndarray) -> list[LineItem]:
+    period = clock.period(demand.weekday, demand.weekend)
+    return [
+        LineItem("demand", f"{kind} demand, period {p}", amount, peak, "kW", demand.periods[p].tiers[0].rate, p, None, peak, at)
+        for p, peak, at, amount in tou_peaks(demand, kw, period, starts)
+    ]
 
 
 def compute_bill(
@@ -351,9 +315,9 @@ def compute_bill(
     meter = meter.window(period.start, period.end)
     ok = np.isfinite(meter.import_kwh)
     expected = int(round((period.end - period.start).total_seconds() / meter.interval_s))
-    kw, block_first = _demand_series(tariff, meter, ok)
+    kw, block_first = demand_series(tariff, meter.start_s, meter.import_kwh, meter.interval_s, ok)
     block_starts = meter.start_s[block_first] if block_first.size else meter.start_s[:0]
-    overall = _peak(kw, np.ones(kw.size, dtype=bool))
+    overall = peak_of(kw, np.ones(kw.size, dtype=bool))
     peak_kw = overall[0] if overall else 0.0
     peak_at = _utc(block_starts[overall[1]]) if overall else None
 
@@ -376,12 +340,12 @@ def compute_bill(
             if earlier:
                 billing_kw = max(peak_kw, r.percent * max(earlier))
         note = "" if billing_kw == peak_kw else f" (ratchet: billing demand {billing_kw:.3f} kW)"
-        lines.append(LineItem("demand", f"flat demand{note}", _tier_amount(billing_kw, dp.tiers), billing_kw, "kW",
+        lines.append(LineItem("demand", f"flat demand{note}", tier_amount(billing_kw, dp.tiers), billing_kw, "kW",
                               dp.tiers[0].rate, None, None, peak_kw, peak_at))
     if tariff.tou_demand is not None:
-        lines += _tou_demand_lines("TOU", tariff.tou_demand, kw, block_clock.period(tariff.tou_demand.weekday, tariff.tou_demand.weekend), block_starts)
+        lines += _demand_lines("TOU", tariff.tou_demand, kw, block_clock, block_starts)
     if tariff.coincident is not None:
-        lines += _tou_demand_lines("coincident", tariff.coincident, kw, block_clock.period(tariff.coincident.weekday, tariff.coincident.weekend), block_starts)
+        lines += _demand_lines("coincident", tariff.coincident, kw, block_clock, block_starts)
 
     if tariff.min_charge is not None:
         minimum = tariff.min_charge.amount * (period.days if tariff.min_charge.per == "day" else 1)
