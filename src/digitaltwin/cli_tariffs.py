@@ -79,6 +79,20 @@ def list_cmd() -> None:
     console.print(table)
 
 
+@tariffs_app.command("show")
+def show_cmd(tariff_id: str) -> None:
+    """Print a tariff as imported (its source JSON) and the fields kept but not billed."""
+    try:
+        imported = _service().tariff(tariff_id)
+    except DomainError as exc:
+        raise _fail(exc) from None
+    s = imported.stored
+    console.print(f"tariff {s.id} ({s.format}, {s.currency}): {s.name}")
+    if imported.informational_fields:
+        console.print(f"kept, not billed: {', '.join(imported.informational_fields)}")
+    console.print_json(json.dumps(s.source))
+
+
 @tariffs_app.command("assign")
 def assign_cmd(
     tariff_id: str,

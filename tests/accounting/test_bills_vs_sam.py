@@ -73,3 +73,19 @@ def test_invalid_tariff_names_schedule_entry() -> None:
         parse_urdb(load_tariff(INVALID_TARIFF))
     assert info.value.field == "energyweekdayschedule[0][0]"
     assert "period 1" in info.value.message
+
+
+def test_sam_inputs_are_built_without_the_converters_faults() -> None:
+    """Our mapping leaves the record as it was (SAM's converter shifts its schedules in place) and keeps
+    the older fixedmonthlycharge (which SAM's converter drops)."""
+    import copy
+
+    from tests.accounting.sam_reference import sam_rates
+
+    record = load_tariff("sce_GS2-TOU-B_55fc81d7682bea28da64f9ae.json")
+    before = copy.deepcopy(record)
+    first = sam_rates(record, monthly_fixed=record["fixedmonthlycharge"])
+    assert record == before
+    assert sam_rates(record, monthly_fixed=record["fixedmonthlycharge"]) == first
+    assert first["ur_monthly_fixed_charge"] == 259.2
+    assert first["ur_ec_sched_weekday"][0][0] == record["energyweekdayschedule"][0][0] + 1

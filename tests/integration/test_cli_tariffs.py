@@ -28,6 +28,9 @@ def test_import_refuses_the_invalid_tariff_naming_the_entry(settings: Settings, 
     out = _run(settings, "tariffs", "import", str(TARIFF_DIR / "pge_E19_5cef0a415457a33576f60fe2.json"), "--id", "e19")
     assert "tariff e19 (urdb, USD)" in out and "kept, not billed" in out
     assert "e19" in _run(settings, "tariffs", "list")
+    shown = _run(settings, "tariffs", "show", "e19")
+    assert "fixedchargeunits" in shown and "$/day" in shown
+    assert "tariff_id" in _run(settings, "tariffs", "show", "nope", exit_code=2)
     assert "exists" in _run(settings, "tariffs", "import", str(TARIFF_DIR / "pge_E19_5cef0a415457a33576f60fe2.json"), "--id", "e19", exit_code=2)
 
 

@@ -101,6 +101,10 @@ def test_ratchet_raises_billing_demand_from_flagged_earlier_months() -> None:
     assert [_amounts(b, "demand") for b in bills] == pytest.approx([1000.0, 800.0, 800.0])
     unflagged = parse_urdb(_urdb(flatdemandstructure=[[{"rate": 10.0}]], lookbackpercent=0.8, lookbackrange=11, lookbackmonths=[False] * 12))
     assert _amounts(compute_bills(unflagged, _meter(load), periods, tz)[1], "demand") == pytest.approx(100.0)
+    # URDB asks for lookbackrange 0 when lookbackmonths names the months: the 12 months before count
+    named = parse_urdb(_urdb(flatdemandstructure=[[{"rate": 10.0}]], lookbackpercent=0.8, lookbackrange=0,
+                             lookbackmonths=[True] + [False] * 11))
+    assert [_amounts(b, "demand") for b in compute_bills(named, _meter(load), periods, tz)] == pytest.approx([1000.0, 800.0, 800.0])
 
 
 def test_minimum_charge_tops_up_and_taxes_apply_to_the_subtotal() -> None:

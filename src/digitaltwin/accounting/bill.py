@@ -335,7 +335,7 @@ def compute_bill(
         if tariff.ratchet is not None and tariff.ratchet.percent > 0:
             r = tariff.ratchet
             earlier = [kw_ for first, kw_ in prior_peaks_kw
-                       if 0 < (period.first_day.year - first.year) * 12 + period.first_day.month - first.month <= r.range_months
+                       if 0 < (period.first_day.year - first.year) * 12 + period.first_day.month - first.month <= r.window_months
                        and r.months[first.month - 1]]
             if earlier:
                 billing_kw = max(peak_kw, r.percent * max(earlier))

@@ -79,6 +79,12 @@ class Ratchet:
     range_months: int
     months: tuple[bool, ...] = (True,) * 12
 
+    @property
+    def window_months(self) -> int:
+        """Months looked back at: ``range_months``, or the 12 months before when it is 0 (URDB asks for a
+        zero ``lookbackrange`` when ``lookbackmonths`` names the months)."""
+        return self.range_months or 12
+
 
 @dataclass(frozen=True, slots=True)
 class Charge:

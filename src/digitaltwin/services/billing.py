@@ -185,8 +185,8 @@ class BillingService:
         """Earlier periods (within the assignment) that the first requested bill depends on: the months a
         ratchet looks back at, and for net metering the bills since January, whose surplus rolls over."""
         begins = []
-        if tariff.ratchet is not None and tariff.ratchet.range_months > 0:
-            year, month = divmod(first.first_day.year * 12 + first.first_day.month - 1 - tariff.ratchet.range_months, 12)
+        if tariff.ratchet is not None and tariff.ratchet.percent > 0:
+            year, month = divmod(first.first_day.year * 12 + first.first_day.month - 1 - tariff.ratchet.window_months, 12)
             begins.append(date(year, month + 1, min(first.first_day.day, 28)))
         if tariff.export_rule is ExportRule.NET_METERING:
             begins.append(date(first.first_day.year, 1, assignment.bill_day or 1))
