@@ -91,7 +91,7 @@ def sam_rates(record: dict[str, Any], *, monthly_fixed: float) -> dict[str, Any]
     """SAM ElectricityRates inputs of a URDB record (see the module docstring)."""
     rates: dict[str, Any] = {"en_electricity_rates": 1, "ur_sell_eq_buy": 0, "ur_nm_yearend_sell_rate": 0,
                              "ur_nm_credit_month": 11, "ur_nm_credit_rollover": 0, "ur_en_ts_sell_rate": 0,
-                             "ur_en_ts_buy_rate": 0, "ur_annual_min_charge": 0, "ur_enable_billing_demand": 0,
+                             "ur_en_ts_buy_rate": 0, "ur_enable_billing_demand": 0,
                              "TOU_demand_single_peak": 0, "ur_nb_credit_expire": 0, "ur_nb_apply_credit_current_month": 0,
                              "rate_escalation": [0]}
     rates["ur_ec_tou_mat"] = [
@@ -118,7 +118,10 @@ def sam_rates(record: dict[str, Any], *, monthly_fixed: float) -> dict[str, Any]
         if flat else [[m, 1, 1e38, 0.0] for m in range(12)]
     )
     rates["ur_monthly_fixed_charge"] = monthly_fixed
-    rates["ur_monthly_min_charge"] = record.get("mincharge", 0.0)
+    minimum, per = record.get("mincharge", 0.0), record.get("minchargeunits", "$/month")
+    assert per in ("$/month", "$/year"), "SAM has no per-day minimum"
+    rates["ur_monthly_min_charge"] = minimum if per == "$/month" else 0.0
+    rates["ur_annual_min_charge"] = minimum if per == "$/year" else 0.0
     # Net metering -> 0 (monthly kWh rollover); no dgrules -> 2 (net billing) with sell rates of 0,
     # which is the product's "no export compensation" rule.
     rates["ur_metering_option"] = 0 if record.get("dgrules") == "Net Metering" else 2

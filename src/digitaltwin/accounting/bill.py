@@ -23,7 +23,8 @@ NREL SAM Utilityrate5, whose monthly bills the tests reproduce):
   period, and per coincident window; tiered over kW; the flat charge uses the ratcheted
   billing demand when the tariff has a ratchet. Each line names the peak and its time.
 * **minimum**: when fixed + energy + demand (at least 0) is below the minimum charge, the
-  difference (SAM's rule).
+  difference (SAM's rule); an annual minimum is settled on the December bill against the year's
+  sum of those amounts.
 * **tax**: each tax percentage of the subtotal.
 
 Amounts are kept unrounded; :func:`round_money` rounds line items and the total to cents
@@ -125,6 +126,7 @@ class Bill:
     present_intervals: int
     notes: list[str] = field(default_factory=list)
     surplus_kwh: tuple[float, ...] | None = None  # net metering: surplus per TOU period left at the end
+    minimum_basis: float = 0.0  # fixed + energy + demand, at least 0: what a minimum charge is compared with
 
     @property
     def subtotal(self) -> float:
@@ -302,6 +304,7 @@ def compute_bill(
     prior_peaks_kw: Sequence[tuple[date, float]] = (),
     clock: LocalClock | None = None,
     carried_kwh: np.ndarray | None = None,
+    year_to_date: float = 0.0,
 ) -> Bill:
     """The bill of ``period`` from the intervals of ``meter`` that start in it.
 
@@ -309,6 +312,7 @@ def compute_bill(
         prior_peaks_kw: (first day, peak kW) of earlier billing periods, for a ratchet.
         clock: :meth:`LocalClock.of` the whole ``meter`` when the caller has it already.
         carried_kwh: net metering: surplus kWh per TOU period carried in from the previous bill.
+        year_to_date: an annual minimum: the sum of :attr:`Bill.minimum_basis` of the year's earlier bills.
     """
     a, b = meter.bounds(period.start, period.end)
     clock = LocalClock.of(meter.start_s[a:b], tz) if clock is None else clock.slice(a, b)
@@ -347,11 +351,16 @@ def compute_bill(
     if tariff.coincident is not None:
         lines += _demand_lines("coincident", tariff.coincident, kw, block_clock, block_starts)
 
-    if tariff.min_charge is not None:
+    so_far = max(sum(i.amount for i in lines), 0.0)  # what the minimum charge is compared with (SAM)
+    if tariff.min_charge is not None and tariff.min_charge.per != "year":
         minimum = tariff.min_charge.amount * (period.days if tariff.min_charge.per == "day" else 1)
-        so_far = max(sum(i.amount for i in lines), 0.0)
         if so_far < minimum:
             lines.append(LineItem("minimum", "minimum charge top-up", minimum - so_far, rate=minimum))
+    elif tariff.min_charge is not None and period.month == 12:  # an annual minimum is settled on the December bill
+        year_total = year_to_date + so_far
+        if year_total < tariff.min_charge.amount:
+            lines.append(LineItem("minimum", "annual minimum charge top-up", tariff.min_charge.amount - year_total,
+                                  year_total, "year", tariff.min_charge.amount))
     subtotal = sum(i.amount for i in lines)
     for tax in tariff.taxes:
         lines.append(LineItem("tax", tax.name, subtotal * tax.percent / 100.0, subtotal, tariff.currency, tax.percent))
@@ -366,7 +375,7 @@ def compute_bill(
         period, tariff.name, tariff.currency, lines,
         float(np.nansum(meter.import_kwh)), float(np.nansum(meter.export_kwh)),
         peak_kw if overall else None, peak_at, expected, present, notes,
-        None if surplus is None else tuple(surplus.tolist()),
+        None if surplus is None else tuple(surplus.tolist()), so_far,
     )
 
 
@@ -381,8 +390,12 @@ def compute_bills(tariff: Tariff, meter: MeterIntervals, periods: Sequence[Billi
     history: list[tuple[date, float]] = []
     clock = LocalClock.of(meter.start_s, tz)  # once: the local-time conversion is the costly step
     carried: np.ndarray | None = None
+    year_to_date: dict[int, float] = {}
     for i, period in enumerate(periods):
-        bill = compute_bill(tariff, meter, period, tz, prior_peaks_kw=history, clock=clock, carried_kwh=carried)
+        year = period.first_day.year
+        bill = compute_bill(tariff, meter, period, tz, prior_peaks_kw=history, clock=clock, carried_kwh=carried,
+                            year_to_date=year_to_date.get(year, 0.0))
+        year_to_date[year] = year_to_date.get(year, 0.0) + bill.minimum_basis
         if bill.peak_kw is not None:
             history.append((period.first_day, bill.peak_kw))
         carried = None

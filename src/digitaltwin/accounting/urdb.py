@@ -233,8 +233,6 @@ def parse_urdb(record: object, *, currency: str = "USD") -> Tariff:
     kwargs["fixed"] = tuple(fixed)
     if "mincharge" in record:
         kwargs["min_charge"] = _charge(record, "mincharge", "minchargeunits", "$/month")
-        if kwargs["min_charge"].per == "year":
-            raise ValidationError("minchargeunits '$/year' (an annual minimum) is not implemented", field="minchargeunits")
     elif "minchargeunits" in record:
         raise ValidationError("minchargeunits without mincharge", field="mincharge")
 

@@ -183,12 +183,13 @@ class BillingService:
     @staticmethod
     def _lookback(tariff: Tariff, first: BillingPeriod, tz: ZoneInfo, assignment: Assignment) -> list[BillingPeriod]:
         """Earlier periods (within the assignment) that the first requested bill depends on: the months a
-        ratchet looks back at, and for net metering the bills since January, whose surplus rolls over."""
+        ratchet looks back at; for net metering the bills since January, whose surplus rolls over, and for an
+        annual minimum charge the bills since January, which it is compared with."""
         begins = []
         if tariff.ratchet is not None and tariff.ratchet.percent > 0:
             year, month = divmod(first.first_day.year * 12 + first.first_day.month - 1 - tariff.ratchet.window_months, 12)
             begins.append(date(year, month + 1, min(first.first_day.day, 28)))
-        if tariff.export_rule is ExportRule.NET_METERING:
+        if tariff.export_rule is ExportRule.NET_METERING or (tariff.min_charge is not None and tariff.min_charge.per == "year"):
             begins.append(date(first.first_day.year, 1, assignment.bill_day or 1))
         if not begins:
             return []
