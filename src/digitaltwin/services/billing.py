@@ -177,6 +177,10 @@ class BillingService:
             all_periods = lookback + periods
             meter = self.meter(meters, all_periods[0].start, all_periods[-1].end, tz, tariff, now)
             bills = compute_bills(tariff, meter, all_periods, tz)[len(lookback):]
+            clock_now = now or datetime.now(UTC)
+            for bill in bills:
+                if bill.period.end > clock_now:
+                    bill.notes.append("the billing period has not ended yet: a running bill of the data so far")
             out += [SiteBill(b, assignment.tariff_id, site.timezone) for b in bills]
         return sorted(out, key=lambda sb: sb.bill.period.start)
 
