@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-sqlite test-postgres bench bench-forecast serve clean
+.PHONY: demo test test-sqlite test-postgres bench bench-forecast bench-bills serve clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ bench-forecast:
 	$(BENCH_VENV)/bin/python bench/forecast_steel.py
 	$(BENCH_VENV)/bin/python bench/forecast_cambridge.py
 	$(BIN)/python bench/forecast_latency.py
+
+## Bills against NREL SAM Utilityrate5 (nrel-pysam is in the test extra): annual-bill time and largest difference
+bench-bills: $(STAMP)
+	$(BIN)/python bench/bills_vs_sam.py
 
 clean:
 	rm -rf $(VENV) data models logs .pytest_cache

@@ -17,6 +17,7 @@ from rich.table import Table
 
 from digitaltwin.api.schemas import AssetIn, SiteIn
 from digitaltwin.cli_accounting import accounting_app, print_demo_accounting
+from digitaltwin.cli_tariffs import bill_cmd, tariffs_app
 from digitaltwin.cli_users import users_app
 from digitaltwin.config import Settings
 from digitaltwin.domain.assets import Asset, AssetKind, Site, check_country, check_site_attributes, check_slug
@@ -39,6 +40,8 @@ app.add_typer(sites_app, name="sites")
 app.add_typer(assets_app, name="assets")
 app.add_typer(users_app, name="users")  # security (issue 4)
 app.add_typer(accounting_app, name="accounting")  # energy accounting: CO2, KPIs, metering tree
+app.add_typer(tariffs_app, name="tariffs")  # accounting: tariffs and assignments
+app.command("bill")(bill_cmd)  # accounting: monthly bills
 console = Console()
 err = Console(stderr=True)
 
@@ -568,6 +571,21 @@ def _print_demo_admin(password: str | None, base: str) -> None:
     )
 
 
+def _print_demo_bills(settings: Settings, repo: Repository) -> None:
+    """Assign the steel site its industrial time-of-use tariff and print the 2018 monthly bills."""
+    from digitaltwin.accounting.periods import local_midnight
+    from digitaltwin.cli_tariffs import print_bills
+    from digitaltwin.services.billing import BillingService
+
+    demo_service.assign_demo_tariff(repo)
+    tz = zone(demo_service.SITE.timezone)
+    bills = BillingService(repo, max_hold=settings.power_max_hold).bills(
+        site_id=demo_service.SITE.id, start=local_midnight(date(2018, 1, 1), tz), end=local_midnight(date(2019, 1, 1), tz)
+    )
+    print_bills(bills, detail=False)
+    console.print(f"line items of one month: digitaltwin bill --site {demo_service.SITE.id} --month 2018-11")
+
+
 def _check_port_free(host: str, port: int) -> None:
     import socket
 
@@ -597,6 +615,7 @@ def demo_cmd(
         task = bar.add_task("import", total=None)
         report = demo_service.setup_and_import(repo, dataset, progress=lambda d, t: bar.update(task, completed=d, total=t))
     _print_import(report)
+    _print_demo_bills(settings, repo)  # accounting: the plant's 2018 monthly bills
     service = _service(settings, repo)
     trained = service.train(demo_service.PLANT.id, "lightgbm")
     console.print(f"trained {trained.manifest.model_id} ({trained.reason})")

@@ -1,1 +1,1 @@
-"""Energy accounting: CO2, KPIs and the metering tree (pure computations, no I/O)."""
+"""Energy accounting: tariffs (URDB and native forms), bills with line items, CO2, KPIs and the metering tree."""

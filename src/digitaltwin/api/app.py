@@ -22,6 +22,7 @@ from digitaltwin.api.routers import dead_letters as dead_letters_router
 from digitaltwin.api.routers import models as models_router
 from digitaltwin.api.routers import predict as predict_router
 from digitaltwin.api.routers import roles as roles_router
+from digitaltwin.api.routers import tariffs as tariffs_router
 from digitaltwin.api.routers import users as users_router
 from digitaltwin.api.security import annotate_openapi, authorize
 from digitaltwin.config import Settings
@@ -190,6 +191,7 @@ def create_app(settings: Settings) -> FastAPI:
     # middleware innermost first: body limit (413), NUL guard (422), timeout (504), client address + rate limit (429), CORS, security headers.
     for router in (auth_router.router, users_router.router, roles_router.router, api_keys_router.router, audit_router.router):
         app.include_router(router)
+    app.include_router(tariffs_router.router)  # accounting: tariffs, assignments, bills
     annotate_openapi(app)
     app.state.rate_limiter = limiter
     # bodies over MAX_REQUEST_BODY_BYTES get a JSON 413 without being read whole (innermost).

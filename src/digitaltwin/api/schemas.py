@@ -131,6 +131,7 @@ class EnergyBucketOut(BaseModel):
     events: list[str] = Field(
         default_factory=list, description="meter events in the bucket: reset, rollover, replacement, glitch, quarantined"
     )
+    cost: float | None = Field(None, description="with=cost: energy charges minus export credits of the bucket (unrounded)")
 
 
 class MeterEventOut(BaseModel):
@@ -156,6 +157,8 @@ class EnergyOut(BaseModel):
         default_factory=list, description="why buckets are marked, oldest first (at most the first 1000)"
     )
     events_total: int = Field(0, description="meter events in the range, also those beyond the first 1000 listed")
+    currency: str | None = Field(None, description="with=cost: currency of every bucket's cost")
+    cost_basis: str | None = Field(None, description="with=cost: what the costs include")
 
 
 class SeriesPatch(BaseModel):

@@ -142,3 +142,19 @@ def ensure_demo_admin(repo: Repository) -> str | None:
     password = secrets.token_urlsafe(15)  # 120 random bits, 20 characters
     Accounts(store, AuditLog(store, clock), clock).create(DEMO_ADMIN, password, Role.ADMIN, actor="demo")
     return password
+
+
+def assign_demo_tariff(repo: Repository) -> str:
+    """Import the demo's KEPCO industrial time-of-use tariff and bill the steel site under it from 2018
+    (idempotent); returns the tariff id. Why this tariff: ``services/demo_tariff.py``."""
+    from datetime import date
+
+    from digitaltwin.services.billing import BillingService
+    from digitaltwin.services.demo_tariff import KEPCO_INDUSTRIAL_B_HV_A_II as TARIFF
+
+    service = BillingService(repo, max_hold=timedelta(hours=1))
+    if TARIFF["id"] not in {t.id for t in service.store.list()}:
+        service.import_tariff(TARIFF, tariff_id=TARIFF["id"])
+    if not service.store.assignments(site_id=SITE.id):
+        service.assign(TARIFF["id"], site_id=SITE.id, valid_from=date(2018, 1, 1))
+    return str(TARIFF["id"])

@@ -15,6 +15,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Date,
     DateTime,
     Dialect,
     Float,
@@ -258,4 +259,33 @@ audit_log = Table(
     Column("subject", String(100), nullable=True),
     Column("client_ip", String(64), nullable=True),
     Column("detail", JSON, nullable=False),
+)
+
+# --- Accounting (migration 0007): tariffs as imported, and which site or asset is billed by which ------
+# ``source`` is the record as it came (URDB JSON or the native form), so a tariff can be shown and
+# re-parsed as it was imported; ``format`` says which parser reads it.
+tariffs = Table(
+    "tariffs",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("format", String(16), nullable=False),
+    Column("currency", String(8), nullable=False),
+    Column("source", JSON, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+)
+
+# Exactly one of site_id / asset_id; validity in local calendar dates of the site, valid_to exclusive
+# (None: open-ended); bill_day None means calendar months.
+tariff_assignments = Table(
+    "tariff_assignments",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("site_id", String(64), ForeignKey("sites.id", ondelete="CASCADE"), nullable=True, index=True),
+    Column("asset_id", String(64), ForeignKey("assets.id", ondelete="CASCADE"), nullable=True, index=True),
+    Column("tariff_id", String(64), ForeignKey("tariffs.id", ondelete="RESTRICT"), nullable=False, index=True),
+    Column("valid_from", Date, nullable=False),
+    Column("valid_to", Date, nullable=True),
+    Column("bill_day", Integer, nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
 )

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Query, Request, status
 
+from digitaltwin.accounting.cost import COST_BASIS
 from digitaltwin.analytics.buckets import Bucket
 from digitaltwin.api.deps import State
 from digitaltwin.api.schemas import (
@@ -43,7 +44,9 @@ from digitaltwin.security.audit import AuditEvent
 from digitaltwin.security.policy import access
 from digitaltwin.security.roles import Role
 from digitaltwin.services.carbon import energy_co2
+from digitaltwin.services.billing import BillingService
 from digitaltwin.services.energy import ENERGY_QUANTITIES, energy_report
+from digitaltwin.services.energy_cost import bucket_costs
 
 router = APIRouter(prefix="/api/v1/assets", tags=["assets"])
 log = logging.getLogger(__name__)
@@ -239,7 +242,9 @@ def get_energy(
     end: Annotated[str, Query(description="RFC 3339 with offset, exclusive")],
     bucket: Bucket = Bucket.HOUR,
     quantity: Annotated[str | None, Query(description="energy, energy_total or power; default: the first present")] = None,
-    with_: Annotated[str | None, Query(alias="with", description="co2: add CO2 per bucket at the site's carbon intensity")] = None,
+    with_: Annotated[str | None, Query(alias="with", description=(
+        "comma-separated extras: co2 (CO2 per bucket at the site's carbon intensity), "
+        "cost (each bucket's energy cost under the tariff in force)"))] = None,
 ) -> EnergyOut:
     """Energy (kWh), mean and peak power (kW) and sample counts per bucket of the site's local calendar.
 
@@ -247,15 +252,16 @@ def get_energy(
     have 23 or 25 hours. The first and last buckets are clipped to ``start`` and
     ``end`` (each bucket's ``start``/``end`` give the span it covers), so the
     total is that of the requested range. Buckets without data have null values.
-    ``with=co2`` adds location-based CO2 per bucket (docs/accounting.md); 422 naming ``with``
-    for anything else.
+    ``with=co2`` adds location-based CO2 per bucket, ``with=cost`` each bucket's energy cost under
+    the tariff in force (``with=co2,cost`` both; docs/accounting.md); 422 naming ``with`` for anything else.
 
     Each bucket also gives ``import_kwh``, ``export_kwh`` and ``net_kwh`` (split per interval
     before netting) and the meter ``events`` it contains (reset, rollover, replacement, glitch,
     quarantined), explained in the response's ``events`` (docs/accounting.md).
     """
-    if with_ not in (None, "co2"):
-        raise ValidationError("with must be co2", field="with")
+    extras = {part.strip() for part in with_.split(",")} if with_ else set()
+    if extras - {"co2", "cost"}:
+        raise ValidationError("with must be co2, cost or co2,cost", field="with")
     start_ts, end_ts = _instant(start, "start"), _instant(end, "end")
     assert start_ts is not None and end_ts is not None
     if end_ts - start_ts > timedelta(days=3660):
@@ -284,8 +290,10 @@ def get_energy(
         total_export_kwh=sum(r.export_kwh or 0.0 for r in report.rows), buckets=buckets, events=events,
         events_total=len(report.events),
     )
-    if with_ == "co2":
+    if "co2" in extras:
         _add_co2(state, out, start=start_ts, end=end_ts, bucket=bucket, quantity=quantity)
+    if "cost" in extras:
+        _add_cost(state, out, [r.start for r in report.rows] + [report.rows[-1].end])
     return out
 
 
@@ -307,3 +315,12 @@ def _add_co2(state: State, out: EnergyOut, *, start: datetime, end: datetime, bu
         row.co2_uncovered_kwh = uncovered
     out.total_co2_kg = float(sum(r.co2_kg for r in out.buckets if r.co2_kg is not None))
     out.total_avoided_co2_kg = float(sum(r.avoided_co2_kg for r in out.buckets if r.avoided_co2_kg is not None))
+
+
+def _add_cost(state: State, out: EnergyOut, edges: list[datetime]) -> None:
+    """Fill each bucket's ``cost`` under the tariff in force (see :func:`digitaltwin.services.energy_cost.bucket_costs`)."""
+    service = BillingService(state.repo, max_hold=state.settings.power_max_hold)
+    costs = bucket_costs(service, out.asset_id, edges, now=datetime.now(UTC))
+    out.currency, out.cost_basis = costs.currency, COST_BASIS
+    for row, cost in zip(out.buckets, costs.costs, strict=True):
+        row.cost = cost
