@@ -16,7 +16,7 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from digitaltwin.security.client_address import IPNetwork, client_address
+from digitaltwin.security.client_address import IPNetwork, client_address, forwarded_scheme
 from digitaltwin.security.policy import PUBLIC_PATHS
 from digitaltwin.security.ratelimit import RateLimiter
 
@@ -111,9 +111,13 @@ class RateLimitMiddleware:
             await self.app(scope, receive, send)
             return
         peer = scope.get("client")
-        forwarded = Headers(scope=scope).getlist("x-forwarded-for")
-        address = client_address(peer[0] if peer else None, forwarded, self.trusted_proxies)
+        request_headers = Headers(scope=scope)
+        peer_host = peer[0] if peer else None
+        address = client_address(peer_host, request_headers.getlist("x-forwarded-for"), self.trusted_proxies)
         scope.setdefault("state", {})[CLIENT_IP_KEY] = address
+        scheme = forwarded_scheme(peer_host, request_headers.get("x-forwarded-proto"), self.trusted_proxies)
+        if scheme is not None:  # what uvicorn's proxy headers did, limited to TRUSTED_PROXIES
+            scope["scheme"] = scheme
         if scope.get("path") in PUBLIC_PATHS:
             await self.app(scope, receive, send)
             return
@@ -232,7 +236,7 @@ SECURITY_HEADERS = {
 #: CSP of API responses; the docs pages (Swagger UI, ReDoc load their scripts from a CDN) get none.
 API_CSP = "default-src 'none'; frame-ancestors 'none'"
 DOCS_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc"})
-#: HSTS on HTTPS requests (the ASGI scheme; behind a proxy run uvicorn with --forwarded-allow-ips).
+#: HSTS on HTTPS requests (the ASGI scheme; behind a proxy in TRUSTED_PROXIES, its X-Forwarded-Proto).
 HSTS = "max-age=31536000; includeSubDomains"
 
 
