@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 
 #: Key of the client address in ``scope["state"]`` (``request.state.client_ip``).
 CLIENT_IP_KEY = "client_ip"
+#: Paths under ``AUTH_RATE_LIMIT`` as well as ``API_RATE_LIMIT``: each request may cost a password check.
+AUTH_LIMITED_PATHS = ("/api/v1/auth/token", "/api/v1/auth/mfa/")
 
 
 async def _send_json(send: Send, status: int, body: dict[str, object], headers: dict[str, str] | None = None) -> None:
@@ -95,7 +97,8 @@ class BodyLimitMiddleware:
 
 
 class RateLimitMiddleware:
-    """Resolves the client address (into ``request.state.client_ip``) and applies ``API_RATE_LIMIT``.
+    """Resolves the client address (into ``request.state.client_ip``) and applies ``API_RATE_LIMIT``,
+    and ``AUTH_RATE_LIMIT`` on the login and MFA routes (:data:`AUTH_LIMITED_PATHS`).
 
     ``/healthz``, ``/readyz`` and ``/metrics`` are not limited, so probes and scrapes never
     eat a client's budget or get refused.
@@ -123,6 +126,10 @@ class RateLimitMiddleware:
             return
         decision = await self.limiter.hit_api(address)
         headers = decision.headers(self.limiter.api_window_s)
+        path = scope.get("path", "")
+        if decision.allowed and (path == AUTH_LIMITED_PATHS[0] or path.startswith(AUTH_LIMITED_PATHS[1])):
+            decision = await self.limiter.hit_auth(address)
+            headers = decision.headers(self.limiter.api_window_s)
         if not decision.allowed:
             detail = f"rate limit of {decision.limit} requests per minute exceeded; retry after {headers['Retry-After']} s"
             await _send_json(send, 429, {"detail": detail, "field": None}, headers)
