@@ -66,7 +66,7 @@ class MfaCipher:
     def from_settings(cls, settings: Settings, *, secret_key: str, previous_secret_key: str | None = None) -> MfaCipher:
         """The cipher of ``MFA_ENCRYPTION_KEY``, or of keys derived from the (resolved) signing keys."""
         if settings.mfa_encryption_key:
-            return cls(settings.mfa_encryption_key)
+            return cls([k.strip() for k in settings.mfa_encryption_key.split(",") if k.strip()])
         keys = [derive_key(secret_key)]
         if previous_secret_key:
             keys.append(derive_key(previous_secret_key))
