@@ -90,9 +90,8 @@ async def _login_body(request: Request) -> LoginIn:
 
 
 async def _hashing(security: SecurityService, call: Any, *args: Any, **kwargs: Any) -> Any:
-    """Run a password check in a worker thread once the hash gate lets it (429 at once when it is full)."""
-    async with security.hash_gate.slot():
-        return await run_in_threadpool(call, *args, **kwargs)
+    """Run a password check on the hash gate's threads once it lets it (429 at once when it is full)."""
+    return await security.hash_gate.run(call, *args, **kwargs)
 
 
 async def _guarded(
