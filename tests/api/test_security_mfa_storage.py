@@ -149,6 +149,7 @@ def test_rotating_the_mfa_key(settings: Settings, tmp_path: Path, monkeypatch: p
         assert result.exit_code == 0, result.output
         assert MfaCipher([new]).decrypt(_stored_secret(engine, "rot") or "") == seed  # the old key is no longer needed
         with engine.begin() as conn:
-            conn.execute(update(users).where(users.c.username == "rot").values(mfa_secret=Fernet(Fernet.generate_key()).encrypt(b"x").decode()))
+            foreign = Fernet(Fernet.generate_key()).encrypt(b"x").decode()  # under a key nobody configured
+            conn.execute(update(users).where(users.c.username == "rot").values(mfa_secret=foreign))
         failed = CliRunner().invoke(cli_app, ["users", "rotate-mfa-key"])
         assert failed.exit_code == 2 and "MFA_ENCRYPTION_KEY" in failed.output

@@ -16,7 +16,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,7 +31,7 @@ from digitaltwin.security.roles import Role
 from digitaltwin.security.service import SecurityService
 from digitaltwin.security.store import AuditRecord
 from digitaltwin.storage.repository import Repository
-from tests.api.serve_process import Served, serve
+from tests.api.serve_process import serve
 from tests.integration.mqtt_support import child_env
 
 pytestmark = pytest.mark.slow  # each test starts a real serve process
@@ -183,7 +182,9 @@ def test_login_routes_have_a_stricter_limit_and_a_bounded_hash_queue(
         one_client = [_login(base, "nobody", WRONG, "198.51.100.20").status_code for _ in range(4)]
         assert one_client == [401, 401, 401, 429]
         assert httpx.get(f"{base}/api/v1/sites", headers={"X-Forwarded-For": "198.51.100.20"}).status_code == 401  # not 429
-        mfa = httpx.post(f"{base}/api/v1/auth/mfa/verify", json={"mfa_token": "x", "code": "1"}, headers={"X-Forwarded-For": "198.51.100.20"})
+        mfa = httpx.post(
+            f"{base}/api/v1/auth/mfa/verify", json={"mfa_token": "x", "code": "1"}, headers={"X-Forwarded-For": "198.51.100.20"}
+        )
         assert mfa.status_code == 429
         # Many clients at once (random names, each its own address): one check runs, one waits, the rest 429 at once.
         with ThreadPoolExecutor(16) as pool:

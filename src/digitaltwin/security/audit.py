@@ -6,7 +6,8 @@ the ``digitaltwin.audit`` logger. Secrets never appear in an entry.
 
 Writing an entry never raises: the client address is parsed by :mod:`ipaddress` (anything
 else is stored as ``unknown``), names are cut to their columns' length, and a database error is
-logged at ERROR level with the whole entry instead of reaching the caller, so an audit failure cannot change the outcome of a login or skip its failure count.
+logged at ERROR level with the whole entry instead of reaching the caller, so an audit failure
+cannot change the outcome of a login or skip its failure count.
 """
 
 from __future__ import annotations

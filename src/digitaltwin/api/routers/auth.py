@@ -165,8 +165,8 @@ def me(user: CurrentUser, security: Security) -> MeOut:
 async def change_password(body: PasswordChangeIn, user: CurrentUser, request: Request, security: Security) -> Response:
     """Change one's own password (the current one is required); other sessions end."""
     await _guarded(
-        request, security, user.name, Scope.PASSWORD, security.accounts.change_own_password, user.id, body.current_password, body.new_password,
-        keep_session=user.session_id, client_ip=client_ip(request),
+        request, security, user.name, Scope.PASSWORD, security.accounts.change_own_password,
+        user.id, body.current_password, body.new_password, keep_session=user.session_id, client_ip=client_ip(request),
     )
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
