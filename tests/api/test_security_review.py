@@ -7,6 +7,8 @@
 * Login flood: a stricter per-client limit on the login routes and a bounded argon2 queue.
 * An audit write that fails (a long forwarded address on PostgreSQL) no longer skips the failure
   count nor turns a 401 into a 500.
+* Low items: single-use MFA challenges, ``no-store`` on secrets, deeply nested login bodies, a
+  password typed as the user name kept out of the audit and the logs.
 """
 
 from __future__ import annotations
@@ -110,12 +112,13 @@ def test_a_trusted_proxy_s_header_is_walked_from_the_right(settings: Settings, s
 # --- login throttling ----------------------------------------------------------------------------------
 
 
-def _mfa_user(security: SecurityService, name: str) -> pyotp.TOTP:
+def _mfa_user(security: SecurityService, name: str) -> tuple[pyotp.TOTP, list[str]]:
+    """A user with MFA: their TOTP and recovery codes."""
     user = security.accounts.create(name, PASSWORD, Role.OPERATOR, actor="test")
     secret = security.mfa.enrol(user).secret
     totp = pyotp.TOTP(secret)
-    security.mfa.confirm(security.accounts.get(name), totp.now(), session_id=None)
-    return totp
+    codes = security.mfa.confirm(security.accounts.get(name), totp.now(), session_id=None)
+    return totp, codes
 
 
 def _next_code(totp: pyotp.TOTP) -> str:
@@ -125,7 +128,7 @@ def _next_code(totp: pyotp.TOTP) -> str:
 def test_failures_slow_down_one_address_and_lock_nobody_out(
     settings: Settings, security: SecurityService, tmp_path: Path
 ) -> None:
-    totp = _mfa_user(security, "ada")
+    totp, recovery = _mfa_user(security, "ada")
     admin = security.accounts.create("root", PASSWORD, Role.ADMIN, actor="test")
     admin_headers = {"Authorization": f"Bearer {security.sessions.start(admin, amr='pwd').access_token}"}
     attacker, victim = "203.0.113.66", "198.51.100.7"
@@ -137,7 +140,13 @@ def test_failures_slow_down_one_address_and_lock_nobody_out(
         assert delayed.status_code == 429 and delayed.headers["retry-after"] == "1"
         assert delayed.json()["field"] == "username"
         # The owner, elsewhere, is not locked out.
-        assert _login(base, "ada", PASSWORD, victim).json()["mfa_required"] is True
+        challenge = _login(base, "ada", PASSWORD, victim).json()
+        assert challenge["mfa_required"] is True
+        verify = f"{base}/api/v1/auth/mfa/verify"
+        done = httpx.post(verify, json={"mfa_token": challenge["mfa_token"], "code": recovery[0]}, headers={"X-Forwarded-For": victim})
+        assert done.status_code == 200 and done.headers["cache-control"] == "no-store"
+        twice = httpx.post(verify, json={"mfa_token": challenge["mfa_token"], "code": recovery[1]}, headers={"X-Forwarded-For": victim})
+        assert twice.status_code == 401 and twice.json()["field"] == "mfa_token"  # a challenge works once
         # The delay grows with each failure.
         time.sleep(1.2)
         assert _login(base, "ada", WRONG, attacker).status_code == 401
@@ -163,6 +172,8 @@ def test_failures_slow_down_one_address_and_lock_nobody_out(
         assert cli.returncode == 0, cli.stderr
         assert _login(base, "ada", PASSWORD, attacker).status_code == 200
         assert httpx.post(f"{base}/api/v1/users/nobody/unlock", headers=admin_headers).json()["field"] == "username"
+        key = httpx.post(f"{base}/api/v1/api-keys", json={"name": "gw", "scopes": ["ingest"]}, headers=admin_headers)
+        assert key.status_code == 201 and key.headers["cache-control"] == "no-store"  # the key is shown this once
     unlocks = _audit(security, "user_unlocked")
     assert [(e.actor, e.subject, e.client_ip) for e in unlocks] == [("cli", "ada", None), ("user:root", "ada", victim)]
 
