@@ -33,7 +33,6 @@ ENV PATH=/opt/venv/bin:$PATH \
     MODELS_DIR=/app/models \
     LOG_DIR=/app/logs \
     PROMETHEUS_MULTIPROC_DIR=/tmp/prometheus-multiproc \
-    FORWARDED_ALLOW_IPS=* \
     BACKEND_WORKERS=4
 WORKDIR /app
 USER app:app

@@ -51,7 +51,7 @@ def _open(*, auto_migrate: bool = True) -> tuple[Settings, Repository]:
     configure_logging(settings.log_dir, level=settings.log_level, secrets=secret_values(settings))
     engine = make_engine(settings)
     if auto_migrate and settings.embedded:
-        migrate(engine)
+        migrate(engine, settings=settings)
     return settings, Repository(engine)
 
 
@@ -66,7 +66,7 @@ def migrate_cmd() -> None:
     """Bring the configured database to the latest schema."""
     settings = Settings()
     engine = make_engine(settings)
-    migrate(engine)
+    migrate(engine, settings=settings)
     console.print(f"database migrated ({engine.dialect.name})")
 
 
@@ -447,6 +447,8 @@ def serve_cmd(
 
     settings = Settings()
     configure_logging(settings.log_dir, level=settings.log_level, secrets=secret_values(settings))
+    # uvicorn's own X-Forwarded-For handling is off (proxy_headers=False): it trusts FORWARDED_ALLOW_IPS
+    # (127.0.0.1 by default) and overwrites the client address before the app reads TRUSTED_PROXIES.
     # access.log is written (as JSON, without query strings) by the request-id middleware
     multiproc_dir = None
     if workers > 1 or settings.prometheus_multiproc_dir:
@@ -459,7 +461,7 @@ def serve_cmd(
             # a worker imports pandas/LightGBM before it answers uvicorn's health check: give it 60 s, not 5
             uvicorn.run(
                 "digitaltwin.api.asgi:app", host=host, port=port, workers=workers, access_log=False,
-                timeout_worker_healthcheck=60,
+                timeout_worker_healthcheck=60, proxy_headers=False,
             )
         finally:
             if ingest is not None:
@@ -468,7 +470,7 @@ def serve_cmd(
     else:
         from digitaltwin.api.app import create_app
 
-        uvicorn.run(create_app(settings), host=host, port=port, access_log=False)
+        uvicorn.run(create_app(settings), host=host, port=port, access_log=False, proxy_headers=False)
 
 
 def _serve_ingest_process(settings: Settings, multiproc_dir: Path | None) -> tuple[threading.Event, threading.Thread] | None:
@@ -658,7 +660,7 @@ def demo_cmd(
     )
     thread.start()
     try:
-        uvicorn.run(create_app(settings), host=host, port=port, access_log=False)
+        uvicorn.run(create_app(settings), host=host, port=port, access_log=False, proxy_headers=False)
     finally:
         stop.set()
         thread.join(timeout=5)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
@@ -13,8 +12,8 @@ from rich.table import Table
 from digitaltwin.config import Settings
 from digitaltwin.domain.errors import DomainError
 from digitaltwin.security.accounts import Accounts, parse_role
-from digitaltwin.security.audit import AuditLog
-from digitaltwin.security.store import SecurityStore
+from digitaltwin.security.mfa_cipher import MfaSecretError
+from digitaltwin.security.service import SecurityService
 from digitaltwin.storage.db import make_engine, migrate
 
 users_app = typer.Typer(help="User accounts (roles: viewer, operator, admin).", no_args_is_help=True)
@@ -22,17 +21,16 @@ console = Console()
 err = Console(stderr=True)
 
 
-def _accounts() -> Accounts:
+def _security() -> SecurityService:
     settings = Settings()
     engine = make_engine(settings)
     if settings.embedded:
-        migrate(engine)
-    store = SecurityStore(engine)
+        migrate(engine, settings=settings)
+    return SecurityService(settings, engine)
 
-    def clock() -> datetime:
-        return datetime.now(UTC)
 
-    return Accounts(store, AuditLog(store, clock), clock)
+def _accounts() -> Accounts:
+    return _security().accounts
 
 
 def _read_password() -> str:
@@ -80,3 +78,30 @@ def list_users() -> None:
     for user in _accounts().list():
         table.add_row(user.username, user.role.value, "yes" if user.active else "no", "yes" if user.mfa_enabled else "no")
     console.print(table)
+
+
+@users_app.command("unlock")
+def unlock(username: str) -> None:
+    """Forget a user's failed logins and MFA codes from every address (their login delays end; audited)."""
+    try:
+        cleared = _accounts().unlock(username, actor="cli")
+    except DomainError as exc:
+        raise _fail(exc) from None
+    console.print(f"{username} unlocked ({cleared} delayed address(es) cleared)")
+
+
+@users_app.command("rotate-mfa-key")
+def rotate_mfa_key() -> None:
+    """Re-encrypt every stored TOTP secret under the first MFA_ENCRYPTION_KEY (or the current SECRET_KEY).
+
+    Run after putting the new key first; the old key can be removed once this has run.
+    """
+    security = _security()
+    try:
+        stored = security.store.mfa_secrets()
+        for user_id, secret in stored:
+            security.store.update_user(user_id, mfa_secret=security.mfa.cipher.rotate(secret))
+    except MfaSecretError as exc:
+        err.print(f"[red]error[/red] (MFA_ENCRYPTION_KEY): {exc}")
+        raise typer.Exit(code=2) from None
+    console.print(f"{len(stored)} MFA secret(s) re-encrypted under the current key")

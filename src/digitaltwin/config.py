@@ -46,7 +46,26 @@ class Settings(BaseSettings):
     jwt_leeway_seconds: int = Field(30, alias="JWT_LEEWAY_SECONDS", ge=0, le=300, description="clock skew allowed on exp/iat")
     refresh_token_expire_days: int = Field(14, alias="REFRESH_TOKEN_EXPIRE_DAYS", ge=1, description="lifetime of a login session")
     login_rate_limit: int = Field(
-        10, alias="LOGIN_RATE_LIMIT", ge=1, description="failed logins (or MFA codes) per account per 15 minutes"
+        10, alias="LOGIN_RATE_LIMIT", ge=1,
+        description="failed logins (or MFA codes) of one account from one address before each attempt is delayed",
+    )
+    login_max_delay_seconds: int = Field(
+        300, alias="LOGIN_MAX_DELAY_SECONDS", ge=1,
+        description="longest wait between attempts once LOGIN_RATE_LIMIT failures of one account from one address are used",
+    )
+    auth_rate_limit: int = Field(
+        10, alias="AUTH_RATE_LIMIT", ge=1, description="requests per minute per client to /auth/token and /auth/mfa/*"
+    )
+    login_hash_concurrency: int | None = Field(
+        None, alias="LOGIN_HASH_CONCURRENCY", ge=1,
+        description="password checks (argon2id, 64 MiB each) running at once per process; unset: one per CPU",
+    )
+    login_hash_queue: int = Field(
+        8, alias="LOGIN_HASH_QUEUE", ge=0, description="password checks waiting per process before more get 429 at once"
+    )
+    mfa_encryption_key: str | None = Field(
+        None, alias="MFA_ENCRYPTION_KEY",
+        description="comma-separated Fernet keys encrypting TOTP secrets (first encrypts); unset: derived from SECRET_KEY",
     )
     trusted_proxies: Annotated[list[str], NoDecode] = Field(
         default_factory=list, alias="TRUSTED_PROXIES", description="reverse proxies (IPs or CIDRs) whose X-Forwarded-For is read"

@@ -88,3 +88,15 @@ def test_production_services_follow_the_guide(tmp_path: Path) -> None:
     assert published == {"80", "443"}
     for name in ("grafana", "prometheus", "alertmanager"):  # docker-compose 1.29 prints "ip:host:container/tcp"
         assert all(str(p).startswith("127.0.0.1:") for p in services[name]["ports"]), name
+
+
+def test_only_nginx_s_network_is_a_trusted_proxy() -> None:
+    """The backends read X-Forwarded-For only from nginx's network (docs/security.md#client-addresses)."""
+    config = yaml.safe_load(PROD.read_text())
+    services = config["services"]
+    subnet = config["networks"]["proxy"]["ipam"]["config"][0]["subnet"]
+    assert services["backend"]["environment"]["TRUSTED_PROXIES"] == subnet == "${PROXY_SUBNET:-172.30.250.0/24}"
+    assert services["nginx"]["networks"] == ["proxy"]
+    assert set(services["backend"]["networks"]) == {"default", "proxy"}
+    assert not any("proxy" in (service.get("networks") or []) for name, service in services.items() if name not in ("nginx", "backend"))
+    assert "FORWARDED_ALLOW_IPS" not in (REPO_ROOT / "Dockerfile").read_text()  # uvicorn's proxy headers are off anyway

@@ -50,3 +50,28 @@ def test_policy_defaults_and_declarations() -> None:
     assert requirement("/api/v1/auth/me", "GET", access(Role.VIEWER, mfa_enrolment=True)) == Requirement(Role.VIEWER, None, True)
     assert requirement("/api/v1/auth/token", "POST", access("public")).public
     assert Role.ADMIN.allows(Role.OPERATOR) and not Role.VIEWER.allows(Role.OPERATOR)
+
+
+@pytest.mark.parametrize(
+    ("peer", "xff", "expected"),
+    [
+        ("testclient", ["198.51.100.1"], "unknown"),  # a peer that is not an address is never written anywhere
+        ("10.0.0.2", ["2001:db8:" + "0" * 71], "10.0.0.2"),  # 80 characters of garbage: the proxy is the client
+        ("10.0.0.2", ["2001:DB8:0:0::1"], "2001:db8::1"),  # canonical form
+    ],
+)
+def test_addresses_are_parsed_never_copied(peer: str, xff: list[str], expected: str) -> None:
+    assert client_address(peer, xff, PROXIES) == expected
+
+
+def test_delays_grow_from_the_free_failures_up_to_the_maximum() -> None:
+    from datetime import UTC, datetime
+
+    from sqlalchemy import create_engine
+
+    from digitaltwin.security.login_throttle import LoginThrottle
+
+    throttle = LoginThrottle(create_engine("sqlite://"), key=b"k", free_failures=3, max_delay_s=60, clock=lambda: datetime.now(UTC))
+    assert [throttle.delay_s(n) for n in range(10)] == [0, 0, 0, 1, 2, 4, 8, 16, 32, 60]
+    assert throttle.delay_s(10_000) == 60
+    assert throttle.account_hash("Ada") == throttle.account_hash("ada") != throttle.account_hash("ada2")

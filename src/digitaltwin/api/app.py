@@ -113,7 +113,7 @@ def create_app(settings: Settings) -> FastAPI:
     signing_keys = resolve_signing_keys(settings)
     limiter = RateLimiter(
         per_minute=settings.api_rate_limit,
-        login_failures_per_15_min=settings.login_rate_limit,
+        auth_per_minute=settings.auth_rate_limit,
         redis_url=settings.redis_url,
         redis_password=settings.redis_password,
         key_prefix=settings.rate_limit_key_prefix,
@@ -124,7 +124,7 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = make_engine(settings)
         if settings.embedded:
-            migrate(engine)
+            migrate(engine, settings=settings)
         repo = Repository(engine)
         registry = ModelRegistry(settings.models_dir)
         state = AppState(

@@ -132,3 +132,10 @@ class AuditOut(BaseModel):
     subject: str | None
     client_ip: str | None
     detail: dict[str, Any]
+
+
+class UnlockOut(BaseModel):
+    """Result of an unlock: how many (address, scope) failure counts of the user were cleared."""
+
+    username: str
+    cleared: int

@@ -9,7 +9,8 @@ otherwise a fresh UUID4 hex. The id is
   serving the request carries it,
 * written with one ``access.log`` record per request: method, route template, path (never the
   query string, which may carry tokens), status, duration in milliseconds and client address
-  (the proxy's ``X-Forwarded-For`` when uvicorn runs with ``--proxy-headers``).
+  (the one the rate limiter resolved: the TCP peer, or behind ``TRUSTED_PROXIES`` the
+  right-most untrusted ``X-Forwarded-For`` hop).
 
 Unhandled exceptions are logged with their traceback to ``error.log`` before they propagate.
 """
@@ -86,7 +87,7 @@ class RequestIdMiddleware:
                     "path": scope.get("path"),
                     "status": status,
                     "duration_ms": round((time.perf_counter() - started) * 1000.0, 3),
-                    "client": client[0] if client else None,
+                    "client": scope.get("state", {}).get("client_ip") or (client[0] if client else None),
                 },
             )
             REQUEST_ID.reset(token)

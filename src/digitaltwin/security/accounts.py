@@ -14,6 +14,7 @@ from datetime import datetime
 
 from digitaltwin.domain.errors import ConflictError, NotFoundError, ValidationError
 from digitaltwin.security.audit import AuditEvent, AuditLog
+from digitaltwin.security.login_throttle import LoginThrottle
 from digitaltwin.security.passwords import check_password_strength, hash_password, verify_password
 from digitaltwin.security.roles import Role
 from digitaltwin.security.store import SecurityStore, UserRecord
@@ -39,10 +40,13 @@ def parse_role(value: str, *, field: str = "role") -> Role:
 class Accounts:
     """Creating, changing and listing users; role MFA policies."""
 
-    def __init__(self, store: SecurityStore, audit: AuditLog, clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self, store: SecurityStore, audit: AuditLog, clock: Callable[[], datetime], throttle: LoginThrottle | None = None
+    ) -> None:
         self.store = store
         self.audit = audit
         self.clock = clock
+        self.throttle = throttle
 
     def create(self, username: str, password: str, role: Role, *, actor: str, client_ip: str | None = None) -> UserRecord:
         """Create an active user with an argon2id password hash.
@@ -121,6 +125,21 @@ class Accounts:
             self.store.revoke_user_families(user.id, reason="mfa_reset", now=now)
             self.audit.record(AuditEvent.MFA_RESET, actor=actor, subject=username, client_ip=client_ip)
         return self.get(username)
+
+    def unlock(self, username: str, *, actor: str, client_ip: str | None = None) -> int:
+        """Forget the failed logins and codes of ``username`` from every address (admin action, audited).
+
+        Returns how many (address, scope) counts were cleared.
+
+        Raises:
+            NotFoundError: naming ``username``.
+        """
+        if self.throttle is None:
+            raise RuntimeError("Accounts was built without a LoginThrottle")
+        user = self.get(username)
+        cleared = self.throttle.unlock(user.username)
+        self.audit.record(AuditEvent.USER_UNLOCKED, actor=actor, subject=user.username, client_ip=client_ip, cleared=cleared)
+        return cleared
 
     def change_own_password(
         self, user_id: str, current: str, new: str, *, keep_session: str | None, client_ip: str | None = None

@@ -3,6 +3,11 @@ site and asset changes, reading deletions and model activations.
 
 Every entry goes to the ``audit_log`` table (``GET /api/v1/audit``, admin only) and to
 the ``digitaltwin.audit`` logger. Secrets never appear in an entry.
+
+Writing an entry never raises: the client address is parsed by :mod:`ipaddress` (anything
+else is stored as ``unknown``), names are cut to their columns' length, and a database error is
+logged at ERROR level with the whole entry instead of reaching the caller, so an audit failure
+cannot change the outcome of a login or skip its failure count.
 """
 
 from __future__ import annotations
@@ -13,9 +18,14 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
+from digitaltwin.security.client_address import normalise_address
 from digitaltwin.security.store import SecurityStore
 
 log = logging.getLogger("digitaltwin.audit")
+#: Length of the ``actor`` and ``subject`` columns.
+NAME_LENGTH = 100
 
 
 class AuditEvent(StrEnum):
@@ -31,6 +41,7 @@ class AuditEvent(StrEnum):
     USER_DISABLED = "user_disabled"
     USER_ENABLED = "user_enabled"
     PASSWORD_CHANGED = "password_changed"
+    USER_UNLOCKED = "user_unlocked"
     MFA_ENABLED = "mfa_enabled"
     MFA_DISABLED = "mfa_disabled"
     MFA_RESET = "mfa_reset"
@@ -65,8 +76,18 @@ class AuditLog:
         client_ip: str | None = None,
         **detail: Any,
     ) -> None:
-        """Store one entry; ``actor`` did it, ``subject`` is the account or key it concerns."""
-        self.store.record_audit(
-            ts=self.clock(), event=event.value, success=success, actor=actor, subject=subject, client_ip=client_ip, detail=detail
-        )
+        """Store one entry; ``actor`` did it, ``subject`` is the account or key it concerns. Never raises."""
+        client_ip = normalise_address(client_ip)
+        actor = actor[:NAME_LENGTH] if actor else actor
+        subject = subject[:NAME_LENGTH] if subject else subject
+        try:
+            self.store.record_audit(
+                ts=self.clock(), event=event.value, success=success, actor=actor, subject=subject, client_ip=client_ip, detail=detail
+            )
+        except SQLAlchemyError as exc:
+            log.error(
+                "audit entry not stored (%s): %s success=%s actor=%s subject=%s ip=%s %s",
+                type(exc).__name__, event.value, success, actor, subject, client_ip, detail or "",
+            )
+            return
         log.info("audit %s success=%s actor=%s subject=%s ip=%s %s", event.value, success, actor, subject, client_ip, detail or "")

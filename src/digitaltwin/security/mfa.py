@@ -4,7 +4,9 @@ TOTP uses 30-second steps, 6 digits and HMAC-SHA1 (what authenticator apps imple
 one step of drift either way is accepted (RFC 6238 section 5.2) and each step can be
 used once per account (a code seen by a shoulder-surfer cannot be replayed).
 Recovery codes are 16 base32 characters (80 random bits) shown once as ``XXXX-XXXX-XXXX-XXXX``
-and stored as SHA-256 digests; each works once.
+and stored as SHA-256 digests; each works once. TOTP seeds are stored encrypted
+(:mod:`.mfa_cipher`). Enabling MFA ends the user's other sessions (they were opened with the
+password alone), as a password change does.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import pyotp
 from digitaltwin.domain.errors import ConflictError, ValidationError
 from digitaltwin.security.audit import AuditEvent, AuditLog
 from digitaltwin.security.errors import AuthenticationError
+from digitaltwin.security.mfa_cipher import MfaCipher
 from digitaltwin.security.store import SecurityStore, UserRecord
 
 ISSUER = "Digital Twin Energy"
@@ -59,10 +62,11 @@ def new_recovery_codes(count: int = RECOVERY_CODE_COUNT) -> list[str]:
 class Mfa:
     """TOTP enrolment, confirmation, verification and recovery codes."""
 
-    def __init__(self, store: SecurityStore, audit: AuditLog, clock: Callable[[], datetime]) -> None:
+    def __init__(self, store: SecurityStore, audit: AuditLog, clock: Callable[[], datetime], cipher: MfaCipher) -> None:
         self.store = store
         self.audit = audit
         self.clock = clock
+        self.cipher = cipher
 
     def enrol(self, user: UserRecord) -> Enrolment:
         """Start enrolment with a new secret (replacing an unconfirmed one).
@@ -73,14 +77,14 @@ class Mfa:
         if user.mfa_enabled:
             raise ConflictError("multi-factor authentication is already enabled", field="mfa")
         secret = pyotp.random_base32()  # 32 base32 characters = 160 bits, RFC 4226's recommended length
-        self.store.update_user(user.id, mfa_secret=secret, mfa_last_step=None)
+        self.store.update_user(user.id, mfa_secret=self.cipher.encrypt(secret), mfa_last_step=None)
         uri = pyotp.TOTP(secret).provisioning_uri(name=user.username, issuer_name=ISSUER)
         return Enrolment(secret, uri)
 
     def _check_totp(self, user: UserRecord, code: str) -> bool:
         if not user.mfa_secret or not _TOTP.fullmatch(code):
             return False
-        totp = pyotp.TOTP(user.mfa_secret)
+        totp = pyotp.TOTP(self.cipher.decrypt(user.mfa_secret))
         now_step = totp.timecode(self.clock())
         for step in (now_step, now_step - 1, now_step + 1):
             if hmac.compare_digest(totp.generate_otp(step), code):
@@ -90,7 +94,8 @@ class Mfa:
     def confirm(self, user: UserRecord, code: str, *, session_id: str | None, client_ip: str | None = None) -> list[str]:
         """Enable MFA after a correct code from the pending secret; returns the recovery codes (shown once).
 
-        The session the confirmation came from counts as multi-factor from now on.
+        The session the confirmation came from counts as multi-factor from now on; the user's
+        other sessions, opened with the password alone, are revoked.
 
         Raises:
             ConflictError: naming ``mfa`` without a pending enrolment or when already enabled.
@@ -107,6 +112,7 @@ class Mfa:
         self.store.replace_recovery_codes(user.id, [hash_recovery_code(c) for c in codes])
         if session_id:
             self.store.set_family_amr(session_id, "mfa")
+        self.store.revoke_user_families(user.id, reason="mfa_enabled", now=self.clock(), keep=session_id)
         self.audit.record(AuditEvent.MFA_ENABLED, actor=f"user:{user.username}", subject=user.username, client_ip=client_ip)
         return codes
 

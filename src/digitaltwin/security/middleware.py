@@ -16,7 +16,7 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from digitaltwin.security.client_address import IPNetwork, client_address
+from digitaltwin.security.client_address import IPNetwork, client_address, forwarded_scheme
 from digitaltwin.security.policy import PUBLIC_PATHS
 from digitaltwin.security.ratelimit import RateLimiter
 
@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 
 #: Key of the client address in ``scope["state"]`` (``request.state.client_ip``).
 CLIENT_IP_KEY = "client_ip"
+#: Paths under ``AUTH_RATE_LIMIT`` as well as ``API_RATE_LIMIT``: each request may cost a password check.
+AUTH_LIMITED_PATHS = ("/api/v1/auth/token", "/api/v1/auth/mfa/")
 
 
 async def _send_json(send: Send, status: int, body: dict[str, object], headers: dict[str, str] | None = None) -> None:
@@ -95,7 +97,8 @@ class BodyLimitMiddleware:
 
 
 class RateLimitMiddleware:
-    """Resolves the client address (into ``request.state.client_ip``) and applies ``API_RATE_LIMIT``.
+    """Resolves the client address (into ``request.state.client_ip``) and applies ``API_RATE_LIMIT``,
+    and ``AUTH_RATE_LIMIT`` on the login and MFA routes (:data:`AUTH_LIMITED_PATHS`).
 
     ``/healthz``, ``/readyz`` and ``/metrics`` are not limited, so probes and scrapes never
     eat a client's budget or get refused.
@@ -111,14 +114,22 @@ class RateLimitMiddleware:
             await self.app(scope, receive, send)
             return
         peer = scope.get("client")
-        forwarded = Headers(scope=scope).getlist("x-forwarded-for")
-        address = client_address(peer[0] if peer else None, forwarded, self.trusted_proxies)
+        request_headers = Headers(scope=scope)
+        peer_host = peer[0] if peer else None
+        address = client_address(peer_host, request_headers.getlist("x-forwarded-for"), self.trusted_proxies)
         scope.setdefault("state", {})[CLIENT_IP_KEY] = address
+        scheme = forwarded_scheme(peer_host, request_headers.get("x-forwarded-proto"), self.trusted_proxies)
+        if scheme is not None:  # what uvicorn's proxy headers did, limited to TRUSTED_PROXIES
+            scope["scheme"] = scheme
         if scope.get("path") in PUBLIC_PATHS:
             await self.app(scope, receive, send)
             return
         decision = await self.limiter.hit_api(address)
         headers = decision.headers(self.limiter.api_window_s)
+        path = scope.get("path", "")
+        if decision.allowed and (path == AUTH_LIMITED_PATHS[0] or path.startswith(AUTH_LIMITED_PATHS[1])):
+            decision = await self.limiter.hit_auth(address)
+            headers = decision.headers(self.limiter.api_window_s)
         if not decision.allowed:
             detail = f"rate limit of {decision.limit} requests per minute exceeded; retry after {headers['Retry-After']} s"
             await _send_json(send, 429, {"detail": detail, "field": None}, headers)
@@ -232,7 +243,7 @@ SECURITY_HEADERS = {
 #: CSP of API responses; the docs pages (Swagger UI, ReDoc load their scripts from a CDN) get none.
 API_CSP = "default-src 'none'; frame-ancestors 'none'"
 DOCS_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc"})
-#: HSTS on HTTPS requests (the ASGI scheme; behind a proxy run uvicorn with --forwarded-allow-ips).
+#: HSTS on HTTPS requests (the ASGI scheme; behind a proxy in TRUSTED_PROXIES, its X-Forwarded-Proto).
 HSTS = "max-age=31536000; includeSubDomains"
 
 

@@ -5,8 +5,11 @@
   limit: 429 with ``Retry-After``; every limited response carries ``RateLimit-Limit``,
   ``RateLimit-Remaining``, ``RateLimit-Reset`` (seconds) and ``RateLimit-Policy``
   (draft-ietf-httpapi-ratelimit-headers).
-* ``LOGIN_RATE_LIMIT`` failed logins or MFA codes per account per 15 minutes, against
-  password and code guessing from many addresses.
+* ``AUTH_RATE_LIMIT`` requests per minute per client address on ``/api/v1/auth/token`` and
+  ``/api/v1/auth/mfa/*``, on top of the above: each login costs an argon2id check (64 MiB,
+  about 0.35 s), so a client gets far fewer of them than of ordinary requests.
+
+Failed logins are throttled per account and address by :mod:`.login_throttle` (in the database).
 
 Counters live in Redis (``REDIS_URL``) so every worker shares them, or in process memory
 without Redis. **When Redis fails the API keeps serving**: the request is counted in this
@@ -26,7 +29,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from limits import RateLimitItem, RateLimitItemPerMinute, WindowStats, parse
+from limits import RateLimitItem, RateLimitItemPerMinute, WindowStats
 from limits.aio.storage import RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 from prometheus_client import CollectorRegistry, Counter
@@ -144,7 +147,7 @@ class RateLimiter:
 
     Args:
         per_minute: API requests per client per minute.
-        login_failures_per_15_min: failed logins (or MFA codes) per account per 15 minutes.
+        auth_per_minute: requests per client per minute to the login and MFA routes.
         redis_url: ``redis://`` or ``rediss://`` URL, or None for memory only.
         redis_password: password when the URL has none.
         key_prefix: prefix of every Redis key (tests and deployments sharing a Redis separate by it).
@@ -155,14 +158,14 @@ class RateLimiter:
         self,
         *,
         per_minute: int,
-        login_failures_per_15_min: int,
+        auth_per_minute: int,
         redis_url: str | None,
         redis_password: str | None = None,
         key_prefix: str = "digitaltwin",
         registry: CollectorRegistry | None = None,
     ) -> None:
         self.api_item: RateLimitItem = RateLimitItemPerMinute(per_minute)
-        self.login_item: RateLimitItem = parse(f"{login_failures_per_15_min} per 15 minutes")
+        self.auth_item: RateLimitItem = RateLimitItemPerMinute(auth_per_minute)
         self.redis_url = redis_url
         self.redis_password = redis_password
         self.key_prefix = f"{key_prefix}:ratelimit"
@@ -230,17 +233,12 @@ class RateLimiter:
             self.rejected.labels("api").inc()
         return decision
 
-    async def login_blocked(self, account: str) -> int | None:
-        """Seconds to wait when ``account`` has used up its failed attempts, else None."""
-        decision = await self._decide(self.login_item, "login", account.casefold(), hit=False)
-        if decision.allowed:
-            return None
-        self.rejected.labels("login").inc()
-        return max(1, decision.reset_after_s)
-
-    async def login_failed(self, account: str) -> None:
-        """Count one failed login or MFA code of ``account``."""
-        await self._decide(self.login_item, "login", account.casefold(), hit=True)
+    async def hit_auth(self, client: str) -> Decision:
+        """Count one login or MFA request of ``client`` and say whether it is allowed."""
+        decision = await self._decide(self.auth_item, "auth", client, hit=True)
+        if not decision.allowed:
+            self.rejected.labels("auth").inc()
+        return decision
 
     @property
     def api_window_s(self) -> int:

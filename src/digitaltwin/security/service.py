@@ -12,7 +12,10 @@ from digitaltwin.security.accounts import Accounts
 from digitaltwin.security.api_keys import ApiKeys
 from digitaltwin.security.audit import AuditLog
 from digitaltwin.security.errors import AuthenticationError
+from digitaltwin.security.hash_gate import HashGate, default_concurrency
+from digitaltwin.security.login_throttle import LoginThrottle, throttle_key
 from digitaltwin.security.mfa import Mfa
+from digitaltwin.security.mfa_cipher import MfaCipher
 from digitaltwin.security.principal import Principal
 from digitaltwin.security.secret_key import SigningKeys, resolve_signing_keys
 from digitaltwin.security.sessions import Sessions
@@ -29,7 +32,9 @@ class SecurityService:
 
     Args:
         settings: ``SECRET_KEY`` (checked, see :mod:`.secret_key`), ``JWT_ALGORITHM``,
-            ``ACCESS_TOKEN_EXPIRE_MINUTES``, ``JWT_LEEWAY_SECONDS``, ``REFRESH_TOKEN_EXPIRE_DAYS``.
+            ``ACCESS_TOKEN_EXPIRE_MINUTES``, ``JWT_LEEWAY_SECONDS``, ``REFRESH_TOKEN_EXPIRE_DAYS``,
+            ``LOGIN_RATE_LIMIT``, ``LOGIN_MAX_DELAY_SECONDS``, ``LOGIN_HASH_CONCURRENCY``,
+            ``LOGIN_HASH_QUEUE``, ``MFA_ENCRYPTION_KEY``.
         engine: the product's database (migrated to 0003 or later).
         keys: signing keys; default: resolved from ``settings``.
         clock: current UTC time.
@@ -48,21 +53,30 @@ class SecurityService:
     ) -> None:
         self.settings = settings
         self.clock = clock
+        keys = keys or resolve_signing_keys(settings)
         self.store = SecurityStore(engine)
         self.audit = AuditLog(self.store, clock)
         self.codec = TokenCodec(
-            keys or resolve_signing_keys(settings),
+            keys,
             algorithm=settings.jwt_algorithm,
             access_ttl=timedelta(minutes=settings.access_token_expire_minutes),
             leeway_s=settings.jwt_leeway_seconds,
             clock=clock,
         )
-        self.accounts = Accounts(self.store, self.audit, clock)
-        self.mfa = Mfa(self.store, self.audit, clock)
+        cipher = MfaCipher.from_settings(settings, secret_key=keys.current, previous_secret_key=keys.previous)
+        self.mfa = Mfa(self.store, self.audit, clock, cipher)
         self.api_keys = ApiKeys(self.store, self.audit, clock)
-        self.sessions = Sessions(
-            self.store, self.codec, self.mfa, self.audit, refresh_ttl=timedelta(days=settings.refresh_token_expire_days), clock=clock
+        self.throttle = LoginThrottle(
+            engine, key=throttle_key(keys.current), free_failures=settings.login_rate_limit,
+            max_delay_s=settings.login_max_delay_seconds, clock=clock,
         )
+        self.accounts = Accounts(self.store, self.audit, clock, self.throttle)
+        self.sessions = Sessions(
+            self.store, self.codec, self.mfa, self.audit, self.throttle,
+            refresh_ttl=timedelta(days=settings.refresh_token_expire_days), clock=clock,
+        )
+        #: Bounds the password checks running at once in this process (see :mod:`.hash_gate`).
+        self.hash_gate = HashGate(concurrency=settings.login_hash_concurrency or default_concurrency(), queue=settings.login_hash_queue)
 
     def authenticate(self, *, bearer: str | None, api_key: str | None) -> Principal:
         """The caller behind an access token or an API key (exactly one of them).

@@ -13,10 +13,11 @@ import hashlib
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from digitaltwin.security.audit import AuditEvent, AuditLog
-from digitaltwin.security.errors import AuthenticationError
+from digitaltwin.security.errors import AuthenticationError, TooManyAttemptsError
+from digitaltwin.security.login_throttle import LoginThrottle, Scope
 from digitaltwin.security.mfa import Mfa
 from digitaltwin.security.passwords import hash_password, needs_rehash, verify_password
 from digitaltwin.security.principal import Principal
@@ -24,6 +25,8 @@ from digitaltwin.security.store import FamilyRecord, RefreshRecord, SecurityStor
 from digitaltwin.security.tokens import TokenCodec
 
 REFRESH_PREFIX = "rt_"
+#: Audit subject of a failed login for an account that does not exist (what was typed is not kept).
+UNKNOWN_SUBJECT = "(unknown account)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,10 +62,12 @@ class Sessions:
         codec: TokenCodec,
         mfa: Mfa,
         audit: AuditLog,
+        throttle: LoginThrottle,
         *,
         refresh_ttl: timedelta,
         clock: Callable[[], datetime],
     ) -> None:
+        self.throttle = throttle
         self.store = store
         self.codec = codec
         self.mfa = mfa
@@ -75,43 +80,101 @@ class Sessions:
     def check_password(self, username: str, password: str, *, client_ip: str | None) -> UserRecord:
         """The active user with this password; upgrades an outdated hash.
 
+        A failure is counted (:class:`LoginThrottle`) before it is audited, so an audit write that
+        fails can neither skip the count nor turn the 401 into something else. The audit names an
+        unknown account :data:`UNKNOWN_SUBJECT`, never what was typed (often a password).
+
         Raises:
-            AuthenticationError: naming ``password`` (same message for unknown users and wrong passwords).
+            AuthenticationError: naming ``password``, with the same message for unknown users,
+                wrong passwords and disabled accounts.
         """
         user = self.store.get_user_by_name(username) if isinstance(username, str) else None
-        if not verify_password(user.password_hash if user else None, password) or user is None:
-            self.audit.record(AuditEvent.LOGIN_FAILED, success=False, subject=username[:64], client_ip=client_ip, reason="password")
+        correct = verify_password(user.password_hash if user else None, password)
+        if user is None or not correct or not user.active:
+            self.throttle.failed(username, client_ip, Scope.PASSWORD)
+            reason = "disabled" if user is not None and correct else "password"
+            subject = user.username if user is not None else UNKNOWN_SUBJECT
+            self.audit.record(AuditEvent.LOGIN_FAILED, success=False, subject=subject, client_ip=client_ip, reason=reason)
             raise AuthenticationError("incorrect username or password", field="password")
-        if not user.active:
-            self.audit.record(AuditEvent.LOGIN_FAILED, success=False, subject=username, client_ip=client_ip, reason="disabled")
-            raise AuthenticationError("account disabled", field="username")
         if needs_rehash(user.password_hash):
             self.store.update_user(user.id, password_hash=hash_password(password))
         return user
 
+    def verify_code(self, user: UserRecord, code: str, *, field: str, client_ip: str | None) -> str:
+        """:meth:`Mfa.verify` under the ``code`` scope of the throttle (checked before, counted on failure).
+
+        Raises:
+            TooManyAttemptsError: while the pair must wait.
+            AuthenticationError: naming ``field``.
+        """
+        self.throttle.check(user.username, client_ip, Scope.CODE)
+        try:
+            return self.mfa.verify(user, code, field=field, client_ip=client_ip)
+        except AuthenticationError:
+            self.throttle.failed(user.username, client_ip, Scope.CODE)
+            raise
+
     def login(self, username: str, password: str, *, otp: str | None = None, client_ip: str | None = None) -> TokenPair | MfaChallenge:
         """Password login; an MFA user gets a challenge, or tokens at once when ``otp`` is given.
 
+        Failures are throttled per account and address (:mod:`.login_throttle`). While the
+        password scope is delayed only an MFA user sending a valid ``otp`` gets through: the
+        code is checked before the password, so the delay still binds password guesses.
+
         Raises:
-            AuthenticationError: naming ``password``, ``username`` or ``otp``.
+            TooManyAttemptsError: 429 while the pair must wait.
+            AuthenticationError: naming ``password`` or ``otp``.
         """
+        try:
+            self.throttle.check(username, client_ip, Scope.PASSWORD)
+        except TooManyAttemptsError as delayed:
+            if otp is None:
+                raise
+            return self._login_past_delay(username, password, otp, client_ip=client_ip, delayed=delayed)
         user = self.check_password(username, password, client_ip=client_ip)
         if not user.mfa_enabled:
+            self.throttle.succeeded(user.username, client_ip)
             return self.start(user, amr="pwd", client_ip=client_ip)
         if otp is None:
             challenge = self.codec.issue_mfa_challenge(user_id=user.id)
             return MfaChallenge(challenge.token, challenge.expires_in_s)
-        method = self.mfa.verify(user, otp, field="otp", client_ip=client_ip)
+        method = self.verify_code(user, otp, field="otp", client_ip=client_ip)
+        self.throttle.succeeded(user.username, client_ip)
+        return self.start(user, amr="mfa", client_ip=client_ip, method=method)
+
+    def _login_past_delay(
+        self, username: str, password: str, otp: str, *, client_ip: str | None, delayed: TooManyAttemptsError
+    ) -> TokenPair:
+        """A login while the password scope waits: a valid second factor first, then the password."""
+        user = self.store.get_user_by_name(username)
+        if user is None or not user.active or not user.mfa_enabled:
+            raise delayed
+        try:
+            method = self.verify_code(user, otp, field="otp", client_ip=client_ip)
+        except AuthenticationError:
+            raise delayed from None
+        user = self.check_password(username, password, client_ip=client_ip)
+        self.throttle.succeeded(user.username, client_ip)
         return self.start(user, amr="mfa", client_ip=client_ip, method=method)
 
     def complete_mfa(self, mfa_token: str, code: str, *, client_ip: str | None = None) -> TokenPair:
         """Exchange an MFA challenge token and a TOTP or recovery code for tokens.
 
+        A challenge is single-use: it is spent when first presented, whatever the code, so one
+        password check yields at most one code attempt and one session.
+
         Raises:
+            TooManyAttemptsError: while the account's ``code`` scope from this address must wait.
             AuthenticationError: naming ``mfa_token`` or ``code``.
         """
+        claims = self.codec.decode(mfa_token, purpose="mfa", field="mfa_token")
         user = self.challenge_user(mfa_token)
-        method = self.mfa.verify(user, code, field="code", client_ip=client_ip)
+        self.throttle.check(user.username, client_ip, Scope.CODE)
+        expires_at = datetime.fromtimestamp(int(claims["exp"]), tz=UTC)
+        if not isinstance(claims.get("jti"), str) or not self.store.spend_mfa_challenge(claims["jti"], expires_at, self.clock()):
+            raise AuthenticationError("MFA token already used; log in again", field="mfa_token")
+        method = self.verify_code(user, code, field="code", client_ip=client_ip)
+        self.throttle.succeeded(user.username, client_ip)
         return self.start(user, amr="mfa", client_ip=client_ip, method=method)
 
     def challenge_user(self, mfa_token: str) -> UserRecord:

@@ -1,9 +1,10 @@
 """Storage of accounts, login sessions, refresh tokens, recovery codes, role policies, API keys and the audit log.
 
-SQLAlchemy Core on the tables of migration 0003; works on SQLite and PostgreSQL.
+SQLAlchemy Core on the tables of migrations 0003 and 0005; works on SQLite and PostgreSQL.
 Secrets are never stored in clear: passwords as argon2id hashes, refresh tokens,
 recovery codes and API key secrets as SHA-256 hex digests (they are 256-, 80- and
-256-bit random values, so a fast hash is enough).
+256-bit random values, so a fast hash is enough), TOTP seeds as Fernet tokens under a key
+kept outside the database (:mod:`.mfa_cipher`; this store only moves the tokens).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from digitaltwin.storage.tables import (
     recovery_codes,
     refresh_tokens,
     role_policies,
+    spent_mfa_challenges,
     token_families,
     users,
 )
@@ -31,7 +33,7 @@ from digitaltwin.storage.tables import (
 
 @dataclass(frozen=True, slots=True)
 class UserRecord:
-    """A stored account (``password_hash`` is argon2id; ``mfa_secret`` is the base32 TOTP seed)."""
+    """A stored account (``password_hash`` is argon2id; ``mfa_secret`` is the encrypted TOTP seed, see :mod:`.mfa_cipher`)."""
 
     id: str
     username: str
@@ -194,6 +196,25 @@ class SecurityStore:
                 .values(mfa_last_step=step)
             )
         return result.rowcount == 1
+
+    def mfa_secrets(self) -> list[tuple[str, str]]:
+        """(user id, stored secret) of every user with one."""
+        with self.engine.connect() as conn:
+            query = select(users.c.id, users.c.mfa_secret).where(users.c.mfa_secret.is_not(None))
+            return [(r.id, r.mfa_secret) for r in conn.execute(query)]
+
+    def spend_mfa_challenge(self, jti: str, expires_at: datetime, now: datetime) -> bool:
+        """Record an MFA challenge as presented; False when it was presented before (atomic: the key is unique).
+
+        Challenges past their expiry are dropped at the same time (they are refused by their ``exp`` anyway).
+        """
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(delete(spent_mfa_challenges).where(spent_mfa_challenges.c.expires_at < now))
+                conn.execute(insert(spent_mfa_challenges).values(jti=jti, expires_at=expires_at))
+        except IntegrityError:
+            return False
+        return True
 
     # --- role policies --------------------------------------------------------------------------
 

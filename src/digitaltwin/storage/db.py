@@ -45,17 +45,27 @@ def make_engine(settings: Settings, *, echo: bool = False) -> Engine:
     return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=20)
 
 
-def alembic_config(engine: Engine) -> Config:
-    """An Alembic config bound to ``engine`` (no ``alembic.ini`` needed)."""
+def alembic_config(engine: Engine, settings: Settings | None = None) -> Config:
+    """An Alembic config bound to ``engine`` (no ``alembic.ini`` needed).
+
+    ``settings`` reach the migrations as ``config.attributes["settings"]``: migration 0005 needs
+    the key that encrypts TOTP secrets, which is never in the database.
+    """
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     cfg.attributes["engine"] = engine
+    if settings is not None:
+        cfg.attributes["settings"] = settings
     return cfg
 
 
-def migrate(engine: Engine, revision: str = "head") -> None:
-    """Bring the database to ``revision`` (default: the latest schema)."""
-    command.upgrade(alembic_config(engine), revision)
+def migrate(engine: Engine, revision: str = "head", *, settings: Settings | None = None) -> None:
+    """Bring the database to ``revision`` (default: the latest schema).
+
+    ``settings`` give the migrations the keys they need (see :func:`alembic_config`); without
+    them a migration that must encrypt existing data stops with a RuntimeError.
+    """
+    command.upgrade(alembic_config(engine, settings), revision)
 
 
 def current_revision(engine: Engine) -> str | None:

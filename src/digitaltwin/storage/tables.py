@@ -187,7 +187,8 @@ users = Table(
     Column("password_hash", String(255), nullable=False),
     Column("role", String(16), nullable=False),
     Column("active", Boolean, nullable=False),
-    Column("mfa_secret", String(64), nullable=True),
+    # Fernet token of the base32 TOTP seed (migration 0005), never the seed itself
+    Column("mfa_secret", String(512), nullable=True),
     Column("mfa_enabled", Boolean, nullable=False),
     Column("mfa_last_step", BigInteger, nullable=True),
     Column("created_at", UTCDateTime(), nullable=False),
@@ -288,4 +289,26 @@ tariff_assignments = Table(
     Column("valid_to", Date, nullable=True),
     Column("bill_day", Integer, nullable=True),
     Column("created_at", UTCDateTime(), nullable=False),
+)
+
+# --- Security hardening (migration 0005): login throttling, single-use MFA challenges -----------
+
+# Failed logins (scope ``password``) and MFA codes (scope ``code``) per account and client address.
+# The account is a SHA-256 of the casefolded name, so a password typed as a username is not kept.
+login_failures = Table(
+    "login_failures",
+    metadata,
+    Column("account_hash", String(64), primary_key=True),
+    Column("client_ip", String(64), primary_key=True),
+    Column("scope", String(16), primary_key=True),
+    Column("failures", Integer, nullable=False),
+    Column("last_failure_at", UTCDateTime(), nullable=False, index=True),
+)
+
+# Identifiers (``jti``) of MFA challenge tokens already presented; kept until the token expires.
+spent_mfa_challenges = Table(
+    "spent_mfa_challenges",
+    metadata,
+    Column("jti", String(64), primary_key=True),
+    Column("expires_at", UTCDateTime(), nullable=False, index=True),
 )

@@ -26,8 +26,11 @@ def list_keys(security: Security) -> list[ApiKeyOut]:
 
 
 @router.post("", response_model=ApiKeyCreatedOut, status_code=status.HTTP_201_CREATED)
-def create_key(body: ApiKeyIn, admin: CurrentUser, request: Request, state: State, security: Security) -> ApiKeyCreatedOut:
-    """Create a key with scopes ``read`` and/or ``ingest``, optionally for one site; the key is shown this once.
+def create_key(
+    body: ApiKeyIn, admin: CurrentUser, request: Request, response: Response, state: State, security: Security
+) -> ApiKeyCreatedOut:
+    """Create a key with scopes ``read`` and/or ``ingest``, optionally for one site; the key is shown this once
+    (``Cache-Control: no-store``, so no cache keeps it).
 
     404 naming ``site_id`` for an unknown site; 422 naming ``scopes``, ``site_id`` or ``expires_at``.
     """
@@ -36,6 +39,7 @@ def create_key(body: ApiKeyIn, admin: CurrentUser, request: Request, state: Stat
     record, secret = security.api_keys.create(
         body.name, body.scopes, site_id=body.site_id, expires_at=body.expires_at, actor=admin.label, client_ip=client_ip(request)
     )
+    response.headers["Cache-Control"] = "no-store"
     return ApiKeyCreatedOut(**_out(record).model_dump(), key=secret)
 
 

@@ -22,10 +22,11 @@ from digitaltwin.api.security_schemas import (
     TokenOut,
 )
 from digitaltwin.domain.errors import ValidationError
-from digitaltwin.security.errors import AuthenticationError, TooManyAttemptsError
+from digitaltwin.security.errors import AuthenticationError
+from digitaltwin.security.login_throttle import Scope
 from digitaltwin.security.policy import PUBLIC, access
-from digitaltwin.security.ratelimit import RateLimiter
 from digitaltwin.security.roles import Role
+from digitaltwin.security.service import SecurityService
 from digitaltwin.security.sessions import MfaChallenge, TokenPair
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
@@ -54,10 +55,6 @@ _LOGIN_BODY = {
 }
 
 
-def _limiter(request: Request) -> RateLimiter:
-    return request.app.state.rate_limiter
-
-
 def _token_out(result: TokenPair | MfaChallenge) -> TokenOut:
     if isinstance(result, MfaChallenge):
         return TokenOut(token_type="mfa", mfa_required=True, mfa_token=result.mfa_token, expires_in=result.expires_in_s)
@@ -81,6 +78,8 @@ async def _login_body(request: Request) -> LoginIn:
             data = json.loads(await request.body())
         except (ValueError, UnicodeDecodeError):
             raise ValidationError("body must be JSON or an OAuth2 password form", field="body") from None
+        except RecursionError:
+            raise ValidationError("body is nested too deeply", field="body") from None
     if not isinstance(data, dict):
         raise ValidationError("body must be an object with username and password", field="body")
     try:
@@ -90,17 +89,26 @@ async def _login_body(request: Request) -> LoginIn:
         raise ValidationError(first["msg"], field=str(first["loc"][0]) if first["loc"] else "body") from None
 
 
-async def _guarded(request: Request, account: str, call: Any, *args: Any, **kwargs: Any) -> Any:
-    """Run a credential check under the per-account failure limit."""
-    limiter = _limiter(request)
-    retry = await limiter.login_blocked(account)
-    if retry is not None:
-        raise TooManyAttemptsError(f"too many failed attempts for this account; retry after {retry} s", retry_after_s=retry)
-    try:
-        return await run_in_threadpool(call, *args, **kwargs)
-    except AuthenticationError:
-        await limiter.login_failed(account)
-        raise
+async def _hashing(security: SecurityService, call: Any, *args: Any, **kwargs: Any) -> Any:
+    """Run a password check on the hash gate's threads once it lets it (429 at once when it is full)."""
+    return await security.hash_gate.run(call, *args, **kwargs)
+
+
+async def _guarded(
+    request: Request, security: SecurityService, account: str, scope: Scope, call: Any, *args: Any, **kwargs: Any
+) -> Any:
+    """Run a credential check of a signed-in user under the login throttle of (account, address) and the hash gate."""
+    address = client_ip(request)
+
+    def checked() -> Any:
+        security.throttle.check(account, address, scope)
+        try:
+            return call(*args, **kwargs)
+        except AuthenticationError:
+            security.throttle.failed(account, address, scope)
+            raise
+
+    return await _hashing(security, checked)
 
 
 @router.post("/token", response_model=TokenOut, response_model_exclude_none=True, openapi_extra={**access(PUBLIC), **_LOGIN_BODY})
@@ -109,23 +117,23 @@ async def token(request: Request, security: Security) -> TokenOut:
 
     Returns an access token (JWT, ``expires_in`` seconds) and a refresh token. For a user
     with MFA the answer is a challenge (``mfa_required``, ``mfa_token``) to complete at
-    ``/api/v1/auth/mfa/verify``, unless ``otp`` was sent along. Failed attempts are limited
-    per account (``LOGIN_RATE_LIMIT`` per 15 minutes; 429 with ``Retry-After``).
+    ``/api/v1/auth/mfa/verify``, unless ``otp`` was sent along. After ``LOGIN_RATE_LIMIT``
+    failures of one account from one address each attempt waits longer (429 with
+    ``Retry-After``); a valid ``otp`` gets an MFA user through. ``AUTH_RATE_LIMIT`` requests per
+    minute per client; 429 at once while the server's password checks are all busy.
     """
     body = await _login_body(request)
-    result = await _guarded(
-        request, body.username, security.sessions.login, body.username, body.password, otp=body.otp, client_ip=client_ip(request)
-    )
+    result = await _hashing(security, security.sessions.login, body.username, body.password, otp=body.otp, client_ip=client_ip(request))
     return _token_out(result)
 
 
 @router.post("/mfa/verify", response_model=TokenOut, response_model_exclude_none=True, openapi_extra=access(PUBLIC))
 async def mfa_verify(body: MfaVerifyIn, request: Request, security: Security) -> TokenOut:
-    """Complete an MFA login: the challenge's ``mfa_token`` and a TOTP or recovery code give the tokens."""
-    user = await run_in_threadpool(security.sessions.challenge_user, body.mfa_token)
-    result = await _guarded(
-        request, user.username, security.sessions.complete_mfa, body.mfa_token, body.code, client_ip=client_ip(request)
-    )
+    """Complete an MFA login: the challenge's ``mfa_token`` and a TOTP or recovery code give the tokens.
+
+    A challenge works once: a second attempt with it is 401 naming ``mfa_token`` (log in again).
+    """
+    result = await run_in_threadpool(security.sessions.complete_mfa, body.mfa_token, body.code, client_ip=client_ip(request))
     return _token_out(result)
 
 
@@ -157,8 +165,8 @@ def me(user: CurrentUser, security: Security) -> MeOut:
 async def change_password(body: PasswordChangeIn, user: CurrentUser, request: Request, security: Security) -> Response:
     """Change one's own password (the current one is required); other sessions end."""
     await _guarded(
-        request, user.name, security.accounts.change_own_password, user.id, body.current_password, body.new_password,
-        keep_session=user.session_id, client_ip=client_ip(request),
+        request, security, user.name, Scope.PASSWORD, security.accounts.change_own_password,
+        user.id, body.current_password, body.new_password, keep_session=user.session_id, client_ip=client_ip(request),
     )
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -181,7 +189,9 @@ def mfa_confirm(body: CodeIn, user: CurrentUser, request: Request, security: Sec
 async def mfa_recovery_codes(body: CodeIn, user: CurrentUser, request: Request, security: Security) -> RecoveryCodesOut:
     """Replace the recovery codes after a valid code."""
     record = await run_in_threadpool(security.accounts.get, user.name)
-    codes = await _guarded(request, user.name, security.mfa.regenerate_recovery_codes, record, body.code, client_ip=client_ip(request))
+    codes = await _guarded(
+        request, security, user.name, Scope.CODE, security.mfa.regenerate_recovery_codes, record, body.code, client_ip=client_ip(request)
+    )
     return RecoveryCodesOut(recovery_codes=codes)
 
 
@@ -190,5 +200,8 @@ async def mfa_disable(body: CodeIn, user: CurrentUser, request: Request, securit
     """Turn MFA off after a valid code; 409 naming ``mfa`` when the role requires it."""
     record = await run_in_threadpool(security.accounts.get, user.name)
     required = security.accounts.role_policies()[record.role]
-    await _guarded(request, user.name, security.mfa.disable, record, body.code, required_by_role=required, client_ip=client_ip(request))
+    await _guarded(
+        request, security, user.name, Scope.CODE, security.mfa.disable, record, body.code, required_by_role=required,
+        client_ip=client_ip(request),
+    )
     return Response(status_code=status.HTTP_204_NO_CONTENT)

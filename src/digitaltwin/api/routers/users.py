@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, status
 
 from digitaltwin.api.security import CurrentUser, Security, client_ip
-from digitaltwin.api.security_schemas import UserIn, UserOut, UserPatch
+from digitaltwin.api.security_schemas import UnlockOut, UserIn, UserOut, UserPatch
 from digitaltwin.security.store import UserRecord
 
 router = APIRouter(prefix="/api/v1/users", tags=["users"])
@@ -45,3 +45,13 @@ def update_user(username: str, body: UserPatch, admin: CurrentUser, request: Req
         reset_mfa=body.reset_mfa, client_ip=client_ip(request),
     )
     return _out(user)
+
+
+@router.post("/{username}/unlock", response_model=UnlockOut)
+def unlock_user(username: str, admin: CurrentUser, request: Request, security: Security) -> UnlockOut:
+    """Forget the user's failed logins and MFA codes from every address, ending their login delays (audited).
+
+    404 naming ``username``.
+    """
+    cleared = security.accounts.unlock(username, actor=admin.label, client_ip=client_ip(request))
+    return UnlockOut(username=username, cleared=cleared)
