@@ -252,3 +252,22 @@ def test_add_device_checks_the_acl_block_it_reports(broker: Broker) -> None:
     result = _add_device(broker, "north", "meter-d")
     assert result.returncode == 0, result.stderr
     assert "user meter-d\ntopic write dt/north/meter-d/telemetry\n" in acl.read_text()
+
+
+def test_readyz_logs_in_to_the_broker_at_most_once_per_interval(broker: Broker, settings: Settings, repo: Repository) -> None:
+    """/readyz is public and unthrottled, and its MQTT check logs in with the service's
+    credentials: 30 calls make one broker connection (the result is reused for a few seconds)."""
+    from fastapi.testclient import TestClient
+
+    from digitaltwin.api.app import create_app
+
+    checked = settings.model_copy(update={
+        "mqtt_broker": f"mqtt://127.0.0.1:{broker.service_port}", "mqtt_username": "digitaltwin",
+        "mqtt_password": SERVICE_PASSWORD, "mqtt_api_subscriber": False,
+    })
+    with TestClient(create_app(checked)) as client:
+        for _ in range(30):
+            response = client.get("/readyz")
+            assert response.status_code == 200 and response.json()["checks"]["mqtt"]["ok"], response.text
+    wait_for(lambda: "as digitaltwin-readyz" in (broker.folder / "log").read_text(), what="the broker's log line")
+    assert (broker.folder / "log").read_text().count("as digitaltwin-readyz") == 1
