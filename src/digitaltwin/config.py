@@ -102,6 +102,12 @@ class Settings(BaseSettings):
     live_state_key_prefix: str = Field(
         "digitaltwin:live", alias="LIVE_STATE_KEY_PREFIX", description="prefix of the live twin state's Redis keys"
     )
+    stream_max_per_principal: int = Field(
+        10, alias="STREAM_MAX_PER_PRINCIPAL", ge=1, description="open live streams (SSE) per user or API key and API process"
+    )
+    stream_max_per_address: int = Field(
+        20, alias="STREAM_MAX_PER_ADDRESS", ge=1, description="open live streams (SSE) per client address and API process"
+    )
 
     # Monitoring (used by the compose stack)
     grafana_password: str | None = Field(None, alias="GRAFANA_PASSWORD")
