@@ -10,7 +10,7 @@
 #   scripts/deploy.sh restore KIND FILE stop API and ingest, scripts/restore.sh KIND FILE --yes, start, smoke-test
 #
 # Settings (environment or .env): IMAGE_TAG (default: git short commit), BACKEND_REPLICAS (2),
-# SMOKE_URL (https://localhost), SMOKE_INSECURE=1 to accept a self-signed certificate,
+# SMOKE_URL (https://SERVER_NAME, reached on this host), SMOKE_INSECURE=1 to accept a self-signed certificate,
 # DEPLOY_STATE_DIR (.deploy: current and previous tag), WAIT_SECONDS (120).
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
@@ -18,7 +18,11 @@ source "$(dirname "$0")/lib.sh"
 load_env
 
 STATE_DIR=${DEPLOY_STATE_DIR:-$ROOT_DIR/.deploy}
-SMOKE_URL=${SMOKE_URL:-https://localhost}
+# nginx answers only for SERVER_NAME (its first name here); without SMOKE_URL the smoke test asks
+# for that name on this host (curl --resolve), so it works before DNS points here.
+SMOKE_HOST=${SERVER_NAME:-localhost}
+SMOKE_HOST=${SMOKE_HOST%% *}
+SMOKE_URL=${SMOKE_URL:-https://$SMOKE_HOST}
 WAIT_SECONDS=${WAIT_SECONDS:-120}
 REPLICAS=${BACKEND_REPLICAS:-2}
 
@@ -46,6 +50,7 @@ wait_for_dependencies() {
 smoke_test() {
   local curl_opts=(--fail --silent --show-error --max-time 10 --output /dev/null)
   [[ ${SMOKE_INSECURE:-0} == 1 ]] && curl_opts+=(--insecure)
+  [[ $SMOKE_URL == "https://$SMOKE_HOST" ]] && curl_opts+=(--resolve "$SMOKE_HOST:${HTTPS_PORT:-443}:127.0.0.1")
   local path ok
   for path in /healthz /readyz /docs; do
     ok=no
@@ -115,6 +120,7 @@ status() {
   log "current tag: $(current_tag) previous tag: $(previous_tag)"
   local curl_opts=(--silent --show-error --max-time 10)
   [[ ${SMOKE_INSECURE:-0} == 1 ]] && curl_opts+=(--insecure)
+  [[ $SMOKE_URL == "https://$SMOKE_HOST" ]] && curl_opts+=(--resolve "$SMOKE_HOST:${HTTPS_PORT:-443}:127.0.0.1")
   curl "${curl_opts[@]}" "$SMOKE_URL/readyz" || true
   echo
 }

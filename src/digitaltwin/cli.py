@@ -508,11 +508,16 @@ def ingest_cmd(
     metrics_port: Annotated[Optional[int], typer.Option(help="serve Prometheus metrics on this port")] = None,
     client_id: Annotated[Optional[str], typer.Option(help="overrides MQTT_CLIENT_ID")] = None,
     workers: Annotated[int, typer.Option(min=1, help="worker processes in the shared-subscription group (ids <client id>-<i>)")] = 1,
+    leave: Annotated[
+        Optional[list[str]],
+        typer.Option(help="end the session of this retired client id (store what it holds, then leave the group) and exit; repeatable"),
+    ] = None,
 ) -> None:
     """Standalone MQTT ingest worker (MQTT ingestion, issue 3): subscribes to MQTT_BROKER until SIGINT/SIGTERM.
 
     Run several with distinct client ids, or one with --workers N: they share the stream ($share group
-    MQTT_SHARED_GROUP). See digitaltwin.ingest.workers.
+    MQTT_SHARED_GROUP, by default one per installation). After scaling down, run --leave with each
+    retired id (docs/ingestion.md). See digitaltwin.ingest.workers.
     """
     import signal
 
@@ -523,6 +528,12 @@ def ingest_cmd(
     repo.engine.dispose()
     if not settings.mqtt_broker:
         raise _fail(DomainError("MQTT_BROKER is not set", field="MQTT_BROKER"))
+    if leave:
+        from digitaltwin.ingest.workers import leave_sessions
+
+        leave_sessions(settings, leave)
+        console.print(f"left the shared group: {', '.join(leave)}")
+        return
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())

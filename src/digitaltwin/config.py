@@ -9,6 +9,7 @@ Variable names follow the production guide (``SECRET_KEY``, ``DATABASE_URL``,
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Literal
@@ -105,17 +106,26 @@ class Settings(BaseSettings):
         None, alias="MQTT_AUTO_REGISTER_ASSETS", description="register unknown assets; unset: on when embedded, else off"
     )
     mqtt_topic_prefix: str = Field("", alias="MQTT_TOPIC_PREFIX", description="prefix of every topic, e.g. 'plant-a/'")
-    mqtt_shared_group: str = Field("digitaltwin", alias="MQTT_SHARED_GROUP", description="$share group the replicas join")
+    mqtt_shared_group: str | None = Field(
+        None, alias="MQTT_SHARED_GROUP",
+        description="$share group the replicas join; unset: one per installation (mqtt_group); empty: no shared subscription",
+    )
     mqtt_api_subscriber: bool = Field(
         True, alias="MQTT_API_SUBSCRIBER",
         description="with MQTT_BROKER, `serve` subscribes (one subscriber per serve); false when a separate `ingest` service does",
     )
     mqtt_session_expiry_s: int = Field(
         7 * 24 * 3600, alias="MQTT_SESSION_EXPIRY", ge=0, le=4_294_967_295,
-        description="seconds the broker keeps a subscriber's session (and queues its share) while it is away",
+        description="seconds the broker keeps a fixed client id's session (and queues its share) while it is away",
     )
     live_state_key_prefix: str = Field(
         "digitaltwin:live", alias="LIVE_STATE_KEY_PREFIX", description="prefix of the live twin state's Redis keys"
+    )
+    stream_max_per_principal: int = Field(
+        10, alias="STREAM_MAX_PER_PRINCIPAL", ge=1, description="open live streams (SSE) per user or API key and API process"
+    )
+    stream_max_per_address: int = Field(
+        20, alias="STREAM_MAX_PER_ADDRESS", ge=1, description="open live streams (SSE) per client address and API process"
     )
 
     # Monitoring (used by the compose stack)
@@ -238,6 +248,25 @@ class Settings(BaseSettings):
     def embedded(self) -> bool:
         """True when running on the embedded SQLite default."""
         return not self.database_url or self.database_url.startswith("sqlite")
+
+    @property
+    def mqtt_group(self) -> str | None:
+        """The MQTT v5 shared-subscription group of this installation's subscribers, or None for none.
+
+        ``MQTT_SHARED_GROUP`` when set (empty: plain subscriptions). Otherwise
+        ``dt-<12 hex>``, a SHA-256 digest of the database the subscribers write (the SQLite
+        file's absolute path, or the PostgreSQL URL without its password) and
+        ``MQTT_TOPIC_PREFIX``: replicas writing one database split the stream, while two
+        installations on one broker (or a test run next to a deployment) never take each
+        other's messages, as they did with one fixed default group.
+        """
+        if self.mqtt_shared_group is not None:
+            return self.mqtt_shared_group or None
+        from sqlalchemy.engine import make_url
+
+        database = make_url(self.sqlalchemy_url).render_as_string(hide_password=True)
+        digest = hashlib.sha256(f"{database}\n{self.mqtt_topic_prefix}".encode()).hexdigest()
+        return f"dt-{digest[:12]}"
 
     @property
     def power_max_hold(self) -> timedelta:

@@ -291,19 +291,29 @@ def test_stream_events_write_utc_with_z() -> None:
 
 
 def test_nul_in_other_bodies_is_never_a_500(client: TestClient, settings: Settings) -> None:
-    """Sites, assets and API keys: PostgreSQL refuses NUL in text, which is answered 422 naming the
-    field (the column of the refused parameter); SQLite text can hold NUL, so there it is stored."""
+    """Sites, assets and API keys: a NUL in any text field is answered 422 naming the field, on
+    SQLite (whose text could hold it) as on PostgreSQL (which refuses it), as readings are."""
     assert client.post("/api/v1/sites", json={"id": "site-z", "name": "Z", "timezone": "UTC"}).status_code == 201
+    asset = {"id": "a-0", "site_id": "site-z", "name": "A", "kind": "meter"}
+    assert client.post("/api/v1/assets", json=asset).status_code == 201
     cases = [
         ("POST", "/api/v1/sites", {"id": "site-y", "name": "Y\u0000", "timezone": "UTC"}, "name"),
         ("POST", "/api/v1/assets", {"id": "a-1", "site_id": "site-z", "name": "A\u0000", "kind": "meter"}, "name"),
         ("POST", "/api/v1/assets", {"id": "a-2", "site_id": "site-\u0000z", "name": "A", "kind": "meter"}, "site_id"),
+        ("POST", "/api/v1/assets", {**asset, "id": "a-3", "attributes": {"label": "x\u0000"}}, "attributes.label"),
+        ("POST", "/api/v1/assets", {**asset, "id": "a-4", "attributes": {"tags": ["ok", "\u0000"]}}, "attributes.tags.1"),
         ("PATCH", "/api/v1/sites/site-z", {"name": "Z\u0000"}, "name"),
-        ("POST", "/api/v1/api-keys", {"name": "key\u0000", "scopes": ["read"]}, "name"),
+        ("PATCH", "/api/v1/assets/a-0", {"name": "A\u0000"}, "name"),
+        ("PATCH", "/api/v1/assets/a-0", {"attributes": {"k\u0000": 1}}, "attributes.k\\u0000"),
     ]
     for method, url, body, field in cases:
         response = client.request(method, url, json=body)
-        assert response.status_code != 500, (url, body, response.text)
-        if not settings.embedded:
-            assert response.status_code == 422, (url, body, response.text)
-            assert response.json()["field"] == field and "NUL" in response.json()["detail"]
+        assert response.status_code == 422, (url, body, response.text)
+        assert response.json()["field"] == field and "NUL" in response.json()["detail"], (url, body, response.text)
+    assert [s["name"] for s in client.get("/api/v1/sites").json()] == ["Z"]
+    assert [(a["id"], a["name"], a.get("attributes") or {}) for a in client.get("/api/v1/assets").json()] == [("a-0", "A", {})]
+    # API key names: PostgreSQL refuses the NUL (422 naming the field); SQLite stores it
+    response = client.post("/api/v1/api-keys", json={"name": "key\u0000", "scopes": ["read"]})
+    assert response.status_code != 500, response.text
+    if not settings.embedded:
+        assert response.status_code == 422 and response.json()["field"] == "name", response.text

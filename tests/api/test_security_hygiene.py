@@ -130,7 +130,8 @@ def test_security_headers(client: TestClient) -> None:
     assert response.headers["x-frame-options"] == "DENY"
     assert response.headers["referrer-policy"] == "no-referrer"
     assert response.headers["content-security-policy"] == "default-src 'none'; frame-ancestors 'none'"
-    assert "content-security-policy" not in client.get("/docs").headers  # Swagger UI loads its scripts
+    docs_csp = client.get("/docs").headers["content-security-policy"]  # Swagger UI: same-origin scripts with a nonce
+    assert "script-src 'self' 'nonce-" in docs_csp and "http" not in docs_csp
     assert "strict-transport-security" not in response.headers  # plain HTTP
     https = TestClient(client.app, base_url="https://testserver")
     https.headers.update(client.headers)

@@ -43,7 +43,7 @@ def test_docker_compose_accepts_the_file(compose: Path, tmp_path: Path) -> None:
 
 def test_production_refuses_to_start_without_its_secrets(tmp_path: Path) -> None:
     required = required_variables(PROD)
-    assert required == {"SECRET_KEY", "POSTGRES_PASSWORD", "REDIS_PASSWORD", "MQTT_PASSWORD", "GRAFANA_PASSWORD"}
+    assert required == {"SECRET_KEY", "POSTGRES_PASSWORD", "REDIS_PASSWORD", "MQTT_PASSWORD", "GRAFANA_PASSWORD", "SERVER_NAME"}
     values = {name: "x" for name in required - {"REDIS_PASSWORD"}}
     result = compose_config(PROD, env_file(tmp_path, values), tmp_path, check=False)
     assert result.returncode != 0

@@ -11,6 +11,7 @@ import pytest
 from tests.ops.tools import DEPLOY, require_tool, run
 
 CONF = DEPLOY / "nginx" / "nginx.conf"
+SERVER_NAME = "twin.example.test"
 
 
 @pytest.fixture
@@ -21,6 +22,11 @@ def nginx_prefix(tmp_path: Path) -> Path:
     (conf / "ssl").mkdir(parents=True)
     (tmp_path / "logs").mkdir()
     shutil.copy(CONF, conf / "nginx.conf")
+    # what the nginx image does at start: envsubst of templates/*.template into conf.d/
+    (conf / "conf.d").mkdir()
+    for template in (DEPLOY / "nginx" / "templates").glob("*.template"):
+        text = template.read_text().replace("${SERVER_NAME}", SERVER_NAME)
+        (conf / "conf.d" / template.name.removesuffix(".template")).write_text(text)
     mime = Path("/etc/nginx/mime.types")
     if not mime.exists():
         pytest.skip("/etc/nginx/mime.types missing (Debian package: nginx-common)")
@@ -61,6 +67,24 @@ def test_the_guide_s_proxy_settings_are_in_effect(nginx_prefix: Path) -> None:
         'add_header Strict-Transport-Security "max-age=63072000; includeSubDomains" always;',
         "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
         "proxy_set_header X-Request-ID $request_id;",
-        "return 301 https://$host$request_uri;",
+        "return 301 https://$server_name$request_uri;",
     ):
         assert expected in lines, expected
+
+
+def test_only_the_configured_server_name_is_served(nginx_prefix: Path) -> None:
+    """The API and the HTTPS redirect sit in the servers named SERVER_NAME; the default servers
+    (any other Host header) close the connection or refuse the TLS handshake, and no redirect
+    is built from the Host header."""
+    nginx = require_tool("nginx", package="nginx")
+    dump = run([nginx, "-T", "-p", str(nginx_prefix), "-c", str(nginx_prefix / "conf" / "nginx.conf")]).stdout
+    text = re.sub(r"#[^\n]*", "", dump)
+    servers = re.findall(r"server \{(.*?)\n    \}", text, re.S)
+    named = [s for s in servers if "include conf.d/server_name.conf;" in s]
+    assert f"server_name {SERVER_NAME};" in text  # the rendered include (nginx -T lists included files)
+    default = [s for s in servers if "default_server" in s]
+    assert len(named) == 2 and all("default_server" not in s for s in named)
+    assert any("proxy_pass $backend" in s for s in named)
+    assert len(default) == 2 and all("server_name _;" in s and "proxy_pass" not in s for s in default)
+    assert all("return 444;" in s or "ssl_reject_handshake on;" in s for s in default)
+    assert "$host$request_uri" not in text and "return 301 https://$server_name$request_uri;" in text

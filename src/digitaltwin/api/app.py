@@ -11,6 +11,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 from digitaltwin import __version__
 from digitaltwin.api.deps import AppState
+from digitaltwin.api.docs_pages import install_docs
 from digitaltwin.api.errors import install_error_handlers
 from digitaltwin.api.routers import accounting as accounting_router
 from digitaltwin.api.routers import api_keys as api_keys_router
@@ -173,13 +174,18 @@ def create_app(settings: Settings) -> FastAPI:
         version=__version__,
         description="A live digital twin of energy assets: readings, energy, forecasts.",
         lifespan=lifespan,
-        docs_url="/docs",
-        redoc_url="/redoc",
+        docs_url=None,  # /docs and /redoc without a CDN: api/docs_pages.py
+        redoc_url=None,
         openapi_url="/openapi.json",
+        # No trailing-slash redirects: Starlette builds their Location from the Host and
+        # X-Forwarded-Proto headers, so "Host: evil.example" was answered with a redirect there.
+        # "/api/v1/sites/" is a 404 like any other unknown path.
+        redirect_slashes=False,
         # Security (issue 4): every route is authenticated and authorised (see api/security.py);
         dependencies=[Depends(authorize)],
     )
     install_error_handlers(app)
+    install_docs(app)
     for router in (health.router, sites.router, assets.router, readings.router, forecast.router, live.router):
         app.include_router(router)
     app.include_router(meters.router)  # meter declarations and replacements (docs/accounting.md)

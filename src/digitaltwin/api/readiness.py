@@ -2,6 +2,10 @@
 
 ``/readyz`` is public, so a failing check says only which dependency fails and a generic
 reason; the exception (host, port, driver message) goes to the log (``digitaltwin.readiness``).
+It is also unthrottled, and the MQTT check logs in to the broker with the service's
+credentials: the broker and Redis results are therefore reused for :data:`NETWORK_CHECK_TTL_S`
+(:class:`ReadinessCache`), so any number of calls opens at most one connection to each per
+interval and process. The database and model checks stay live.
 """
 
 from __future__ import annotations
@@ -9,6 +13,9 @@ from __future__ import annotations
 import logging
 import socket
 import struct
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from digitaltwin.api.deps import AppState
@@ -17,6 +24,8 @@ from digitaltwin.storage.db import current_revision
 
 #: Seconds each network check may take.
 CHECK_TIMEOUT_S = 2.0
+#: Seconds a broker or Redis check result is reused by ``/readyz``.
+NETWORK_CHECK_TTL_S = 5.0
 
 log = logging.getLogger("digitaltwin.readiness")
 
@@ -132,7 +141,34 @@ def check_models(state: AppState) -> Check:
     return Check("models", True, detail[:1000])
 
 
-def run_checks(state: AppState) -> list[Check]:
-    """All configured checks, in order."""
-    checks = [check_database(state), check_redis(state), check_mqtt(state), check_models(state)]
+class ReadinessCache:
+    """Results of the network checks, each reused for ``ttl_s`` seconds (one per app and process).
+
+    A lock per check makes concurrent callers wait for one running check instead of each
+    opening its own connection.
+    """
+
+    def __init__(self, ttl_s: float = NETWORK_CHECK_TTL_S) -> None:
+        self.ttl_s = ttl_s
+        self._locks = {"redis": threading.Lock(), "mqtt": threading.Lock()}
+        self._results: dict[str, tuple[float, Check | None]] = {}
+
+    def get(self, name: str, check: Callable[[], Check | None]) -> Check | None:
+        """The result of ``check`` (named ``redis`` or ``mqtt``), run at most once per ``ttl_s``."""
+        with self._locks[name]:
+            cached = self._results.get(name)
+            if cached is not None and time.monotonic() < cached[0]:
+                return cached[1]
+            result = check()
+            self._results[name] = (time.monotonic() + self.ttl_s, result)
+            return result
+
+
+def run_checks(state: AppState, cache: ReadinessCache | None = None) -> list[Check]:
+    """All configured checks, in order; with ``cache`` the Redis and MQTT results come from it."""
+    if cache is None:
+        redis, mqtt = check_redis(state), check_mqtt(state)
+    else:
+        redis, mqtt = cache.get("redis", lambda: check_redis(state)), cache.get("mqtt", lambda: check_mqtt(state))
+    checks = [check_database(state), redis, mqtt, check_models(state)]
     return [c for c in checks if c is not None]

@@ -36,7 +36,7 @@ def check_slug(value: str, *, field: str) -> str:
     Raises:
         ValidationError: naming ``field``.
     """
-    if not isinstance(value, str) or not _SLUG.match(value):
+    if not isinstance(value, str) or not _SLUG.fullmatch(value):
         raise ValidationError(
             "must be 1-64 characters of letters, digits, '.', '_' or '-', starting with a letter or digit", field=field
         )
@@ -227,3 +227,29 @@ def check_asset_accounting_attributes(attributes: dict[str, Any]) -> None:
     value = attributes[FLOOR_AREA]
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not 0 < value <= 1e7:
         raise ValidationError(f"{FLOOR_AREA} must be a number of m2 above 0 and at most 1e7", field=FLOOR_AREA)
+
+
+def check_no_nul(entity: Site | Asset) -> None:
+    """Refuse a NUL character (U+0000) in any text of a site or asset, as telemetry does.
+
+    PostgreSQL text cannot hold NUL (the statement fails), while SQLite stores it; refusing it
+    on both keeps the backends alike. Checked: every string field, and the keys and string
+    values of ``attributes`` at any depth.
+
+    Raises:
+        ValidationError: naming the field (``name``, ``attributes.label``, ``attributes.tags.1``).
+    """
+    stack: list[tuple[str, Any]] = [(name, getattr(entity, name)) for name in reversed(entity.__slots__)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
+                raise ValidationError(f"{path} contains a NUL character (U+0000), which cannot be stored", field=path)
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                child = f"{path}.{key}".replace("\x00", "\\u0000")
+                if isinstance(key, str) and "\x00" in key:
+                    raise ValidationError(f"{child} contains a NUL character (U+0000), which cannot be stored", field=child)
+                stack.append((child, item))
+        elif isinstance(value, list | tuple):
+            stack.extend((f"{path}.{i}", item) for i, item in enumerate(value))

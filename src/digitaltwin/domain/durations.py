@@ -19,7 +19,7 @@ def parse_duration(text: str, *, field: str) -> timedelta:
         ValidationError: naming ``field`` for anything else, a zero duration, or one
             longer than :data:`MAX_DURATION`.
     """
-    match = _DURATION.match(text.strip().upper()) if isinstance(text, str) else None
+    match = _DURATION.fullmatch(text.strip().upper()) if isinstance(text, str) else None
     # "P" and "PT" alone, and a "T" with no time part ("P1DT"), are not durations (ISO 8601-1 5.5.2.4)
     if not match or text.strip().upper() in ("P", "PT") or text.strip().upper().endswith("T"):
         if isinstance(text, str) and re.match(r"^P[^T]*[YM]", text.strip().upper()):

@@ -109,7 +109,7 @@ def parse_value(raw: object, *, field: str) -> float:
         except OverflowError:  # a JSON integer beyond the float range
             raise ValidationError("value is not a finite number (out of range)", field=field) from None
     elif isinstance(raw, str):
-        if not _DECIMAL.match(raw.strip()):
+        if not _DECIMAL.fullmatch(raw.strip()):
             raise ValidationError(f"value {raw[:40]!r} is not a number", field=field)
         value = float(raw)
     else:

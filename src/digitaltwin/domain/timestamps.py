@@ -107,7 +107,7 @@ def parse_instant(
         raise ValidationError("timestamp is missing", field=field)
     if isinstance(value, bool):
         raise ValidationError("timestamp must be a string or a number, not a boolean", field=field)
-    if isinstance(value, str) and _EPOCH_MS_TEXT.match(value.strip()):
+    if isinstance(value, str) and _EPOCH_MS_TEXT.fullmatch(value.strip()):
         value = int(value.strip())
     if isinstance(value, int | float):
         return from_epoch_ms(value, field=field) if plausible else _from_epoch_ms_unchecked(value, field=field)

@@ -56,7 +56,8 @@ def ingest_batch(
         items: telemetry items (see :func:`digitaltwin.domain.readings.parse_item`).
         timezone: IANA zone of offset-less timestamps; without it they are rejected.
         site_id: when given (an API key limited to one site), items of assets of other
-            sites are rejected naming ``asset_id``.
+            sites are rejected naming ``asset_id``, with the same reason as assets that do not
+            exist (the key learns nothing about other sites).
 
     Items are rejected (naming the field, the good items still stored) when a key or string
     holds a NUL character (:mod:`digitaltwin.ingest.nul`), and when they declare an
@@ -94,13 +95,16 @@ def ingest_batch(
     sightings: list[SerialSighting] = []
     intervals: dict[tuple[str, str], int] = {}
     for index, readings, declared in parsed:
+        if allowed is not None:
+            # One answer for an asset that does not exist and one of another site, so that a
+            # site-limited key cannot learn which asset ids other sites have.
+            foreign = next((r.asset_id for r in readings if r.asset_id not in allowed), None)
+            if foreign is not None:
+                results[index] = ItemResult(index, False, field="asset_id", reason=f"unknown asset {foreign!r} on this API key's site")
+                continue
         unknown = next((r.asset_id for r in readings if r.asset_id not in known), None)
         if unknown is not None:
             results[index] = ItemResult(index, False, field="asset_id", reason=f"unknown asset {unknown!r}")
-            continue
-        foreign = None if allowed is None else next((r.asset_id for r in readings if r.asset_id not in allowed), None)
-        if foreign is not None:
-            results[index] = ItemResult(index, False, field="asset_id", reason=f"asset {foreign!r} is not on site {site_id!r} of this API key")
             continue
         if declared is not None:
             try:

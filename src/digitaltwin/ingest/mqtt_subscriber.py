@@ -1,14 +1,19 @@
 """The MQTT subscriber: one gmqtt client (asyncio, on its own thread) feeding the batching writer.
 
-* MQTT v5 **shared subscriptions** (``$share/{MQTT_SHARED_GROUP}/...``): replicas with distinct
+* MQTT v5 **shared subscriptions** (``$share/{group}/...``, :attr:`Settings.mqtt_group`: one
+  group per installation unless ``MQTT_SHARED_GROUP`` names one): replicas with distinct
   client ids split one stream, each message going to one of them. ``digitaltwin ingest
   --workers N`` runs N such replicas as processes of one command.
-* A **persistent session** (``clean_start=False``, session expiry ``MQTT_SESSION_EXPIRY``,
-  :data:`SESSION_EXPIRY_S` by default):
-  messages published while the subscriber is down are kept by the broker and delivered on
-  reconnect, so the client id must be stable per replica (``MQTT_CLIENT_ID``; default
-  ``digitaltwin-ingest-<hostname>``). The broker bounds what it keeps per session
-  (Mosquitto ``max_queued_messages``, 1000 by default): size it for the longest outage.
+* A **persistent session** for a **fixed client id** (``MQTT_CLIENT_ID`` or ``--client-id``;
+  ``clean_start=False``, session expiry ``MQTT_SESSION_EXPIRY``, :data:`SESSION_EXPIRY_S` by
+  default): messages published while the subscriber is down are kept by the broker and
+  delivered on reconnect. The broker bounds what it keeps per session (Mosquitto
+  ``max_queued_messages``, 1000 by default): size it for the longest outage. The default id
+  ``digitaltwin-ingest-<hostname>`` changes with the host (a recreated container), and on
+  Mosquitto an offline member of a shared group keeps being handed its share until its session
+  expires; such ids therefore get **no session after they disconnect** (expiry 0), so a replica
+  that is gone for good takes nothing published afterwards. :meth:`MqttSubscriber.leave` ends a
+  fixed id's session for good after storing what the broker still holds for it (scaling down).
 * **Acknowledgement after the commit**: gmqtt with ``optimistic_acknowledgement=False`` sends a
   message's PUBACK when its ``on_message`` coroutine returns, and ours returns only once the
   writer (:mod:`digitaltwin.ingest.writer`) has committed the message's batch. The *receive
@@ -37,6 +42,7 @@ import logging
 import re
 import socket
 import threading
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
@@ -67,6 +73,9 @@ KEEPALIVE_S = 30
 RECONNECT_DELAY_S = 2.0
 #: Seconds :meth:`MqttSubscriber.stop` waits for the disconnect and the network thread.
 STOP_TIMEOUT_S = 10.0
+#: Seconds without a message after which a subscriber that unsubscribed to leave its group
+#: takes the broker to have sent everything it held for it (see :meth:`MqttSubscriber.leave`).
+LEAVE_QUIET_S = 2.0
 _SCHEMES = {"mqtt": False, "tcp": False, "mosquitto": False, "mqtts": True, "ssl": True}
 
 
@@ -88,6 +97,15 @@ def default_client_id() -> str:
     """``digitaltwin-ingest-<hostname>``: stable across restarts of one replica, distinct between replicas."""
     host = re.sub(r"[^A-Za-z0-9_-]", "-", socket.gethostname())
     return f"digitaltwin-ingest-{host}"[:64]
+
+
+def is_fixed_client_id(client_id: str) -> bool:
+    """Whether ``client_id`` was chosen by the operator rather than derived from the hostname
+    (:func:`default_client_id`, or a worker id ``<that>-<i>``). Only fixed ids keep a persistent
+    session: a hostname changes when a container is recreated, and the old id's session would
+    hold a share of the group's messages until it expired."""
+    base = default_client_id()
+    return not (client_id == base or (client_id.startswith(base + "-") and client_id[len(base) + 1 :].isdigit()))
 
 
 class MqttSubscriber:
@@ -117,8 +135,12 @@ class MqttSubscriber:
         self.writer = writer
         self.host, self.port, self._tls = broker_address(settings.mqtt_broker)
         self.client_id = client_id or settings.mqtt_client_id or default_client_id()
+        #: seconds the broker keeps our session after a disconnect: ``MQTT_SESSION_EXPIRY`` for a
+        #: fixed client id, 0 for a hostname-derived one (see :func:`is_fixed_client_id`)
+        self.session_expiry_s = settings.mqtt_session_expiry_s if is_fixed_client_id(self.client_id) else 0
         self.prefix = settings.mqtt_topic_prefix
-        self.topics: Sequence[str] = subscriptions(prefix=self.prefix, group=settings.mqtt_shared_group or None)
+        self.group = settings.mqtt_group
+        self.topics: Sequence[str] = subscriptions(prefix=self.prefix, group=self.group)
         self.qos = settings.mqtt_qos
         self.receive_maximum = receive_maximum
         self._max_bytes = settings.mqtt_max_message_bytes
@@ -129,6 +151,9 @@ class MqttSubscriber:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
+        self._leaving = threading.Event()
+        self._end_session = False
+        self._last_message = time.monotonic()
         # messages waiting for their commit: our key -> the future their on_message coroutine awaits
         self._waiting: dict[int, asyncio.Future[int]] = {}
         self._next_key = 0
@@ -145,6 +170,8 @@ class MqttSubscriber:
         """Start the writer, then connect in the background (retrying until the broker answers)."""
         self.writer.start()
         self._stopping.clear()
+        self._leaving.clear()
+        self._end_session = False
         self._loop = asyncio.new_event_loop()
         self._loop.set_exception_handler(_quiet_not_committed)
         self._thread = threading.Thread(target=self._loop.run_forever, name=f"mqtt-{self.client_id}", daemon=True)
@@ -152,8 +179,41 @@ class MqttSubscriber:
         asyncio.run_coroutine_threadsafe(self._connect(), self._loop)
         log.info("MQTT subscriber %s connecting to %s:%d for %s", self.client_id, self.host, self.port, ", ".join(self.topics))
 
+    def leave(self, *, quiet_s: float = LEAVE_QUIET_S, timeout_s: float = 120.0) -> None:
+        """Leave the shared group for good: unsubscribe, store what the broker still sends (the
+        messages it had queued for this client id), then stop and end the session.
+
+        Used to scale down replicas with fixed client ids (``digitaltwin ingest --leave``): after
+        it, the broker hands this id's share to the other members. The broker is taken to have
+        sent everything once no message arrived for ``quiet_s`` and none waits for its commit
+        (at most ``timeout_s``).
+        """
+        loop = self._loop
+        self._leaving.set()
+        if loop is not None and self.is_connected():
+            try:
+                asyncio.run_coroutine_threadsafe(self._unsubscribe(), loop).result(STOP_TIMEOUT_S)
+            except Exception:  # noqa: BLE001 - still ends the session below
+                log.warning("MQTT unsubscribe of %s did not complete", self.client_id, exc_info=True)
+            self._wait_quiet(quiet_s, timeout_s)
+        self._end_session = True
+        self.stop()
+
+    def _wait_quiet(self, quiet_s: float, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if not self._waiting and time.monotonic() - self._last_message >= quiet_s:
+                return
+            time.sleep(0.05)
+        log.warning("MQTT %s still received messages after %.0f s of leaving", self.client_id, timeout_s)
+
     def stop(self) -> None:
-        """Commit and acknowledge what was received, then disconnect (the session stays on the broker)."""
+        """Commit and acknowledge what was received, then disconnect. A fixed client id's session
+        stays on the broker; a hostname-derived one (no session after the disconnect) first
+        unsubscribes and stores what the broker still sends, as :meth:`leave` does."""
+        if self.session_expiry_s == 0 and not self._leaving.is_set() and not self._stopping.is_set():
+            self.leave(quiet_s=0.5, timeout_s=STOP_TIMEOUT_S)
+            return
         self._stopping.set()
         self.writer.stop()
         loop, thread = self._loop, self._thread
@@ -175,7 +235,7 @@ class MqttSubscriber:
             self.client_id,
             clean_session=False,
             optimistic_acknowledgement=False,
-            session_expiry_interval=self.settings.mqtt_session_expiry_s,
+            session_expiry_interval=self.session_expiry_s,
             receive_maximum=self.receive_maximum,
         )
         if self.settings.mqtt_username:
@@ -203,12 +263,25 @@ class MqttSubscriber:
             await asyncio.sleep(0)
         self._forget_waiting()  # the writer has stopped: these were not committed, the broker redelivers them
         if self.is_connected():
-            await self.client.disconnect()  # type: ignore[union-attr]
+            if self._end_session and self.session_expiry_s:
+                # MQTT v5: a DISCONNECT may lower the session expiry to 0, which ends the session now
+                await self.client.disconnect(session_expiry_interval=0)  # type: ignore[union-attr]
+            else:
+                await self.client.disconnect()  # type: ignore[union-attr]
         elif self.client is not None:
             self.client.stop_reconnect()
         for task in asyncio.all_tasks():
             if task is not asyncio.current_task():
                 task.cancel()
+
+    async def _unsubscribe(self) -> None:
+        client = self.client
+        if client is None:
+            return
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        client.on_unsubscribe = lambda *_args: done.done() or done.set_result(None)
+        client.unsubscribe(list(self.topics))
+        await asyncio.wait_for(done, STOP_TIMEOUT_S)
 
     def _forget_waiting(self) -> None:
         """End the coroutines of uncommitted messages without acknowledging them (see :class:`_NotCommitted`)."""
@@ -222,7 +295,8 @@ class MqttSubscriber:
             # a new session: packet ids of messages received before now may name other messages, so
             # those are not acknowledged (their readings are still committed; storage is idempotent)
             self._forget_waiting()
-        client.subscribe([gmqtt.Subscription(topic, qos=self.qos) for topic in self.topics])
+        if not self._leaving.is_set():
+            client.subscribe([gmqtt.Subscription(topic, qos=self.qos) for topic in self.topics])
         self.connected.set()
         log.info("MQTT connected as %s (session present: %s)", self.client_id, bool(flags))
 
@@ -240,6 +314,7 @@ class MqttSubscriber:
         self.subscribed.set()
 
     async def _on_message(self, _client: gmqtt.Client, topic: str, payload: bytes, qos: int, _props: object) -> int:
+        self._last_message = time.monotonic()
         decoded = decode_message(topic, payload, received_at=datetime.now(UTC), max_bytes=self._max_bytes, prefix=self.prefix)
         if not qos:
             self.writer.submit(Envelope(decoded))

@@ -79,6 +79,35 @@ def run_worker(
         repo.engine.dispose()
 
 
+def leave_sessions(settings: Settings, client_ids: Sequence[str], *, metrics: Metrics | None = None) -> None:
+    """End the persistent sessions of replicas that are gone for good, without losing their share.
+
+    For each id: connect as it (resuming its session), store what the broker queued for it,
+    unsubscribe and end the session (:meth:`MqttSubscriber.leave`). Afterwards the broker hands
+    the whole stream to the remaining members of the group. Run it after scaling down replicas
+    with fixed client ids (``digitaltwin ingest --leave ID``), never for an id that still runs.
+
+    Raises:
+        ValidationError: naming ``MQTT_BROKER`` when it is missing or malformed.
+    """
+    repo = Repository(make_engine(settings))
+    live = open_live_state(
+        redis_url=settings.redis_url, redis_password=settings.redis_password, prefix=settings.live_state_key_prefix
+    )
+    try:
+        for client_id in client_ids:
+            subscriber = build_subscriber(settings, repo, metrics=metrics or Metrics(), live_state=live, client_id=client_id)
+            subscriber.start()
+            if not subscriber.connected.wait(60):
+                subscriber.stop()
+                raise ConnectionError(f"MQTT broker did not accept {client_id}")
+            subscriber.leave()
+            log.info("MQTT session of %s ended; its share goes to the other members", client_id)
+    finally:
+        live.close()
+        repo.engine.dispose()
+
+
 def _worker_main(client_id: str, multiproc_dir: str | None) -> None:
     """Entry point of a worker process (spawned): settings from the environment, stop on SIGTERM/SIGINT."""
     import os

@@ -28,6 +28,8 @@ from contextvars import ContextVar
 from pathlib import Path
 
 from concurrent_log_handler import ConcurrentTimedRotatingFileHandler
+
+from digitaltwin.private_files import PRIVATE_DIR_MODE, PRIVATE_FILE_MODE
 from pythonjsonlogger.json import JsonFormatter
 
 ACCESS_LOGGER = "digitaltwin.access"
@@ -112,8 +114,9 @@ class RedactingJsonFormatter(JsonFormatter):
 
 
 def _file_handler(path: Path, level: int, secrets: Iterable[str]) -> logging.Handler:
+    # chmod: log lines can carry user names, addresses and request details; owner-only, like the folder
     handler = ConcurrentTimedRotatingFileHandler(
-        str(path), when="midnight", backupCount=RETENTION_DAYS, utc=True, encoding="utf-8"
+        str(path), when="midnight", backupCount=RETENTION_DAYS, utc=True, encoding="utf-8", chmod=PRIVATE_FILE_MODE
     )
     handler.setLevel(level)
     handler.setFormatter(RedactingJsonFormatter(secrets))
@@ -139,7 +142,7 @@ def configure_logging(log_dir: Path, *, level: str = "INFO", secrets: Iterable[s
 
     Idempotent: handlers installed by an earlier call are replaced.
     """
-    log_dir.mkdir(parents=True, exist_ok=True)
+    log_dir.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR_MODE)
     secrets = tuple(secrets)
     root = logging.getLogger("digitaltwin")
     access = logging.getLogger(ACCESS_LOGGER)

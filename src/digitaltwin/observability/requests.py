@@ -38,7 +38,7 @@ def request_id_from(scope: Scope) -> str:
     for name, value in scope.get("headers", ()):
         if name == b"x-request-id":
             text = value.decode("latin-1")
-            if _VALID.match(text):
+            if _VALID.fullmatch(text):
                 return text
             break
     return uuid.uuid4().hex

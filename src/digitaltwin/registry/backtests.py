@@ -173,7 +173,7 @@ class BacktestStore:
             raise BacktestNotFoundError(backtest_id) from None
 
     def _dir(self, backtest_id: str) -> Path:
-        if not _ID.match(backtest_id):
+        if not _ID.fullmatch(backtest_id):
             raise BacktestNotFoundError(backtest_id)
         return self.directory / backtest_id
 

@@ -14,12 +14,13 @@ class ModelNotFoundError(RegistryError):
 
     Args:
         model_id: the id asked for (``<asset_id>--<algorithm>--<version>``).
-        path: directory where the model was looked for, when the id was well-formed.
+        path: directory where the model was looked for, when the id was well-formed. Kept on
+            the exception for logs only: the message (which API clients see) never names a
+            server path.
     """
 
     def __init__(self, model_id: str, path: Path | None = None) -> None:
-        where = f" (looked in {path})" if path is not None else ""
-        super().__init__(f"model {model_id!r} not found{where}")
+        super().__init__(f"model {model_id!r} not found")
         self.model_id = model_id
         self.path = path
 

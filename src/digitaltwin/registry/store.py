@@ -62,7 +62,7 @@ def parse_model_id(model_id: str) -> tuple[str, str, str]:
         ModelNotFoundError: the id is malformed (it cannot name a stored model).
     """
     parts = model_id.rsplit(ID_SEPARATOR, 2)
-    if len(parts) != 3 or not all(_SAFE_NAME.match(p) for p in parts) or not _VERSION.match(parts[2]):
+    if len(parts) != 3 or not all(_SAFE_NAME.fullmatch(p) for p in parts) or not _VERSION.fullmatch(parts[2]):
         raise ModelNotFoundError(model_id)
     return parts[0], parts[1], parts[2]
 
@@ -323,7 +323,7 @@ class ModelRegistry:
         """Asset ids with a folder in ``models_dir``."""
         if not self.models_dir.is_dir():
             return []
-        return sorted(p.name for p in self.models_dir.iterdir() if p.is_dir() and _SAFE_NAME.match(p.name))
+        return sorted(p.name for p in self.models_dir.iterdir() if p.is_dir() and _SAFE_NAME.fullmatch(p.name))
 
     def latest(self, asset_id: str, algorithm: str) -> ModelManifest | None:
         """Manifest of the newest version of ``algorithm`` for ``asset_id``, or ``None``."""
@@ -363,7 +363,7 @@ class ModelRegistry:
     def _versions(algorithm_dir: Path) -> builtins.list[Path]:
         if not algorithm_dir.is_dir():
             return []
-        return sorted(p for p in algorithm_dir.iterdir() if p.is_dir() and _VERSION.match(p.name))
+        return sorted(p for p in algorithm_dir.iterdir() if p.is_dir() and _VERSION.fullmatch(p.name))
 
     @staticmethod
     def _read_manifest(directory: Path) -> ModelManifest:
@@ -399,7 +399,7 @@ def library_versions() -> dict[str, str]:
 
 
 def _check_name(value: str, field: str) -> None:
-    if not isinstance(value, str) or not _SAFE_NAME.match(value) or ID_SEPARATOR in value:
+    if not isinstance(value, str) or not _SAFE_NAME.fullmatch(value) or ID_SEPARATOR in value:
         raise ValueError(f"{field} {value!r} must be letters, digits, '.', '_' or single '-', starting alphanumeric")
 
 

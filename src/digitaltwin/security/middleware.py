@@ -240,7 +240,7 @@ SECURITY_HEADERS = {
     "Cross-Origin-Resource-Policy": "same-origin",
     "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
 }
-#: CSP of API responses; the docs pages (Swagger UI, ReDoc load their scripts from a CDN) get none.
+#: CSP of API responses; the docs pages set their own (api/docs_pages.py: same-origin scripts, a nonce).
 API_CSP = "default-src 'none'; frame-ancestors 'none'"
 DOCS_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc"})
 #: HSTS on HTTPS requests (the ASGI scheme; behind a proxy in TRUSTED_PROXIES, its X-Forwarded-Proto).

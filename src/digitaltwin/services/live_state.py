@@ -11,7 +11,8 @@ Two implementations behind one interface (:class:`LiveState`):
   (``{prefix}:state:{asset_id}``, field = quantity or ``status``, value ``"<epoch us>|<json>"``)
   updated by a Lua script that compares timestamps atomically, so several ingest replicas
   can write; new readings are published on ``{prefix}:stream:{asset_id}`` for the SSE stream
-  of any API process.
+  of any API process, which reads them over one pub/sub connection per process
+  (:mod:`digitaltwin.services.live_fanout`) whatever the number of streams.
 * :class:`MemoryLiveState` (no Redis, the embedded setup): the same in process; the stream
   then only sees what this process ingests.
 
@@ -30,6 +31,7 @@ import asyncio
 import json
 import logging
 import threading
+import weakref
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Container, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -40,6 +42,7 @@ import orjson
 
 from digitaltwin.domain.readings import Reading
 from digitaltwin.domain.units import QUANTITIES
+from digitaltwin.services.live_fanout import RedisFanout
 from digitaltwin.storage.tables import from_epoch_us, to_epoch_us
 
 log = logging.getLogger(__name__)
@@ -244,6 +247,7 @@ class RedisLiveState(LiveState):
         self._url, self._password, self._prefix = url, password, prefix
         self._client = redis.Redis.from_url(url, password=password, socket_timeout=2, socket_connect_timeout=2)
         self._update = self._client.register_script(_UPDATE_LATEST)
+        self._fanouts: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, RedisFanout] = weakref.WeakKeyDictionary()
 
     def _key(self, asset_id: str) -> str:
         return f"{self._prefix}:state:{asset_id}"
@@ -302,30 +306,19 @@ class RedisLiveState(LiveState):
 
     @asynccontextmanager
     async def subscribe(self, asset_id: str) -> AsyncIterator[AsyncIterator[list[dict[str, object]]]]:
-        import redis.asyncio
-
-        client = redis.asyncio.Redis.from_url(self._url, password=self._password, socket_connect_timeout=2)
-        pubsub = client.pubsub()
-        try:
-            await pubsub.subscribe(self.channel(asset_id))
-            while True:  # wait for the confirmation: from here on every publish reaches us
-                confirmation = await pubsub.get_message(timeout=5.0)
-                if confirmation is not None and confirmation["type"] == "subscribe":
-                    break
-
-            async def events() -> AsyncIterator[list[dict[str, object]]]:
-                while True:
-                    message = await pubsub.get_message(timeout=30.0)
-                    if message is not None and message["type"] == "message":
-                        yield json.loads(message["data"])
-
-            yield events()
-        finally:
-            await pubsub.aclose()
-            await client.aclose()
+        # One pub/sub connection per event loop (process) for all its streams: RedisFanout.
+        loop = asyncio.get_running_loop()
+        fanout = self._fanouts.get(loop)
+        if fanout is None or fanout.failed is not None:
+            fanout = self._fanouts[loop] = RedisFanout(self._url, password=self._password)
+        async with fanout.subscribe(self.channel(asset_id)) as messages:
+            yield messages
 
     def close(self) -> None:
         self._client.close()
+        for loop, fanout in list(self._fanouts.items()):
+            if not loop.is_closed() and loop.is_running():
+                asyncio.run_coroutine_threadsafe(fanout.aclose(), loop)
 
 
 def open_live_state(*, redis_url: str | None, redis_password: str | None = None, prefix: str = "digitaltwin:live") -> LiveState:

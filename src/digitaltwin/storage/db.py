@@ -12,8 +12,10 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
 
 from digitaltwin.config import Settings
+from digitaltwin.private_files import PRIVATE_DIR_MODE, create_private_file
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 #: Pooled connections kept to an SQLite file (anyio's default worker-thread limit).
@@ -24,7 +26,10 @@ def make_engine(settings: Settings, *, echo: bool = False) -> Engine:
     """Create the engine for the configured database (creating ``DATA_DIR`` for SQLite)."""
     url = settings.sqlalchemy_url
     if url.startswith("sqlite"):
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        # the file holds password hashes and MFA secrets: owner-only folder and file (SQLite
+        # creates its -wal and -shm files with the database file's permissions)
+        settings.data_dir.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR_MODE)
+        create_private_file(Path(make_url(url).database or ""))
         # A file database's connections are cheap to keep and costly to churn (each new one runs the
         # PRAGMAs below and starts with a cold page cache): keep as many as the API's worker threads
         # (anyio's default limit, 40) can hold at once instead of QueuePool's default 5 + 10 overflow.

@@ -19,7 +19,7 @@ import psycopg
 from sqlalchemy import BigInteger, Engine, and_, bindparam, cast, func, or_, select, text, type_coerce
 from sqlalchemy.exc import IntegrityError
 
-from digitaltwin.domain.assets import Asset, AssetKind, Site
+from digitaltwin.domain.assets import Asset, AssetKind, Site, check_no_nul
 from digitaltwin.domain.dead_letters import DeadLetter
 from digitaltwin.domain.errors import ConflictError, NotFoundError, ValidationError
 from digitaltwin.domain.readings import Reading
@@ -159,7 +159,9 @@ class Repository:
 
         Raises:
             ConflictError: the id exists and ``exist_ok`` is false.
+            ValidationError: a text field holds a NUL character (:func:`check_no_nul`).
         """
+        check_no_nul(site)
         values = {"id": site.id, "name": site.name, "timezone": site.timezone, "country": site.country, "attributes": site.attributes}
         with self.engine.begin() as conn:
             exists = conn.execute(select(sites.c.id).where(sites.c.id == site.id)).first()
@@ -193,7 +195,9 @@ class Repository:
         Raises:
             NotFoundError: its site or parent does not exist.
             ConflictError: the id exists and ``exist_ok`` is false.
+            ValidationError: a text field holds a NUL character (:func:`check_no_nul`).
         """
+        check_no_nul(asset)
         self.get_site(asset.site_id)
         self._check_parent(asset)
         values = {
@@ -253,7 +257,9 @@ class Repository:
 
         Raises:
             NotFoundError: naming ``site_id`` when the site does not exist.
+            ValidationError: a text field holds a NUL character (:func:`check_no_nul`).
         """
+        check_no_nul(site)
         self.get_site(site.id)
         with self.engine.begin() as conn:
             conn.execute(
@@ -269,8 +275,10 @@ class Repository:
         Raises:
             NotFoundError: naming ``asset_id`` (unknown asset) or ``parent_id``.
             ValidationError: naming ``site_id`` when it differs from the stored one,
-                or ``parent_id`` for another site's parent or a cycle.
+                or ``parent_id`` for another site's parent or a cycle, or any field
+                holding a NUL character (:func:`check_no_nul`).
         """
+        check_no_nul(asset)
         current = self.get_asset(asset.id)
         if current.site_id != asset.site_id:
             raise ValidationError("an asset cannot move to another site; register a new asset", field="site_id")

@@ -33,6 +33,7 @@ from digitaltwin.domain.assets import (
     AssetKind,
     check_asset_accounting_attributes,
     check_forecast_exog,
+    check_no_nul,
     check_slug,
 )
 from digitaltwin.domain.errors import ValidationError
@@ -130,9 +131,10 @@ def create_asset(body: AssetIn, state: State) -> AssetOut:
     """Register an asset; 404 naming ``site_id``/``parent_id`` if they do not exist, 409 if the id exists,
     422 naming ``forecast_exog`` for a malformed list or one naming an unknown asset."""
     check_slug(body.id, field="id")
+    asset = Asset(body.id, body.site_id, body.name, body.kind, body.parent_id, body.rated_power_kw, body.attributes)
+    check_no_nul(asset)  # before the lookups, so a NUL is a 422 on SQLite as on PostgreSQL
     state.repo.get_site(body.site_id)
     _check_attributes(state, body.id, body.attributes)
-    asset = Asset(body.id, body.site_id, body.name, body.kind, body.parent_id, body.rated_power_kw, body.attributes)
     return _out(state, state.repo.create_asset(asset))
 
 

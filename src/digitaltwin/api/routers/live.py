@@ -7,12 +7,14 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, ClassVar, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import BaseModel, Field
 
 from digitaltwin.api.deps import State
+from digitaltwin.api.security import client_ip
+from digitaltwin.api.stream_slots import StreamSlot, StreamSlots
 from digitaltwin.domain.errors import DomainError
 from digitaltwin.services.live_state import LiveReading, LiveStatus, TwinState
 
@@ -119,19 +121,42 @@ async def _known_asset(state: State, asset_id: Annotated[str, Query(description=
     return asset_id
 
 
+def _slots(request: Request) -> StreamSlots:
+    slots = getattr(request.app.state, "stream_slots", None)
+    if slots is None:
+        settings = request.app.state.dt.settings
+        slots = request.app.state.stream_slots = StreamSlots(settings.stream_max_per_principal, settings.stream_max_per_address)
+    return slots
+
+
+async def _stream_slot(request: Request, asset_id: Annotated[str, Depends(_known_asset)]) -> StreamSlot:
+    """A place among the caller's open streams (429 beyond ``STREAM_MAX_PER_*``); taken after the
+    asset and live-feed checks, in one step with the count (no await between check and take)."""
+    principal = getattr(request.state, "principal", None)
+    who = f"{principal.kind}:{principal.id}" if principal is not None else None
+    return _slots(request).acquire(who, client_ip(request))
+
+
 @router.get("/stream", response_class=EventSourceResponse)
-async def stream(state: State, asset_id: Annotated[str, Depends(_known_asset)]) -> AsyncIterator[ServerSentEvent]:
+async def stream(
+    state: State, asset_id: Annotated[str, Depends(_known_asset)], slot: Annotated[StreamSlot, Depends(_stream_slot)]
+) -> AsyncIterator[ServerSentEvent]:
     """Server-Sent Events: first ``event: state`` with the current state (as ``GET .../state``), then
     ``event: reading`` (``{"asset_id", "quantity", "unit", "ts", "value"}``) for each reading as it is
     stored and ``event: status`` (``{"asset_id", "status", "ts"}``) for each machine state. Late readings
     are streamed too; the state keeps the newest by timestamp. A comment is sent every 15 s of silence.
 
-    404 naming ``asset_id`` for an unknown asset; 503 when the live feed (Redis) cannot be reached.
-    Timestamps are RFC 3339 UTC with ``Z``, as elsewhere in the API.
+    404 naming ``asset_id`` for an unknown asset; 503 when the live feed (Redis) cannot be reached;
+    429 when the caller already has ``STREAM_MAX_PER_PRINCIPAL`` streams open (per user or API
+    key) or its address ``STREAM_MAX_PER_ADDRESS``, in this API process. All streams of a process
+    share one Redis connection. Timestamps are RFC 3339 UTC with ``Z``, as elsewhere in the API.
     """
-    async with state.live.subscribe(asset_id) as events:  # subscribed before the snapshot: nothing falls between
-        snapshot = await get_state(asset_id, state)
-        yield ServerSentEvent(event="state", data=snapshot.model_dump(mode="json"))
-        async for batch in events:
-            for event in batch:
-                yield ServerSentEvent(event="status" if "status" in event else "reading", data=event)
+    try:
+        async with state.live.subscribe(asset_id) as events:  # subscribed before the snapshot: nothing falls between
+            snapshot = await get_state(asset_id, state)
+            yield ServerSentEvent(event="state", data=snapshot.model_dump(mode="json"))
+            async for batch in events:
+                for event in batch:
+                    yield ServerSentEvent(event="status" if "status" in event else "reading", data=event)
+    finally:
+        slot.release()
