@@ -1,0 +1,230 @@
+"""One detector for a consumption series: model, profile and rules combined, persistence, events.
+
+Scores (all on the surprise scale of :mod:`.tails`, ``-log10`` tail probability):
+
+* ``surprise_model``: the actual against the causally refitted forecaster's calibrated
+  quantiles (:mod:`.model`); NaN where no model covers the interval yet;
+* ``surprise_profile``: the actual against the trailing robust hour-of-week profile (:mod:`.profile`);
+* rules (:mod:`.rules`): a flatline, a near-zero reading in busy hours or a spike scores
+  ``threshold + critical_margin`` (a certain finding, critical once persistent).
+
+The interval's score is the maximum of the three (each is a calibrated tail probability, so the
+maximum is the most significant finding; the profile scores too where the model exists, as it
+catches slow level changes the model's recent lags have absorbed). :func:`.persistence.k_of_n`
+then keeps only findings that persist, and every run of flagged intervals becomes one
+:class:`~.events.AnomalyEvent` typed after its strongest finding, with the actual, expected value
+and expected range (the values whose surprise stays below the threshold) at its worst interval.
+Data gaps, a stale device and meter events are added as events of their own.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from scipy.stats import norm
+
+from digitaltwin.forecasting.series import as_utc_series, infer_step, to_grid
+from digitaltwin.monitoring import rules
+from digitaltwin.monitoring.events import AnomalyEvent, AnomalyType, Severity, optional, runs
+from digitaltwin.monitoring.model import model_expectation
+from digitaltwin.monitoring.persistence import k_of_n
+from digitaltwin.monitoring.profile import profile_expectation, weekly_slots
+from digitaltwin.monitoring.settings import DetectorSettings, intervals_for
+from digitaltwin.monitoring.tails import surprise
+
+logger = logging.getLogger(__name__)
+
+#: Rule codes in the per-interval ``rule`` column (0: none), in order of precedence.
+RULE_CODES = {1: AnomalyType.FLATLINE, 2: AnomalyType.ZERO_IN_BUSY_HOURS, 3: AnomalyType.SPIKE}
+
+
+@dataclass(frozen=True)
+class Detection:
+    """The result for one series.
+
+    Attributes:
+        frame: one row per grid interval (UTC index) with columns ``actual``, ``expected``,
+            ``expected_low``, ``expected_high`` (target unit; the range whose surprise stays below the
+            threshold), ``surprise_model``, ``surprise_profile``, ``rule`` (see :data:`RULE_CODES`),
+            ``surprise`` (combined, per interval), ``persistent`` (after k-of-n) and ``flagged``.
+        events: anomaly events, sorted by start.
+        model_fits: forecasters fitted while scoring.
+    """
+
+    frame: pd.DataFrame
+    events: list[AnomalyEvent]
+    model_fits: int = 0
+
+
+class ConsumptionDetector:
+    """Scores a consumption series (energy per interval, e.g. kWh, or mean power in kW).
+
+    Args:
+        settings: validated settings (:func:`.settings.parse_settings` for untrusted input).
+    """
+
+    def __init__(self, settings: DetectorSettings | None = None) -> None:
+        self.settings = settings or DetectorSettings()
+
+    def detect(
+        self,
+        y: pd.Series,
+        *,
+        timezone: str,
+        now: pd.Timestamp | None = None,
+        meter_events: Iterable[rules.MeterEventLike] = (),
+    ) -> Detection:
+        """Score every interval of ``y`` and collect the events.
+
+        Args:
+            y: readings on a tz-aware index of interval starts at one cadence (gaps allowed: they are
+                put on the full grid as NaN); at least two readings.
+            timezone: IANA zone of the site (weekly slots and calendar in local time).
+            now: current time (UTC) for the stale-device rule; ``None`` skips that rule.
+            meter_events: events of the energy accounting for this series (see :func:`.rules.meter_events`).
+
+        Raises:
+            TypeError, ValueError: an index that is not tz-aware, increasing and on one grid (see
+                :mod:`digitaltwin.forecasting.series`).
+        """
+        s = self.settings
+        y = as_utc_series(y)
+        if len(y) < 2:
+            raise ValueError("anomaly detection needs at least two readings")
+        step = infer_step(y.index)
+        y = to_grid(y, step)
+        step_s = int(step.total_seconds())
+        actual = y.to_numpy(dtype=float)
+        slots = weekly_slots(y.index, timezone, step_s)
+
+        profile = profile_expectation(actual, slots, s.profile)
+        surprise_profile = surprise(profile.z(actual))
+
+        rule = np.zeros(actual.size, dtype=np.int8)
+        for code, mask in (
+            (3, rules.spike(actual, z=s.rules.spike_z)),
+            (2, rules.zero_in_busy_hours(actual, profile.median, zero_fraction=s.rules.zero_fraction, busy_fraction=s.rules.busy_fraction)),
+            (1, rules.flatline(actual, min_intervals=intervals_for(s.rules.flatline_hours, step_s), tolerance=s.rules.flatline_tolerance)),
+        ):
+            rule[mask] = code  # later (more specific) rules take precedence
+        rule_surprise = np.where(rule > 0, s.threshold + s.critical_margin, 0.0)
+
+        fits = 0
+        surprise_model = np.full(actual.size, np.nan)
+        expectation = profile
+        if s.model.enabled:
+            prior = np.fmax(surprise_profile, rule_surprise)
+            model, fits = model_expectation(y, timezone=timezone, settings=s.model, threshold=s.threshold, prior=prior, floor=profile.floor)
+            surprise_model = surprise(model.z(actual))
+            use_model = np.isfinite(model.median)
+            expectation = type(profile)(*(np.where(use_model, m, p) for m, p in zip(
+                (model.median, model.low, model.high, model.floor), (profile.median, profile.low, profile.high, profile.floor), strict=True)))
+
+        combined = np.fmax(np.fmax(np.nan_to_num(surprise_model, nan=0.0), np.nan_to_num(surprise_profile, nan=0.0)), rule_surprise)
+        combined[~np.isfinite(actual)] = 0.0
+        persistent = k_of_n(combined, s.persistence.k, s.persistence.n)
+        flagged = persistent >= s.threshold
+        z_threshold = float(norm.isf(10.0 ** (-s.threshold) / 2.0))
+        low, high = expectation.bounds(z_threshold)
+        frame = pd.DataFrame(
+            {
+                "actual": actual,
+                "expected": expectation.median,
+                "expected_low": low,
+                "expected_high": high,
+                "surprise_model": surprise_model,
+                "surprise_profile": surprise_profile,
+                "rule": rule,
+                "surprise": combined,
+                "persistent": persistent,
+                "flagged": flagged,
+            },
+            index=y.index,
+        )
+        events = self._events(frame, step, surprise_model)
+        events += rules.gaps(y.index, actual, step=step, stale_intervals=s.rules.stale_intervals)
+        if now is not None:
+            valid = np.flatnonzero(np.isfinite(actual))
+            last = y.index[valid[-1]] if valid.size else None
+            event = rules.stale(last, pd.Timestamp(now).tz_convert("UTC"), step=step, stale_intervals=s.rules.stale_intervals)
+            if event is not None:
+                events.append(event)
+        events += rules.meter_events(meter_events)
+        events.sort(key=lambda e: (e.start, e.type.value))
+        return Detection(frame, events, fits)
+
+    def _events(self, frame: pd.DataFrame, step: pd.Timedelta, surprise_model: np.ndarray) -> list[AnomalyEvent]:
+        s = self.settings
+        out = []
+        combined = frame["surprise"].to_numpy()
+        rule = frame["rule"].to_numpy()
+        for a, b in runs(frame["flagged"].to_numpy()):
+            worst = a + int(np.argmax(combined[a:b]))
+            codes = rule[a:b][rule[a:b] > 0]
+            if codes.size:
+                kind = RULE_CODES[int(np.bincount(codes).argmax())]
+            elif np.isfinite(surprise_model[worst]) and surprise_model[worst] >= frame["surprise_profile"].iloc[worst]:
+                kind = AnomalyType.MODEL_RESIDUAL
+            else:
+                kind = AnomalyType.PROFILE_RESIDUAL
+            score = float(combined[worst])
+            severity = Severity.CRITICAL if score >= s.threshold + s.critical_margin else Severity.WARNING
+            row = frame.iloc[worst]
+            out.append(
+                AnomalyEvent(
+                    kind, severity, frame.index[a], frame.index[b - 1] + step, score,
+                    actual=optional(row["actual"]), expected=optional(row["expected"]),
+                    expected_low=optional(row["expected_low"]), expected_high=optional(row["expected_high"]),
+                    detail=f"{b - a} interval(s) flagged; worst at {frame.index[worst].isoformat()}",
+                )
+            )
+        return out
+
+
+@dataclass
+class FleetDetection:
+    """Results of :func:`detect_fleet`: one :class:`Detection` per asset that succeeded, the failures apart.
+
+    Attributes:
+        results: asset id -> detection.
+        failures: asset id -> error text, for the assets whose detection raised.
+    """
+
+    results: dict[str, Detection] = field(default_factory=dict)
+    failures: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> int:
+        """Number of assets whose detection failed."""
+        return len(self.failures)
+
+
+def detect_fleet(
+    series: Mapping[str, pd.Series],
+    *,
+    timezone: str | Mapping[str, str],
+    settings: DetectorSettings | None = None,
+    now: pd.Timestamp | None = None,
+) -> FleetDetection:
+    """Run the detector on every asset; one asset's failure is logged and counted, never stops the others.
+
+    Args:
+        series: asset id -> readings (see :meth:`ConsumptionDetector.detect`).
+        timezone: one IANA zone for all, or asset id -> zone.
+        settings: shared settings.
+        now: current time for the stale-device rule.
+    """
+    detector = ConsumptionDetector(settings)
+    out = FleetDetection()
+    for asset_id, y in series.items():
+        try:
+            zone = timezone if isinstance(timezone, str) else timezone[asset_id]
+            out.results[asset_id] = detector.detect(y, timezone=zone, now=now)
+        except Exception as exc:  # noqa: BLE001 - isolation is the point: log, count, go on
+            logger.exception("anomaly detection failed for asset %s", asset_id)
+            out.failures[asset_id] = f"{type(exc).__name__}: {exc}"
+    return out
