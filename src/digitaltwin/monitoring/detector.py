@@ -5,7 +5,8 @@ Scores (all on the surprise scale of :mod:`.tails`, ``-log10`` tail probability)
 * ``surprise_model``: the actual against the causally refitted forecaster's calibrated
   quantiles (:mod:`.model`); NaN where no model covers the interval yet;
 * ``surprise_profile``: the actual against the trailing robust hour-of-week profile (:mod:`.profile`);
-* rules (:mod:`.rules`): a flatline, a near-zero reading in busy hours or a spike scores
+* rules (:mod:`.rules`): a flatline, a near-zero reading in busy hours or a spike (above the
+  profile's range too) scores
   ``threshold + critical_margin`` (a certain finding, critical once persistent).
 
 The interval's score is the maximum of the three (each is a calibrated tail probability, so the
@@ -104,13 +105,19 @@ class ConsumptionDetector:
         profile = profile_expectation(actual, slots, s.profile)
         surprise_profile = surprise(profile.z(actual))
 
+        z_threshold = float(norm.isf(10.0 ** (-s.threshold) / 2.0))
+        _, profile_high = profile.bounds(z_threshold)
+        with np.errstate(invalid="ignore"):
+            # a jump above both neighbours is a spike only when it is also above the profile's range
+            # (a working day starting right after a dropout is a jump, not a spike)
+            spikes = rules.spike(actual, z=s.rules.spike_z) & ~(actual <= profile_high)
         rule = np.zeros(actual.size, dtype=np.int8)
         for code, mask in (
-            (3, rules.spike(actual, z=s.rules.spike_z)),
-            (2, rules.zero_in_busy_hours(actual, profile.median, zero_fraction=s.rules.zero_fraction, busy_fraction=s.rules.busy_fraction)),
+            (3, spikes),
             (1, rules.flatline(actual, min_intervals=intervals_for(s.rules.flatline_hours, step_s), tolerance=s.rules.flatline_tolerance)),
+            (2, rules.zero_in_busy_hours(actual, profile.median, zero_fraction=s.rules.zero_fraction, busy_fraction=s.rules.busy_fraction)),
         ):
-            rule[mask] = code  # later (more specific) rules take precedence
+            rule[mask] = code  # later (more specific) rules take precedence: a run of zeros in busy hours is that, not a frozen meter
         rule_surprise = np.where(rule > 0, s.threshold + s.critical_margin, 0.0)
 
         fits = 0
@@ -128,7 +135,6 @@ class ConsumptionDetector:
         combined[~np.isfinite(actual)] = 0.0
         persistent = k_of_n(combined, s.persistence.k, s.persistence.n)
         flagged = persistent >= s.threshold
-        z_threshold = float(norm.isf(10.0 ** (-s.threshold) / 2.0))
         low, high = expectation.bounds(z_threshold)
         frame = pd.DataFrame(
             {

@@ -72,17 +72,18 @@ def model_expectation(
     fits = 0
     for start in range(first, t, block):
         stop = min(start + block, t)
-        if start - fitted_at >= settings.refit_every_days * per_day:
-            fitted_at = start
+        if model is None or start - fitted_at >= settings.refit_every_days * per_day:
+            # refit on schedule, and at every block while no calibrated model exists yet (the
+            # calibration's holdout needs about six weeks on top of the training data)
             candidate = make_forecaster(settings.algorithm)
             train = pd.Series(masked[:start], index=y.index[:start], name=y.name)
             try:
                 candidate.fit(train, horizon_steps=block, timezone=timezone)
-                model = candidate if candidate.calibration is not None else None
                 fits += 1
+                if candidate.calibration is not None:
+                    model, fitted_at = candidate, start
             except (ForecastError, ValueError) as exc:  # too little valid data so far: the profile takes over
                 logger.info("anomaly model not fitted at %s: %s", y.index[start], exc)
-                model = None
         if model is None:
             continue
         history = pd.Series(masked[:start], index=y.index[:start], name=y.name).iloc[-model.required_history() :]

@@ -65,7 +65,7 @@ def weekly_slots(index: pd.DatetimeIndex, timezone: str, step_seconds: int) -> n
     local = index.tz_convert(timezone)
     seconds = local.hour * 3600 + local.minute * 60 + local.second
     per_day = 86_400 // step_seconds
-    return np.asarray(local.dayofweek * per_day + seconds // step_seconds, dtype=int)
+    return np.asarray(local.day_of_week * per_day + seconds // step_seconds, dtype=int)
 
 
 def profile_expectation(values: np.ndarray, slots: np.ndarray, settings: ProfileSettings) -> Expectation:
