@@ -12,7 +12,11 @@ stated here and printed with the table:
   LightGBM forecaster refitted every 28 days on data before the scored week (first fit after 28
   days), its conformal quantiles, the trailing 8-week robust hour-of-week profile, the rules, k-of-n
   persistence (3 of 6). Score: the persistent surprise (``-log10`` tail probability). Threshold: the
-  product default 4.0 (a 1-in-10,000 deviation), chosen once on the pooled buildings.
+  product default 4.0 (a 1-in-10,000 deviation), chosen once on the pooled buildings. Fits and
+  profiles use only data before the scored interval; persistence looks at most ``n - 1`` = 5
+  intervals ahead (an alarm is raised up to 5 hours after an event's first interval and back-dated
+  to it). ``product_online`` is the same run's score before persistence, known as each interval
+  closes, to show what persistence adds.
 * ``baseline``: robust hour-of-week z-score, ``|x - median| / (1.4826 MAD)`` of the building's
   same hour-of-week over the whole year (the usual batch formulation, so it even sees the future).
   Threshold: 3.5, the modified z-score cut-off of Iglewicz and Hoaglin (1993).
@@ -58,10 +62,21 @@ def load(path: Path) -> dict[int, tuple[pd.Series, np.ndarray]]:
     return out
 
 
+_FRAMES: dict[str, pd.DataFrame] = {}
+
+
 def product(y: pd.Series, settings: DetectorSettings) -> tuple[np.ndarray, np.ndarray]:
     detection = ConsumptionDetector(settings).detect(y, timezone="UTC")
+    _FRAMES[str(y.name)] = detection.frame
     score = detection.frame["persistent"].to_numpy()
     return np.where(np.isfinite(score), score, -1.0), detection.frame["flagged"].to_numpy()
+
+
+def product_online(y: pd.Series, settings: DetectorSettings) -> tuple[np.ndarray, np.ndarray]:
+    """The same run's per-interval surprise before persistence: known when the interval closes."""
+    frame = _FRAMES[str(y.name)]
+    score = frame["surprise"].to_numpy()
+    return score, score >= settings.threshold
 
 
 def baseline(y: pd.Series) -> tuple[np.ndarray, np.ndarray]:
@@ -125,7 +140,7 @@ def main() -> None:
         raise SystemExit(f"{args.data} not found (LEAD 1.0 extract, see ../shared/data/lead_anomaly/SOURCE.md)")
     data = load(args.data)
     settings = DetectorSettings(model={"enabled": not args.no_model})
-    methods = {"product": lambda y: product(y, settings), "baseline": baseline}
+    methods = {"product": lambda y: product(y, settings), "product_online": lambda y: product_online(y, settings), "baseline": baseline}
     methods.update({name: (lambda make: lambda y: peer_scores(make, y))(make) for name, make in peers().items()})
 
     rows = []

@@ -79,11 +79,12 @@ def test_gap_and_stale_device_events() -> None:
     assert AnomalyType.STALE_DEVICE not in {e.type for e in fresh.events}
 
 
-def test_model_based_detector_flags_a_dip_once_calibrated() -> None:
+@pytest.mark.parametrize("exclude_flagged", [False, True])
+def test_model_based_detector_flags_a_dip_once_calibrated(exclude_flagged: bool) -> None:
     y = office(11, seed=4)
     start = pd.Timestamp("2024-03-12 08:00", tz="Europe/Berlin").tz_convert("UTC")  # week 11: a calibrated model exists
     y[start : start + pd.Timedelta(hours=9)] *= 0.3
-    settings = DetectorSettings(model={"enabled": True, "min_history_days": 28, "refit_every_days": 28})
+    settings = DetectorSettings(model={"enabled": True, "min_history_days": 28, "refit_every_days": 28, "exclude_flagged": exclude_flagged})
     detection = ConsumptionDetector(settings).detect(y, timezone="Europe/Berlin")
     assert detection.model_fits >= 1
     frame = detection.frame
