@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from digitaltwin.domain.errors import ValidationError
-from digitaltwin.monitoring import AnomalyType, ConsumptionDetector, DetectorSettings, Severity, detect_fleet, parse_settings
+from digitaltwin.monitoring import AnomalyType, ConsumptionDetector, DetectorSettings, ModelSettings, Severity, detect_fleet, parse_settings
 
 LEAD = Path(__file__).resolve().parents[3] / "shared" / "data" / "lead_anomaly" / "lead_5_buildings.csv"
 #: Floor of the per-building ROC AUC asserted on the LEAD slice (the benchmark's full-year figures are higher;
@@ -145,3 +145,23 @@ def test_lead_building_ranks_labelled_anomalies_above_normal() -> None:
     labels = g.anomaly.to_numpy()
     assert labels.sum() > 50
     assert roc_auc_score(labels, score) > LEAD_AUC_FLOOR
+
+
+def test_failing_detector_is_recorded_and_the_others_still_score(caplog: pytest.LogCaptureFixture) -> None:
+    # settings stored while PyTorch was installed, read where it is not: the model cannot be built
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("PyTorch is installed: the lstm forecaster would work")
+    settings = DetectorSettings(model=ModelSettings.model_construct(**{**ModelSettings().model_dump(), "algorithm": "lstm"}))
+    y = office(6, seed=6)
+    start = pd.Timestamp("2024-02-06 09:00", tz="Europe/Berlin").tz_convert("UTC")
+    y[start : start + pd.Timedelta(hours=5)] = 0.0
+    with caplog.at_level(logging.ERROR, logger="digitaltwin.monitoring.detector"):
+        detection = ConsumptionDetector(settings).detect(y, timezone="Europe/Berlin")
+    assert set(detection.failures) == {"model"} and "torch" in detection.failures["model"]
+    assert detection.frame["surprise_model"].isna().all()
+    assert any(e.type is AnomalyType.ZERO_IN_BUSY_HOURS for e in detection.events)  # profile and rules still work
+    assert any("model" in r.getMessage() for r in caplog.records)

@@ -15,14 +15,17 @@ catches slow level changes the model's recent lags have absorbed). :func:`.persi
 then keeps only findings that persist, and every run of flagged intervals becomes one
 :class:`~.events.AnomalyEvent` typed after its strongest finding, with the actual, expected value
 and expected range (the values whose surprise stays below the threshold) at its worst interval.
-Data gaps, a stale device and meter events are added as events of their own.
+Data gaps, a stale device and meter events are added as events of their own. A detector that
+raises (e.g. a forecaster whose optional dependency is missing) is logged and recorded in
+:attr:`Detection.failures`; the others still score.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -33,11 +36,12 @@ from digitaltwin.monitoring import rules
 from digitaltwin.monitoring.events import AnomalyEvent, AnomalyType, Severity, optional, runs
 from digitaltwin.monitoring.model import model_expectation
 from digitaltwin.monitoring.persistence import k_of_n
-from digitaltwin.monitoring.profile import profile_expectation, weekly_slots
+from digitaltwin.monitoring.profile import Expectation, profile_expectation, weekly_slots
 from digitaltwin.monitoring.settings import DetectorSettings, intervals_for
 from digitaltwin.monitoring.tails import surprise
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: Rule codes in the per-interval ``rule`` column (0: none), in order of precedence.
 RULE_CODES = {1: AnomalyType.FLATLINE, 2: AnomalyType.ZERO_IN_BUSY_HOURS, 3: AnomalyType.SPIKE}
@@ -54,11 +58,14 @@ class Detection:
             ``surprise`` (combined, per interval), ``persistent`` (after k-of-n) and ``flagged``.
         events: anomaly events, sorted by start.
         model_fits: forecasters fitted while scoring.
+        failures: detector name (``"model"``, ``"flatline"``, ...) -> error text, for detectors that
+            raised on this series; the others still scored (the failed one contributes nothing).
     """
 
     frame: pd.DataFrame
     events: list[AnomalyEvent]
     model_fits: int = 0
+    failures: dict[str, str] = field(default_factory=dict)
 
 
 class ConsumptionDetector:
@@ -107,17 +114,22 @@ class ConsumptionDetector:
 
         z_threshold = float(norm.isf(10.0 ** (-s.threshold) / 2.0))
         _, profile_high = profile.bounds(z_threshold)
-        with np.errstate(invalid="ignore"):
+        failures: dict[str, str] = {}
+        no_rule = np.zeros(actual.size, dtype=bool)
+
+        def spikes() -> np.ndarray:
             # a jump above both neighbours is a spike only when it is also above the profile's range
             # (a working day starting right after a dropout is a jump, not a spike)
-            spikes = rules.spike(actual, z=s.rules.spike_z) & ~(actual <= profile_high)
+            with np.errstate(invalid="ignore"):
+                return rules.spike(actual, z=s.rules.spike_z) & ~(actual <= profile_high)
+
         rule = np.zeros(actual.size, dtype=np.int8)
-        for code, mask in (
-            (3, spikes),
-            (1, rules.flatline(actual, min_intervals=intervals_for(s.rules.flatline_hours, step_s), tolerance=s.rules.flatline_tolerance)),
-            (2, rules.zero_in_busy_hours(actual, profile.median, zero_fraction=s.rules.zero_fraction, busy_fraction=s.rules.busy_fraction)),
+        for code, name, run in (
+            (3, "spike", spikes),
+            (1, "flatline", lambda: rules.flatline(actual, min_intervals=intervals_for(s.rules.flatline_hours, step_s), tolerance=s.rules.flatline_tolerance)),
+            (2, "zero_in_busy_hours", lambda: rules.zero_in_busy_hours(actual, profile.median, zero_fraction=s.rules.zero_fraction, busy_fraction=s.rules.busy_fraction)),
         ):
-            rule[mask] = code  # later (more specific) rules take precedence: a run of zeros in busy hours is that, not a frozen meter
+            rule[_guarded(name, run, no_rule, failures, y.name)] = code  # later (more specific) rules take precedence
         rule_surprise = np.where(rule > 0, s.threshold + s.critical_margin, 0.0)
 
         fits = 0
@@ -125,10 +137,14 @@ class ConsumptionDetector:
         expectation = profile
         if s.model.enabled:
             prior = np.fmax(surprise_profile, rule_surprise)
-            model, fits = model_expectation(y, timezone=timezone, settings=s.model, threshold=s.threshold, prior=prior, floor=profile.floor)
+            model, fits = _guarded(
+                "model",
+                lambda: model_expectation(y, timezone=timezone, settings=s.model, threshold=s.threshold, prior=prior, floor=profile.floor),
+                (Expectation.empty(actual.size), 0), failures, y.name,
+            )
             surprise_model = surprise(model.z(actual))
             use_model = np.isfinite(model.median)
-            expectation = type(profile)(*(np.where(use_model, m, p) for m, p in zip(
+            expectation = Expectation(*(np.where(use_model, m, p) for m, p in zip(
                 (model.median, model.low, model.high, model.floor), (profile.median, profile.low, profile.high, profile.floor), strict=True)))
 
         combined = np.fmax(np.fmax(np.nan_to_num(surprise_model, nan=0.0), np.nan_to_num(surprise_profile, nan=0.0)), rule_surprise)
@@ -159,9 +175,9 @@ class ConsumptionDetector:
             event = rules.stale(last, pd.Timestamp(now).tz_convert("UTC"), step=step, stale_intervals=s.rules.stale_intervals)
             if event is not None:
                 events.append(event)
-        events += rules.meter_events(meter_events)
+        events += _guarded("meter_events", lambda: rules.meter_events(meter_events), [], failures, y.name)
         events.sort(key=lambda e: (e.start, e.type.value))
-        return Detection(frame, events, fits)
+        return Detection(frame, events, fits, failures)
 
     def _events(self, frame: pd.DataFrame, step: pd.Timedelta, surprise_model: np.ndarray) -> list[AnomalyEvent]:
         s = self.settings
@@ -189,6 +205,16 @@ class ConsumptionDetector:
                 )
             )
         return out
+
+
+def _guarded(name: str, run: Callable[[], T], fallback: T, failures: dict[str, str], series: object) -> T:
+    """``run()``, or ``fallback`` after logging and recording the error: one detector's failure never stops the others."""
+    try:
+        return run()
+    except Exception as exc:  # noqa: BLE001 - isolation is the point
+        logger.exception("anomaly detector %s failed on series %s", name, series)
+        failures[name] = f"{type(exc).__name__}: {exc}"
+        return fallback
 
 
 @dataclass

@@ -44,8 +44,8 @@ class Expectation:
 
     def bounds(self, z: float) -> tuple[np.ndarray, np.ndarray]:
         """The range ``[median - z * down, median + z * up]`` outside which ``|z|`` is exceeded."""
-        up = np.maximum(self.high - self.median, self.floor)
-        down = np.maximum(self.median - self.low, self.floor)
+        up = np.fmax(self.high - self.median, self.floor)
+        down = np.fmax(self.median - self.low, self.floor)
         return self.median - z * down, self.median + z * up
 
     @classmethod

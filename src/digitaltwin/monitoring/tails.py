@@ -44,11 +44,11 @@ def z_from_quantiles(actual: np.ndarray, median: np.ndarray, low: np.ndarray, hi
 
     Above the median the residual is divided by ``high - median``, below it by ``median - low``,
     where ``low``/``high`` are the 15.87 % and 84.13 % quantiles (one standard unit each side);
-    each spread is at least ``floor``. All arrays share one shape; NaN anywhere gives NaN.
+    each spread is at least ``floor`` (NaN: no floor). All arrays share one shape; NaN anywhere gives NaN.
     """
     actual, median = np.asarray(actual, dtype=float), np.asarray(median, dtype=float)
-    up = np.maximum(np.asarray(high, dtype=float) - median, floor)
-    down = np.maximum(median - np.asarray(low, dtype=float), floor)
+    up = np.fmax(np.asarray(high, dtype=float) - median, floor)  # fmax: a NaN floor means no floor
+    down = np.fmax(median - np.asarray(low, dtype=float), floor)
     residual = actual - median
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(residual >= 0, residual / up, residual / down)
