@@ -1,10 +1,10 @@
 """The model-based detector: actuals against a forecaster's calibrated distribution, refitted causally.
 
-The series is cut into consecutive day blocks (``samples_per_day`` intervals from the first
-stamp). Every ``refit_every_days`` a fresh forecaster of the product (``make_forecaster``) is
+The series is cut into consecutive blocks of ``horizon_days`` days (counted in intervals from the
+first stamp). Every ``refit_every_days`` a fresh forecaster of the product (``make_forecaster``) is
 fitted on the data *before* the block, with its split-conformal calibration
-(:mod:`digitaltwin.forecasting.calibration`), and each block is then predicted day-ahead from
-the history just before it. The calibrated 15.87 %, 50 % and 84.13 % quantiles standardise the
+(:mod:`digitaltwin.forecasting.calibration`), and each block is then predicted in one go from the
+history just before it (a week ahead by default, see :class:`.settings.ModelSettings`). The calibrated 15.87 %, 50 % and 84.13 % quantiles standardise the
 residual (:mod:`.tails`). No interval is ever scored by a model that saw it or anything later.
 
 With ``exclude_flagged``, intervals whose surprise (this detector's, or the caller's ``prior``
@@ -43,7 +43,7 @@ def model_expectation(
     prior: np.ndarray | None = None,
     floor: np.ndarray | None = None,
 ) -> tuple[Expectation, int]:
-    """Rolling causal day-ahead expectation of ``y`` (see the module docstring).
+    """Rolling causal expectation of ``y``, block by block (see the module docstring).
 
     Args:
         y: readings on a regular UTC grid (:func:`digitaltwin.forecasting.series.to_grid`), NaN for gaps.

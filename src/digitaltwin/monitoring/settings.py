@@ -67,7 +67,7 @@ class ProfileSettings(_Settings):
 
 
 class ModelSettings(_Settings):
-    """The model-based detector: a forecaster refitted on past data only, scored day-ahead.
+    """The model-based detector: a forecaster refitted on past data only, scored a block (a week) ahead.
 
     Attributes:
         enabled: use the forecaster (otherwise only the profile baseline scores).
