@@ -9,9 +9,17 @@ Scores (all on the surprise scale of :mod:`.tails`, ``-log10`` tail probability)
   profile's range too) scores
   ``threshold + critical_margin`` (a certain finding, critical once persistent).
 
-The interval's score is the maximum of the three (each is a calibrated tail probability, so the
-maximum is the most significant finding; the profile scores too where the model exists, as it
-catches slow level changes the model's recent lags have absorbed). :func:`.persistence.k_of_n`
+Where a model covers the interval, its residual score is the *smaller* of the model's and the
+profile's surprise: both must find the reading unusual (the larger of two tail probabilities is
+a valid p-value whichever of the two expectations holds; Berger, "Multiparameter hypothesis testing
+and acceptance sampling", Technometrics 1982, intersection-union tests). Where no model exists yet
+the profile scores alone. A rule finding stands on its own: the interval's score is the maximum of
+the residual score and the rules'. On the LEAD buildings (bench/anomaly_lead.py) the agreement
+rule against the maximum of the two kept the mean per-building ROC AUC (0.924 against 0.925) and
+lifted the pooled precision at the threshold from 0.30 to 0.82 (F1 0.38 to 0.58): each
+expectation alone errs on different days (the profile after a lasting change of schedule, which
+the refitted model has learnt; the model on days its calendar features misjudge, which the
+profile knows from recent weeks). :func:`.persistence.k_of_n`
 then keeps only findings that persist, and every run of flagged intervals becomes one
 :class:`~.events.AnomalyEvent` typed after its strongest finding, with the actual, expected value
 and expected range (the values whose surprise stays below the threshold) at its worst interval.
@@ -147,7 +155,10 @@ class ConsumptionDetector:
             expectation = Expectation(*(np.where(use_model, m, p) for m, p in zip(
                 (model.median, model.low, model.high, model.floor), (profile.median, profile.low, profile.high, profile.floor), strict=True)))
 
-        combined = np.fmax(np.fmax(np.nan_to_num(surprise_model, nan=0.0), np.nan_to_num(surprise_profile, nan=0.0)), rule_surprise)
+        # where a model exists both must agree (the larger tail probability, a valid p-value under either
+        # null); elsewhere the profile alone; a rule finding stands on its own
+        residual = np.where(np.isfinite(surprise_model), np.fmin(surprise_model, surprise_profile), surprise_profile)
+        combined = np.fmax(np.nan_to_num(residual, nan=0.0), rule_surprise)
         combined[~np.isfinite(actual)] = 0.0
         persistent = k_of_n(combined, s.persistence.k, s.persistence.n)
         flagged = persistent >= s.threshold
@@ -189,8 +200,8 @@ class ConsumptionDetector:
             codes = rule[a:b][rule[a:b] > 0]
             if codes.size:
                 kind = RULE_CODES[int(np.bincount(codes).argmax())]
-            elif np.isfinite(surprise_model[worst]) and surprise_model[worst] >= frame["surprise_profile"].iloc[worst]:
-                kind = AnomalyType.MODEL_RESIDUAL
+            elif np.isfinite(surprise_model[worst]):
+                kind = AnomalyType.MODEL_RESIDUAL  # confirmed by the profile, see the module docstring
             else:
                 kind = AnomalyType.PROFILE_RESIDUAL
             score = float(combined[worst])

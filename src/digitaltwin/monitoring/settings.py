@@ -51,7 +51,8 @@ class ProfileSettings(_Settings):
             past weeks were nearly identical does not turn a 10 % change into an alarm. The model's spread
             has the same floor. 0.15: on the LEAD buildings 0.05 left many unlabelled small deviations
             scoring as high as the labelled outages (pooled precision 0.11 at the threshold) and 0.25
-            pushed real ones below it (bench/anomaly_lead.py).
+            pushed real ones below it (bench/anomaly_lead.py; measured when model and profile scores
+            were combined by their maximum, before the agreement rule of :mod:`.detector`).
     """
 
     weeks: int = Field(8, ge=2, le=104)
@@ -82,7 +83,8 @@ class ModelSettings(_Settings):
             outage does not teach the model that outages are normal. Off by default: it also stops the
             model from ever learning a lasting change of regime (one LEAD building moved to a new
             weekday schedule in September and stayed flagged to December), and the L1 objective
-            already shrugs off outages (mean ROC AUC 0.933 with, 0.942 without, on LEAD).
+            already shrugs off outages (mean ROC AUC 0.933 with, 0.942 without, on LEAD, measured with
+            a 5 % spread floor and the maximum combination).
     """
 
     enabled: bool = True
@@ -132,7 +134,7 @@ class DetectorSettings(_Settings):
         threshold: surprise (``-log10`` of the tail probability, see :mod:`.tails`) at or above which
             an interval counts towards persistence; 4.0 means a 1-in-10,000 deviation. Chosen once
             and globally (never per building) on the pooled LEAD buildings (bench/anomaly_lead.py,
-            which states it with its figures): 3 to 6 gave a pooled F1 of 0.34 to 0.37.
+            which states it with its figures): 3 to 6 gave a pooled F1 of 0.54 to 0.59, 4.0 gave 0.58.
         critical_margin: surprise above ``threshold`` from which an event is critical, not a warning.
     """
 

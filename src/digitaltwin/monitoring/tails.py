@@ -4,7 +4,8 @@ Every scoring detector reports ``surprise = -log10(p)`` where ``p`` is the two-s
 probability of its standardised residual ``z`` under a normal law: ``p = 2 * Phi(-|z|)``,
 computed in log space (``scipy.special.log_ndtr``) so extreme deviations keep distinct, ordered
 scores instead of all rounding to ``p = 0``. A surprise of 3 is a 1-in-1,000 deviation. Because
-every detector scores on this one scale, their scores combine by taking the maximum.
+every detector scores on this one scale, their scores combine by minimum (agreement) or maximum
+(either one), see :mod:`.detector`.
 
 The normal law is a convention for the tails, not a claim that residuals are normal: the spreads
 that standardise ``z`` are robust (MAD, or the forecaster's calibrated conformal quantiles), so
