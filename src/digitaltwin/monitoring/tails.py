@@ -19,8 +19,6 @@ import math
 import numpy as np
 from scipy.special import log_ndtr
 
-#: Half-width, in standard units, of the central 68.27 % of a normal law (the 15.87 % and 84.13 % quantiles).
-ONE_SIGMA = 1.0
 #: ``1 / ln(10)``: natural to decimal logarithm.
 _LOG10_E = 1.0 / math.log(10.0)
 
