@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-sqlite test-postgres bench bench-forecast bench-bills serve clean
+.PHONY: demo test test-sqlite test-postgres bench bench-forecast bench-bills bench-anomaly bench-schedule serve clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,14 @@ bench-forecast:
 ## Bills against NREL SAM Utilityrate5 (nrel-pysam is in the test extra): annual-bill time and largest difference
 bench-bills: $(STAMP)
 	$(BIN)/python bench/bills_vs_sam.py
+
+## Anomaly detection on the labelled LEAD buildings (../shared/data/lead_anomaly) against PyOD, which pulls in
+## numba: own venv, so the product's .venv stays without it
+BENCH_ANOMALY_VENV ?= .venv-bench-anomaly
+bench-anomaly:
+	test -x $(BENCH_ANOMALY_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_ANOMALY_VENV)
+	$(BENCH_ANOMALY_VENV)/bin/pip install --quiet -e '.[anomaly-peers]'
+	$(BENCH_ANOMALY_VENV)/bin/python bench/anomaly_lead.py
 
 clean:
 	rm -rf $(VENV) data models logs .pytest_cache

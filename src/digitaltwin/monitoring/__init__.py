@@ -1,0 +1,33 @@
+"""Anomaly detection on consumption: pure functions and types, no I/O.
+
+Entry points: :class:`ConsumptionDetector` (one series) and :func:`detect_fleet` (many, failures
+isolated), configured by :class:`DetectorSettings` (validated; :func:`parse_settings` for untrusted
+input), producing :class:`AnomalyEvent` objects an alarm layer can store and notify.
+"""
+
+from digitaltwin.monitoring.detector import ConsumptionDetector, Detection, FleetDetection, detect_fleet
+from digitaltwin.monitoring.events import AnomalyEvent, AnomalyType, Severity
+from digitaltwin.monitoring.settings import (
+    DetectorSettings,
+    ModelSettings,
+    PersistenceSettings,
+    ProfileSettings,
+    RuleSettings,
+    parse_settings,
+)
+
+__all__ = [
+    "AnomalyEvent",
+    "AnomalyType",
+    "ConsumptionDetector",
+    "Detection",
+    "DetectorSettings",
+    "FleetDetection",
+    "ModelSettings",
+    "PersistenceSettings",
+    "ProfileSettings",
+    "RuleSettings",
+    "Severity",
+    "detect_fleet",
+    "parse_settings",
+]
