@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-sqlite test-postgres bench bench-forecast serve clean
+.PHONY: demo test test-sqlite test-postgres bench bench-forecast bench-schedule serve clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,13 @@ bench-forecast:
 	$(BENCH_VENV)/bin/python bench/forecast_steel.py
 	$(BENCH_VENV)/bin/python bench/forecast_cambridge.py
 	$(BIN)/python bench/forecast_latency.py
+
+## Scheduler against EMHASS (own venv: its pins clash with ours) and an independent LP; solve times
+EMHASS_VENV ?= .venv-emhass
+bench-schedule: $(STAMP)
+	test -x $(EMHASS_VENV)/bin/python || $(PYTHON) -m venv $(EMHASS_VENV)
+	$(EMHASS_VENV)/bin/pip install --quiet 'emhass>=0.18,<0.19'
+	$(BIN)/python bench/schedule_emhass.py --emhass $(EMHASS_VENV)/bin/python
 
 clean:
 	rm -rf $(VENV) data models logs .pytest_cache
