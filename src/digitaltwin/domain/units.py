@@ -90,6 +90,8 @@ QUANTITIES: dict[str, QuantitySpec] = {
         ),
         QuantitySpec("irradiance", SeriesKind.INSTANTANEOUS, "W/m2", {"W/m2": (1.0, 0.0), "W/m²": (1.0, 0.0), "kW/m2": (1e3, 0.0)}, (-50.0, 2000.0)),
         QuantitySpec("power_factor", SeriesKind.INSTANTANEOUS, "%", {"%": (1.0, 0.0), "ratio": (100.0, 0.0)}, (-100.0, 100.0)),
+        # A battery's state of charge, in percent of its usable capacity (the scheduler's starting point).
+        QuantitySpec("state_of_charge", SeriesKind.INSTANTANEOUS, "%", {"%": (1.0, 0.0), "ratio": (100.0, 0.0)}, (0.0, 100.0)),
         QuantitySpec("co2", SeriesKind.INTERVAL, "kg", {"kg": (1.0, 0.0), "g": (1e-3, 0.0), "t": (1e3, 0.0), "tCO2": (1e3, 0.0), "kgCO2": (1.0, 0.0)}, (0.0, 1e9)),
     )
 }

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from datetime import time as time_of_day
 
 from digitaltwin.domain.errors import ValidationError
 
@@ -118,3 +119,149 @@ class GridConnection:
             _finite(self.import_limit_kw, field="grid.import_limit_kw", low=0.0)
         if self.export_limit_kw is not None:
             _finite(self.export_limit_kw, field="grid.export_limit_kw", low=0.0)
+
+
+# --- Asset attributes ---------------------------------------------------------------------------
+# A flexible asset declares itself in its ``attributes``: ``battery`` on a battery, ``deferrable``
+# on a load that may move, ``pv`` on a PV system, ``grid_connection`` on the meter of the site's
+# grid connection. :func:`check_flexibility_attributes` validates them when an asset is stored, so
+# a schedule request never meets a malformed one.
+
+BATTERY = "battery"
+DEFERRABLE = "deferrable"
+PV = "pv"
+GRID_CONNECTION = "grid_connection"
+
+_BATTERY_KEYS = {
+    "capacity_kwh", "max_charge_kw", "max_discharge_kw", "charge_efficiency", "discharge_efficiency",
+    "soc_min", "soc_max", "soc_initial", "soc_final", "degradation_cost_per_kwh",
+}
+_BATTERY_REQUIRED = {"capacity_kwh", "max_charge_kw", "max_discharge_kw"}
+_DEFERRABLE_KEYS = {"energy_kwh", "max_power_kw", "window_start", "window_end", "on_off", "contiguous"}
+_PV_KEYS = {"curtailable"}
+_GRID_KEYS = {"import_limit_kw", "export_limit_kw"}
+
+
+def _object(attributes: dict[str, object], name: str, allowed: set[str], required: frozenset[str] | set[str] = frozenset()) -> dict[str, object]:
+    value = attributes[name]
+    if not isinstance(value, dict):
+        raise ValidationError(f"attributes.{name} must be an object", field=f"attributes.{name}")
+    unknown = sorted(set(value) - allowed)
+    if unknown:
+        raise ValidationError(f"unknown key {unknown[0]!r}; known: {', '.join(sorted(allowed))}",
+                              field=f"attributes.{name}.{unknown[0]}")
+    missing = sorted(required - set(value))
+    if missing:
+        raise ValidationError("is required", field=f"attributes.{name}.{missing[0]}")
+    return value
+
+
+def _renamed(exc: ValidationError, prefix: str) -> ValidationError:
+    """The same error with its field under ``attributes.`` (``battery.soc_min`` -> ``attributes.battery.soc_min``)."""
+    return ValidationError(exc.message, field=f"attributes.{exc.field}" if exc.field else prefix)
+
+
+def battery_from_attributes(asset_id: str, attributes: dict[str, object], *, soc_initial: float | None = None) -> Battery:
+    """The :class:`Battery` an asset's ``attributes.battery`` declares (keys as :class:`Battery`'s fields).
+
+    ``soc_initial`` (fraction) overrides the declared one: the service passes the live state.
+
+    Raises:
+        ValidationError: naming ``attributes.battery.<key>``.
+    """
+    spec = dict(_object(attributes, BATTERY, _BATTERY_KEYS, _BATTERY_REQUIRED))
+    if soc_initial is not None:
+        spec["soc_initial"] = soc_initial
+    try:
+        return Battery(asset_id=asset_id, **spec)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise _renamed(exc, "attributes.battery") from None
+
+
+def _local_time(value: object, *, field: str) -> time_of_day:
+    if not isinstance(value, str):
+        raise ValidationError("must be a local time HH:MM", field=field)
+    try:
+        return time_of_day.fromisoformat(value)
+    except ValueError:
+        raise ValidationError("must be a local time HH:MM", field=field) from None
+
+
+@dataclass(frozen=True, slots=True)
+class DeferrableSpec:
+    """A deferrable load as declared: energy per day inside a local-time window (``end`` before ``start`` wraps midnight)."""
+
+    energy_kwh: float
+    max_power_kw: float
+    window_start: time_of_day
+    window_end: time_of_day
+    on_off: bool = False
+    contiguous: bool = False
+
+
+def deferrable_from_attributes(attributes: dict[str, object]) -> DeferrableSpec:
+    """The :class:`DeferrableSpec` of ``attributes.deferrable``.
+
+    Raises:
+        ValidationError: naming ``attributes.deferrable.<key>``.
+    """
+    spec = _object(attributes, DEFERRABLE, _DEFERRABLE_KEYS, {"energy_kwh", "max_power_kw", "window_start", "window_end"})
+    prefix = "attributes.deferrable"
+    energy = _finite(spec["energy_kwh"], field=f"{prefix}.energy_kwh", low=0.0, strict_low=True)  # type: ignore[arg-type]
+    power = _finite(spec["max_power_kw"], field=f"{prefix}.max_power_kw", low=0.0, strict_low=True)  # type: ignore[arg-type]
+    start = _local_time(spec["window_start"], field=f"{prefix}.window_start")
+    end = _local_time(spec["window_end"], field=f"{prefix}.window_end")
+    if start == end:
+        raise ValidationError("the window must not be empty", field=f"{prefix}.window_end")
+    flags = {}
+    for key in ("on_off", "contiguous"):
+        value = spec.get(key, False)
+        if not isinstance(value, bool):
+            raise ValidationError("must be true or false", field=f"{prefix}.{key}")
+        flags[key] = value
+    return DeferrableSpec(energy, power, start, end, **flags)
+
+
+def grid_from_attributes(attributes: dict[str, object]) -> GridConnection:
+    """The :class:`GridConnection` of ``attributes.grid_connection`` (unlimited when absent).
+
+    Raises:
+        ValidationError: naming ``attributes.grid_connection.<key>``.
+    """
+    if GRID_CONNECTION not in attributes:
+        return GridConnection()
+    spec = _object(attributes, GRID_CONNECTION, _GRID_KEYS)
+    try:
+        return GridConnection(**spec)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        field = exc.field.replace("grid.", "attributes.grid_connection.") if exc.field else None
+        raise ValidationError(exc.message, field=field) from None
+
+
+def pv_curtailable(attributes: dict[str, object]) -> bool:
+    """Whether ``attributes.pv`` declares the PV system curtailable (False when absent).
+
+    Raises:
+        ValidationError: naming ``attributes.pv.curtailable``.
+    """
+    if PV not in attributes:
+        return False
+    value = _object(attributes, PV, _PV_KEYS).get("curtailable", False)
+    if not isinstance(value, bool):
+        raise ValidationError("must be true or false", field="attributes.pv.curtailable")
+    return value
+
+
+def check_flexibility_attributes(asset_id: str, attributes: dict[str, object]) -> None:
+    """Validate whichever of ``battery``, ``deferrable``, ``pv`` and ``grid_connection`` ``attributes`` holds.
+
+    Raises:
+        ValidationError: naming ``attributes.<name>.<key>``.
+    """
+    if BATTERY in attributes:
+        battery_from_attributes(asset_id, attributes)
+    if DEFERRABLE in attributes:
+        deferrable_from_attributes(attributes)
+    if PV in attributes:
+        pv_curtailable(attributes)
+    grid_from_attributes(attributes)
