@@ -37,7 +37,7 @@ from forecast_common import load_bedford_temperature, load_cambridge  # noqa: E4
 
 from digitaltwin.forecasting import backtest, daily_origins  # noqa: E402
 from digitaltwin.optimization.flexibility import Battery  # noqa: E402
-from digitaltwin.optimization.scheduler import DemandCharge, ScheduleProblem, solve  # noqa: E402
+from digitaltwin.optimization.whatif import simulate_battery  # noqa: E402
 
 TZ = "Europe/London"
 DEMAND_RATE = 12.0
@@ -57,33 +57,21 @@ def bill(imports_kw: np.ndarray, price: np.ndarray) -> dict[str, float]:
     return {"energy": energy, "demand": demand, "total": energy + demand, "peak_kw": float(np.max(imports_kw))}
 
 
-def simulate(policy: str, days: list[pd.DataFrame], battery: Battery) -> np.ndarray:
-    """Realised grid import (kW per hour) of the month when the battery follows each day's plan."""
-    realised: list[np.ndarray] = []
-    month_peak = 0.0
-    soc = battery.soc_initial
-    for day in days:
-        index = pd.DatetimeIndex(day["ts"])
-        bat = Battery(battery.asset_id, battery.capacity_kwh, battery.max_charge_kw, battery.max_discharge_kw,
-                      battery.charge_efficiency, battery.discharge_efficiency, battery.soc_min, battery.soc_max,
-                      soc_initial=soc, soc_final=battery.soc_final)
-        common = {"start": index[0].to_pydatetime(), "step_s": 3600, "load_kw": day["predicted"].to_numpy(),
-                  "import_price": prices(index), "export_price": np.zeros(len(day)), "batteries": (bat,)}
-        mask = np.ones(len(day), dtype=bool)
-        if policy == "emhass_style":
-            problem = ScheduleProblem(**common, demand_charges=(DemandCharge("demand", mask, DEMAND_RATE, 0.0),))
-        elif policy == "period_median":
-            problem = ScheduleProblem(**common, demand_charges=(DemandCharge("demand", mask, DEMAND_RATE, month_peak),))
-        else:
-            problem = ScheduleProblem(**common, demand_charges=(DemandCharge("demand", mask, DEMAND_RATE, month_peak),),
-                                      mode="robust", load_upper_kw=day["q0.9"].to_numpy(), quantile_label="P90 load")
-        plan = solve(problem)
-        net_battery = plan.battery_charge_kw["battery"] - plan.battery_discharge_kw["battery"]
-        grid = np.maximum(day["actual"].to_numpy() + net_battery, 0.0)
-        realised.append(grid)
-        month_peak = max(month_peak, float(grid.max()))
-        soc = float(plan.battery_soc["battery"][-1])
-    return np.concatenate(realised)
+def run(policy: str, load: pd.Series, forecasts: pd.DataFrame, battery: Battery) -> np.ndarray:
+    """Realised grid import (kW per hour) of the month under ``policy`` (the product's what-if simulation)."""
+    by_start = {origin: part.sort_values("ts") for origin, part in forecasts.groupby("origin")}
+
+    def forecast(start: pd.Timestamp, n: int) -> tuple[np.ndarray, np.ndarray | None]:
+        day = by_start[start]
+        upper = day["q0.9"].to_numpy()[:n] if policy == "product" else None
+        return day["predicted"].to_numpy()[:n], upper
+
+    result = simulate_battery(
+        load, battery, step_s=3600, timezone=TZ, import_price=pd.Series(prices(load.index), index=load.index),
+        export_price=pd.Series(0.0, index=load.index), demand_rate_per_kw=DEMAND_RATE, forecast=forecast,
+        mode="robust" if policy == "product" else "expected", sunk_peak=policy != "emhass_style",
+    )
+    return np.maximum(result.net_kw.to_numpy(), 0.0)
 
 
 def main() -> None:
@@ -98,21 +86,20 @@ def main() -> None:
     result = backtest(y, algorithms=["lightgbm"], origins=origins, horizon_steps=24, timezone=TZ, country="GB",
                       retrain_every=7, exog=load_bedford_temperature(), levels=(0.1, 0.5, 0.9))
     fc = result.forecasts
-    days = [part.sort_values("ts") for _, part in fc.groupby("origin")]
+    load = y.loc[fc["ts"].min(): fc["ts"].max()]
     mean_kw = float(y.loc[: origins[0]].iloc[:-1].tail(24 * 28).mean())
     battery = Battery("battery", capacity_kwh=round(2 * mean_kw), max_charge_kw=round(mean_kw),
                       max_discharge_kw=round(mean_kw), charge_efficiency=0.95, discharge_efficiency=0.95,
                       soc_min=0.1, soc_max=0.9, soc_initial=0.5, soc_final=0.5)
-    actual = np.concatenate([d["actual"].to_numpy() for d in days])
-    price = np.concatenate([prices(pd.DatetimeIndex(d["ts"])) for d in days])
+    price = prices(load.index)
     bills = {
-        "(a) no battery": bill(actual, price),
-        "(b) EMHASS-style: demand per horizon, median": bill(simulate("emhass_style", days, battery), price),
-        "(c) product: billing-period demand, P90 peak": bill(simulate("product", days, battery), price),
-        "(c') billing-period demand, median (ablation)": bill(simulate("period_median", days, battery), price),
+        "(a) no battery": bill(load.to_numpy(), price),
+        "(b) EMHASS-style: demand per horizon, median": bill(run("emhass_style", load, fc, battery), price),
+        "(c) product: billing-period demand, P90 peak": bill(run("product", load, fc, battery), price),
+        "(c') billing-period demand, median (ablation)": bill(run("period_median", load, fc, battery), price),
     }
     table = pd.DataFrame(bills).T
-    print(f"building {args.building}, {args.month} ({len(days)} days), battery {battery.capacity_kwh:g} kWh / "
+    print(f"building {args.building}, {args.month} ({len(load) // 24} days), battery {battery.capacity_kwh:g} kWh / "
           f"{battery.max_charge_kw:g} kW; demand charge {DEMAND_RATE:g} per kW-month")
     print(table.to_string(float_format=lambda v: f"{v:,.2f}"))
     b, c = bills["(b) EMHASS-style: demand per horizon, median"], bills["(c) product: billing-period demand, P90 peak"]
