@@ -5,6 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .PHONY: demo test test-sqlite test-postgres bench bench-forecast bench-bills bench-anomaly bench-schedule serve clean
+.PHONY: demo test test-sqlite test-postgres bench bench-forecast bench-schedule serve clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +45,12 @@ bench-anomaly:
 	test -x $(BENCH_ANOMALY_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_ANOMALY_VENV)
 	$(BENCH_ANOMALY_VENV)/bin/pip install --quiet -e '.[anomaly-peers]'
 	$(BENCH_ANOMALY_VENV)/bin/python bench/anomaly_lead.py
+## Scheduler against EMHASS (own venv: its pins clash with ours) and an independent LP; solve times
+EMHASS_VENV ?= .venv-emhass
+bench-schedule: $(STAMP)
+	test -x $(EMHASS_VENV)/bin/python || $(PYTHON) -m venv $(EMHASS_VENV)
+	$(EMHASS_VENV)/bin/pip install --quiet 'emhass>=0.18,<0.19'
+	$(BIN)/python bench/schedule_emhass.py --emhass $(EMHASS_VENV)/bin/python
 
 clean:
 	rm -rf $(VENV) data models logs .pytest_cache

@@ -6,7 +6,8 @@
 #   deploy/mosquitto/add-device.sh --rekey SITE_ID ASSET_ID    # new password for an existing device
 #
 # The device logs in on the device listener with username ASSET_ID (which is also its client id:
-# use_username_as_clientid) and may publish only to dt/SITE_ID/ASSET_ID/telemetry.
+# use_username_as_clientid) and may publish only to dt/SITE_ID/ASSET_ID/telemetry and read only
+# its setpoints on dt/SITE_ID/ASSET_ID/setpoint.
 # Refused: user names reserved for the services (MQTT_USERNAME, default digitaltwin, and every
 # name starting with "digitaltwin", the prefix of the services' client ids; MQTT_CLIENT_ID when
 # set), users of service.passwd, and existing devices (unless --rekey, for the same site).
@@ -61,7 +62,9 @@ acl_topics() {
     inside { print }
   ' "$acl_file"
 }
-expected="topic write dt/$site/$asset/telemetry"
+# A device publishes its telemetry and reads the setpoints the schedules publish for it (retained).
+expected="topic write dt/$site/$asset/telemetry
+topic read dt/$site/$asset/setpoint"
 
 if ! [ -t 0 ]; then
   IFS= read -r password || true
@@ -98,4 +101,4 @@ if [ -t 0 ]; then
 else
   mosquitto_passwd -b "$passwd_file" "$asset" "$password"   # briefly visible in the process list
 fi
-echo "device $asset may publish to dt/$site/$asset/telemetry; reload the broker (SIGHUP)"
+echo "device $asset may publish to dt/$site/$asset/telemetry and read dt/$site/$asset/setpoint; reload the broker (SIGHUP)"

@@ -166,6 +166,11 @@ class Settings(BaseSettings):
         ge=0,
         description="forecasts kept per process, keyed by the model and a hash of the data they read; 0 = off",
     )
+    # Scheduling: the re-planning loop of schedules created with replan=true
+    schedule_replan_seconds: float = Field(
+        0.0, alias="SCHEDULE_REPLAN_SECONDS", ge=0,
+        description="look for new meter data this often and re-plan the schedules that asked for it; 0 = off",
+    )
     forecast_concurrency: int = Field(
         1,
         alias="FORECAST_CONCURRENCY",

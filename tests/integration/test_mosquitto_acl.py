@@ -251,7 +251,7 @@ def test_add_device_checks_the_acl_block_it_reports(broker: Broker) -> None:
     assert result.returncode == 2 and "not exactly" in result.stderr
     result = _add_device(broker, "north", "meter-d")
     assert result.returncode == 0, result.stderr
-    assert "user meter-d\ntopic write dt/north/meter-d/telemetry\n" in acl.read_text()
+    assert "user meter-d\ntopic write dt/north/meter-d/telemetry\ntopic read dt/north/meter-d/setpoint\n" in acl.read_text()
 
 
 def test_readyz_logs_in_to_the_broker_at_most_once_per_interval(broker: Broker, settings: Settings, repo: Repository) -> None:

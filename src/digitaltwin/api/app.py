@@ -24,6 +24,7 @@ from digitaltwin.api.routers import models as models_router
 from digitaltwin.api.routers import predict as predict_router
 from digitaltwin.api.routers import roles as roles_router
 from digitaltwin.api.routers import tariffs as tariffs_router
+from digitaltwin.api.routers import schedules as schedules_router
 from digitaltwin.api.routers import users as users_router
 from digitaltwin.api.security import annotate_openapi, authorize
 from digitaltwin.config import Settings
@@ -48,8 +49,10 @@ from digitaltwin.services.forecast_cache import ForecastCache
 from digitaltwin.services.forecasting import ForecastService
 from digitaltwin.services.live_state import open_live_state
 from digitaltwin.services.retraining import RetrainScheduler
+from digitaltwin.services.scheduling import SchedulingService
 from digitaltwin.storage.db import make_engine, migrate
 from digitaltwin.storage.repository import Repository
+from digitaltwin.storage.schedules import ScheduleStore
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +157,9 @@ def create_app(settings: Settings) -> FastAPI:
             state.subscriber = build_subscriber(settings, repo, metrics=metrics, live_state=state.live)
             state.subscriber.start()
         background = _start_forecasting(settings, state.forecasts)  # Forecasting (issue 5)
+        state.scheduling = SchedulingService(settings, repo, state.forecasts, ScheduleStore(engine))
+        if settings.schedule_replan_seconds > 0:
+            background.append(state.scheduling.start_replanning(settings.schedule_replan_seconds))
         log.info("serving with %s database", engine.dialect.name)
         try:
             yield
@@ -191,6 +197,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(meters.router)  # meter declarations and replacements (docs/accounting.md)
     app.include_router(dead_letters_router.router)  # MQTT ingestion (issue 3): what was rejected and why
     app.include_router(accounting_router.router)  # energy accounting: KPIs and the metering tree
+    app.include_router(schedules_router.router)
     for router in (models_router.router, backtests_router.router, predict_router.router):  # Forecasting (issue 5)
         app.include_router(router)
     # Security (issue 4): auth, user, role, API key and audit routes; access in the OpenAPI document;

@@ -104,6 +104,8 @@ QUANTITIES: dict[str, QuantitySpec] = {
         QuantitySpec("power_factor", SeriesKind.INSTANTANEOUS, "%", {"%": (1.0, 0.0), "ratio": (100.0, 0.0)}, (-100.0, 100.0)),
         # accounting: a dynamic energy price (day-ahead market) per kWh in the tariff's currency; negative allowed
         QuantitySpec("price", SeriesKind.INSTANTANEOUS, "per_kWh", {"per_kWh": (1.0, 0.0), "per_MWh": (1e-3, 0.0)}, (-1e5, 1e5)),
+        # A battery's state of charge, in percent of its usable capacity (the scheduler's starting point).
+        QuantitySpec("state_of_charge", SeriesKind.INSTANTANEOUS, "%", {"%": (1.0, 0.0), "ratio": (100.0, 0.0)}, (0.0, 100.0)),
         QuantitySpec("co2", SeriesKind.INTERVAL, "kg", {"kg": (1.0, 0.0), "g": (1e-3, 0.0), "t": (1e3, 0.0), "tCO2": (1e3, 0.0), "kgCO2": (1.0, 0.0)}, (0.0, 1e9)),
         # Grid carbon intensity: a rate, not an amount; the value holds over the interval starting at
         # its timestamp (accounting.carbon averages it, never sums it). 1 kg/kWh = 1 t/MWh = 1000 g/kWh.

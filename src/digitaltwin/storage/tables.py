@@ -312,3 +312,24 @@ spent_mfa_challenges = Table(
     Column("jti", String(64), primary_key=True),
     Column("expires_at", UTCDateTime(), nullable=False, index=True),
 )
+
+# --- Scheduling (migration 0012): versioned schedules of a site's flexible assets ---------------------
+# Each solve is a new version; the plan holds the per-step arrays (JSON) so a schedule can be
+# published, shown and compared with what was realised without solving again.
+schedules = Table(
+    "schedules",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("site_id", String(64), ForeignKey("sites.id", ondelete="CASCADE"), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("created_by", String(100), nullable=True),
+    Column("start", UTCDateTime(), nullable=False),
+    Column("step_seconds", Integer, nullable=False),
+    Column("steps", Integer, nullable=False),
+    Column("mode", String(16), nullable=False),
+    Column("request", JSON, nullable=False),
+    Column("plan", JSON, nullable=False),
+    Column("published", JSON, nullable=False),
+    UniqueConstraint("site_id", "version", name="uq_schedules_site_version"),
+)

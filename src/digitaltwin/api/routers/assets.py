@@ -41,6 +41,7 @@ from digitaltwin.domain.series_attributes import check_asset_energy_attributes
 from digitaltwin.domain.timestamps import parse_instant
 from digitaltwin.domain.units import quantity_spec
 from digitaltwin.observability.changes import changes, record_change
+from digitaltwin.optimization.flexibility import check_flexibility_attributes
 from digitaltwin.security.audit import AuditEvent
 from digitaltwin.security.policy import access
 from digitaltwin.security.roles import Role
@@ -89,12 +90,14 @@ def _check_attributes(state: State, asset_id: str, attributes: dict[str, object]
     UTC instants like every other, so no timezone is involved.
 
     Raises:
-        ValidationError: naming ``attributes`` (over :data:`MAX_ATTRIBUTES_BYTES`) or ``forecast_exog``.
+        ValidationError: naming ``attributes`` (over :data:`MAX_ATTRIBUTES_BYTES`), ``forecast_exog``, or
+            ``attributes.<battery|deferrable|pv|grid_connection>.<key>`` for a flexible asset's settings.
     """
     if len(json.dumps(attributes)) > MAX_ATTRIBUTES_BYTES:
         raise ValidationError(f"attributes larger than {MAX_ATTRIBUTES_BYTES} bytes as JSON", field="attributes")
     check_asset_accounting_attributes(attributes)  # floor_area_m2
     check_asset_energy_attributes(attributes)  # energy_flow, connection_capacity_kw
+    check_flexibility_attributes(asset_id, attributes)
     if FORECAST_EXOG not in attributes:
         return
     pairs = check_forecast_exog(attributes[FORECAST_EXOG])
