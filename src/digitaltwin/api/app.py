@@ -48,6 +48,7 @@ from digitaltwin.services.live_state import open_live_state
 from digitaltwin.services.retraining import RetrainScheduler
 from digitaltwin.storage.db import make_engine, migrate
 from digitaltwin.storage.repository import Repository
+from digitaltwin.web.routes import mount_dashboard
 
 log = logging.getLogger(__name__)
 
@@ -189,6 +190,7 @@ def create_app(settings: Settings) -> FastAPI:
     # middleware innermost first: body limit (413), NUL guard (422), timeout (504), client address + rate limit (429), CORS, security headers.
     for router in (auth_router.router, users_router.router, roles_router.router, api_keys_router.router, audit_router.router):
         app.include_router(router)
+    mount_dashboard(app)  # the operator dashboard under / (static, reads the same API)
     annotate_openapi(app)
     app.state.rate_limiter = limiter
     # bodies over MAX_REQUEST_BODY_BYTES get a JSON 413 without being read whole (innermost).
