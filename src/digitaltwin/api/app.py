@@ -53,6 +53,7 @@ from digitaltwin.services.scheduling import SchedulingService
 from digitaltwin.storage.db import make_engine, migrate
 from digitaltwin.storage.repository import Repository
 from digitaltwin.storage.schedules import ScheduleStore
+from digitaltwin.web.routes import mount_dashboard
 
 log = logging.getLogger(__name__)
 
@@ -205,6 +206,7 @@ def create_app(settings: Settings) -> FastAPI:
     for router in (auth_router.router, users_router.router, roles_router.router, api_keys_router.router, audit_router.router):
         app.include_router(router)
     app.include_router(tariffs_router.router)  # accounting: tariffs, assignments, bills
+    mount_dashboard(app)  # the operator dashboard under / (static, reads the same API)
     annotate_openapi(app)
     app.state.rate_limiter = limiter
     # bodies over MAX_REQUEST_BODY_BYTES get a JSON 413 without being read whole (innermost).
