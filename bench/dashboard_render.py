@@ -68,7 +68,7 @@ def start_server(folder: Path) -> tuple[subprocess.Popen[bytes], str, str]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "MQTT_", "REDIS_"))}
     env.update(ENVIRONMENT="test", SECRET_KEY=key, DATA_DIR=str(settings.data_dir), MODELS_DIR=str(settings.models_dir),
-               LOG_DIR=str(settings.log_dir), API_RATE_LIMIT="100000")
+               LOG_DIR=str(settings.log_dir), API_RATE_LIMIT="100000", AUTH_RATE_LIMIT="100000")
     process = subprocess.Popen([sys.executable, "-m", "digitaltwin.cli", "serve", "--port", str(port)], env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"

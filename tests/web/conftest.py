@@ -90,7 +90,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     port = free_port_number()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "MQTT_", "REDIS_", "PROMETHEUS_"))}
     env.update(ENVIRONMENT="test", SECRET_KEY=TEST_SECRET_KEY, DATA_DIR=str(settings.data_dir), LOG_DIR=str(settings.log_dir),
-               MODELS_DIR=str(settings.models_dir), API_RATE_LIMIT="100000", MQTT_TOPIC_PREFIX=prefix,
+               MODELS_DIR=str(settings.models_dir), API_RATE_LIMIT="100000", AUTH_RATE_LIMIT="100000", MQTT_TOPIC_PREFIX=prefix,
                MQTT_CLIENT_ID=f"web-{secrets.token_hex(4)}", MQTT_AUTO_REGISTER_ASSETS="false")
     if mqtt:
         env["MQTT_BROKER"] = broker

@@ -47,7 +47,7 @@ def test_january_energy_and_redraws_match_the_api(page: object, server: Server, 
     headers = {"Authorization": f"Bearer {server.token('viewer')}"}
     for bucket, count in (("day", 31), ("hour", 31 * 24), ("15min", 31 * 96)):
         show_energy(page, bucket, "2018-01-01", "2018-02-01")
-        page.wait_for_function(f"() => echarts.getInstanceByDom(document.querySelector('.chart')).getOption().series[0].data.length === {count}")  # type: ignore[attr-defined]
+        page.wait_for_function(f"() => echarts.getInstanceByDom(document.querySelector('.chart')).getOption().series[0].data.length === {count}", timeout=60_000)  # type: ignore[attr-defined]
         api = httpx.get(f"{server.url}/api/v1/assets/steel-plant/energy", headers=headers, params={
             "start": "2018-01-01T00:00:00+09:00", "end": "2018-02-01T00:00:00+09:00", "bucket": bucket}).json()
         drawn = chart_points(page)
@@ -55,7 +55,7 @@ def test_january_energy_and_redraws_match_the_api(page: object, server: Server, 
         assert total.text_content() == STEEL_JANUARY_2018_KWH
     # Another range redraws with that range's numbers.
     show_energy(page, "day", "2018-02-01", "2018-03-01")
-    page.wait_for_function("() => echarts.getInstanceByDom(document.querySelector('.chart')).getOption().series[0].data.length === 28")  # type: ignore[attr-defined]
+    page.wait_for_function("() => echarts.getInstanceByDom(document.querySelector('.chart')).getOption().series[0].data.length === 28", timeout=60_000)  # type: ignore[attr-defined]
     assert total.text_content() != STEEL_JANUARY_2018_KWH
     screenshot(page, "asset", tmp_path)
     assert page.errors == []  # type: ignore[attr-defined]
