@@ -8,9 +8,11 @@ STAMP := $(VENV)/.installed
 .PHONY: demo test test-sqlite test-postgres bench bench-forecast bench-schedule serve clean
 
 $(STAMP): pyproject.toml
+	@echo "make: installing the project and its dependencies into $(VENV) (one to three minutes the first time)"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,bench]'
+	$(BIN)/pip install --quiet --progress-bar on -e '.[test,bench]'
+	@echo "make: installed"
 	touch $(STAMP)
 
 ## Import the steel plant, train, backtest, then serve the API on http://127.0.0.1:8000

@@ -34,6 +34,7 @@ from pathlib import Path
 import httpx
 from playwright.sync_api import sync_playwright
 
+from digitaltwin.demo_data import STEEL_CSV
 from digitaltwin.config import Settings
 from digitaltwin.security.roles import Role
 from digitaltwin.security.secret_key import resolve_signing_keys
@@ -43,7 +44,6 @@ from digitaltwin.storage.db import make_engine, migrate
 from digitaltwin.storage.repository import Repository
 
 ROOT = Path(__file__).resolve().parents[1]
-STEEL = ROOT / "datasets" / "steel_industry" / "Steel_industry_data.csv"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
 RUNS = 5
@@ -61,7 +61,7 @@ def start_server(folder: Path) -> tuple[subprocess.Popen[bytes], str, str]:
                         LOG_DIR=folder / "logs", SECRET_KEY=key)
     engine = make_engine(settings)
     migrate(engine)
-    setup_and_import(Repository(engine), STEEL)
+    setup_and_import(Repository(engine), STEEL_CSV)
     password = secrets.token_urlsafe(16)
     SecurityService(settings, engine, keys=resolve_signing_keys(settings)).accounts.create("bench", password, Role.ADMIN, actor="bench")
     engine.dispose()

@@ -23,6 +23,7 @@ from pathlib import Path
 import asyncpg
 from sqlalchemy import create_engine, text
 
+from digitaltwin.demo_data import STEEL_CSV
 from digitaltwin.config import Settings
 from digitaltwin.ingest.csv_import import STEEL_PRESET, import_csv, read_rows
 from digitaltwin.services import demo
@@ -31,7 +32,6 @@ from digitaltwin.storage.repository import Repository
 from digitaltwin.storage.tables import metadata
 
 ROOT = Path(__file__).resolve().parents[1]
-CSV = ROOT / "datasets" / "steel_industry" / "Steel_industry_data.csv"
 
 
 def fresh_repo(settings: Settings) -> Repository:
@@ -49,7 +49,7 @@ def fresh_repo(settings: Settings) -> Repository:
 def time_import(settings: Settings) -> tuple[float, int]:
     repo = fresh_repo(settings)
     started = time.perf_counter()
-    report = import_csv(repo, CSV, STEEL_PRESET)
+    report = import_csv(repo, STEEL_CSV, STEEL_PRESET)
     elapsed = time.perf_counter() - started
     repo.engine.dispose()
     return elapsed, report.readings_stored
@@ -57,7 +57,7 @@ def time_import(settings: Settings) -> tuple[float, int]:
 
 def time_write_only(settings: Settings) -> tuple[float, int]:
     repo = fresh_repo(settings)
-    report_rows, _, _ = read_rows(CSV, STEEL_PRESET)
+    report_rows, _, _ = read_rows(STEEL_CSV, STEEL_PRESET)
     from datetime import timedelta
 
     from digitaltwin.domain.readings import Reading

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 import threading
 from datetime import date, datetime
 from pathlib import Path
@@ -27,7 +28,7 @@ from digitaltwin.domain.timestamps import zone
 from digitaltwin.forecasting.errors import ForecastError
 from digitaltwin.ingest.csv_import import PRESETS, ColumnMapping, ImportReport, ValueColumn, import_csv, with_asset
 from digitaltwin.observability.logs import configure_logging, secret_values
-from digitaltwin.registry.store import ModelRegistry
+from digitaltwin.registry.store import ModelRegistry, data_fingerprint
 from digitaltwin.services import demo as demo_service
 from digitaltwin.services.forecasting import ForecastService
 from digitaltwin.storage.db import make_engine, migrate
@@ -42,8 +43,9 @@ app.add_typer(users_app, name="users")  # security (issue 4)
 app.add_typer(accounting_app, name="accounting")  # energy accounting: CO2, KPIs, metering tree
 app.add_typer(tariffs_app, name="tariffs")  # accounting: tariffs and assignments
 app.command("bill")(bill_cmd)  # accounting: monthly bills
-console = Console()
-err = Console(stderr=True)
+# Long lines (URLs, commands to copy) are never wrapped; piped output is not cut at 80 columns.
+console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
+err = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else 200)
 
 
 def _open(*, auto_migrate: bool = True) -> tuple[Settings, Repository]:
@@ -620,8 +622,8 @@ def demo_cmd(
     """Steel-plant demo on real data: import, train, backtest, replay a day live, serve."""
     if serve:
         _check_port_free(host, port)  # fail now, not after a minute of import and training
+    dataset = demo_service.find_dataset()  # before _open(), which creates DATA_DIR and LOG_DIR
     settings, repo = _open()
-    dataset = demo_service.find_dataset()
     console.print(f"[bold]Digital Twin Energy demo[/bold] - database: {settings.sqlalchemy_url.split('@')[-1]}")
     console.print("data: UCI Steel Industry Energy Consumption (DAEWOO Steel, 2018), CC BY 4.0, doi:10.24432/C52G8C")
     with _progress() as bar:
@@ -630,8 +632,15 @@ def demo_cmd(
     _print_import(report)
     _print_demo_bills(settings, repo)  # accounting: the plant's 2018 monthly bills
     service = _service(settings, repo)
-    trained = service.train(demo_service.PLANT.id, "lightgbm")
-    console.print(f"trained {trained.manifest.model_id} ({trained.reason})")
+    # A re-run on the same data keeps the model it trained before instead of storing another version.
+    fingerprint = data_fingerprint(service.target(demo_service.PLANT.id).y)
+    kept = next((m for m in service.models(demo_service.PLANT.id)
+                 if m.algorithm == "lightgbm" and m.data_fingerprint == fingerprint), None)
+    if kept is not None:
+        console.print(f"kept {kept.model_id}, trained before on the same data")
+    else:
+        trained = service.train(demo_service.PLANT.id, "lightgbm")
+        console.print(f"trained {trained.manifest.model_id} ({trained.reason})")
     result, _ = service.backtest(
         demo_service.PLANT.id,
         ["seasonal_naive_daily", "seasonal_naive_weekly", "lightgbm"],

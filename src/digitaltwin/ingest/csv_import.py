@@ -71,7 +71,7 @@ class ColumnMapping:
     encoding: str = "utf-8-sig"
 
 
-#: UCI "Steel Industry Energy Consumption" (DAEWOO Steel, 2018): see datasets/steel_industry/.
+#: UCI "Steel Industry Energy Consumption" (DAEWOO Steel, 2018): see digitaltwin/demo_data/steel_industry/.
 STEEL_PRESET = ColumnMapping(
     timestamp_column="date",
     values=(ValueColumn("Usage_kWh", "energy", "kWh"),),
