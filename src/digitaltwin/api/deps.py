@@ -31,6 +31,9 @@ class AppState:
     security: SecurityService | None = None
     # Forecasting (issue 5): the limiter of forecasts computed at once (api/routers/forecast.py)
     forecast_limiter: object | None = None
+    # Jobs: trainings and backtests (digitaltwin.jobs); the runner when serve runs them itself
+    jobs: object | None = None
+    job_runner: object | None = None
 
 
 def get_state(request: Request) -> AppState:
