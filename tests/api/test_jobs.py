@@ -9,15 +9,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import update
 
 from digitaltwin.api.app import create_app
 from digitaltwin.config import Settings
+from digitaltwin.jobs.run import JobRunner
+from digitaltwin.jobs.store import JobKind, JobState, JobStore
 from digitaltwin.security.roles import Role
 from digitaltwin.storage.repository import Repository
+from digitaltwin.storage.tables import jobs
 from tests.api.conftest import ClientAs, headers_for, wait_job
 from tests.api.test_forecast_api import load_profile, register, store_hourly
 
@@ -187,3 +192,35 @@ def test_bad_requests_are_refused_before_queueing(no_runner: TestClient) -> None
         response = client.post(url, json=body)
         assert (response.status_code, response.json()["field"]) == (status, field), (url, body, response.text)
     assert client.get("/api/v1/jobs").json()["jobs"] == []
+
+
+def test_lost_jobs_are_queued_again_then_failed_and_the_host_limit_holds(repo: Repository) -> None:
+    """The queue itself on the real database: a worker on another host stops heartbeating."""
+    store = JobStore(repo.engine, max_running_per_host=1)
+    runner = JobRunner(store, None, stale_s=600, max_attempts=2)  # type: ignore[arg-type] - only recovery is used
+    first = store.insert(JobKind.TRAIN, "meter-x", {"algorithm": "lightgbm"}, requested_by="user:a")
+    second = store.insert(JobKind.TRAIN, "meter-y", {"algorithm": "lightgbm"}, requested_by="user:a")
+    assert store.claim("far/1/aa", "far").id == first.id  # type: ignore[union-attr]
+    assert store.claim("far/2/bb", "far") is None  # the host runs its one job (JOBS_MAX_CONCURRENT=1)
+    assert store.claim("near/3/cc", "near").id == second.id  # type: ignore[union-attr]
+
+    def heartbeat_stops(job_id: str) -> None:
+        with repo.engine.begin() as conn:
+            conn.execute(update(jobs).where(jobs.c.id == job_id).values(heartbeat_at=datetime.now(UTC) - timedelta(hours=1)))
+
+    runner.recover()
+    assert store.get(first.id).state is JobState.RUNNING  # a fresh heartbeat of another host: alive
+    heartbeat_stops(first.id)
+    runner.recover()
+    again = store.get(first.id)
+    assert again.state is JobState.QUEUED and again.attempts == 1 and again.progress == 0
+    assert store.claim("far/4/dd", "far").attempts == 2  # type: ignore[union-attr]
+    heartbeat_stops(first.id)
+    runner.recover()
+    failed = store.get(first.id)
+    assert failed.state is JobState.FAILED and "2 attempts" in failed.error["detail"]  # type: ignore[index]
+
+    store.request_cancel(second.id)  # asked to stop, then its worker died before seeing it
+    heartbeat_stops(second.id)
+    runner.recover()
+    assert store.get(second.id).state is JobState.CANCELLED
