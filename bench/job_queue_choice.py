@@ -41,6 +41,7 @@ Redis at ``DT_TEST_REDIS_URL`` or redis://127.0.0.1:6379/0; rq from the ``bench`
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import statistics
@@ -191,12 +192,18 @@ def bench_rq(url: str, rounds: int, burst: int) -> dict[str, object]:
 # ------------------------------------------------------------------------------------ helpers
 def _spawn(kind: str, url: str, poll: float = 0.2, queue: str = "") -> subprocess.Popen:
     args = [sys.executable, __file__, "--worker", kind, "--url", url, "--poll", str(poll), "--queue", queue]
-    # its own session: a kill takes RQ's forked work horse with it, as a crash of the container would
+    # its own session, so the bench's kill reaches the worker's processes only
     return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 
 
 def _kill(worker: subprocess.Popen) -> None:
-    os.killpg(worker.pid, signal.SIGKILL)
+    """SIGKILL the worker and its children (RQ's work horse calls setsid, so it has its own group)."""
+    children = subprocess.run(["pgrep", "-P", str(worker.pid)], capture_output=True, text=True).stdout.split()
+    for pid in children:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(pid), signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(worker.pid, signal.SIGKILL)
     worker.wait()
 
 
