@@ -16,11 +16,12 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import update
 
-from digitaltwin.api.app import create_app
+from digitaltwin.api.app import RETRAINING, create_app
 from digitaltwin.config import Settings
 from digitaltwin.jobs.run import JobRunner
 from digitaltwin.jobs.store import JobKind, JobState, JobStore
 from digitaltwin.security.roles import Role
+from digitaltwin.services.retraining import RetrainScheduler
 from digitaltwin.storage.repository import Repository
 from digitaltwin.storage.tables import jobs
 from tests.api.conftest import ClientAs, headers_for, wait_job
@@ -224,3 +225,22 @@ def test_lost_jobs_are_queued_again_then_failed_and_the_host_limit_holds(repo: R
     heartbeat_stops(second.id)
     runner.recover()
     assert store.get(second.id).state is JobState.CANCELLED
+
+
+def test_scheduled_retraining_is_queued_as_a_job(one_at_a_time: TestClient) -> None:
+    client = one_at_a_time
+    first = wait_job(client, client.post("/api/v1/assets/meter-j/train", json={"algorithm": "seasonal_naive_weekly"}))
+    state = client.app.state.dt  # type: ignore[attr-defined]
+    scheduler = RetrainScheduler(
+        state.forecasts, default_hours=1,
+        submit=lambda asset, algorithm, horizon: state.jobs.submit_train(asset, algorithm, horizon, requested_by=RETRAINING),
+    )
+    later = datetime.now(UTC) + timedelta(hours=2)
+    outcome, = scheduler.run_due(later)
+    assert outcome.job_id is not None and outcome.result is None and outcome.error is None
+    again, = scheduler.run_due(later)  # still queued or running: skipped, not queued twice
+    assert again.job_id is None and again.error is not None and "ConflictError" in again.error
+    job = wait_for(client, outcome.job_id, lambda j: j["state"] in ("succeeded", "failed"), "retraining did not end")
+    assert job["state"] == "succeeded" and job["requested_by"] == RETRAINING and job["kind"] == "train", job
+    assert job["result"]["previous_champion"] == first["result"]["model_id"]
+    assert "without newer data" in job["result"]["reason"]

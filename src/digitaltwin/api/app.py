@@ -53,6 +53,8 @@ from digitaltwin.storage.db import make_engine, migrate
 from digitaltwin.storage.repository import Repository
 
 log = logging.getLogger(__name__)
+#: ``requested_by`` of the retraining scheduler's jobs.
+RETRAINING = "service:retraining"
 
 
 def _redis_client(settings: Settings) -> object | None:
@@ -88,8 +90,9 @@ def _forecast_cache(settings: Settings, metrics: Metrics) -> ForecastCache | Non
     return ForecastCache(settings.forecast_cache_size, on_lookup=counted)
 
 
-def _start_forecasting(settings: Settings, service: ForecastService) -> list[tuple[object, object]]:
-    """Forecasting (issue 5): start the MODELS_DIR watcher and the retraining scheduler as configured."""
+def _start_forecasting(settings: Settings, service: ForecastService, jobs: JobService) -> list[tuple[object, object]]:
+    """Forecasting (issue 5): start the MODELS_DIR watcher and the retraining scheduler as configured
+    (its retrainings are queued as jobs)."""
     started = []
     if settings.models_watch:
         started.append(service.server.start_watching())
@@ -98,6 +101,7 @@ def _start_forecasting(settings: Settings, service: ForecastService) -> list[tup
         default_hours=settings.retrain_cadence_hours,
         per_asset_hours=settings.retrain_asset_cadence,
         check_seconds=settings.retrain_check_seconds,
+        submit=lambda asset_id, algorithm, horizon: jobs.submit_train(asset_id, algorithm, horizon, requested_by=RETRAINING),
     )
     if scheduler.enabled:
         started.append(scheduler.start())
@@ -171,9 +175,9 @@ def create_app(settings: Settings) -> FastAPI:
         if settings.mqtt_broker and settings.mqtt_api_subscriber:
             state.subscriber = build_subscriber(settings, repo, metrics=metrics, live_state=state.live)
             state.subscriber.start()
-        background = _start_forecasting(settings, state.forecasts)  # Forecasting (issue 5)
         state.jobs, runner = open_jobs(settings, repo, state.forecasts)  # trainings and backtests
         state.job_runner = runner
+        background = _start_forecasting(settings, state.forecasts, state.jobs)  # Forecasting (issue 5)
         if runner is not None:
             runner.start()
         log.info("serving with %s database", engine.dialect.name)
