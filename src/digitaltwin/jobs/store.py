@@ -173,6 +173,9 @@ class JobStore:
             .where(jobs.c.state == JobState.RUNNING.value, jobs.c.worker_host == host)
             .scalar_subquery()
         )
+        with self.engine.connect() as conn:  # idle runners poll: a read first, no write lock when nothing waits
+            if conn.execute(queued).first() is None:
+                return None
         with self.engine.begin() as conn:
             if conn.dialect.name == "postgresql":
                 conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CLAIM_LOCK})
