@@ -16,16 +16,19 @@ jobs table, claimed with ``SELECT ... FOR UPDATE SKIP LOCKED`` under the host li
 worker polling every ``--poll`` s), with the runner's lost-job recovery; ``rq`` is RQ 2.x
 (BLPOP wake-up, a forked work horse per job, its default ``Worker``).
 
-Measured on the project's 2-core machine (2026-12-05, shared with other builds; local PostgreSQL 15
-and Redis 7; ``--rounds 40 --burst 200 --poll 0.2``):
+Measured on the project's 2-core machine (2026-12-05, shared with ~8 other builds, so the spread
+is wide; local PostgreSQL 15 and Redis 7; ``--rounds 30 --burst 150 --poll 0.2``, three runs; the
+table's enqueue includes reading the stored job back, as the API does for its 202 body):
 
-    queue   enqueue ms  latency p50/p95 ms   drain jobs/s   worker killed mid-job
-    table        3.1          117 / 205           150        re-queued by the next worker at its start
-                                                             (same host: dead pid; else after
-                                                             JOBS_STALE_SECONDS), ran again, succeeded
-    rq           0.6            3 / 6              27        stays "started" until the new worker's
-                                                             clean-up (job timeout 180 s + ttl), then
-                                                             moved to failed (AbandonedJobError); not rerun
+    queue   enqueue ms  latency p50 / p95 ms   drain jobs/s   worker killed mid-job (SIGKILL)
+    table     24 - 76     178-200 / 201-208       46 - 429     re-queued by the next worker at its
+                                                               start (same host: dead pid; else after
+                                                               JOBS_STALE_SECONDS), ran again: succeeded
+                                                               12 s after the kill (incl. imports)
+    rq        2 - 11       20-64  /  40-96        10 - 23      still "started" 240 s after the kill;
+                                                               RQ only moves it to its failed registry
+                                                               at a later clean-up; never run again
+                                                               without a Retry policy
 
 See docs/operations.md#jobs for the choice: the table queue. Its latency is its poll period
 (JOBS_POLL_SECONDS, 1 s by default: nothing for jobs of seconds to minutes); it needs no new
