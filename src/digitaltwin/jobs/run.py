@@ -136,8 +136,15 @@ class JobRunner:
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
-        """Recover lost jobs, then start the claim threads and the heartbeat thread."""
-        self.recover()
+        """Recover lost jobs, then start the claim threads and the heartbeat thread.
+
+        A database that is down now does not stop the process (``/readyz`` reports it): the
+        heartbeat thread recovers lost jobs and the claim threads poll once it is back.
+        """
+        try:
+            self.recover()
+        except Exception as exc:  # noqa: BLE001
+            log.warning("lost jobs not recovered at start (retried every %s s): %s", self.heartbeat_s, str(exc).splitlines()[0])
         for n in range(self.concurrency):
             thread = threading.Thread(target=self._claim_loop, name=f"job-runner-{n}", daemon=True)
             thread.start()
@@ -189,8 +196,8 @@ class JobRunner:
         while not self._stopping.is_set():
             try:
                 job = self.store.claim(self.worker_id, self.host)
-            except Exception:  # noqa: BLE001 - a database hiccup must not end the runner
-                log.exception("claiming a job failed")
+            except Exception as exc:  # noqa: BLE001 - a database hiccup must not end the runner
+                log.warning("claiming a job failed: %s", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
                 job = None
             if job is None:
                 self._wake.wait(self.poll_s)
