@@ -164,6 +164,9 @@ def test_limits_per_asset_per_user_and_fits_name_their_field(no_runner: TestClie
     other_user = ClientAs(client, headers_for(client, Role.OPERATOR))
     assert other_user.post("/api/v1/assets/meter-l/backtests", json=backtest).status_code == 202  # per user, not global
 
+    metrics = client.get("/metrics").text  # what piles up in the queue is seen by Prometheus
+    assert 'jobs{kind="backtest",state="queued"} 3.0' in metrics and 'jobs{kind="train",state="queued"} 1.0' in metrics
+    assert 'jobs{kind="train",state="running"} 0.0' in metrics
     jobs = client.get("/api/v1/jobs", params={"state": "queued"}).json()["jobs"]
     cancelled = client.post(f"/api/v1/jobs/{jobs[-1]['job_id']}/cancel").json()
     assert cancelled["state"] == "cancelled"  # a cancelled job no longer counts

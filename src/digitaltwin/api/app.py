@@ -26,7 +26,7 @@ from digitaltwin.api.routers import users as users_router
 from digitaltwin.api.security import annotate_openapi, authorize
 from digitaltwin.config import Settings
 from digitaltwin.ingest.mqtt_subscriber import build_subscriber
-from digitaltwin.jobs.run import JobRunner
+from digitaltwin.jobs.run import JobRunner, JobsCollector
 from digitaltwin.jobs.service import JobService
 from digitaltwin.jobs.store import JobStore
 from digitaltwin.observability.metrics import Metrics, MetricsMiddleware
@@ -177,6 +177,8 @@ def create_app(settings: Settings) -> FastAPI:
             state.subscriber.start()
         state.jobs, runner = open_jobs(settings, repo, state.forecasts)  # trainings and backtests
         state.job_runner = runner
+        jobs_collector = JobsCollector(state.jobs.store)
+        metrics.collect_at_scrape(jobs_collector)
         background = _start_forecasting(settings, state.forecasts, state.jobs)  # Forecasting (issue 5)
         if runner is not None:
             runner.start()
@@ -186,6 +188,7 @@ def create_app(settings: Settings) -> FastAPI:
         finally:
             if runner is not None:
                 runner.stop()  # running jobs go back to the queue at their next checkpoint
+            metrics.stop_collecting(jobs_collector)
             for thread, stop in background:  # Forecasting (issue 5): model watcher, retraining scheduler
                 stop.set()
                 thread.join(timeout=5)

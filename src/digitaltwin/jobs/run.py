@@ -91,6 +91,34 @@ def execute(job: Job, forecasts: ForecastService, checkpoint: Any) -> dict[str, 
     return {"backtest_id": record.backtest_id, "skipped_origins": len(result.skipped_origins)}
 
 
+class JobsCollector:
+    """``jobs{kind, state}``: queued and running jobs, read from the jobs table at scrape time
+    (the same figure from every process; 0 for the pairs without jobs)."""
+
+    def __init__(self, store: JobStore) -> None:
+        self.store = store
+
+    @staticmethod
+    def _family() -> Any:
+        from prometheus_client.core import GaugeMetricFamily
+
+        return GaugeMetricFamily("jobs", "Queued and running jobs (trainings, backtests)", labels=["kind", "state"])
+
+    def describe(self) -> Any:
+        return [self._family()]  # the registry learns the name without a query
+
+    def collect(self) -> Any:
+        family = self._family()
+        try:
+            counts = self.store.counts()
+        except Exception:  # noqa: BLE001 - a scrape must not fail with the database (/readyz reports it)
+            return
+        for kind in JobKind:
+            for state in (JobState.QUEUED, JobState.RUNNING):
+                family.add_metric([kind.value, state.value], counts.get((kind.value, state.value), 0))
+        yield family
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

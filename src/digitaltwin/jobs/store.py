@@ -157,6 +157,14 @@ class JobStore:
         with self.engine.connect() as conn:
             return int(conn.execute(query).scalar_one())
 
+    def counts(self) -> dict[tuple[str, str], int]:
+        """Queued and running jobs by ``(kind, state)``."""
+        query = (
+            select(jobs.c.kind, jobs.c.state, func.count()).where(jobs.c.state.in_(ACTIVE)).group_by(jobs.c.kind, jobs.c.state)
+        )
+        with self.engine.connect() as conn:
+            return {(kind, state): int(n) for kind, state, n in conn.execute(query)}
+
     # ------------------------------------------------------------------ the queue
     def claim(self, worker_id: str, host: str, *, kinds: Sequence[JobKind] | None = None) -> Job | None:
         """Take the oldest queued job for ``worker_id`` (state running, attempts + 1), or None.
