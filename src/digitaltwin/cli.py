@@ -505,6 +505,37 @@ def _serve_ingest_process(settings: Settings, multiproc_dir: Path | None) -> tup
     return stop, supervisor
 
 
+@app.command("worker")
+def worker_cmd(
+    concurrency: Annotated[Optional[int], typer.Option(min=1, help="jobs run at once (default JOBS_MAX_CONCURRENT)")] = None,
+) -> None:
+    """Run queued jobs (trainings and backtests submitted through the API) until SIGINT/SIGTERM.
+
+    The production queue: the jobs table, claimed with SELECT ... FOR UPDATE SKIP LOCKED (see
+    digitaltwin.jobs and docs/operations.md). Run it beside `serve` with JOBS_IN_PROCESS=false
+    (the default with DATABASE_URL), on the same database and MODELS_DIR. On SIGTERM running
+    jobs stop at their next checkpoint between model fits and go back to the queue.
+    """
+    import signal
+
+    from digitaltwin.jobs.run import JobRunner
+    from digitaltwin.jobs.store import JobStore
+
+    settings, repo = _open()
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    runner = JobRunner(
+        JobStore(repo.engine, max_running_per_host=settings.jobs_max_concurrent), _service(settings, repo),
+        concurrency=concurrency or settings.jobs_max_concurrent, heartbeat_s=settings.jobs_heartbeat_seconds,
+        stale_s=settings.jobs_stale_seconds, max_attempts=settings.jobs_max_attempts, poll_s=settings.jobs_poll_seconds,
+    )
+    console.print(f"job worker {runner.worker_id} running up to {runner.concurrency} jobs at once")
+    runner.run_forever(stop)
+    repo.engine.dispose()
+    console.print("worker stopped")
+
+
 @app.command("ingest")
 def ingest_cmd(
     metrics_port: Annotated[Optional[int], typer.Option(help="serve Prometheus metrics on this port")] = None,

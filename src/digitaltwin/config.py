@@ -186,6 +186,39 @@ class Settings(BaseSettings):
         None, alias="DASK_SCHEDULER_ADDRESS", description="tcp://host:8786: fleet training on that Dask cluster"
     )
 
+    # Jobs: trainings and backtests run outside the request (see digitaltwin.jobs)
+    jobs_in_process: bool | None = Field(
+        None, alias="JOBS_IN_PROCESS",
+        description="serve runs queued jobs itself; unset: on when embedded (SQLite), else off (a `worker` service runs them)",
+    )
+    jobs_max_concurrent: int = Field(
+        2, alias="JOBS_MAX_CONCURRENT", ge=1, le=64,
+        description="jobs running at once on one host, over all its serve and worker processes; the others wait queued",
+    )
+    jobs_max_per_asset: int = Field(
+        2, alias="JOBS_MAX_PER_ASSET", ge=1, description="queued or running jobs of one asset; more get 409 naming asset_id"
+    )
+    jobs_max_per_user: int = Field(
+        4, alias="JOBS_MAX_PER_USER", ge=1, description="queued or running jobs of one user or API key; more get 429"
+    )
+    backtest_max_fits: int = Field(
+        100, alias="BACKTEST_MAX_FITS", ge=1,
+        description="model fits one backtest request may ask for (algorithms x refits); more get 422 naming retrain_every",
+    )
+    jobs_heartbeat_seconds: float = Field(
+        5.0, alias="JOBS_HEARTBEAT_SECONDS", gt=0, description="how often a runner marks its running jobs alive"
+    )
+    jobs_stale_seconds: float = Field(
+        60.0, alias="JOBS_STALE_SECONDS", gt=0,
+        description="a running job whose heartbeat is older lost its process: re-queued, or failed after JOBS_MAX_ATTEMPTS",
+    )
+    jobs_max_attempts: int = Field(
+        2, alias="JOBS_MAX_ATTEMPTS", ge=1, description="runs of one job before a lost process fails it instead of re-queueing"
+    )
+    jobs_poll_seconds: float = Field(
+        1.0, alias="JOBS_POLL_SECONDS", gt=0, description="how often an idle runner looks for queued jobs"
+    )
+
     @field_validator("retrain_asset_cadence", mode="before")
     @classmethod
     def _split_cadence(cls, value: object) -> object:
@@ -276,6 +309,14 @@ class Settings(BaseSettings):
     @property
     def power_max_hold(self) -> timedelta:
         return timedelta(seconds=self.power_max_hold_seconds)
+
+    @property
+    def run_jobs_in_process(self) -> bool:
+        """Whether ``serve`` runs queued jobs itself: ``JOBS_IN_PROCESS`` when set, else on for the
+        embedded database and off elsewhere (where ``digitaltwin worker`` processes run them)."""
+        if self.jobs_in_process is not None:
+            return self.jobs_in_process
+        return self.embedded
 
     @property
     def mqtt_auto_register(self) -> bool:

@@ -20,6 +20,7 @@ from digitaltwin.api.routers import audit as audit_router
 from digitaltwin.api.routers import auth as auth_router
 from digitaltwin.api.routers import backtests as backtests_router
 from digitaltwin.api.routers import dead_letters as dead_letters_router
+from digitaltwin.api.routers import jobs as jobs_router
 from digitaltwin.api.routers import models as models_router
 from digitaltwin.api.routers import predict as predict_router
 from digitaltwin.api.routers import roles as roles_router
@@ -29,6 +30,9 @@ from digitaltwin.api.routers import users as users_router
 from digitaltwin.api.security import annotate_openapi, authorize
 from digitaltwin.config import Settings
 from digitaltwin.ingest.mqtt_subscriber import build_subscriber
+from digitaltwin.jobs.run import JobRunner, JobsCollector
+from digitaltwin.jobs.service import JobService
+from digitaltwin.jobs.store import JobStore
 from digitaltwin.observability.metrics import Metrics, MetricsMiddleware
 from digitaltwin.observability.requests import RequestIdMiddleware
 from digitaltwin.registry.backtests import BacktestStore
@@ -56,6 +60,8 @@ from digitaltwin.storage.schedules import ScheduleStore
 from digitaltwin.web.routes import mount_dashboard
 
 log = logging.getLogger(__name__)
+#: ``requested_by`` of the retraining scheduler's jobs.
+RETRAINING = "service:retraining"
 
 
 def _redis_client(settings: Settings) -> object | None:
@@ -91,8 +97,9 @@ def _forecast_cache(settings: Settings, metrics: Metrics) -> ForecastCache | Non
     return ForecastCache(settings.forecast_cache_size, on_lookup=counted)
 
 
-def _start_forecasting(settings: Settings, service: ForecastService) -> list[tuple[object, object]]:
-    """Forecasting (issue 5): start the MODELS_DIR watcher and the retraining scheduler as configured."""
+def _start_forecasting(settings: Settings, service: ForecastService, jobs: JobService) -> list[tuple[object, object]]:
+    """Forecasting (issue 5): start the MODELS_DIR watcher and the retraining scheduler as configured
+    (its retrainings are queued as jobs)."""
     started = []
     if settings.models_watch:
         started.append(service.server.start_watching())
@@ -101,10 +108,28 @@ def _start_forecasting(settings: Settings, service: ForecastService) -> list[tup
         default_hours=settings.retrain_cadence_hours,
         per_asset_hours=settings.retrain_asset_cadence,
         check_seconds=settings.retrain_check_seconds,
+        submit=lambda asset_id, algorithm, horizon: jobs.submit_train(asset_id, algorithm, horizon, requested_by=RETRAINING),
     )
     if scheduler.enabled:
         started.append(scheduler.start())
     return started  # type: ignore[return-value]
+
+
+def open_jobs(settings: Settings, repo: Repository, forecasts: ForecastService) -> tuple[JobService, JobRunner | None]:
+    """The job service with the limits of ``settings``, and a runner when this process runs jobs
+    (``JOBS_IN_PROCESS``; the caller starts and stops it)."""
+    store = JobStore(repo.engine, max_running_per_host=settings.jobs_max_concurrent)
+    runner = None
+    if settings.run_jobs_in_process:
+        runner = JobRunner(
+            store, forecasts, concurrency=settings.jobs_max_concurrent, heartbeat_s=settings.jobs_heartbeat_seconds,
+            stale_s=settings.jobs_stale_seconds, max_attempts=settings.jobs_max_attempts, poll_s=settings.jobs_poll_seconds,
+        )
+    service = JobService(
+        store, forecasts, max_per_asset=settings.jobs_max_per_asset, max_per_user=settings.jobs_max_per_user,
+        max_fits=settings.backtest_max_fits, on_submit=runner.wake if runner is not None else None,
+    )
+    return service, runner
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -157,7 +182,13 @@ def create_app(settings: Settings) -> FastAPI:
         if settings.mqtt_broker and settings.mqtt_api_subscriber:
             state.subscriber = build_subscriber(settings, repo, metrics=metrics, live_state=state.live)
             state.subscriber.start()
-        background = _start_forecasting(settings, state.forecasts)  # Forecasting (issue 5)
+        state.jobs, runner = open_jobs(settings, repo, state.forecasts)  # trainings and backtests
+        state.job_runner = runner
+        jobs_collector = JobsCollector(state.jobs.store)
+        metrics.collect_at_scrape(jobs_collector)
+        background = _start_forecasting(settings, state.forecasts, state.jobs)  # Forecasting (issue 5)
+        if runner is not None:
+            runner.start()
         state.scheduling = SchedulingService(settings, repo, state.forecasts, ScheduleStore(engine))
         if settings.schedule_replan_seconds > 0:
             background.append(state.scheduling.start_replanning(settings.schedule_replan_seconds))
@@ -165,6 +196,9 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             yield
         finally:
+            if runner is not None:
+                runner.stop()  # running jobs go back to the queue at their next checkpoint
+            metrics.stop_collecting(jobs_collector)
             for thread, stop in background:  # Forecasting (issue 5): model watcher, retraining scheduler
                 stop.set()
                 thread.join(timeout=5)
@@ -201,6 +235,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(schedules_router.router)
     for router in (models_router.router, backtests_router.router, predict_router.router):  # Forecasting (issue 5)
         app.include_router(router)
+    app.include_router(jobs_router.router)
     # Security (issue 4): auth, user, role, API key and audit routes; access in the OpenAPI document;
     # middleware innermost first: body limit (413), NUL guard (422), timeout (504), client address + rate limit (429), CORS, security headers.
     for router in (auth_router.router, users_router.router, roles_router.router, api_keys_router.router, audit_router.router):

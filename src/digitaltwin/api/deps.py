@@ -34,6 +34,9 @@ class AppState:
     forecast_limiter: object | None = None
     # Schedules of flexible assets (api/routers/schedules.py)
     scheduling: SchedulingService | None = None
+    # Jobs: trainings and backtests (digitaltwin.jobs); the runner when serve runs them itself
+    jobs: object | None = None
+    job_runner: object | None = None
 
 
 def get_state(request: Request) -> AppState:

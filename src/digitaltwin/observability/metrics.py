@@ -113,6 +113,17 @@ class Metrics:
         )
         self.system = SystemCollector()
         self.registry.register(self.system)
+        self.scrape_time: list[Collector] = []  # collectors reading shared state at scrape time (jobs)
+
+    def collect_at_scrape(self, collector: Collector) -> None:
+        """Add a collector that reads state shared by all processes (e.g. the jobs table) at scrape time."""
+        self.registry.register(collector)
+        self.scrape_time.append(collector)
+
+    def stop_collecting(self, collector: Collector) -> None:
+        """Undo :meth:`collect_at_scrape` (the app's lifespan ends)."""
+        self.registry.unregister(collector)
+        self.scrape_time.remove(collector)
 
     def render(self) -> bytes:
         """Prometheus text exposition of this instance, or of all worker processes in multiprocess mode."""
@@ -121,6 +132,8 @@ class Metrics:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
         registry.register(self.system)
+        for collector in self.scrape_time:
+            registry.register(collector)
         return generate_latest(registry)
 
 

@@ -333,3 +333,27 @@ schedules = Table(
     Column("published", JSON, nullable=False),
     UniqueConstraint("site_id", "version", name="uq_schedules_site_version"),
 )
+
+# --- Jobs (migration 0010): trainings and backtests run outside the request that asked for them -----
+# One row per job; the row is also the queue (workers claim queued rows, see digitaltwin.jobs.store).
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("kind", String(16), nullable=False),  # train | backtest
+    Column("asset_id", String(64), nullable=False, index=True),
+    Column("requested_by", String(100), nullable=True),  # the principal's label (user:NAME, key:ID) or a service
+    Column("state", String(16), nullable=False, index=True),  # queued | running | succeeded | failed | cancelled
+    Column("progress", Float, nullable=False),  # 0..1
+    Column("params", JSON, nullable=False),
+    Column("result", JSON, nullable=True),
+    Column("error", JSON, nullable=True),  # {"detail": ..., "field": ...}
+    Column("cancel_requested", Boolean, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False, index=True),
+    Column("started_at", UTCDateTime(), nullable=True),
+    Column("finished_at", UTCDateTime(), nullable=True),
+    Column("heartbeat_at", UTCDateTime(), nullable=True),
+    Column("worker_id", String(128), nullable=True),  # host/pid of the process running it
+    Column("worker_host", String(128), nullable=True),
+)
