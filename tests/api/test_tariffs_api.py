@@ -171,3 +171,21 @@ def test_native_tariff_with_a_dynamic_price_series(client: TestClient, repo: Rep
     assert bill["total"] == round_money((energy + 10) * 1.19, "EUR")
     unknown_key = client.post("/api/v1/tariffs?id=dyn2", json=native | {"vat": 19})
     assert unknown_key.status_code == 422 and unknown_key.json()["field"] == "tariff.vat"
+
+
+def test_kpi_cost_per_kwh_is_the_bill_over_the_energy(client: TestClient, repo: Repository) -> None:
+    client.post("/api/v1/tariffs?id=e19", json=load_tariff(PGE))
+    kwh = _plant(client, repo)
+    params = {"start": "2018-11-01T00:00:00+09:00", "end": "2018-12-01T00:00:00+09:00"}
+    assert client.get("/api/v1/assets/plant/kpis", params=params).json()["cost_per_kwh"] is None  # no tariff yet
+    # Billed through the site's assignment: the energy charges of the range over its energy.
+    client.post("/api/v1/sites/steel/tariff-assignments", json={"tariff_id": "e19", "valid_from": "2018-01-01"})
+    energy_only = client.get("/api/v1/assets/plant/kpis", params=params).json()["cost_per_kwh"]
+    costed = client.get("/api/v1/assets/plant/energy", params=params | {"bucket": "month", "with": "cost"}).json()
+    assert energy_only == pytest.approx(costed["buckets"][0]["cost"] / float(kwh.sum()), rel=1e-9)
+    # The asset's own assignment and a whole billing period: the bill's total (demand and fixed included).
+    client.post("/api/v1/assets/plant/tariff-assignments", json={"tariff_id": "e19", "valid_from": "2018-01-01"})
+    (bill,) = client.get("/api/v1/assets/plant/bill", params=params).json()["bills"]
+    whole = client.get("/api/v1/assets/plant/kpis", params=params).json()["cost_per_kwh"]
+    assert whole == pytest.approx(bill["total"] / float(kwh.sum()), rel=1e-6)
+    assert whole > energy_only

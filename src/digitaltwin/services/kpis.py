@@ -85,13 +85,39 @@ def _production(repo: Repository, asset_ids: list[str], start: datetime, end: da
     return total if found else None
 
 
-def cost_per_kwh(repo: Repository, asset_ids: list[str], *, start: datetime, end: datetime, energy_kwh: float | None) -> float | None:
-    """Cost per kWh of the assets' energy over the period: the bill total over ``energy_kwh``.
+def cost_per_kwh(
+    repo: Repository, asset_ids: list[str], *, start: datetime, end: datetime, energy_kwh: float | None, max_hold: timedelta,
+) -> float | None:
+    """Cost per kWh of the assets' energy over ``[start, end)``, in the tariff's currency.
 
-    No tariff is assigned to assets yet, so this returns None; it is the one place where the
-    bill of the period (in the site's currency) is to be divided by the energy.
+    When the range holds whole billing periods of each asset's own tariff assignment, it is the
+    bills' totals (fixed, energy, demand, minimum charges, taxes) over ``energy_kwh``; otherwise
+    (a part of a period, or an asset billed through its site's assignment) it is the energy charges
+    of the range's intervals (``accounting.cost``, the basis of ``energy?with=cost``). None without
+    a tariff assignment, without energy, or for energy of 0.
     """
-    return None
+    from digitaltwin.domain.errors import NotFoundError
+    from digitaltwin.services.billing import BillingService
+    from digitaltwin.services.energy_cost import bucket_costs
+
+    if not energy_kwh:
+        return None
+    service = BillingService(repo, max_hold=max_hold)
+    total = 0.0
+    for asset_id in asset_ids:
+        try:  # the asset's own tariff assignment bills it; a site's assignment bills the site's meters
+            bills = service.bills(asset_id=asset_id, start=start, end=end)
+        except NotFoundError:
+            bills = []
+        whole = bool(bills) and all(start <= b.bill.period.start and b.bill.period.end <= end for b in bills)
+        if whole:
+            total += sum(b.bill.total for b in bills)
+            continue
+        cost = bucket_costs(service, asset_id, [start, end]).costs[0]
+        if cost is None:
+            return None
+        total += cost
+    return total / energy_kwh
 
 
 def _kpis(
@@ -132,7 +158,7 @@ def _kpis(
         subject=subject, start=start, end=end, timezone=site.timezone, load=load,
         floor_area_m2=floor_area, energy_per_m2_kwh=per_quantity(load.energy_kwh, floor_area),
         production_units=production, energy_per_unit_kwh=per_quantity(load.energy_kwh, production),
-        cost_per_kwh=cost_per_kwh(repo, ids, start=start, end=end, energy_kwh=load.energy_kwh),
+        cost_per_kwh=cost_per_kwh(repo, ids, start=start, end=end, energy_kwh=load.energy_kwh, max_hold=max_hold),
         co2_kg=co2 if co2_any else None,
         avoided_co2_kg=avoided if co2_any else None,
         co2_uncovered_kwh=uncovered if intensity is not None else None,
