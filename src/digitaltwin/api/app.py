@@ -13,6 +13,8 @@ from digitaltwin import __version__
 from digitaltwin.api.deps import AppState
 from digitaltwin.api.errors import install_error_handlers
 from digitaltwin.api.routers import accounting as accounting_router
+from digitaltwin.api.routers import alarms as alarms_router
+from digitaltwin.api.routers import forecast_skill as forecast_skill_router
 from digitaltwin.api.routers import api_keys as api_keys_router
 from digitaltwin.api.routers import assets, forecast, health, live, readings, sites
 from digitaltwin.api.routers import audit as audit_router
@@ -45,6 +47,7 @@ from digitaltwin.security.service import SecurityService
 from digitaltwin.services.forecast_cache import ForecastCache
 from digitaltwin.services.forecasting import ForecastService
 from digitaltwin.services.live_state import open_live_state
+from digitaltwin.services.monitoring import open_monitoring
 from digitaltwin.services.retraining import RetrainScheduler
 from digitaltwin.storage.db import make_engine, migrate
 from digitaltwin.storage.repository import Repository
@@ -152,6 +155,10 @@ def create_app(settings: Settings) -> FastAPI:
             state.subscriber = build_subscriber(settings, repo, metrics=metrics, live_state=state.live)
             state.subscriber.start()
         background = _start_forecasting(settings, state.forecasts)  # Forecasting (issue 5)
+        # Monitoring: detection after each committed batch, webhooks, stale-device timer, forecast schedule
+        state.monitoring = open_monitoring(settings, repo, metrics=metrics, live=state.live, forecasts=state.forecasts)
+        if state.subscriber is not None:
+            state.subscriber.writer.listeners.append(state.monitoring.runner.on_flush)  # type: ignore[attr-defined]
         log.info("serving with %s database", engine.dialect.name)
         try:
             yield
@@ -161,6 +168,7 @@ def create_app(settings: Settings) -> FastAPI:
                 thread.join(timeout=5)
             if state.subscriber is not None:
                 state.subscriber.stop()  # type: ignore[attr-defined]
+            state.monitoring.stop()
             state.live.close()
             await limiter.close()
             if state.redis is not None:
@@ -183,6 +191,8 @@ def create_app(settings: Settings) -> FastAPI:
         app.include_router(router)
     app.include_router(dead_letters_router.router)  # MQTT ingestion (issue 3): what was rejected and why
     app.include_router(accounting_router.router)  # energy accounting: KPIs and the metering tree
+    app.include_router(alarms_router.router)  # monitoring: alarms and webhooks
+    app.include_router(forecast_skill_router.router)  # monitoring: issued forecasts and their skill
     for router in (models_router.router, backtests_router.router, predict_router.router):  # Forecasting (issue 5)
         app.include_router(router)
     # Security (issue 4): auth, user, role, API key and audit routes; access in the OpenAPI document;

@@ -12,6 +12,7 @@ from digitaltwin.observability.metrics import Metrics
 from digitaltwin.security.service import SecurityService
 from digitaltwin.services.forecasting import ForecastService
 from digitaltwin.services.live_state import LiveState, MemoryLiveState
+from digitaltwin.services.monitoring import Monitoring
 from digitaltwin.storage.repository import Repository
 
 
@@ -31,6 +32,8 @@ class AppState:
     security: SecurityService | None = None
     # Forecasting (issue 5): the limiter of forecasts computed at once (api/routers/forecast.py)
     forecast_limiter: object | None = None
+    # Monitoring: alarms, detection hook, webhooks, forecast skill (services/monitoring.py)
+    monitoring: Monitoring | None = None
 
 
 def get_state(request: Request) -> AppState:

@@ -44,6 +44,11 @@ class AuditEvent(StrEnum):
     ASSET_UPDATED = "asset_updated"
     READINGS_DELETED = "readings_deleted"
     MODEL_ACTIVATED = "model_activated"
+    # monitoring (see digitaltwin.api.routers.alarms)
+    ALARM_ACKNOWLEDGED = "alarm_acknowledged"
+    ALARM_CLEARED = "alarm_cleared"
+    WEBHOOK_CREATED = "webhook_created"
+    WEBHOOK_DELETED = "webhook_deleted"
 
 
 class AuditLog:
