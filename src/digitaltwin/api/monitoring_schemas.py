@@ -53,10 +53,18 @@ class CommentIn(BaseModel):
 
 class WebhookIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    url: AnyHttpUrl = Field(description="http(s) URL the alarm events are POSTed to")
+    url: AnyHttpUrl = Field(description="http(s) URL the alarm events are POSTed to (at most 2000 characters)")
     secret: str = Field(min_length=16, max_length=200, description="HMAC-SHA256 key of the X-DT-Signature header")
     site_id: str | None = Field(None, max_length=64, description="only alarms of this site; all sites when omitted")
     min_severity: Literal["info", "warning", "critical"] = "warning"
+
+
+    @field_validator("url")
+    @classmethod
+    def _short(cls, value: AnyHttpUrl) -> AnyHttpUrl:
+        if len(str(value)) > 2000:
+            raise ValueError("at most 2000 characters")
+        return value
 
 
 class WebhookOut(BaseModel):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from digitaltwin.api.deps import AppState, State
@@ -24,6 +24,11 @@ from digitaltwin.security.roles import Role
 from digitaltwin.services.monitoring import Monitoring
 
 router = APIRouter(prefix="/api/v1", tags=["alarms"])
+
+#: Ids are 32-bit integers in storage; larger ones are a 422 naming the parameter, not a database error.
+MAX_ID = 2**31 - 1
+AlarmId = Annotated[int, Path(ge=1, le=MAX_ID)]
+WebhookId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
 class MonitoringUnavailableError(DomainError):
@@ -55,7 +60,7 @@ def list_alarms(
     type: Annotated[str | None, Query(max_length=48, description="e.g. stale_device, forecast_drift")] = None,  # noqa: A002
     since: Annotated[str | None, Query(description="RFC 3339: alarms last seen at or after it")] = None,
     until: Annotated[str | None, Query(description="RFC 3339: alarms started before it")] = None,
-    before_id: Annotated[int | None, Query(ge=1, le=2**53, description="page: alarms stored before this id")] = None,
+    before_id: Annotated[int | None, Query(ge=1, le=MAX_ID, description="page: alarms stored before this id")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[AlarmOut]:
     """Alarms matching every filter, newest first; page with ``before_id`` (the last ``id`` of a page).
@@ -70,14 +75,14 @@ def list_alarms(
 
 
 @router.get("/alarms/{alarm_id}", response_model=AlarmOut)
-def get_alarm(alarm_id: int, state: State) -> AlarmOut:
+def get_alarm(alarm_id: AlarmId, state: State) -> AlarmOut:
     """One alarm with its webhook deliveries (attempts, result, status code, error). 404 naming ``alarm_id``."""
     store = _monitoring(state).store
     return AlarmOut.of(store.get_alarm(alarm_id), store.notifications(alarm_id))
 
 
 @router.post("/alarms/{alarm_id}/acknowledge", response_model=AlarmOut)
-async def acknowledge_alarm(alarm_id: int, body: CommentIn, state: State, request: Request) -> AlarmOut:
+async def acknowledge_alarm(alarm_id: AlarmId, body: CommentIn, state: State, request: Request) -> AlarmOut:
     """Acknowledge an active alarm (operator): it stays open until its condition ends or it is cleared.
     409 naming ``state`` when it is not active; audited (``alarm_acknowledged``) with the comment."""
     alarm = await run_in_threadpool(_monitoring(state).alarms.acknowledge, alarm_id, by=_actor(request), comment=body.comment)
@@ -87,7 +92,7 @@ async def acknowledge_alarm(alarm_id: int, body: CommentIn, state: State, reques
 
 
 @router.post("/alarms/{alarm_id}/clear", response_model=AlarmOut)
-async def clear_alarm(alarm_id: int, body: CommentIn, state: State, request: Request) -> AlarmOut:
+async def clear_alarm(alarm_id: AlarmId, body: CommentIn, state: State, request: Request) -> AlarmOut:
     """Clear an open alarm by hand (operator); if its condition persists the next detection opens a
     new one. 409 naming ``state`` when already cleared; audited (``alarm_cleared``) with the comment."""
     alarm = await run_in_threadpool(_monitoring(state).alarms.clear, alarm_id, by=_actor(request), comment=body.comment)
@@ -125,7 +130,7 @@ def create_webhook(body: WebhookIn, state: State, request: Request) -> WebhookOu
 
 
 @router.delete("/webhooks/{webhook_id}", status_code=204, openapi_extra=access(Role.ADMIN))
-def delete_webhook(webhook_id: int, state: State, request: Request) -> Response:
+def delete_webhook(webhook_id: WebhookId, state: State, request: Request) -> Response:
     """Stop notifying a webhook (admin); its delivery records go with it. 404 naming ``webhook_id``; audited."""
     monitoring = _monitoring(state)
     monitoring.store.delete_webhook(webhook_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -16,6 +17,9 @@ from digitaltwin.services.forecast_monitor import EXTERNAL_PREFIX
 from digitaltwin.storage.monitoring_store import ForecastPoint, IssuedForecast
 
 router = APIRouter(prefix="/api/v1", tags=["forecasting"])
+
+#: Farthest a point may lie from its issue time (forecasts longer than a year are not scored here).
+MAX_LEAD = timedelta(days=366)
 
 
 def _out(f: IssuedForecast) -> IssuedForecastOut:
@@ -33,6 +37,8 @@ def post_forecast(asset_id: str, body: ExternalForecastIn, state: State) -> Issu
     state.repo.get_asset(asset_id)
     if len({p.ts for p in body.points}) != len(body.points):
         raise ValidationError("two points share a ts", field="points")
+    if any(abs(p.ts - body.issued_at) > MAX_LEAD for p in body.points):
+        raise ValidationError(f"a point is more than {MAX_LEAD.days} days from issued_at", field="points")
     points = [ForecastPoint(p.ts, p.value, {float(k): v for k, v in p.quantiles.items()} if p.quantiles else None)
               for p in sorted(body.points, key=lambda p: p.ts)]
     issued = _monitoring(state).store.save_forecast(asset_id, EXTERNAL_PREFIX + body.source, body.issued_at,
@@ -62,7 +68,7 @@ async def forecast_skill(
     ``end``) and lead-time bucket (docs/monitoring.md gives the formulas). 404 naming ``asset_id``."""
     from datetime import UTC, datetime
 
-    until = datetime.now(UTC) if end is None else parse_instant(end, field="end", plausible=False)
+    until = datetime.now(UTC) if end is None else parse_instant(end, field="end")
     monitor = _monitoring(state).forecast_monitor
     if monitor is None:
         raise ValidationError("forecast monitoring is not running in this process", field="asset_id")
