@@ -222,3 +222,35 @@ def test_alarm_events_reach_the_stream_subscribers(client: TestClient) -> None:
 
     [event] = asyncio.run(scenario())
     assert event["event"] == "raised" and event["type"] == "flatline" and "alarm_id" in event and event["state"] == "active"
+
+
+def test_detector_settings_per_asset_are_checked_by_field_and_used(client: TestClient, repo: Repository,
+                                                                   viewer_client: ClientAs, operator_client: ClientAs) -> None:
+    register(client, "m-set")
+    register(client, "m-default")
+    store_hourly(repo, "m-set", [1.0] * 3)
+    store_hourly(repo, "m-default", [1.0] * 3)
+    url = "/api/v1/assets/m-set/detector-settings"
+    for detector, body, field in [
+        ("stale_device", {"missed_intervals": 0}, "stale_device.missed_intervals"),
+        ("stale_device", {"missed_intervals": "3"}, "stale_device.missed_intervals"),
+        ("stale_device", {"missed_intervals": 20}, "stale_device.critical_intervals"),  # above the default 12
+        ("stale_device", {"after": 3}, "stale_device.after"),
+        ("forecast_drift", {"factor": 0.9}, "forecast_drift.factor"),
+        ("forecast_drift", {"min_points": 2.5}, "forecast_drift.min_points"),
+        ("no_such_detector", {}, "detector"),
+    ]:
+        response = operator_client.put(f"{url}/{detector}", json=body)
+        assert response.status_code == 422 and response.json()["field"] == field, (body, response.text)
+    assert viewer_client.put(f"{url}/stale_device", json={"missed_intervals": 6}).status_code == 403
+    assert client.put("/api/v1/assets/nope/detector-settings/stale_device", json={}).json()["field"] == "asset_id"
+    ok = operator_client.put(f"{url}/stale_device", json={"missed_intervals": 6, "critical_intervals": 48})
+    assert ok.status_code == 200, ok.text
+    assert client.get(url).json() == {"stale_device": {"missed_intervals": 6, "critical_intervals": 48}}
+    assert client.get("/api/v1/audit", params={"event": "detector_settings_changed"}).json()[0]["subject"] == "m-set"
+
+    # 4 hours of silence: stale for the default (3 intervals), not for m-set (6)
+    monitoring_of(client).stale.run_once(now=T0 + timedelta(hours=2 + 4))
+    assert [a["asset_id"] for a in client.get("/api/v1/alarms").json()] == ["m-default"]
+    assert operator_client.put(f"{url}/stale_device", json={}).status_code == 200  # back to the defaults
+    assert client.get(url).json() == {}

@@ -49,6 +49,7 @@ class AuditEvent(StrEnum):
     ALARM_CLEARED = "alarm_cleared"
     WEBHOOK_CREATED = "webhook_created"
     WEBHOOK_DELETED = "webhook_deleted"
+    DETECTOR_SETTINGS_CHANGED = "detector_settings_changed"
 
 
 class AuditLog:

@@ -26,6 +26,7 @@ from typing import Protocol
 
 from digitaltwin.domain.readings import Reading
 from digitaltwin.monitoring.alarms import Detection
+from digitaltwin.monitoring.settings import merged
 from digitaltwin.monitoring.stale_device import StaleSettings, check_stale
 from digitaltwin.observability.metrics import Metrics
 from digitaltwin.services.alarms import AlarmService
@@ -167,6 +168,7 @@ class StaleDeviceChecker:
     (:func:`~digitaltwin.monitoring.stale_device.check_stale`); one detection per asset, its
     stalest series (an asset is stale when any of its series is).
 
+    Settings per asset (``detector_settings``, detector ``stale_device``) override the defaults.
     The cadence is the series' declared interval, else the median spacing of its latest
     readings (cached per series for ``cadence_ttl_s``); series with neither are skipped.
     """
@@ -193,6 +195,8 @@ class StaleDeviceChecker:
         """One detection per asset with at least one series of known cadence and a reading."""
         now = now or self.clock()
         worst: dict[str, Detection] = {}
+        overrides = {a: o for (a, _), o in self.store.detector_settings(detector=self.name).items()}
+        per_asset: dict[str, StaleSettings] = {}
         for s in self.store.series_freshness():
             if s.last_ts is None:
                 continue
@@ -200,8 +204,10 @@ class StaleDeviceChecker:
                 cadence = self._cadence_s(s.series_id, s.interval_seconds)
                 if not cadence:
                     continue
+                if s.asset_id not in per_asset:
+                    per_asset[s.asset_id] = merged(self.name, self.settings, overrides.get(s.asset_id))
                 detection = check_stale(s.asset_id, s.quantity, last_ts=s.last_ts, cadence_s=cadence, now=now,
-                                        settings=self.settings)
+                                        settings=per_asset[s.asset_id])
             except Exception:  # noqa: BLE001 - one series never stops the check of the others
                 log.exception("stale check failed on %s/%s", s.asset_id, s.quantity)
                 if self.metrics is not None:

@@ -29,6 +29,7 @@ import pandas as pd
 
 from digitaltwin.domain.errors import DomainError, NotFoundError
 from digitaltwin.monitoring.alarms import Detection
+from digitaltwin.monitoring.settings import merged
 from digitaltwin.monitoring.skill import DRIFT_TYPE, WINDOWS, DriftSettings, SkillRow, drift_detection, skill_table
 from digitaltwin.observability.metrics import Metrics
 from digitaltwin.registry.errors import RegistryError
@@ -156,11 +157,11 @@ class ForecastMonitor:
         return skill_table(points, actual, end=end)
 
     def check_drift(self, asset_id: str, now: datetime | None = None) -> Detection | None:
-        """The drift detection of the newest model source of ``asset_id`` (None: nothing to decide)."""
+        """The drift detection of the newest model source of ``asset_id`` (None: nothing to decide);
+        the asset's own ``forecast_drift`` settings override the defaults."""
         now = now or self.clock()
-        issued = self.store.forecasts(asset_id, limit=1, source=None)
         models = [f for f in self.store.forecasts(asset_id, limit=50) if f.source.startswith(MODEL_PREFIX)]
-        if not issued or not models:
+        if not models:
             return None
         source = models[0].source
         rows = [r for r in self.skill(asset_id, end=now, source=source) if r.window == "7d" and r.lead == "all"]
@@ -172,8 +173,9 @@ class ForecastMonitor:
             return None
         backtest_mae = float(manifest.metrics.get("mae", math.nan))
         is_open = bool(self.alarms and self.alarms.store.open_alarms([(asset_id, DRIFT_TYPE)]))
+        overrides = self.store.detector_settings(asset_id=asset_id, detector=DRIFT_TYPE).get((asset_id, DRIFT_TYPE))
         return drift_detection(asset_id, source=source, row=rows[0], backtest_mae=backtest_mae, is_open=is_open,
-                               start=now - WINDOWS["7d"], end=now, settings=self.drift)
+                               start=now - WINDOWS["7d"], end=now, settings=merged(DRIFT_TYPE, self.drift, overrides))
 
     def _on_alarm(self, applied: Applied) -> None:
         """A raised drift alarm retrains the champion's algorithm at its horizon, in the background."""

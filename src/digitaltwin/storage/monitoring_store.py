@@ -22,6 +22,7 @@ from digitaltwin.monitoring.alarms import Alarm, AlarmState, Severity
 from digitaltwin.storage.tables import (
     alarm_notifications,
     alarms,
+    detector_settings,
     issued_forecast_points,
     issued_forecasts,
     readings,
@@ -301,3 +302,25 @@ class MonitoringStore:
                 last = last_type.process_result_value(last, dialect)
             out.append(SeriesFreshness(r.asset_id, r.id, r.quantity, r.interval_seconds, last))
         return out
+
+    # -- detector settings ----------------------------------------------------------------
+    def detector_settings(self, *, asset_id: str | None = None, detector: str | None = None) -> dict[tuple[str, str], dict[str, Any]]:
+        """Stored settings by ``(asset_id, detector)`` (of one asset or detector when given)."""
+        t = detector_settings
+        q = select(t.c.asset_id, t.c.detector, t.c.settings)
+        if asset_id is not None:
+            q = q.where(t.c.asset_id == asset_id)
+        if detector is not None:
+            q = q.where(t.c.detector == detector)
+        with self.engine.connect() as conn:
+            return {(r.asset_id, r.detector): dict(r.settings) for r in conn.execute(q).all()}
+
+    def put_detector_settings(self, asset_id: str, detector: str, settings: dict[str, Any], *, at: datetime,
+                              by: str | None) -> None:
+        """Replace the settings of ``detector`` for ``asset_id`` (an empty object removes them)."""
+        t = detector_settings
+        with self.engine.begin() as conn:
+            conn.execute(t.delete().where(t.c.asset_id == asset_id, t.c.detector == detector))
+            if settings:
+                conn.execute(insert(t).values(asset_id=asset_id, detector=detector, settings=settings, updated_at=at,
+                                              updated_by=by))

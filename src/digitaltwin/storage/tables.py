@@ -323,3 +323,14 @@ alarm_notifications = Table(
     Column("created_at", UTCDateTime(), nullable=False),
     Column("finished_at", UTCDateTime(), nullable=True),
 )
+
+# Per-asset detector settings (JSON object per asset and detector), checked by digitaltwin.monitoring.settings.
+detector_settings = Table(
+    "detector_settings",
+    metadata,
+    Column("asset_id", String(64), ForeignKey("assets.id", ondelete="CASCADE"), primary_key=True),
+    Column("detector", String(48), primary_key=True),
+    Column("settings", JSON, nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Column("updated_by", String(100), nullable=True),
+)

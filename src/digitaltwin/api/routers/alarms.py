@@ -1,4 +1,4 @@
-"""Alarms (list, detail, acknowledge, clear) and the webhooks they are notified to.
+"""Alarms (list, detail, acknowledge, clear), the webhooks they are notified to, per-asset detector settings.
 
 Reads need a viewer; acknowledging and clearing need an operator and are written to the
 audit log with the comment; webhooks are admin-only (their secrets sign notifications).
@@ -7,7 +7,7 @@ audit log with the comment; webhooks are admin-only (their secrets sign notifica
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -16,6 +16,7 @@ from digitaltwin.api.deps import AppState, State
 from digitaltwin.api.monitoring_schemas import AlarmOut, CommentIn, WebhookIn, WebhookOut
 from digitaltwin.domain.errors import DomainError
 from digitaltwin.domain.timestamps import parse_instant
+from digitaltwin.monitoring import settings as detector_settings
 from digitaltwin.monitoring.alarms import Severity
 from digitaltwin.observability.changes import record_change
 from digitaltwin.security.audit import AuditEvent
@@ -137,3 +138,31 @@ def delete_webhook(webhook_id: WebhookId, state: State, request: Request) -> Res
     monitoring.notifier.invalidate()
     record_change(request, AuditEvent.WEBHOOK_DELETED, subject=str(webhook_id))
     return Response(status_code=204)
+
+
+@router.get("/assets/{asset_id}/detector-settings", response_model=dict[str, dict[str, Any]])
+def get_detector_settings(asset_id: str, state: State) -> dict[str, dict[str, Any]]:
+    """The asset's own detector settings by detector (those without any use the configured defaults).
+    404 naming ``asset_id``."""
+    state.repo.get_asset(asset_id)
+    return {d: v for (_, d), v in _monitoring(state).store.detector_settings(asset_id=asset_id).items()}
+
+
+@router.put("/assets/{asset_id}/detector-settings/{detector}", response_model=dict[str, Any])
+def put_detector_settings(asset_id: str, detector: str, body: dict[str, Any], state: State, request: Request) -> dict[str, Any]:
+    """Set the asset's settings of one detector (operator), e.g. ``stale_device``
+    ``{"missed_intervals": 4, "critical_intervals": 24}`` or ``forecast_drift`` ``{"factor": 2.0}``;
+    ``{}`` goes back to the defaults. Checked by the detector's rules: 422 naming ``detector`` or
+    ``<detector>.<setting>``; 404 naming ``asset_id``; audited (``detector_settings_changed``)."""
+    state.repo.get_asset(asset_id)
+    monitoring = _monitoring(state)
+    defaults = {"stale_device": monitoring.stale.settings}
+    if monitoring.forecast_monitor is not None:
+        defaults["forecast_drift"] = monitoring.forecast_monitor.drift
+    if detector in defaults:  # the keys given completed by this process's defaults, as the detector will use them
+        detector_settings.merged(detector, defaults[detector], body)
+    else:
+        detector_settings.check(detector, body)
+    monitoring.store.put_detector_settings(asset_id, detector, body, at=datetime.now(UTC), by=_actor(request))
+    record_change(request, AuditEvent.DETECTOR_SETTINGS_CHANGED, subject=asset_id, detector=detector, settings=body)
+    return body

@@ -1,4 +1,4 @@
-"""Monitoring: issued forecasts and their points, alarms, webhooks and alarm notifications.
+"""Monitoring: issued forecasts and their points, alarms, webhooks, alarm notifications, detector settings.
 
 Revision ID: 0013
 Revises: 0008
@@ -87,8 +87,16 @@ def upgrade() -> None:
         sa.Column("finished_at", UTCDateTime(), nullable=True),
     )
     op.create_index("ix_alarm_notifications_alarm_id", "alarm_notifications", ["alarm_id"])
+    op.create_table(
+        "detector_settings",
+        sa.Column("asset_id", sa.String(64), sa.ForeignKey("assets.id", ondelete="CASCADE"), primary_key=True),
+        sa.Column("detector", sa.String(48), primary_key=True),
+        sa.Column("settings", sa.JSON(), nullable=False),
+        sa.Column("updated_at", UTCDateTime(), nullable=False),
+        sa.Column("updated_by", sa.String(100), nullable=True),
+    )
 
 
 def downgrade() -> None:
-    for table in ("alarm_notifications", "webhooks", "alarms", "issued_forecast_points", "issued_forecasts"):
+    for table in ("detector_settings", "alarm_notifications", "webhooks", "alarms", "issued_forecast_points", "issued_forecasts"):
         op.drop_table(table)
