@@ -254,3 +254,40 @@ def test_detector_settings_per_asset_are_checked_by_field_and_used(client: TestC
     assert [a["asset_id"] for a in client.get("/api/v1/alarms").json()] == ["m-default"]
     assert operator_client.put(f"{url}/stale_device", json={}).status_code == 200  # back to the defaults
     assert client.get(url).json() == {}
+
+
+class Recorder:
+    """A model detector for the test: records the intervals it is asked about; reads the interval's sum."""
+
+    name = "recorder"
+    interval_s = 900
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, datetime, float]] = []
+
+    def detect_interval(self, asset_id: str, quantity: str, start: datetime, end: datetime, repo: Repository) -> list[Detection]:
+        info = repo.find_series(asset_id, quantity)
+        assert info is not None
+        _, values = repo.series_arrays(info.id, start=start, end=end)
+        self.calls.append((asset_id, start, float(values.sum())))
+        return [Detection(asset_id, "recorder", Severity.INFO, start, end, 0.0, evidence(float(values.sum()), 0, 1), active=False)]
+
+
+def test_model_detectors_run_when_an_interval_closes_and_again_for_late_data(client: TestClient) -> None:
+    register(client, "m-model")
+    monitoring = monitoring_of(client)
+    recorder = Recorder()
+    monitoring.runner.interval_detectors.append(recorder)
+
+    def post_power(ts: str, kw: float) -> None:
+        item = {"asset_id": "m-model", "ts": ts, "quantity": "power", "value": kw, "unit": "kW"}
+        assert client.post("/api/v1/readings", json={"readings": [item]}).status_code == 200
+        settle(monitoring)
+
+    post_power("2025-05-01T10:05:00Z", 1.0)
+    assert recorder.calls == []  # 10:00-10:15 still open
+    post_power("2025-05-01T10:20:00Z", 2.0)
+    assert recorder.calls == [("m-model", datetime(2025, 5, 1, 10, tzinfo=UTC), 1.0)]
+    post_power("2025-05-01T10:07:00Z", 4.0)  # late: the closed 10:00 interval is evaluated again with it
+    assert recorder.calls[-1] == ("m-model", datetime(2025, 5, 1, 10, tzinfo=UTC), 5.0) and len(recorder.calls) == 2
+    assert client.get("/api/v1/alarms").json() == []  # inactive detections never open alarms

@@ -188,3 +188,21 @@ def test_signature_is_hmac_sha256_of_timestamp_dot_body() -> None:
     assert not verify("other-secret-xxxx", header, body, now=1_700_000_100)
     assert not verify("s3cret-s3cret-s3", header, body, now=1_700_001_000)  # too old: a replay
     assert not verify("s3cret-s3cret-s3", "garbage", body)
+
+
+def test_intervals_close_when_a_later_one_opens_and_late_data_reopens_its_own() -> None:
+    from digitaltwin.services.detection import Touched, closed_intervals
+
+    def touched(start_min: int, end_min: int) -> Touched:
+        return Touched("a", "power", T0 + timedelta(minutes=start_min), T0 + timedelta(minutes=end_min), 2)
+
+    starts, newest = closed_intervals(touched(1, 14), 900, None)  # inside the first quarter hour: still open
+    assert starts == [] and newest == T0
+    starts, newest = closed_intervals(touched(16, 16), 900, newest)  # the next one opens: 10:00 closes
+    assert starts == [T0] and newest == T0 + timedelta(minutes=15)
+    starts, newest = closed_intervals(touched(20, 50), 900, newest)  # spans 10:15-10:45: 10:15 and 10:30 closed
+    assert starts == [T0 + timedelta(minutes=15), T0 + timedelta(minutes=30)] and newest == T0 + timedelta(minutes=45)
+    starts, same = closed_intervals(touched(3, 4), 900, newest)  # late data: its own closed interval again
+    assert starts == [T0] and same == newest
+    starts, _ = closed_intervals(touched(46, 47), 900, newest)  # more of the open interval: nothing closed
+    assert starts == []

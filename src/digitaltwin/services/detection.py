@@ -6,8 +6,9 @@
   UTC timestamp range touched per ``(asset, quantity)`` and put it on a bounded queue (a full
   queue drops the batch with a log line and ``detector_failures_total{detector="queue"}``), so
   ingestion never waits on detection and nothing raises into it. A worker thread runs every
-  registered :class:`BatchDetector` on those ranges: late data re-evaluates exactly the
-  intervals it touches. A detector that fails on one asset is logged and counted
+  registered :class:`BatchDetector` (rule detectors) on those ranges, and every
+  :class:`IntervalDetector` (model detectors) on each interval that closed: late data re-evaluates
+  exactly the intervals it touches. A detector that fails on one asset is logged and counted
   (``detector_failures_total{detector}``) and the others go on.
 * :class:`StaleDeviceChecker` runs on a timer (:func:`start_periodic`): a device that stopped
   sending produces no batch to react to.
@@ -21,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from digitaltwin.domain.readings import Reading
@@ -79,13 +80,53 @@ def touched_ranges(readings: Iterable[Reading]) -> list[Touched]:
     return [Touched(a, q, s, e, n) for (a, q), (s, e, n) in spans.items()]
 
 
+class IntervalDetector(Protocol):
+    """A model detector: evaluates whole intervals of ``interval_s`` seconds (aligned on the Unix
+    epoch, so on UTC quarter hours and hours) once they closed, i.e. once a reading of a later
+    interval was stored; late readings re-evaluate the closed intervals they fall in."""
+
+    name: str
+    interval_s: int
+
+    def detect_interval(self, asset_id: str, quantity: str, start: datetime, end: datetime,
+                        repo: Repository) -> Iterable[Detection]: ...
+
+
+def closed_intervals(touched: Touched, interval_s: int, newest_start: datetime | None) -> tuple[list[datetime], datetime]:
+    """Starts of the intervals of ``interval_s`` to evaluate after ``touched``, given the start of the
+    newest interval seen so far of the series (None: none yet), and the new newest start.
+
+    The intervals the batch touched that are closed (before the newest one) are re-evaluated (late
+    data); when the batch opens a newer interval, the previously newest one closes and is evaluated.
+    """
+    step = timedelta(seconds=interval_s)
+
+    def floor(ts: datetime) -> datetime:
+        return datetime.fromtimestamp(int(ts.timestamp()) // interval_s * interval_s, UTC)
+
+    latest = floor(touched.end)
+    newest = latest if newest_start is None or latest > newest_start else newest_start
+    starts: set[datetime] = set()
+    first = floor(touched.start)
+    current, last = first, min(latest, newest - step)
+    while current <= last and len(starts) < 10_000:  # bounded: a batch spanning years stops here
+        starts.add(current)
+        current += step
+    if newest_start is not None and newest > newest_start:
+        starts.add(newest_start)
+    return sorted(s for s in starts if s < newest), newest
+
+
 class DetectionRunner:
     """The ingestion hook and its worker (see the module docstring)."""
 
     def __init__(self, alarms: AlarmService, repo: Repository, detectors: Sequence[BatchDetector] = (), *,
-                 metrics: Metrics | None = None, queue_size: int = 1000) -> None:
+                 metrics: Metrics | None = None, queue_size: int = 1000,
+                 interval_detectors: Sequence[IntervalDetector] = ()) -> None:
         self.alarms, self.repo, self.metrics = alarms, repo, metrics
         self.detectors = list(detectors)
+        self.interval_detectors = list(interval_detectors)
+        self._newest: dict[tuple[str, str, int], datetime] = {}
         self._queue: queue.Queue[list[Touched]] = queue.Queue(queue_size)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -99,7 +140,7 @@ class DetectionRunner:
 
     def submit(self, readings: Sequence[Reading]) -> None:
         """Queue the touched ranges of committed ``readings``; never blocks, never raises."""
-        if not readings or not self.detectors:
+        if not readings or not (self.detectors or self.interval_detectors):
             return
         try:
             touched = touched_ranges(readings)
@@ -126,6 +167,16 @@ class DetectionRunner:
                 except Exception:  # noqa: BLE001 - one detector failing on one asset never stops the others
                     log.exception("detector %s failed on %s/%s", detector.name, t.asset_id, t.quantity)
                     self._failed(detector.name)
+            for model in self.interval_detectors:
+                key = (t.asset_id, t.quantity, model.interval_s)
+                starts, self._newest[key] = closed_intervals(t, model.interval_s, self._newest.get(key))
+                for start in starts:
+                    try:
+                        detections.extend(model.detect_interval(
+                            t.asset_id, t.quantity, start, start + timedelta(seconds=model.interval_s), self.repo))
+                    except Exception:  # noqa: BLE001 - as above
+                        log.exception("detector %s failed on %s/%s at %s", model.name, t.asset_id, t.quantity, start)
+                        self._failed(model.name)
         self.alarms.apply(detections)
         return detections
 
