@@ -38,7 +38,8 @@ class MonitoringUnavailableError(DomainError):
     status_code = 503
 
 
-def _monitoring(state: AppState) -> Monitoring:
+def monitoring_of(state: AppState) -> Monitoring:
+    """The app's monitoring parts, or 503 when it runs without them."""
     if state.monitoring is None:
         raise MonitoringUnavailableError("monitoring is not running in this process")
     return state.monitoring
@@ -68,7 +69,7 @@ def list_alarms(
     422 naming ``since``/``until`` for an instant without a UTC offset."""
     start = None if since is None else parse_instant(since, field="since", plausible=False)
     end = None if until is None else parse_instant(until, field="until", plausible=False)
-    alarms = _monitoring(state).store.list_alarms(
+    alarms = monitoring_of(state).store.list_alarms(
         site_id=site_id, asset_id=asset_id, severity=severity or (), state=alarm_state or (), type_=type,
         since=start, until=end, limit=limit, before_id=before_id,
     )
@@ -78,7 +79,7 @@ def list_alarms(
 @router.get("/alarms/{alarm_id}", response_model=AlarmOut)
 def get_alarm(alarm_id: AlarmId, state: State) -> AlarmOut:
     """One alarm with its webhook deliveries (attempts, result, status code, error). 404 naming ``alarm_id``."""
-    store = _monitoring(state).store
+    store = monitoring_of(state).store
     return AlarmOut.of(store.get_alarm(alarm_id), store.notifications(alarm_id))
 
 
@@ -86,7 +87,7 @@ def get_alarm(alarm_id: AlarmId, state: State) -> AlarmOut:
 async def acknowledge_alarm(alarm_id: AlarmId, body: CommentIn, state: State, request: Request) -> AlarmOut:
     """Acknowledge an active alarm (operator): it stays open until its condition ends or it is cleared.
     409 naming ``state`` when it is not active; audited (``alarm_acknowledged``) with the comment."""
-    alarm = await run_in_threadpool(_monitoring(state).alarms.acknowledge, alarm_id, by=_actor(request), comment=body.comment)
+    alarm = await run_in_threadpool(monitoring_of(state).alarms.acknowledge, alarm_id, by=_actor(request), comment=body.comment)
     record_change(request, AuditEvent.ALARM_ACKNOWLEDGED, subject=str(alarm_id), asset_id=alarm.asset_id,
                   type=alarm.type, comment=body.comment)
     return AlarmOut.of(alarm)
@@ -96,7 +97,7 @@ async def acknowledge_alarm(alarm_id: AlarmId, body: CommentIn, state: State, re
 async def clear_alarm(alarm_id: AlarmId, body: CommentIn, state: State, request: Request) -> AlarmOut:
     """Clear an open alarm by hand (operator); if its condition persists the next detection opens a
     new one. 409 naming ``state`` when already cleared; audited (``alarm_cleared``) with the comment."""
-    alarm = await run_in_threadpool(_monitoring(state).alarms.clear, alarm_id, by=_actor(request), comment=body.comment)
+    alarm = await run_in_threadpool(monitoring_of(state).alarms.clear, alarm_id, by=_actor(request), comment=body.comment)
     record_change(request, AuditEvent.ALARM_CLEARED, subject=str(alarm_id), asset_id=alarm.asset_id,
                   type=alarm.type, comment=body.comment)
     return AlarmOut.of(alarm)
@@ -110,14 +111,14 @@ def _webhook_out(hook: object) -> WebhookOut:
 @router.get("/webhooks", response_model=list[WebhookOut], openapi_extra=access(Role.ADMIN))
 def list_webhooks(state: State) -> list[WebhookOut]:
     """Alarm webhooks (admin); secrets are never returned."""
-    return [_webhook_out(h) for h in _monitoring(state).store.list_webhooks()]
+    return [_webhook_out(h) for h in monitoring_of(state).store.list_webhooks()]
 
 
 @router.post("/webhooks", response_model=WebhookOut, status_code=201, openapi_extra=access(Role.ADMIN))
 def create_webhook(body: WebhookIn, state: State, request: Request) -> WebhookOut:
     """Notify alarm events of ``site_id`` (all sites when omitted) at ``min_severity`` or above to ``url``,
     signed with ``secret`` (docs/monitoring.md). 404 naming ``site_id`` for an unknown site; audited."""
-    monitoring = _monitoring(state)
+    monitoring = monitoring_of(state)
     if body.site_id is not None:
         state.repo.get_site(body.site_id)
     hook = monitoring.store.create_webhook(
@@ -133,7 +134,7 @@ def create_webhook(body: WebhookIn, state: State, request: Request) -> WebhookOu
 @router.delete("/webhooks/{webhook_id}", status_code=204, openapi_extra=access(Role.ADMIN))
 def delete_webhook(webhook_id: WebhookId, state: State, request: Request) -> Response:
     """Stop notifying a webhook (admin); its delivery records go with it. 404 naming ``webhook_id``; audited."""
-    monitoring = _monitoring(state)
+    monitoring = monitoring_of(state)
     monitoring.store.delete_webhook(webhook_id)
     monitoring.notifier.invalidate()
     record_change(request, AuditEvent.WEBHOOK_DELETED, subject=str(webhook_id))
@@ -145,7 +146,7 @@ def get_detector_settings(asset_id: str, state: State) -> dict[str, dict[str, An
     """The asset's own detector settings by detector (those without any use the configured defaults).
     404 naming ``asset_id``."""
     state.repo.get_asset(asset_id)
-    return {d: v for (_, d), v in _monitoring(state).store.detector_settings(asset_id=asset_id).items()}
+    return {d: v for (_, d), v in monitoring_of(state).store.detector_settings(asset_id=asset_id).items()}
 
 
 @router.put("/assets/{asset_id}/detector-settings/{detector}", response_model=dict[str, Any])
@@ -155,7 +156,7 @@ def put_detector_settings(asset_id: str, detector: str, body: dict[str, Any], st
     ``{}`` goes back to the defaults. Checked by the detector's rules: 422 naming ``detector`` or
     ``<detector>.<setting>``; 404 naming ``asset_id``; audited (``detector_settings_changed``)."""
     state.repo.get_asset(asset_id)
-    monitoring = _monitoring(state)
+    monitoring = monitoring_of(state)
     defaults = {"stale_device": monitoring.stale.settings}
     if monitoring.forecast_monitor is not None:
         defaults["forecast_drift"] = monitoring.forecast_monitor.drift

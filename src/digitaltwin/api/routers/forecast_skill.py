@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -10,7 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from digitaltwin.api.deps import State
 from digitaltwin.api.monitoring_schemas import ExternalForecastIn, IssuedForecastOut, SkillOut, SkillRowOut
-from digitaltwin.api.routers.alarms import _monitoring
+from digitaltwin.api.routers.alarms import MonitoringUnavailableError, monitoring_of
 from digitaltwin.domain.errors import ValidationError
 from digitaltwin.domain.timestamps import parse_instant
 from digitaltwin.services.forecast_monitor import EXTERNAL_PREFIX
@@ -41,7 +41,7 @@ def post_forecast(asset_id: str, body: ExternalForecastIn, state: State) -> Issu
         raise ValidationError(f"a point is more than {MAX_LEAD.days} days from issued_at", field="points")
     points = [ForecastPoint(p.ts, p.value, {float(k): v for k, v in p.quantiles.items()} if p.quantiles else None)
               for p in sorted(body.points, key=lambda p: p.ts)]
-    issued = _monitoring(state).store.save_forecast(asset_id, EXTERNAL_PREFIX + body.source, body.issued_at,
+    issued = monitoring_of(state).store.save_forecast(asset_id, EXTERNAL_PREFIX + body.source, body.issued_at,
                                                     body.step_seconds, points)
     return _out(issued)
 
@@ -54,7 +54,7 @@ def list_forecasts(
 ) -> list[IssuedForecastOut]:
     """Forecasts stored as issued for the asset, newest first. 404 naming ``asset_id``."""
     state.repo.get_asset(asset_id)
-    return [_out(f) for f in _monitoring(state).store.forecasts(asset_id, source=source, limit=limit)]
+    return [_out(f) for f in monitoring_of(state).store.forecasts(asset_id, source=source, limit=limit)]
 
 
 @router.get("/assets/{asset_id}/forecast-skill", response_model=SkillOut)
@@ -66,12 +66,10 @@ async def forecast_skill(
     """MAE, RMSE, CV(RMSE), bias, NMBE and interval coverage of every stored forecast of the asset
     against its actual energy, by source, rolling window (7 and 30 days of target intervals ending at
     ``end``) and lead-time bucket (docs/monitoring.md gives the formulas). 404 naming ``asset_id``."""
-    from datetime import UTC, datetime
-
     until = datetime.now(UTC) if end is None else parse_instant(end, field="end")
-    monitor = _monitoring(state).forecast_monitor
+    monitor = monitoring_of(state).forecast_monitor
     if monitor is None:
-        raise ValidationError("forecast monitoring is not running in this process", field="asset_id")
+        raise MonitoringUnavailableError("forecast monitoring is not running in this process")
     rows = await run_in_threadpool(monitor.skill, asset_id, end=until, source=source)
     return SkillOut(asset_id=asset_id, end=until, rows=[
         SkillRowOut(source=r.source, window=r.window, lead=r.lead, n=r.n, mae=r.mae, rmse=r.rmse, cv_rmse=r.cv_rmse,
