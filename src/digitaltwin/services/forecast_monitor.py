@@ -94,7 +94,7 @@ class ForecastMonitor:
         if self.issue_at is None:
             return []
         now = now or self.clock()
-        assets = self.assets or self.forecasts.registry.assets()
+        assets = self.assets or [a for a in self.forecasts.registry.assets() if self.forecasts.server.champion(a) is not None]
         out = []
         for asset_id in assets:
             try:
