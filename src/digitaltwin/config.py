@@ -191,6 +191,11 @@ class Settings(BaseSettings):
     )
     webhook_timeout_seconds: float = Field(5.0, alias="WEBHOOK_TIMEOUT_SECONDS", gt=0, description="per delivery attempt")
 
+    @field_validator("forecast_issue_local_time", mode="before")
+    @classmethod
+    def _empty_time(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("forecast_issue_assets", mode="before")
     @classmethod
     def _split_assets(cls, value: object) -> object:

@@ -206,3 +206,18 @@ def test_intervals_close_when_a_later_one_opens_and_late_data_reopens_its_own() 
     assert starts == [T0] and same == newest
     starts, _ = closed_intervals(touched(46, 47), 900, newest)  # more of the open interval: nothing closed
     assert starts == []
+
+
+def test_monitoring_settings_name_the_variable() -> None:
+    from pydantic import ValidationError as SettingsError
+
+    from digitaltwin.config import Settings
+
+    assert Settings(_env_file=None, FORECAST_ISSUE_LOCAL_TIME="").forecast_issue_local_time is None  # as in .env.example
+    settings = Settings(_env_file=None, FORECAST_ISSUE_LOCAL_TIME="06:00", FORECAST_ISSUE_ASSETS="a, b")
+    assert settings.forecast_issue_local_time.hour == 6 and settings.forecast_issue_assets == ["a", "b"]
+    for name, value in [("FORECAST_ISSUE_LOCAL_TIME", "25:00"), ("DRIFT_FACTOR", "1.0"), ("ALARM_CLEAR_AFTER", "0"),
+                        ("STALE_MISSED_INTERVALS", "0.5"), ("WEBHOOK_MAX_ATTEMPTS", "0"), ("DRIFT_CLEAR_RATIO", "1.5")]:
+        with pytest.raises(SettingsError) as exc:
+            Settings(_env_file=None, **{name: value})
+        assert name in str(exc.value)
