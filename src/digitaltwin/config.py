@@ -153,7 +153,7 @@ class Settings(BaseSettings):
         None, alias="DASK_SCHEDULER_ADDRESS", description="tcp://host:8786: fleet training on that Dask cluster"
     )
 
-    # Monitoring: alarms, webhooks, the stale-device check, scheduled forecasts and drift (docs/monitoring.md)
+    # Monitoring: alarms, webhooks, the stale-device check, scheduled forecasts and drift (docs/alarms.md)
     alarm_clear_after: int = Field(
         2, alias="ALARM_CLEAR_AFTER", ge=1, le=100,
         description="consecutive evaluations without the condition that auto-clear an alarm (hysteresis)",

@@ -27,7 +27,7 @@ from typing import Protocol
 
 from digitaltwin.domain.readings import Reading
 from digitaltwin.monitoring.alarms import Detection
-from digitaltwin.monitoring.settings import merged
+from digitaltwin.monitoring.alarm_settings import merged
 from digitaltwin.monitoring.stale_device import StaleSettings, check_stale
 from digitaltwin.observability.metrics import Metrics
 from digitaltwin.services.alarms import AlarmService

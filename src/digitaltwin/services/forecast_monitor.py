@@ -29,7 +29,7 @@ import pandas as pd
 
 from digitaltwin.domain.errors import DomainError, NotFoundError
 from digitaltwin.monitoring.alarms import Detection
-from digitaltwin.monitoring.settings import merged
+from digitaltwin.monitoring.alarm_settings import merged
 from digitaltwin.monitoring.skill import DRIFT_TYPE, WINDOWS, DriftSettings, SkillRow, drift_detection, skill_table
 from digitaltwin.observability.metrics import Metrics
 from digitaltwin.registry.errors import RegistryError

@@ -324,7 +324,7 @@ alarm_notifications = Table(
     Column("finished_at", UTCDateTime(), nullable=True),
 )
 
-# Per-asset detector settings (JSON object per asset and detector), checked by digitaltwin.monitoring.settings.
+# Per-asset detector settings (JSON object per asset and detector), checked by digitaltwin.monitoring.alarm_settings.
 detector_settings = Table(
     "detector_settings",
     metadata,

@@ -117,7 +117,7 @@ def list_webhooks(state: State) -> list[WebhookOut]:
 @router.post("/webhooks", response_model=WebhookOut, status_code=201, openapi_extra=access(Role.ADMIN))
 def create_webhook(body: WebhookIn, state: State, request: Request) -> WebhookOut:
     """Notify alarm events of ``site_id`` (all sites when omitted) at ``min_severity`` or above to ``url``,
-    signed with ``secret`` (docs/monitoring.md). 404 naming ``site_id`` for an unknown site; audited."""
+    signed with ``secret`` (docs/alarms.md). 404 naming ``site_id`` for an unknown site; audited."""
     monitoring = monitoring_of(state)
     if body.site_id is not None:
         state.repo.get_site(body.site_id)

@@ -65,7 +65,7 @@ async def forecast_skill(
 ) -> SkillOut:
     """MAE, RMSE, CV(RMSE), bias, NMBE and interval coverage of every stored forecast of the asset
     against its actual energy, by source, rolling window (7 and 30 days of target intervals ending at
-    ``end``) and lead-time bucket (docs/monitoring.md gives the formulas). 404 naming ``asset_id``."""
+    ``end``) and lead-time bucket (docs/alarms.md gives the formulas). 404 naming ``asset_id``."""
     until = datetime.now(UTC) if end is None else parse_instant(end, field="end")
     monitor = monitoring_of(state).forecast_monitor
     if monitor is None:
