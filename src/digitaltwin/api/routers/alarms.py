@@ -16,7 +16,7 @@ from digitaltwin.api.deps import AppState, State
 from digitaltwin.api.monitoring_schemas import AlarmOut, CommentIn, WebhookIn, WebhookOut
 from digitaltwin.domain.errors import DomainError
 from digitaltwin.domain.timestamps import parse_instant
-from digitaltwin.monitoring import settings as detector_settings
+from digitaltwin.monitoring import alarm_settings as detector_settings
 from digitaltwin.monitoring.alarms import Severity
 from digitaltwin.observability.changes import record_change
 from digitaltwin.security.audit import AuditEvent
