@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime, timedelta
+from datetime import time as dt_time
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -218,6 +219,55 @@ class Settings(BaseSettings):
     jobs_poll_seconds: float = Field(
         1.0, alias="JOBS_POLL_SECONDS", gt=0, description="how often an idle runner looks for queued jobs"
     )
+    # Monitoring: alarms, webhooks, the stale-device check, scheduled forecasts and drift (docs/alarms.md)
+    alarm_clear_after: int = Field(
+        2, alias="ALARM_CLEAR_AFTER", ge=1, le=100,
+        description="consecutive evaluations without the condition that auto-clear an alarm (hysteresis)",
+    )
+    stale_check_seconds: float = Field(
+        60.0, alias="STALE_CHECK_SECONDS", ge=0, description="period of the stale-device check; 0 = off"
+    )
+    stale_missed_intervals: float = Field(
+        3.0, alias="STALE_MISSED_INTERVALS", ge=1, description="intervals of a series' cadence without a reading that raise stale_device"
+    )
+    stale_critical_intervals: float = Field(
+        12.0, alias="STALE_CRITICAL_INTERVALS", ge=1, description="intervals without a reading that make stale_device critical"
+    )
+    forecast_issue_local_time: dt_time | None = Field(
+        None, alias="FORECAST_ISSUE_LOCAL_TIME", description="site-local HH:MM at which day-ahead forecasts are issued and stored; unset = off"
+    )
+    forecast_issue_assets: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, alias="FORECAST_ISSUE_ASSETS",
+        description="assets issued on the schedule and checked for drift, comma-separated; empty = every asset with a champion",
+    )
+    forecast_monitor_check_seconds: float = Field(
+        300.0, alias="FORECAST_MONITOR_CHECK_SECONDS", gt=0, description="how often issuing and drift are checked"
+    )
+    drift_factor: float = Field(
+        1.5, alias="DRIFT_FACTOR", gt=1, description="7-day MAE over the model's backtest MAE that raises forecast_drift"
+    )
+    drift_clear_ratio: float = Field(
+        0.8, alias="DRIFT_CLEAR_RATIO", gt=0, le=1, description="forecast_drift clears below DRIFT_FACTOR x this"
+    )
+    drift_min_points: int = Field(24, alias="DRIFT_MIN_POINTS", ge=1, description="scored points needed to decide drift")
+    drift_retrain: bool = Field(True, alias="DRIFT_RETRAIN", description="a raised forecast_drift alarm retrains the champion")
+    webhook_max_attempts: int = Field(5, alias="WEBHOOK_MAX_ATTEMPTS", ge=1, le=20, description="attempts per webhook delivery")
+    webhook_backoff_seconds: float = Field(
+        1.0, alias="WEBHOOK_BACKOFF_SECONDS", gt=0, description="wait before the first retry of a delivery; doubles each retry"
+    )
+    webhook_timeout_seconds: float = Field(5.0, alias="WEBHOOK_TIMEOUT_SECONDS", gt=0, description="per delivery attempt")
+
+    @field_validator("forecast_issue_local_time", mode="before")
+    @classmethod
+    def _empty_time(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("forecast_issue_assets", mode="before")
+    @classmethod
+    def _split_assets(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
 
     @field_validator("retrain_asset_cadence", mode="before")
     @classmethod

@@ -14,6 +14,8 @@ from digitaltwin.api.deps import AppState
 from digitaltwin.api.docs_pages import install_docs
 from digitaltwin.api.errors import install_error_handlers
 from digitaltwin.api.routers import accounting as accounting_router
+from digitaltwin.api.routers import alarms as alarms_router
+from digitaltwin.api.routers import forecast_skill as forecast_skill_router
 from digitaltwin.api.routers import api_keys as api_keys_router
 from digitaltwin.api.routers import assets, forecast, health, live, meters, readings, sites
 from digitaltwin.api.routers import audit as audit_router
@@ -52,6 +54,7 @@ from digitaltwin.security.service import SecurityService
 from digitaltwin.services.forecast_cache import ForecastCache
 from digitaltwin.services.forecasting import ForecastService
 from digitaltwin.services.live_state import open_live_state
+from digitaltwin.services.monitoring import open_monitoring
 from digitaltwin.services.retraining import RetrainScheduler
 from digitaltwin.services.scheduling import SchedulingService
 from digitaltwin.storage.db import make_engine, migrate
@@ -192,6 +195,10 @@ def create_app(settings: Settings) -> FastAPI:
         state.scheduling = SchedulingService(settings, repo, state.forecasts, ScheduleStore(engine))
         if settings.schedule_replan_seconds > 0:
             background.append(state.scheduling.start_replanning(settings.schedule_replan_seconds))
+        # Monitoring: detection after each committed batch, webhooks, stale-device timer, forecast schedule
+        state.monitoring = open_monitoring(settings, repo, metrics=metrics, live=state.live, forecasts=state.forecasts)
+        if state.subscriber is not None:
+            state.subscriber.writer.listeners.append(state.monitoring.runner.on_flush)  # type: ignore[attr-defined]
         log.info("serving with %s database", engine.dialect.name)
         try:
             yield
@@ -204,6 +211,7 @@ def create_app(settings: Settings) -> FastAPI:
                 thread.join(timeout=5)
             if state.subscriber is not None:
                 state.subscriber.stop()  # type: ignore[attr-defined]
+            state.monitoring.stop()
             state.live.close()
             await limiter.close()
             if state.redis is not None:
@@ -233,6 +241,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(dead_letters_router.router)  # MQTT ingestion (issue 3): what was rejected and why
     app.include_router(accounting_router.router)  # energy accounting: KPIs and the metering tree
     app.include_router(schedules_router.router)
+    app.include_router(alarms_router.router)  # monitoring: alarms and webhooks
+    app.include_router(forecast_skill_router.router)  # monitoring: issued forecasts and their skill
     for router in (models_router.router, backtests_router.router, predict_router.router):  # Forecasting (issue 5)
         app.include_router(router)
     app.include_router(jobs_router.router)

@@ -13,6 +13,7 @@ from digitaltwin.security.service import SecurityService
 from digitaltwin.services.forecasting import ForecastService
 from digitaltwin.services.live_state import LiveState, MemoryLiveState
 from digitaltwin.services.scheduling import SchedulingService
+from digitaltwin.services.monitoring import Monitoring
 from digitaltwin.storage.repository import Repository
 
 
@@ -37,6 +38,8 @@ class AppState:
     # Jobs: trainings and backtests (digitaltwin.jobs); the runner when serve runs them itself
     jobs: object | None = None
     job_runner: object | None = None
+    # Monitoring: alarms, detection hook, webhooks, forecast skill (services/monitoring.py)
+    monitoring: Monitoring | None = None
 
 
 def get_state(request: Request) -> AppState:

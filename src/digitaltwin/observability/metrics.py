@@ -111,6 +111,19 @@ class Metrics:
             "forecast_cache_lookups_total", "Forecast cache lookups (FORECAST_CACHE_SIZE), by result: hit or miss",
             ["result"], registry=self.registry,
         )
+        # Monitoring: alarms and their webhook notifications, see digitaltwin.services.alarms and .webhooks
+        self.alarms_active = Gauge(
+            "alarms_active", "Open (active or acknowledged) alarms, by severity and type", ["severity", "type"],
+            multiprocess_mode="max", registry=self.registry,
+        )
+        self.alarm_notifications = Counter(
+            "alarm_notifications", "Webhook delivery attempts of alarm events, by result: delivered, retried or failed",
+            ["result"], registry=self.registry,
+        )
+        self.detector_failures = Counter(
+            "detector_failures", "Detector evaluations that failed (logged; the other detectors and assets go on)",
+            ["detector"], registry=self.registry,
+        )
         self.system = SystemCollector()
         self.registry.register(self.system)
         self.scrape_time: list[Collector] = []  # collectors reading shared state at scrape time (jobs)

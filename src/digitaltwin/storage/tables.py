@@ -20,6 +20,7 @@ from sqlalchemy import (
     Dialect,
     Float,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
@@ -356,4 +357,99 @@ jobs = Table(
     Column("heartbeat_at", UTCDateTime(), nullable=True),
     Column("worker_id", String(128), nullable=True),  # host/pid of the process running it
     Column("worker_host", String(128), nullable=True),
+)
+
+# --- Monitoring (migration 0013): issued forecasts, alarms, webhooks and their deliveries ---------
+
+# One row per forecast as issued (the product's scheduled forecasts, `source` 'model:<model_id>',
+# and external ones posted over the API, 'external:<name>'), its points in issued_forecast_points.
+issued_forecasts = Table(
+    "issued_forecasts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("asset_id", String(64), ForeignKey("assets.id", ondelete="CASCADE"), nullable=False),
+    Column("source", String(200), nullable=False),
+    Column("issued_at", UTCDateTime(), nullable=False),
+    Column("step_s", Integer, nullable=False),
+    Column("points", Integer, nullable=False),
+    Index("ix_issued_forecasts_asset_source", "asset_id", "source", "issued_at"),
+)
+
+# Points carry asset_id and source as well, so scoring reads one index range (asset, ts) without a join.
+issued_forecast_points = Table(
+    "issued_forecast_points",
+    metadata,
+    Column("forecast_id", Integer, ForeignKey("issued_forecasts.id", ondelete="CASCADE"), primary_key=True),
+    Column("ts", UTCDateTime(), primary_key=True),
+    Column("asset_id", String(64), nullable=False),
+    Column("source", String(200), nullable=False),
+    Column("lead_time_s", Integer, nullable=False),
+    Column("value", Float, nullable=False),
+    Column("quantiles", JSON, nullable=True),  # {"0.1": kWh, "0.9": kWh}
+    Index("ix_issued_forecast_points_asset_ts", "asset_id", "ts"),
+)
+
+# open_key is "<asset_id>|<type>" while the alarm is open and NULL once cleared: the unique index
+# allows one open alarm per asset and type (NULLs never collide on either backend) and any history.
+alarms = Table(
+    "alarms",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("asset_id", String(64), ForeignKey("assets.id", ondelete="CASCADE"), nullable=False),
+    Column("site_id", String(64), nullable=False),
+    Column("type", String(48), nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("open_key", String(120), nullable=True, unique=True),
+    Column("started_at", UTCDateTime(), nullable=False),
+    Column("last_seen_at", UTCDateTime(), nullable=False),
+    Column("score", Float, nullable=False),
+    Column("evidence", JSON, nullable=False),
+    Column("inactive_count", Integer, nullable=False),
+    Column("acknowledged_at", UTCDateTime(), nullable=True),
+    Column("acknowledged_by", String(100), nullable=True),
+    Column("acknowledged_comment", Text, nullable=True),
+    Column("cleared_at", UTCDateTime(), nullable=True),
+    Column("cleared_by", String(100), nullable=True),
+    Column("cleared_comment", Text, nullable=True),
+    Index("ix_alarms_site_state", "site_id", "state"),
+    Index("ix_alarms_asset_started", "asset_id", "started_at"),
+)
+
+webhooks = Table(
+    "webhooks",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("url", String(2000), nullable=False),
+    Column("secret", String(200), nullable=False),  # the HMAC key; never returned after creation
+    Column("site_id", String(64), ForeignKey("sites.id", ondelete="CASCADE"), nullable=True),
+    Column("min_severity", String(16), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("created_by", String(100), nullable=True),
+)
+
+alarm_notifications = Table(
+    "alarm_notifications",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("alarm_id", Integer, ForeignKey("alarms.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("webhook_id", Integer, ForeignKey("webhooks.id", ondelete="CASCADE"), nullable=False),
+    Column("event", String(16), nullable=False),
+    Column("result", String(16), nullable=False),  # pending, delivered, failed
+    Column("attempts", Integer, nullable=False),
+    Column("status_code", Integer, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("finished_at", UTCDateTime(), nullable=True),
+)
+
+# Per-asset detector settings (JSON object per asset and detector), checked by digitaltwin.monitoring.alarm_settings.
+detector_settings = Table(
+    "detector_settings",
+    metadata,
+    Column("asset_id", String(64), ForeignKey("assets.id", ondelete="CASCADE"), primary_key=True),
+    Column("detector", String(48), primary_key=True),
+    Column("settings", JSON, nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Column("updated_by", String(100), nullable=True),
 )

@@ -78,6 +78,8 @@ async def post_readings(request: Request, state: State) -> JSONResponse:
             await run_in_threadpool(state.live.record, result.readings)
         except Exception:  # noqa: BLE001 - e.g. Redis down: GET .../state reads storage (live_cache 'unavailable')
             log.exception("live state update of %d HTTP reading(s) failed", len(result.readings))
+        if state.monitoring is not None:  # detection after the commit; queued, never raising
+            state.monitoring.runner.submit(result.readings)
     state.metrics.readings_stored.labels("http").inc(result.stored)
     state.metrics.readings_rejected.labels("http").inc(result.rejected)
     out = BatchOut(
