@@ -224,6 +224,10 @@ class Settings(BaseSettings):
         2, alias="ALARM_CLEAR_AFTER", ge=1, le=100,
         description="consecutive evaluations without the condition that auto-clear an alarm (hysteresis)",
     )
+    anomaly_detection: bool = Field(
+        True, alias="ANOMALY_DETECTION",
+        description="score each closed hour of consumption (profile, flatline, zero in busy hours, spike) and raise alarms",
+    )
     stale_check_seconds: float = Field(
         60.0, alias="STALE_CHECK_SECONDS", ge=0, description="period of the stale-device check; 0 = off"
     )

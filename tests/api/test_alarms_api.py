@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -291,3 +292,33 @@ def test_model_detectors_run_when_an_interval_closes_and_again_for_late_data(cli
     post_power("2025-05-01T10:07:00Z", 4.0)  # late: the closed 10:00 interval is evaluated again with it
     assert recorder.calls[-1] == ("m-model", datetime(2025, 5, 1, 10, tzinfo=UTC), 5.0) and len(recorder.calls) == 2
     assert client.get("/api/v1/alarms").json() == []  # inactive detections never open alarms
+
+
+def test_consumption_anomalies_raise_alarms_as_hours_close_and_clear_after(client: TestClient, repo: Repository) -> None:
+    """Four weeks of a steady daily profile, then a night that runs at the daytime level for four
+    hours: the closing hours raise a profile alarm; normal hours after it clear it (hysteresis)."""
+    register(client, "m-anom")
+    monitoring = monitoring_of(client)
+    assert any(d.name == "consumption_anomaly" for d in monitoring.runner.interval_detectors)
+    day = [5.0] * 7 + [20.0] * 11 + [5.0] * 6
+    noisy = [v * (1 + 0.04 * math.sin(1.7 * i)) for i, v in enumerate(day * 28)]  # metered values are never exactly equal
+    store_hourly(repo, "m-anom", noisy)
+    start = T0 + timedelta(days=28)
+    night = [5.1, 4.9, 20.0, 20.3, 19.8, 20.1, 5.05]  # 02:00-06:00 UTC at the daytime level
+    items = [{"asset_id": "m-anom", "ts": (start + timedelta(hours=i)).isoformat(), "quantity": "energy", "value": v,
+              "unit": "kWh", "interval": "PT1H"} for i, v in enumerate(night)]
+    for item in items:
+        assert client.post("/api/v1/readings", json={"readings": [item]}).status_code == 200
+        settle(monitoring)
+    alarms = client.get("/api/v1/alarms", params={"asset_id": "m-anom"}).json()
+    profile = [a for a in alarms if a["type"] == "profile_residual"]
+    assert len(profile) == 1 and profile[0]["state"] == "active", alarms
+    assert profile[0]["evidence"]["actual"] == pytest.approx(20.0, abs=0.5)
+    assert profile[0]["evidence"]["expected"][1] < 20.0  # the expected range excludes what was metered
+    normal = [{"asset_id": "m-anom", "ts": (start + timedelta(hours=7 + i)).isoformat(), "quantity": "energy",
+               "value": day[(7 + i) % 24] * (1 + 0.03 * math.sin(i)), "unit": "kWh", "interval": "PT1H"} for i in range(6)]
+    for item in normal:
+        client.post("/api/v1/readings", json={"readings": [item]})
+        settle(monitoring)
+    after = client.get("/api/v1/alarms", params={"asset_id": "m-anom", "type": "profile_residual"}).json()
+    assert after[0]["state"] == "cleared" and after[0]["cleared_by"] == "auto", after

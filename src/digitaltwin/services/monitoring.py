@@ -19,6 +19,7 @@ from digitaltwin.monitoring.skill import DriftSettings
 from digitaltwin.monitoring.stale_device import StaleSettings
 from digitaltwin.observability.metrics import Metrics
 from digitaltwin.services.alarms import AlarmService
+from digitaltwin.services.anomaly_alarms import ConsumptionAnomalies
 from digitaltwin.services.detection import BatchDetector, DetectionRunner, StaleDeviceChecker, start_periodic
 from digitaltwin.services.forecast_monitor import ForecastMonitor
 from digitaltwin.services.forecasting import ForecastService
@@ -62,7 +63,8 @@ def open_monitoring(settings: Settings, repo: Repository, *, metrics: Metrics | 
     )
     alarms = AlarmService(store, repo, metrics=metrics, notifier=notifier, live=live,
                           hysteresis=Hysteresis(settings.alarm_clear_after))
-    runner = DetectionRunner(alarms, repo, detectors, metrics=metrics)
+    anomalies = [ConsumptionAnomalies(max_hold=settings.power_max_hold)] if settings.anomaly_detection else []
+    runner = DetectionRunner(alarms, repo, detectors, metrics=metrics, interval_detectors=anomalies)
     stale = StaleDeviceChecker(
         store, repo, alarms, metrics=metrics,
         settings=StaleSettings(settings.stale_missed_intervals, max(settings.stale_critical_intervals, settings.stale_missed_intervals)),
