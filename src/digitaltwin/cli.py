@@ -61,7 +61,10 @@ def migrate_cmd() -> None:
     """Bring the configured database to the latest schema."""
     settings = Settings()
     engine = make_engine(settings)
-    migrate(engine)
+    try:
+        migrate(engine, timescaledb=settings.timescaledb)
+    except RuntimeError as exc:  # TIMESCALEDB=on on a server without it
+        raise _fail(exc) from None
     console.print(f"database migrated ({engine.dialect.name})")
 
 

@@ -61,6 +61,14 @@ class Settings(BaseSettings):
     # Storage
     database_url: str | None = Field(None, alias="DATABASE_URL")
     postgres_password: str | None = Field(None, alias="POSTGRES_PASSWORD")
+    timescaledb: Literal["auto", "on", "off"] = Field(
+        "auto", alias="TIMESCALEDB",
+        description="readings as a TimescaleDB hypertable: auto (when the server can), on (required), off (plain PostgreSQL)",
+    )
+    raw_readings_retention_days: int = Field(
+        0, alias="RAW_READINGS_RETENTION_DAYS", ge=0,
+        description="days of raw readings kept once rollups hold the history; 0 = keep all (not applied before rollups exist)",
+    )
     data_dir: Path = Field(Path("./data"), alias="DATA_DIR")
     models_dir: Path = Field(Path("./models"), alias="MODELS_DIR")
     log_dir: Path = Field(Path("./logs"), alias="LOG_DIR")

@@ -45,17 +45,23 @@ def make_engine(settings: Settings, *, echo: bool = False) -> Engine:
     return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=20)
 
 
-def alembic_config(engine: Engine) -> Config:
-    """An Alembic config bound to ``engine`` (no ``alembic.ini`` needed)."""
+def alembic_config(engine: Engine, *, timescaledb: str = "auto") -> Config:
+    """An Alembic config bound to ``engine`` (no ``alembic.ini`` needed); ``timescaledb`` is the
+    ``TIMESCALEDB`` mode the migrations follow (:mod:`digitaltwin.storage.timescale`)."""
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     cfg.attributes["engine"] = engine
+    cfg.attributes["timescaledb"] = timescaledb
     return cfg
 
 
-def migrate(engine: Engine, revision: str = "head") -> None:
-    """Bring the database to ``revision`` (default: the latest schema)."""
-    command.upgrade(alembic_config(engine), revision)
+def migrate(engine: Engine, revision: str = "head", *, timescaledb: str = "auto") -> None:
+    """Bring the database to ``revision`` (default: the latest schema).
+
+    ``timescaledb``: ``auto``, ``on`` or ``off`` (setting ``TIMESCALEDB``), whether readings become a
+    hypertable on PostgreSQL. Raises RuntimeError for ``on`` when the server cannot.
+    """
+    command.upgrade(alembic_config(engine, timescaledb=timescaledb), revision)
 
 
 def current_revision(engine: Engine) -> str | None:
