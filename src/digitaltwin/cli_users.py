@@ -14,6 +14,7 @@ from digitaltwin.config import Settings
 from digitaltwin.domain.errors import DomainError
 from digitaltwin.security.accounts import Accounts, parse_role
 from digitaltwin.security.audit import AuditLog
+from digitaltwin.security.principal_cache import epoch_for
 from digitaltwin.security.store import SecurityStore
 from digitaltwin.storage.db import make_engine, migrate
 
@@ -27,7 +28,8 @@ def _accounts() -> Accounts:
     engine = make_engine(settings)
     if settings.embedded:
         migrate(engine)
-    store = SecurityStore(engine)
+    epoch = epoch_for(settings)  # changes made here end cached sessions in running servers too
+    store = SecurityStore(engine, on_change=epoch.bump if epoch is not None else None)
 
     def clock() -> datetime:
         return datetime.now(UTC)

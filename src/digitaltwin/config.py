@@ -54,6 +54,10 @@ class Settings(BaseSettings):
     max_request_body_bytes: int = Field(
         10 * 1024 * 1024, alias="MAX_REQUEST_BODY_BYTES", ge=1024, description="larger bodies get 413"
     )
+    auth_cache_seconds: float = Field(
+        30.0, alias="AUTH_CACHE_SECONDS", ge=0,
+        description="longest use of a cached session check per process; changes through the product apply at once; 0 = off",
+    )
     rate_limit_key_prefix: str = Field(
         "digitaltwin", alias="RATE_LIMIT_KEY_PREFIX", description="prefix of the rate limiter's Redis keys"
     )

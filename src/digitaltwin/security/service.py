@@ -14,6 +14,7 @@ from digitaltwin.security.audit import AuditLog
 from digitaltwin.security.errors import AuthenticationError
 from digitaltwin.security.mfa import Mfa
 from digitaltwin.security.principal import Principal
+from digitaltwin.security.principal_cache import PrincipalCache, epoch_for
 from digitaltwin.security.secret_key import SigningKeys, resolve_signing_keys
 from digitaltwin.security.sessions import Sessions
 from digitaltwin.security.store import SecurityStore
@@ -48,7 +49,9 @@ class SecurityService:
     ) -> None:
         self.settings = settings
         self.clock = clock
-        self.store = SecurityStore(engine)
+        epoch = epoch_for(settings)
+        self.store = SecurityStore(engine, on_change=epoch.bump if epoch is not None else None)
+        cache = PrincipalCache(epoch, ttl_s=settings.auth_cache_seconds) if epoch is not None else None
         self.audit = AuditLog(self.store, clock)
         self.codec = TokenCodec(
             keys or resolve_signing_keys(settings),
@@ -61,7 +64,8 @@ class SecurityService:
         self.mfa = Mfa(self.store, self.audit, clock)
         self.api_keys = ApiKeys(self.store, self.audit, clock)
         self.sessions = Sessions(
-            self.store, self.codec, self.mfa, self.audit, refresh_ttl=timedelta(days=settings.refresh_token_expire_days), clock=clock
+            self.store, self.codec, self.mfa, self.audit, refresh_ttl=timedelta(days=settings.refresh_token_expire_days), clock=clock,
+            cache=cache,
         )
 
     def authenticate(self, *, bearer: str | None, api_key: str | None) -> Principal:
