@@ -64,7 +64,7 @@ def server(backend_settings: Settings, repo: Repository, tmp_path: Path) -> Iter
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 300  # workers import pandas and LightGBM; the machine may be busy
         while True:
             assert process.poll() is None, process.stderr.read().decode() if process.stderr else ""
             try:
