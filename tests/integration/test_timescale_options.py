@@ -88,3 +88,33 @@ def test_sqlite_ignores_the_setting(tmp_path) -> None:  # type: ignore[no-untype
     migrate(engine, timescaledb="on")
     assert current_revision(engine) == "0009"
     engine.dispose()
+
+
+def test_postgres_series_check_is_a_statement_trigger_and_downgrades_to_the_foreign_key() -> None:
+    from alembic import command
+
+    from digitaltwin.storage.db import alembic_config
+
+    with fresh_postgres_database("dt_tsdb") as url:
+        engine = make_engine(Settings(_env_file=None, DATABASE_URL=url))
+        try:
+            migrate(engine, timescaledb="off")
+
+            def state() -> tuple[list[str], list[str]]:
+                with engine.connect() as conn:
+                    fks = conn.execute(text(
+                        "SELECT conname FROM pg_constraint WHERE conrelid = 'readings'::regclass AND contype = 'f'"
+                    )).scalars().all()
+                    triggers = conn.execute(text(
+                        "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal AND tgrelid IN ('readings'::regclass, 'series'::regclass) "
+                        "ORDER BY tgname"
+                    )).scalars().all()
+                return list(fks), list(triggers)
+
+            assert state() == ([], ["readings_series_insert", "readings_series_update", "series_readings_delete"])
+            command.downgrade(alembic_config(engine), "0004")
+            assert state() == (["fk_readings_series_id_series"], [])
+            migrate(engine)
+            assert state()[0] == []
+        finally:
+            engine.dispose()
