@@ -46,8 +46,8 @@ ASSET = "/api/v1/assets/steel-plant"
 ROUTES = [
     ("/healthz", "/healthz", "/healthz"),
     ("readings, 100 rows", f"{ASSET}/readings?start=2018-12-30T14:00:00Z&limit=100", "/readings"),
-    ("energy, one month by day", f"{ASSET}/energy?start=2018-12-01&end=2019-01-01&bucket=day", "/readings"),
-    ("energy, one year by month", f"{ASSET}/energy?start=2018-01-01&end=2019-01-01&bucket=month", "/readings"),
+    ("energy, one month by day", f"{ASSET}/energy?start=2018-12-01T00:00:00%2B09:00&end=2019-01-01T00:00:00%2B09:00&bucket=day", "/readings"),
+    ("energy, one year by month", f"{ASSET}/energy?start=2018-01-01T00:00:00%2B09:00&end=2019-01-01T00:00:00%2B09:00&bucket=month", "/readings"),
     ("state", f"{ASSET}/state", "/readings"),
     ("forecast, 96 steps, cached", f"{ASSET}/forecast?horizon=PT24H&algorithm=lightgbm", "/readings"),
 ]
