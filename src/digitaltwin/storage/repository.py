@@ -23,7 +23,7 @@ from digitaltwin.domain.dead_letters import DeadLetter
 from digitaltwin.domain.errors import ConflictError, NotFoundError, ValidationError
 from digitaltwin.domain.readings import Reading
 from digitaltwin.domain.units import SeriesKind, quantity_spec
-from digitaltwin.storage.batch_write import WriteOutcome, write_arrays
+from digitaltwin.storage.batch_write import WriteOutcome, series_arrays_postgres, write_arrays
 from digitaltwin.storage.tables import (
     assets,
     dead_letters,
@@ -497,10 +497,13 @@ class Repository:
     def series_arrays(self, series_id: int, *, start: datetime, end: datetime) -> tuple[np.ndarray, np.ndarray]:
         """Readings of one series in ``[start, end)`` as (epoch seconds float64, values float64), sorted.
 
-        The database returns epoch microseconds as integers (SQLite stores them; PostgreSQL
-        computes them), so no ``datetime`` is built per row; seconds are ``us / 1e6``, the
-        same float as ``datetime.timestamp()``.
+        No ``datetime`` is built per row: SQLite returns the stored epoch microseconds, PostgreSQL
+        streams the rows in its binary ``COPY`` format, read whole by numpy
+        (:func:`~digitaltwin.storage.batch_write.series_arrays_postgres`); seconds are
+        ``us / 1e6``, the same float as ``datetime.timestamp()``.
         """
+        if self.engine.dialect.name == "postgresql":
+            return series_arrays_postgres(self.engine, series_id, start, end)
         query = _SERIES_ARRAYS[self.engine.dialect.name]
         with self.engine.connect() as conn:
             fetched = conn.execute(query, {"series_id": series_id, "start": start, "end": end}).all()
