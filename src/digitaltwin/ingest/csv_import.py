@@ -362,7 +362,7 @@ def _fixed_width_strptime(texts: list[str], fmt: str) -> tuple[np.ndarray, np.nd
         joined = "".join(texts).encode("ascii")
     except (TypeError, UnicodeEncodeError):
         return None
-    if len(joined) != pos * len(texts) or any(len(t) != pos for t in texts):
+    if len(joined) != pos * len(texts) or set(map(len, texts)) != {pos}:
         return None
     codes = np.frombuffer(joined, dtype=np.uint8).reshape(len(texts), pos).astype(np.int64)
     ok = np.ones(len(texts), dtype=bool)
