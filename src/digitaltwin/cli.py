@@ -205,11 +205,10 @@ def _print_import(report: ImportReport, *, show: int = 20, rejected_file: Path |
     """The import summary: each kind counted (stored, duplicates, conflicts, rejected rows per field),
     the first ``show`` rejected rows and conflicts; all of them go to ``rejected_file`` when given."""
     outcome = "replaced" if report.replaced else "kept the stored value"
+    console.print(f"rows read {report.rows_read}, readings stored {report.readings_stored}, rejected rows {len(report.errors)}")
     console.print(
-        f"rows read {report.rows_read}, readings stored {report.readings_stored}, "
         f"duplicates (same value already stored) {report.duplicates}, "
-        f"conflicts (another value already stored, {outcome}) {len(report.conflicts)}, "
-        f"rejected rows {len(report.errors)}"
+        f"conflicts (another value already stored, {outcome}) {len(report.conflicts)}"
     )
     if report.errors:
         console.print("  rejected per field: " + ", ".join(f"{k} {v}" for k, v in report.rejected_by_field.items()))

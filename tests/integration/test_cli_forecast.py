@@ -39,7 +39,8 @@ def test_import_train_backtest_forecast(settings: Settings, repo: Repository) ->
     out = _run(settings, "import", str(STEEL_CSV), "--preset", "steel")
     assert "readings stored 35040" in out
     out = " ".join(_run(settings, "import", str(STEEL_CSV), "--preset", "steel").split())
-    assert "readings stored 0, duplicates (same value already stored) 35040, conflicts (another value already stored, kept the stored value) 0" in out
+    assert "readings stored 0, rejected rows 0" in out
+    assert "duplicates (same value already stored) 35040, conflicts (another value already stored, kept the stored value) 0" in out
 
     out = _run(settings, "train", "--asset", "steel-plant", "--algorithm", "lightgbm")
     assert "saved model steel-plant--lightgbm--" in out

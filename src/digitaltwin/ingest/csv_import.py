@@ -561,6 +561,12 @@ def _values(texts: list[str | None] | np.ndarray, col: ValueColumn, rows: _Rows)
     """A value column in the quantity's canonical unit; rows with a value that is not a plain finite
     decimal, or outside the quantity's plausible range, are rejected naming the column."""
     spec = quantity_spec(col.quantity)
+    try:
+        to_canonical(col.quantity, 0.0, col.unit, field=col.column)
+    except ValidationError as exc:  # an unknown unit: every row is rejected naming the column, as before
+        for i in np.flatnonzero(rows.ok).tolist():
+            rows.reject(i, exc.field or col.column, exc.message)
+        return np.zeros(len(texts))
     fast = (texts, np.ones(len(texts), dtype=bool)) if isinstance(texts, np.ndarray) else _plain_decimals(texts)
     if fast is not None:
         raw, plain = fast
@@ -611,11 +617,10 @@ def import_csv(
 
     Raises:
         ValidationError: the mapping does not fit the file's header, or names an unknown
-            quantity or unit, a bad delimiter or interval.
+            quantity, a bad delimiter or interval (an unknown unit rejects every row).
     """
     for col in mapping.values:
         quantity_spec(col.quantity, field=col.column)
-        to_canonical(col.quantity, 0.0, col.unit, field=col.column)  # an unknown unit fails the import, not each row
     if not isinstance(mapping.delimiter, str) or len(mapping.delimiter) != 1 or mapping.delimiter in "\r\n\"":
         raise ValidationError(f"delimiter must be one character (not a quote or line break), not {mapping.delimiter!r}", field="delimiter")
     interval = mapping.interval_seconds or (3600 if mapping.hour_column else None)
