@@ -68,7 +68,10 @@ def migrate_cmd() -> None:
     """Bring the configured database to the latest schema."""
     settings = Settings()
     engine = make_engine(settings)
-    migrate(engine, settings=settings)
+    try:
+        migrate(engine, settings=settings)
+    except RuntimeError as exc:  # TIMESCALEDB=on on a server without it
+        raise _fail(exc) from None
     console.print(f"database migrated ({engine.dialect.name})")
 
 
@@ -232,15 +235,33 @@ def _progress() -> Progress:
     )
 
 
-def _print_import(report: ImportReport, *, show: int = 20) -> None:
+def _print_import(report: ImportReport, *, show: int = 20, rejected_file: Path | None = None) -> None:
+    """The import summary: each kind counted (stored, duplicates, conflicts, rejected rows per field),
+    the first ``show`` rejected rows and conflicts; all of them go to ``rejected_file`` when given."""
+    outcome = "replaced" if report.replaced else "kept the stored value"
+    console.print(f"rows read {report.rows_read}, readings stored {report.readings_stored}, rejected rows {len(report.errors)}")
     console.print(
-        f"rows read {report.rows_read}, readings stored {report.readings_stored}, "
-        f"already stored {report.duplicates}, rejected rows {len(report.errors)}"
+        f"duplicates (same value already stored) {report.duplicates}, "
+        f"conflicts (another value already stored, {outcome}) {len(report.conflicts)}"
     )
+    if report.errors:
+        console.print("  rejected per field: " + ", ".join(f"{k} {v}" for k, v in report.rejected_by_field.items()))
     for e in report.errors[:show]:
         console.print(f"  line {e.line}: {e.field}: {e.reason}")
     if len(report.errors) > show:
-        console.print(f"  ... and {len(report.errors) - show} more")
+        console.print(f"  ... and {len(report.errors) - show} more rejected rows")
+    for c in report.conflicts[:show]:
+        console.print(
+            f"  line {c.line}: conflict: {c.quantity} of {c.asset_id} at {c.ts.isoformat()}: "
+            f"stored {c.stored_value!r}, file {c.new_value!r}"
+        )
+    if len(report.conflicts) > show:
+        console.print(f"  ... and {len(report.conflicts) - show} more conflicts")
+    if rejected_file is not None:
+        written = report.write_rejections(rejected_file)
+        console.print(f"  {written} rejected row(s) and conflict(s) written to {rejected_file}")
+    elif len(report.errors) > show or len(report.conflicts) > show:
+        console.print("  (--rejected-file FILE writes all of them)")
 
 
 @app.command("import")
@@ -258,14 +279,25 @@ def import_cmd(
     interval_seconds: Annotated[Optional[int], typer.Option(help="interval length of interval energy")] = None,
     timestamp_format: Annotated[Optional[str], typer.Option(help="strptime format; default ISO 8601")] = None,
     site_timezone_from: Annotated[Optional[str], typer.Option("--site", help="use this site's timezone for naive timestamps")] = None,
+    delimiter: Annotated[str, typer.Option(help="field separator, e.g. ';'")] = ",",
+    hour_column: Annotated[Optional[str], typer.Option(help="column of hour numbers; --timestamp-column then holds dates")] = None,
+    hour_convention: Annotated[str, typer.Option(help="hour numbers are 'ending' (1-24, 25) or 'beginning' (0-23, 24)")] = "ending",
+    on_conflict: Annotated[str, typer.Option(help="a reading stored with another value: 'keep' it or 'replace' it")] = "keep",
+    rejected_file: Annotated[Optional[Path], typer.Option(help="write every rejected row and conflict (line, kind, field, reason) to this CSV")] = None,
 ) -> None:
     """Import a CSV file of readings; unparseable rows are reported, the rest stored.
 
-    Exit status: 0 when every row was stored (or already stored), 1 when some rows
-    were rejected, 2 when the file or options are unusable.
+    A reading already stored with another value is a conflict: reported with both values and,
+    unless --on-conflict replace, the stored value stays. Exit status: 0 when every row was
+    stored (or already stored with the same value), 1 when some rows were rejected or conflicted,
+    2 when the file or options are unusable.
     """
     _, repo = _open()
     try:
+        if on_conflict not in ("keep", "replace"):
+            raise typer.BadParameter("--on-conflict must be keep or replace")
+        if hour_convention not in ("ending", "beginning"):
+            raise typer.BadParameter("--hour-convention must be ending or beginning")
         if preset:
             if preset not in PRESETS:
                 raise typer.BadParameter(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
@@ -286,20 +318,25 @@ def import_cmd(
                 label=label,  # type: ignore[arg-type]
                 interval_seconds=interval_seconds,
                 timestamp_format=timestamp_format,
+                hour_column=hour_column,
+                hour_convention=hour_convention,  # type: ignore[arg-type]
             )
+        if delimiter != ",":
+            mapping = dataclasses.replace(mapping, delimiter=delimiter)
         if preset in demo_service.PRESET_SETUP:
             demo_service.PRESET_SETUP[preset](repo)  # the preset's site and asset, registered if missing
         site_tz = repo.get_site(site_timezone_from).timezone if site_timezone_from else None
         with _progress() as bar:
             task = bar.add_task("import", total=None)
             report = import_csv(
-                repo, file, mapping, site_timezone=site_tz, progress=lambda done, total: bar.update(task, completed=done, total=total)
+                repo, file, mapping, site_timezone=site_tz, progress=lambda done, total: bar.update(task, completed=done, total=total),
+                replace_conflicts=on_conflict == "replace",
             )
     except DomainError as exc:
         raise _fail(exc) from None
-    _print_import(report)
-    if report.errors:
-        raise typer.Exit(code=1)  # some rows were rejected: scripts must notice
+    _print_import(report, rejected_file=rejected_file)
+    if report.errors or report.conflicts:
+        raise typer.Exit(code=1)  # some rows were rejected or conflicted: scripts must notice
 
 
 def _service(settings: Settings, repo: Repository) -> ForecastService:

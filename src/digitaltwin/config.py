@@ -75,6 +75,10 @@ class Settings(BaseSettings):
     max_request_body_bytes: int = Field(
         10 * 1024 * 1024, alias="MAX_REQUEST_BODY_BYTES", ge=1024, description="larger bodies get 413"
     )
+    auth_cache_seconds: float = Field(
+        30.0, alias="AUTH_CACHE_SECONDS", ge=0,
+        description="longest use of a cached session check per process; changes through the product apply at once; 0 = off",
+    )
     rate_limit_key_prefix: str = Field(
         "digitaltwin", alias="RATE_LIMIT_KEY_PREFIX", description="prefix of the rate limiter's Redis keys"
     )
@@ -82,6 +86,14 @@ class Settings(BaseSettings):
     # Storage
     database_url: str | None = Field(None, alias="DATABASE_URL")
     postgres_password: str | None = Field(None, alias="POSTGRES_PASSWORD")
+    timescaledb: Literal["auto", "on", "off"] = Field(
+        "auto", alias="TIMESCALEDB",
+        description="readings as a TimescaleDB hypertable: auto (when the server can), on (required), off (plain PostgreSQL)",
+    )
+    raw_readings_retention_days: int = Field(
+        0, alias="RAW_READINGS_RETENTION_DAYS", ge=0,
+        description="days of raw readings kept once rollups hold the history; 0 = keep all (not applied before rollups exist)",
+    )
     data_dir: Path = Field(Path("./data"), alias="DATA_DIR")
     models_dir: Path = Field(Path("./models"), alias="MODELS_DIR")
     log_dir: Path = Field(Path("./logs"), alias="LOG_DIR")

@@ -125,6 +125,8 @@ series = Table(
     UniqueConstraint("asset_id", "quantity", name="uq_series_asset_quantity"),
 )
 
+# On plain PostgreSQL the series foreign key of readings is enforced by statement-level triggers
+# with the same effect (migration 0009: one check per statement instead of one lookup per row).
 readings = Table(
     "readings",
     metadata,
