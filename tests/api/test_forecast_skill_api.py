@@ -17,7 +17,7 @@ from digitaltwin.domain.readings import Reading
 from digitaltwin.security.roles import Role
 from digitaltwin.services.monitoring import Monitoring
 from digitaltwin.storage.repository import Repository
-from tests.api.conftest import ClientAs, headers_for
+from tests.api.conftest import ClientAs, headers_for, train
 
 SITE = {"id": "site-fs", "name": "site-fs", "timezone": "Europe/Berlin", "country": "DE"}
 START = datetime(2024, 3, 1, tzinfo=UTC)
@@ -100,10 +100,9 @@ def test_scheduled_issue_skill_and_drift_retraining(client: TestClient, repo: Re
     register(client, "m-drift")
     history = profile(24 * 28)
     index = store_hourly(repo, "m-drift", history)
-    trained = client.post("/api/v1/assets/m-drift/train", json={"algorithm": "lightgbm"})
-    assert trained.status_code == 201, trained.text
-    model_id = trained.json()["model"]["model_id"]
-    backtest_mae = trained.json()["model"]["metrics"]["mae"]
+    trained = train(client, "m-drift", algorithm="lightgbm")  # a job: queued, run, its result
+    model_id = trained["model"]["model_id"]
+    backtest_mae = trained["model"]["metrics"]["mae"]
     monitor = monitoring_of(client).forecast_monitor
     assert monitor is not None
 
