@@ -27,7 +27,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/import_throughput.py
 
-## Forecasting benchmarks (issue 5) against the peer library mlforecast, which needs pandas < 3: own venv
+## Forecasting benchmarks against the peer library mlforecast, which needs pandas < 3: own venv
 BENCH_VENV ?= .venv-bench
 bench-forecast:
 	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)

@@ -23,7 +23,7 @@ Configurations (printed with each figure):
 
 each with one uvicorn process and with ``serve --workers WORKERS`` (BENCH_WORKERS, default 2).
 
-Target (issue 5, 2 cores): p95 <= 10 ms and >= 300 forecasts/s; the guide asks for < 500 ms.
+Target (2 cores): p95 <= 10 ms and >= 300 forecasts/s; the guide asks for < 500 ms.
 """
 
 from __future__ import annotations

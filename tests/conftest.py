@@ -82,8 +82,8 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
         LOG_DIR=tmp_path / "logs",
         REDIS_URL=None,
         MQTT_BROKER=None,
-        SECRET_KEY=TEST_SECRET_KEY,  # security (issue 4): outside development a strong key is required
-        API_RATE_LIMIT=10_000,  # security (issue 4): one test client makes many requests; limit tests set their own
+        SECRET_KEY=TEST_SECRET_KEY,  # security: outside development a strong key is required
+        API_RATE_LIMIT=10_000,  # security: one test client makes many requests; limit tests set their own
         AUTH_RATE_LIMIT=10_000,  # the login routes' own per-client limit; the tests of that limit set their own
         JOBS_IN_PROCESS=True,  # the app runs submitted trainings and backtests on PostgreSQL too (off there by default)
     )

@@ -39,7 +39,7 @@ sites_app = typer.Typer(help="Sites (places with one local calendar).", no_args_
 assets_app = typer.Typer(help="Assets (the twins).", no_args_is_help=True)
 app.add_typer(sites_app, name="sites")
 app.add_typer(assets_app, name="assets")
-app.add_typer(users_app, name="users")  # security (issue 4)
+app.add_typer(users_app, name="users")  # security
 app.add_typer(accounting_app, name="accounting")  # energy accounting: CO2, KPIs, metering tree
 app.add_typer(tariffs_app, name="tariffs")  # accounting: tariffs and assignments
 app.command("bill")(bill_cmd)  # accounting: monthly bills
@@ -583,7 +583,7 @@ def ingest_cmd(
         typer.Option(help="end the session of this retired client id (store what it holds, then leave the group) and exit; repeatable"),
     ] = None,
 ) -> None:
-    """Standalone MQTT ingest worker (MQTT ingestion, issue 3): subscribes to MQTT_BROKER until SIGINT/SIGTERM.
+    """Standalone MQTT ingest worker (MQTT ingestion): subscribes to MQTT_BROKER until SIGINT/SIGTERM.
 
     Run several with distinct client ids, or one with --workers N: they share the stream ($share group
     MQTT_SHARED_GROUP, by default one per installation). After scaling down, run --leave with each
@@ -721,7 +721,7 @@ def demo_cmd(
         settings, repo, demo_service.PLANT.id,
         start=datetime(2018, 1, 1, tzinfo=zone("Asia/Seoul")), end=datetime(2019, 1, 1, tzinfo=zone("Asia/Seoul")),
     )
-    _print_demo_admin(demo_service.ensure_demo_admin(repo), f"http://{host}:{port}")  # security (issue 4)
+    _print_demo_admin(demo_service.ensure_demo_admin(repo), f"http://{host}:{port}")  # security
     if not serve:
         stored = demo_service.replay(repo, seconds_per_interval=0)
         console.print(f"replayed the last day as live telemetry of {demo_service.LIVE.id}: {stored} new readings")

@@ -38,7 +38,7 @@ class Settings(BaseSettings):
     secret_key: str = Field(PLACEHOLDER_SECRET, alias="SECRET_KEY")
     jwt_algorithm: str = Field("HS256", alias="JWT_ALGORITHM")
     access_token_expire_minutes: int = Field(30, alias="ACCESS_TOKEN_EXPIRE_MINUTES", ge=1)
-    # Security (issue 4): key rotation, clock skew, sessions, login throttling, proxies, body size
+    # Security: key rotation, clock skew, sessions, login throttling, proxies, body size
     secret_key_previous: str | None = Field(
         None, alias="SECRET_KEY_PREVIOUS", description="the former SECRET_KEY; verifies (never signs) tokens during a grace period"
     )
@@ -107,7 +107,7 @@ class Settings(BaseSettings):
     mqtt_broker: str | None = Field(None, alias="MQTT_BROKER")
     mqtt_username: str | None = Field(None, alias="MQTT_USERNAME")
     mqtt_password: str | None = Field(None, alias="MQTT_PASSWORD")
-    # MQTT ingestion (issue 3): see digitaltwin.ingest.mqtt_subscriber
+    # MQTT ingestion: see digitaltwin.ingest.mqtt_subscriber
     mqtt_client_id: str | None = Field(
         None, alias="MQTT_CLIENT_ID", description="stable per replica (persistent session); unset: digitaltwin-ingest-<hostname>"
     )
@@ -161,7 +161,7 @@ class Settings(BaseSettings):
         description="longest time a power sample is held (sample-and-hold) before the series counts as a gap",
     )
 
-    # Forecasting (issue 5): model hot reload, scheduled retraining, fleet training
+    # Forecasting: model hot reload, scheduled retraining, fleet training
     models_watch: bool = Field(
         True, alias="MODELS_WATCH", description="reload models when files change in MODELS_DIR, without a restart"
     )
@@ -386,7 +386,7 @@ class Settings(BaseSettings):
 
     @property
     def mqtt_auto_register(self) -> bool:
-        """Whether MQTT messages of unknown assets register them (MQTT ingestion, issue 3).
+        """Whether MQTT messages of unknown assets register them (MQTT ingestion).
 
         ``MQTT_AUTO_REGISTER_ASSETS`` when set; otherwise on for the embedded database
         (the demo) and off elsewhere, where such messages are dead-lettered.

@@ -1,6 +1,6 @@
 """An app on the parametrised backend, served in-process by Starlette's TestClient.
 
-Every route but health, metrics and the docs needs authentication (issue 4), so:
+Every route but health, metrics and the docs needs authentication, so:
 
 * ``client`` speaks as an admin (an ``Authorization: Bearer`` default header);
 * ``anonymous_client``, ``viewer_client`` and ``operator_client`` talk to the *same* app as

@@ -58,7 +58,7 @@ def test_import_train_backtest_forecast(settings: Settings, repo: Repository) ->
         assert header in out
 
     with TestClient(create_app(settings)) as client:
-        client.headers.update(headers_for(client, Role.VIEWER))  # every API route needs a login (issue 4)
+        client.headers.update(headers_for(client, Role.VIEWER))  # every API route needs a login
         response = client.get("/api/v1/assets/steel-plant/forecast", params={"horizon": "PT24H", "algorithm": "lightgbm"})
         assert response.status_code == 200, response.text
         body = response.json()

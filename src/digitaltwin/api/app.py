@@ -78,7 +78,7 @@ def _redis_client(settings: Settings) -> object | None:
 
 
 def _model_server(registry: ModelRegistry, metrics: Metrics) -> ModelServer:
-    """Forecasting (issue 5): served models with load failures counted and gauged, loaded now."""
+    """Forecasting: served models with load failures counted and gauged, loaded now."""
 
     def reloaded(loaded: int, failed: int) -> None:
         metrics.models_loaded.set(loaded)
@@ -90,7 +90,7 @@ def _model_server(registry: ModelRegistry, metrics: Metrics) -> ModelServer:
 
 
 def _forecast_cache(settings: Settings, metrics: Metrics) -> ForecastCache | None:
-    """Forecasting (issue 5): FORECAST_CACHE_SIZE served forecasts per process (None when 0), lookups counted."""
+    """Forecasting: FORECAST_CACHE_SIZE served forecasts per process (None when 0), lookups counted."""
     if not settings.forecast_cache_size:
         return None
 
@@ -101,7 +101,7 @@ def _forecast_cache(settings: Settings, metrics: Metrics) -> ForecastCache | Non
 
 
 def _start_forecasting(settings: Settings, service: ForecastService, jobs: JobService) -> list[tuple[object, object]]:
-    """Forecasting (issue 5): start the MODELS_DIR watcher and the retraining scheduler as configured
+    """Forecasting: start the MODELS_DIR watcher and the retraining scheduler as configured
     (its retrainings are queued as jobs)."""
     started = []
     if settings.models_watch:
@@ -142,7 +142,7 @@ def create_app(settings: Settings) -> FastAPI:
     migrated by ``digitaltwin migrate`` (``/readyz`` reports an unmigrated schema).
     """
     metrics = Metrics()
-    # Security (issue 4): outside development a weak SECRET_KEY stops the service here, before it serves.
+    # Security: outside development a weak SECRET_KEY stops the service here, before it serves.
     signing_keys = resolve_signing_keys(settings)
     limiter = RateLimiter(
         per_minute=settings.api_rate_limit,
@@ -173,14 +173,14 @@ def create_app(settings: Settings) -> FastAPI:
                 cache=_forecast_cache(settings, metrics),
             ),
             redis=_redis_client(settings),
-            live=open_live_state(  # MQTT ingestion (issue 3)
+            live=open_live_state(  # MQTT ingestion
                 redis_url=settings.redis_url, redis_password=settings.redis_password, prefix=settings.live_state_key_prefix
             ),
         )
         app.state.dt = state
-        state.security = SecurityService(settings, engine, keys=signing_keys)  # Security (issue 4)
+        state.security = SecurityService(settings, engine, keys=signing_keys)  # Security
         await limiter.open()
-        # MQTT ingestion (issue 3): the subscriber runs in the service's lifespan, unless a separate ingest
+        # MQTT ingestion: the subscriber runs in the service's lifespan, unless a separate ingest
         # process subscribes (MQTT_API_SUBSCRIBER=false; `serve --workers N` sets it for its API workers)
         if settings.mqtt_broker and settings.mqtt_api_subscriber:
             state.subscriber = build_subscriber(settings, repo, metrics=metrics, live_state=state.live)
@@ -189,7 +189,7 @@ def create_app(settings: Settings) -> FastAPI:
         state.job_runner = runner
         jobs_collector = JobsCollector(state.jobs.store)
         metrics.collect_at_scrape(jobs_collector)
-        background = _start_forecasting(settings, state.forecasts, state.jobs)  # Forecasting (issue 5)
+        background = _start_forecasting(settings, state.forecasts, state.jobs)  # Forecasting
         if runner is not None:
             runner.start()
         state.scheduling = SchedulingService(settings, repo, state.forecasts, ScheduleStore(engine))
@@ -206,7 +206,7 @@ def create_app(settings: Settings) -> FastAPI:
             if runner is not None:
                 runner.stop()  # running jobs go back to the queue at their next checkpoint
             metrics.stop_collecting(jobs_collector)
-            for thread, stop in background:  # Forecasting (issue 5): model watcher, retraining scheduler
+            for thread, stop in background:  # Forecasting: model watcher, retraining scheduler
                 stop.set()
                 thread.join(timeout=5)
             if state.subscriber is not None:
@@ -230,7 +230,7 @@ def create_app(settings: Settings) -> FastAPI:
         # X-Forwarded-Proto headers, so "Host: evil.example" was answered with a redirect there.
         # "/api/v1/sites/" is a 404 like any other unknown path.
         redirect_slashes=False,
-        # Security (issue 4): every route is authenticated and authorised (see api/security.py);
+        # Security: every route is authenticated and authorised (see api/security.py);
         dependencies=[Depends(authorize)],
     )
     install_error_handlers(app)
@@ -238,15 +238,15 @@ def create_app(settings: Settings) -> FastAPI:
     for router in (health.router, sites.router, assets.router, readings.router, forecast.router, live.router):
         app.include_router(router)
     app.include_router(meters.router)  # meter declarations and replacements (docs/accounting.md)
-    app.include_router(dead_letters_router.router)  # MQTT ingestion (issue 3): what was rejected and why
+    app.include_router(dead_letters_router.router)  # MQTT ingestion: what was rejected and why
     app.include_router(accounting_router.router)  # energy accounting: KPIs and the metering tree
     app.include_router(schedules_router.router)
     app.include_router(alarms_router.router)  # monitoring: alarms and webhooks
     app.include_router(forecast_skill_router.router)  # monitoring: issued forecasts and their skill
-    for router in (models_router.router, backtests_router.router, predict_router.router):  # Forecasting (issue 5)
+    for router in (models_router.router, backtests_router.router, predict_router.router):  # Forecasting
         app.include_router(router)
     app.include_router(jobs_router.router)
-    # Security (issue 4): auth, user, role, API key and audit routes; access in the OpenAPI document;
+    # Security: auth, user, role, API key and audit routes; access in the OpenAPI document;
     # middleware innermost first: body limit (413), NUL guard (422), timeout (504), client address + rate limit (429), CORS, security headers.
     for router in (auth_router.router, users_router.router, roles_router.router, api_keys_router.router, audit_router.router):
         app.include_router(router)

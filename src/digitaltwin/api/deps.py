@@ -26,12 +26,12 @@ class AppState:
     metrics: Metrics
     forecasts: ForecastService
     redis: object | None = None
-    # MQTT ingestion (issue 3): latest reading per asset and quantity; the subscriber when MQTT_BROKER is set
+    # MQTT ingestion: latest reading per asset and quantity; the subscriber when MQTT_BROKER is set
     live: LiveState = field(default_factory=MemoryLiveState)
     subscriber: object | None = None
-    # Security (issue 4): accounts, sessions, API keys, audit log
+    # Security: accounts, sessions, API keys, audit log
     security: SecurityService | None = None
-    # Forecasting (issue 5): the limiter of forecasts computed at once (api/routers/forecast.py)
+    # Forecasting: the limiter of forecasts computed at once (api/routers/forecast.py)
     forecast_limiter: object | None = None
     # Schedules of flexible assets (api/routers/schedules.py)
     scheduling: SchedulingService | None = None

@@ -236,7 +236,7 @@ class BatchOut(BaseModel):
     items: list[ItemResultOut]
 
 
-# Forecast, model, backtest and legacy /predict bodies live in api/forecast_schemas.py (issue 5).
+# Forecast, model, backtest and legacy /predict bodies live in api/forecast_schemas.py.
 
 
 class DeadLetterOut(BaseModel):

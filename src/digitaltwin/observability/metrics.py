@@ -65,7 +65,7 @@ class Metrics:
         self.readings_rejected = Counter(
             "readings_rejected_total", "Telemetry items or rows rejected", ["source"], registry=self.registry
         )
-        # MQTT ingestion (issue 3): see digitaltwin.ingest.writer
+        # MQTT ingestion: see digitaltwin.ingest.writer
         self.mqtt_messages_received = Counter(
             "mqtt_messages_received_total", "MQTT messages received (redeliveries included)", registry=self.registry
         )
@@ -96,7 +96,7 @@ class Metrics:
         self.ingest_retries = Counter(
             "ingest_write_retries_total", "Batch writes retried after a storage failure", registry=self.registry
         )
-        # Forecasting (issue 5): model registry hot reload, see digitaltwin.registry.serving
+        # Forecasting: model registry hot reload, see digitaltwin.registry.serving
         self.model_load_failures = Counter(
             "model_load_failures_total", "Attempts to load a stored model that failed (the previous model keeps serving)",
             registry=self.registry,

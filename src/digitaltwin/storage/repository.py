@@ -575,7 +575,7 @@ class Repository:
                 out.append(ReadingRow(last[0], info.quantity, info.unit, last[1]))
         return out
 
-    # -- MQTT ingestion (issue 3) ---------------------------------------------
+    # -- MQTT ingestion ---------------------------------------------
     def asset_sites(self, asset_ids: Iterable[str]) -> dict[str, str]:
         """Site id of each existing asset among ``asset_ids`` (missing ones are left out)."""
         wanted = sorted(set(asset_ids))

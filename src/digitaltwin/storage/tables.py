@@ -154,7 +154,7 @@ meter_events = Table(
     Column("created_at", UTCDateTime(), nullable=False),
 )
 
-# --- MQTT ingestion (issue 3; migration 0004): the latest machine state of each asset --------------
+# --- MQTT ingestion (migration 0004): the latest machine state of each asset --------------
 # From factory/{line}/{machine_id}/power (RUN|IDLE|STOP); "latest" by the reported timestamp, not by
 # arrival, so the state survives a restart of the service without Redis.
 machine_status = Table(
@@ -165,7 +165,7 @@ machine_status = Table(
     Column("ts", UTCDateTime(), nullable=False),
 )
 
-# --- MQTT ingestion (issue 3; migration 0002): rejected telemetry with its reason -----------------
+# --- MQTT ingestion (migration 0002): rejected telemetry with its reason -----------------
 dead_letters = Table(
     "dead_letters",
     metadata,
@@ -180,7 +180,7 @@ dead_letters = Table(
     Column("reason_code", String(32), nullable=False),
 )
 
-# --- Security (issue 4; migration 0003): accounts, sessions, API keys, audit log --------------------
+# --- Security (migration 0003): accounts, sessions, API keys, audit log --------------------
 
 users = Table(
     "users",

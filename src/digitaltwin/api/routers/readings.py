@@ -71,7 +71,7 @@ async def post_readings(request: Request, state: State) -> JSONResponse:
         raise ValidationError("body must be an array of items or an object with a 'readings' array", field="readings")
     if len(body) > MAX_ITEMS:
         raise ValidationError(f"at most {MAX_ITEMS} items per request", field="readings")
-    # Security (issue 4): an API key limited to one site may only ingest that site's assets.
+    # Security: an API key limited to one site may only ingest that site's assets.
     principal = getattr(request.state, "principal", None)
     key_site = principal.site_id if principal is not None else None
     result = await run_in_threadpool(ingest_batch, state.repo, body, timezone=timezone, site_id=key_site)
