@@ -91,6 +91,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "MQTT_", "REDIS_", "PROMETHEUS_"))}
     env.update(ENVIRONMENT="test", SECRET_KEY=TEST_SECRET_KEY, DATA_DIR=str(settings.data_dir), LOG_DIR=str(settings.log_dir),
                MODELS_DIR=str(settings.models_dir), API_RATE_LIMIT="100000", AUTH_RATE_LIMIT="100000", MQTT_TOPIC_PREFIX=prefix,
+               STALE_CHECK_SECONDS="2",  # the steel plant's last reading is of 2018: a stale-device alarm to act on
                MQTT_CLIENT_ID=f"web-{secrets.token_hex(4)}", MQTT_AUTO_REGISTER_ASSETS="false")
     if mqtt:
         env["MQTT_BROKER"] = broker
@@ -161,7 +162,7 @@ def screenshot(page: object, name: str, tmp_path: Path) -> Path:
 def login(page: object, server: Server, role: str) -> None:
     username, password = server.users[role]
     page.goto("/")  # type: ignore[attr-defined]
-    page.get_by_label("Username").fill(username)  # type: ignore[attr-defined]
-    page.get_by_label("Password").fill(password)  # type: ignore[attr-defined]
+    page.get_by_label("Username", exact=True).fill(username)  # type: ignore[attr-defined]
+    page.get_by_label("Password", exact=True).fill(password)  # type: ignore[attr-defined]
     page.get_by_role("button", name="Log in").click()  # type: ignore[attr-defined]
     page.get_by_role("heading", name="Overview").wait_for()  # type: ignore[attr-defined]

@@ -5,6 +5,7 @@ import { renderAsset } from "./asset.js";
 import { renderModels } from "./models.js";
 import { renderData } from "./data.js";
 import { renderSchedules } from "./schedules.js";
+import { renderAlarms } from "./alarms.js";
 import { el, clear, toast } from "./dom.js";
 
 const ROLE_RANK = { viewer: 1, operator: 2, admin: 3 };
@@ -168,6 +169,7 @@ async function route() {
     else if (parts[0] === "models") current = await renderModels(main, parts[1]);
     else if (parts[0] === "data") current = await renderData(main);
     else if (parts[0] === "schedules") current = await renderSchedules(main, parts[1]);
+    else if (parts[0] === "alarms") current = await renderAlarms(main);
     else current = await renderOverview(main);
     applyRole(main);
   } catch (error) {

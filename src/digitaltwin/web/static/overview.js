@@ -121,9 +121,15 @@ export async function renderOverview(main) {
     const month = await monthCard(site, assets);
     const range = month.dataset.start ? { start: month.dataset.start, end: month.dataset.end } : monthRange(site.timezone);
     const tree = await api(`/api/v1/sites/${site.id}/metering-tree?start=${encodeURIComponent(range.start)}&end=${encodeURIComponent(range.end)}`).catch(() => null);
+    const open = await api(`/api/v1/alarms?site_id=${encodeURIComponent(site.id)}&state=active&state=acknowledged&limit=5`).catch(() => []);
+    const alarms = el("section", { class: "alarms", "aria-label": `${site.name}: open alarms` },
+      el("h3", {}, "Open alarms"),
+      open.length ? el("ul", {}, open.map((a) => el("li", {},
+        el("span", { class: `badge sev-${a.severity}` }, a.severity), ` ${a.type} on ${a.asset_id} (${a.state}) `,
+        el("a", { href: "#/alarms" }, "details")))) : el("p", { class: "muted" }, "None."));
     body.append(el("section", { class: "card", "aria-labelledby": `site-${site.id}` },
       el("h2", { id: `site-${site.id}` }, site.name, " ", el("span", { class: "muted" }, site.id)),
-      month,
+      month, alarms,
       el("h3", {}, "Assets"),
       assets.length ? assetTree(assets, site, tree, stops, streams) : el("p", { class: "muted" }, "No assets.")));
   }
