@@ -25,7 +25,7 @@ from digitaltwin.config import Settings
 from digitaltwin.security.roles import Role
 from digitaltwin.security.secret_key import resolve_signing_keys
 from digitaltwin.security.service import SecurityService
-from digitaltwin.services.demo import setup_and_import
+from digitaltwin.services.demo import assign_demo_tariff, setup_and_import
 from digitaltwin.storage.db import make_engine, migrate
 from digitaltwin.storage.repository import Repository
 
@@ -80,6 +80,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     migrate(engine)
     repo = Repository(engine)
     setup_and_import(repo, STEEL_CSV)
+    assign_demo_tariff(repo)  # the plant's industrial time-of-use tariff, so bills and costs show
     accounts = SecurityService(settings, engine, keys=resolve_signing_keys(settings)).accounts
     users = {}
     for role in (Role.ADMIN, Role.OPERATOR, Role.VIEWER):

@@ -57,6 +57,8 @@ def test_january_energy_and_redraws_match_the_api(page: object, server: Server, 
     show_energy(page, "day", "2018-02-01", "2018-03-01")
     page.wait_for_function("() => echarts.getInstanceByDom(document.querySelector('.chart')).getOption().series[0].data.length === 28", timeout=60_000)  # type: ignore[attr-defined]
     assert total.text_content() != STEEL_JANUARY_2018_KWH
+    # The month's bill under the plant's tariff, with its line items and total.
+    page.locator("#bill table").filter(has_text="Total").wait_for()  # type: ignore[attr-defined]
     screenshot(page, "asset", tmp_path)
     assert page.errors == []  # type: ignore[attr-defined]
 
