@@ -35,7 +35,7 @@ class Kpis:
     """KPIs of one asset or site over ``[start, end)`` (see :mod:`digitaltwin.accounting.kpis`).
 
     ``co2_kg`` is None when the site names no carbon intensity (``co2_source`` None);
-    ``cost_per_kwh`` is None until a bill is computed for the period (:func:`cost_per_kwh`).
+    ``cost_per_kwh`` (in ``currency``) is None without a tariff for the period (:func:`cost_per_kwh`).
     """
 
     subject: str
@@ -48,6 +48,7 @@ class Kpis:
     production_units: float | None
     energy_per_unit_kwh: float | None
     cost_per_kwh: float | None
+    currency: str | None
     co2_kg: float | None
     avoided_co2_kg: float | None
     co2_uncovered_kwh: float | None
@@ -94,16 +95,17 @@ def cost_per_kwh(
     bills' totals (fixed, energy, demand, minimum charges, taxes) over ``energy_kwh``; otherwise
     (a part of a period, or an asset billed through its site's assignment) it is the energy charges
     of the range's intervals (``accounting.cost``, the basis of ``energy?with=cost``). None without
-    a tariff assignment, without energy, or for energy of 0.
+    a tariff assignment, without energy, or for energy of 0 (with currency None).
     """
     from digitaltwin.domain.errors import NotFoundError
     from digitaltwin.services.billing import BillingService
     from digitaltwin.services.energy_cost import bucket_costs
 
     if not energy_kwh:
-        return None
+        return None, None
     service = BillingService(repo, max_hold=max_hold)
     total = 0.0
+    currency: str | None = None
     for asset_id in asset_ids:
         try:  # the asset's own tariff assignment bills it; a site's assignment bills the site's meters
             bills = service.bills(asset_id=asset_id, start=start, end=end)
@@ -112,12 +114,14 @@ def cost_per_kwh(
         whole = bool(bills) and all(start <= b.bill.period.start and b.bill.period.end <= end for b in bills)
         if whole:
             total += sum(b.bill.total for b in bills)
+            currency = currency or bills[0].bill.currency
             continue
-        cost = bucket_costs(service, asset_id, [start, end]).costs[0]
-        if cost is None:
-            return None
-        total += cost
-    return total / energy_kwh
+        costs = bucket_costs(service, asset_id, [start, end])
+        if costs.costs[0] is None:
+            return None, None
+        total += costs.costs[0]
+        currency = currency or costs.currency
+    return total / energy_kwh, currency
 
 
 def _kpis(
@@ -154,11 +158,12 @@ def _kpis(
         load = replace(load, completeness=min(float(covered_sum.sum()) / (expected_h * len(meters)), 1.0))
     production = _production(repo, production_assets, start, end)
     ids = [a.id for a, _ in meters]
+    cost, currency = cost_per_kwh(repo, ids, start=start, end=end, energy_kwh=load.energy_kwh, max_hold=max_hold)
     return Kpis(
         subject=subject, start=start, end=end, timezone=site.timezone, load=load,
         floor_area_m2=floor_area, energy_per_m2_kwh=per_quantity(load.energy_kwh, floor_area),
         production_units=production, energy_per_unit_kwh=per_quantity(load.energy_kwh, production),
-        cost_per_kwh=cost_per_kwh(repo, ids, start=start, end=end, energy_kwh=load.energy_kwh, max_hold=max_hold),
+        cost_per_kwh=cost, currency=currency,
         co2_kg=co2 if co2_any else None,
         avoided_co2_kg=avoided if co2_any else None,
         co2_uncovered_kwh=uncovered if intensity is not None else None,

@@ -112,7 +112,7 @@ export async function renderAsset(main, assetId) {
       ["Energy per m²", kpis.energy_per_m2_kwh === null ? "no floor area" : `${fmt(kpis.energy_per_m2_kwh, 2)} kWh/m²`],
       ["Energy per unit produced", kpis.energy_per_unit_kwh === null ? "no production counter" : `${fmt(kpis.energy_per_unit_kwh, 3)} kWh`],
       ["CO2", kpis.co2_kg === null ? "no carbon intensity for the site" : `${fmt(kpis.co2_kg, 1)} kg (${kpis.co2_source ?? "location-based"})`],
-      ["Cost per kWh", kpis.cost_per_kwh === null ? "no tariff assigned" : fmt(kpis.cost_per_kwh, 4)],
+      ["Cost per kWh", kpis.cost_per_kwh === null ? "no tariff assigned" : `${fmt(kpis.cost_per_kwh, 4)} ${kpis.currency ?? ""}`],
       ["Completeness", `${fmt(100 * (kpis.completeness ?? 0), 1)} %`],
     ]) : el("p", { class: "muted" }, "No KPIs for this range."));
   }

@@ -54,7 +54,7 @@ async function monthCard(site, assets) {
       ["Energy", `${fmt(now.energy_kwh, 1)} kWh${change(now.energy_kwh, pick("energy_kwh"))}`],
       ["Peak demand", `${fmt(now.peak_demand_kw, 1)} kW${now.peak_ts ? ` at ${localTime(now.peak_ts, site.timezone)}` : ""}${change(now.peak_demand_kw, pick("peak_demand_kw"))}`],
       ["CO2", `${fmt(now.co2_kg, 1)} kg${change(now.co2_kg, pick("co2_kg"))}`],
-      ["Cost per kWh", now.cost_per_kwh === null ? "no tariff assigned" : fmt(now.cost_per_kwh, 4)],
+      ["Cost per kWh", now.cost_per_kwh === null ? "no tariff assigned" : `${fmt(now.cost_per_kwh, 4)} ${now.currency ?? ""}${change(now.cost_per_kwh, pick("cost_per_kwh"))}`],
       ["Data completeness", `${fmt(100 * (now.completeness ?? 0), 1)} %`],
     ]));
 }
