@@ -22,7 +22,7 @@ demo: $(STAMP)
 
 ## The whole suite: SQLite always, PostgreSQL/Redis/MQTT when reachable (see tests/conftest.py)
 test: $(STAMP)
-	$(BIN)/pytest -q -rs
+	$(BIN)/pytest -q -rs --durations=15
 
 bench: $(STAMP)
 	$(BIN)/python bench/import_throughput.py
