@@ -26,7 +26,7 @@ from digitaltwin.domain.durations import parse_duration
 from digitaltwin.domain.errors import DomainError, ValidationError
 from digitaltwin.domain.timestamps import zone
 from digitaltwin.forecasting.errors import ForecastError
-from digitaltwin.ingest.csv_import import PRESETS, ColumnMapping, ImportReport, ValueColumn, import_csv, with_asset
+from digitaltwin.ingest.csv_import import PRESETS, ImportReport, build_mapping, import_csv
 from digitaltwin.observability.logs import configure_logging, secret_values
 from digitaltwin.registry.store import ModelRegistry, data_fingerprint
 from digitaltwin.services import demo as demo_service
@@ -296,33 +296,12 @@ def import_cmd(
     try:
         if on_conflict not in ("keep", "replace"):
             raise typer.BadParameter("--on-conflict must be keep or replace")
-        if hour_convention not in ("ending", "beginning"):
-            raise typer.BadParameter("--hour-convention must be ending or beginning")
-        if preset:
-            if preset not in PRESETS:
-                raise typer.BadParameter(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
-            mapping = PRESETS[preset]
-            if asset:
-                mapping = with_asset(mapping, asset)
-        else:
-            if not value_column:
-                raise typer.BadParameter("--value-column is required without --preset")
-            if label not in ("start", "end"):
-                raise typer.BadParameter("--label must be start or end")
-            mapping = ColumnMapping(
-                timestamp_column=timestamp_column,
-                values=(ValueColumn(value_column, quantity, unit),),
-                asset_column=asset_column,
-                asset_id=asset,
-                timezone=timezone,
-                label=label,  # type: ignore[arg-type]
-                interval_seconds=interval_seconds,
-                timestamp_format=timestamp_format,
-                hour_column=hour_column,
-                hour_convention=hour_convention,  # type: ignore[arg-type]
-            )
-        if delimiter != ",":
-            mapping = dataclasses.replace(mapping, delimiter=delimiter)
+        mapping = build_mapping(
+            preset=preset, asset=asset, asset_column=asset_column, timestamp_column=timestamp_column,
+            value_column=value_column, quantity=quantity, unit=unit, timezone=timezone, label=label,
+            interval_seconds=interval_seconds, timestamp_format=timestamp_format, delimiter=delimiter,
+            hour_column=hour_column, hour_convention=hour_convention,
+        )
         if preset in demo_service.PRESET_SETUP:
             demo_service.PRESET_SETUP[preset](repo)  # the preset's site and asset, registered if missing
         site_tz = repo.get_site(site_timezone_from).timezone if site_timezone_from else None

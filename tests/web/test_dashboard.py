@@ -167,3 +167,21 @@ def test_phone_width_keeps_the_page_usable(browser: object, server: Server, tmp_
         screenshot(page, "overview-phone", tmp_path)
     finally:
         context.close()
+
+
+def test_a_csv_upload_lists_every_rejected_row(page: object, server: Server, tmp_path: Path) -> None:
+    login(page, server, "operator")
+    page.goto("/#/data")  # type: ignore[attr-defined]
+    page.get_by_role("heading", name="Import a CSV file").wait_for()  # type: ignore[attr-defined]
+    text = "ts,kwh\n2024-01-01T00:00:00Z,1\n2024-01-01T00:15:00Z,x\n2024-01-01T00:30:00Z,2\n2024-01-01T00:45:00Z,65535\n"
+    page.set_input_files("#csv-file", files=[{"name": "m.csv", "mimeType": "text/csv", "buffer": text.encode()}])  # type: ignore[attr-defined]
+    for name, value in (("asset", "steel-plant-live"), ("timestamp_column", "ts"), ("value_column", "kwh"),
+                        ("unit", "kWh"), ("interval_seconds", "900")):
+        page.locator(f"#csv-{name}").fill(value)  # type: ignore[attr-defined]
+    page.get_by_role("button", name="Import").click()  # type: ignore[attr-defined]
+    rows = page.locator("#csv-rejected tbody tr")  # type: ignore[attr-defined]
+    rows.first.wait_for()
+    assert rows.count() == 2
+    assert [rows.nth(i).locator("td").first.text_content() for i in range(2)] == ["3", "5"]
+    assert "Readingsstored2" in (page.locator("#csv-result dl").text_content() or "").replace(" ", "")  # type: ignore[attr-defined]
+    screenshot(page, "data", tmp_path)

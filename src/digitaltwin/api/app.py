@@ -27,6 +27,7 @@ from digitaltwin.api.routers import models as models_router
 from digitaltwin.api.routers import predict as predict_router
 from digitaltwin.api.routers import roles as roles_router
 from digitaltwin.api.routers import tariffs as tariffs_router
+from digitaltwin.api.routers import imports as imports_router
 from digitaltwin.api.routers import schedules as schedules_router
 from digitaltwin.api.routers import users as users_router
 from digitaltwin.api.security import annotate_openapi, authorize
@@ -241,6 +242,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(dead_letters_router.router)  # MQTT ingestion: what was rejected and why
     app.include_router(accounting_router.router)  # energy accounting: KPIs and the metering tree
     app.include_router(schedules_router.router)
+    app.include_router(imports_router.router)  # CSV import over HTTP (the dashboard's Data page)
     app.include_router(alarms_router.router)  # monitoring: alarms and webhooks
     app.include_router(forecast_skill_router.router)  # monitoring: issued forecasts and their skill
     for router in (models_router.router, backtests_router.router, predict_router.router):  # Forecasting

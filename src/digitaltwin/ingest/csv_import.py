@@ -295,3 +295,51 @@ def import_csv(
 def with_asset(mapping: ColumnMapping, asset_id: str) -> ColumnMapping:
     """A copy of ``mapping`` that files every row under ``asset_id``."""
     return replace(mapping, asset_id=asset_id, asset_column=None)
+
+
+def build_mapping(
+    *,
+    preset: str | None = None,
+    asset: str | None = None,
+    asset_column: str | None = None,
+    timestamp_column: str = "ts",
+    value_column: str | None = None,
+    quantity: str = "energy",
+    unit: str | None = None,
+    timezone: str | None = None,
+    label: str = "start",
+    interval_seconds: int | None = None,
+    timestamp_format: str | None = None,
+    delimiter: str = ",",
+    hour_column: str | None = None,
+    hour_convention: str = "ending",
+) -> ColumnMapping:
+    """The mapping the command line's and the HTTP import's options describe (a preset, or columns).
+
+    Raises:
+        ValidationError: naming the option (``preset``, ``value_column``, ``label``, ``hour_convention``).
+    """
+    if hour_convention not in ("ending", "beginning"):
+        raise ValidationError("must be ending or beginning", field="hour_convention")
+    if preset:
+        if preset not in PRESETS:
+            raise ValidationError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}", field="preset")
+        mapping = with_asset(PRESETS[preset], asset) if asset else PRESETS[preset]
+    else:
+        if not value_column:
+            raise ValidationError("is required without a preset", field="value_column")
+        if label not in ("start", "end"):
+            raise ValidationError("must be start or end", field="label")
+        mapping = ColumnMapping(
+            timestamp_column=timestamp_column,
+            values=(ValueColumn(value_column, quantity, unit),),
+            asset_column=asset_column,
+            asset_id=asset,
+            timezone=timezone,
+            label=label,  # type: ignore[arg-type]
+            interval_seconds=interval_seconds,
+            timestamp_format=timestamp_format,
+            hour_column=hour_column,
+            hour_convention=hour_convention,  # type: ignore[arg-type]
+        )
+    return replace(mapping, delimiter=delimiter) if delimiter != "," else mapping
