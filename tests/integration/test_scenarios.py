@@ -124,5 +124,5 @@ def test_bad_inputs_name_the_field(service: ScenarioService) -> None:
     assert err.value.field == "end"
     with pytest.raises(ValidationError) as err:
         service.run(demo.SITE.id, ScenarioRequest(**MARCH, battery=BatteryChange(BATTERY, forecast_algorithm="nope")))
-    assert err.value.field == "forecast_algorithm"
+    assert err.value.field == "battery.forecast_algorithm"
     assert np.isfinite(BATTERY.capacity_kwh)

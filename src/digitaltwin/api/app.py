@@ -25,6 +25,7 @@ from digitaltwin.api.routers import predict as predict_router
 from digitaltwin.api.routers import roles as roles_router
 from digitaltwin.api.routers import tariffs as tariffs_router
 from digitaltwin.api.routers import schedules as schedules_router
+from digitaltwin.api.routers import scenarios as scenarios_router
 from digitaltwin.api.routers import users as users_router
 from digitaltwin.api.security import annotate_openapi, authorize
 from digitaltwin.config import Settings
@@ -199,6 +200,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(dead_letters_router.router)  # MQTT ingestion (issue 3): what was rejected and why
     app.include_router(accounting_router.router)  # energy accounting: KPIs and the metering tree
     app.include_router(schedules_router.router)
+    app.include_router(scenarios_router.router)  # what-if replays of past periods (docs/scheduling.md)
     for router in (models_router.router, backtests_router.router, predict_router.router):  # Forecasting (issue 5)
         app.include_router(router)
     # Security (issue 4): auth, user, role, API key and audit routes; access in the OpenAPI document;

@@ -139,7 +139,7 @@ def backtest_forecast(
         result = backtest(load_kw, algorithms=[algorithm], origins=origins, horizon_steps=per_day + per_day // 24,
                           timezone=timezone, country=country, retrain_every=retrain_every_days, levels=(0.5, level))
     except (ForecastError, ValueError) as exc:
-        raise ValidationError(str(exc), field="forecast_algorithm") from exc
+        raise ValidationError(str(exc), field="battery.forecast_algorithm") from exc
     expected = pd.Series(np.nan, index=load_kw.index)
     upper = pd.Series(np.nan, index=load_kw.index)
     table = result.forecasts

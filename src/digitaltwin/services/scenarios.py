@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from digitaltwin.accounting.bill import Bill, MeterIntervals, compute_bills
+from digitaltwin.accounting.bill import Bill, MeterIntervals, compute_bills, round_money
 from digitaltwin.accounting.carbon import interval_emissions
 from digitaltwin.accounting.periods import billing_periods, local_midnight
 from digitaltwin.accounting.tariff import Tariff
@@ -147,7 +147,7 @@ class ScenarioService:
 
         Raises:
             NotFoundError: unknown site, tariff or weather asset; no top-level meter; no tariff assignment.
-            ValidationError: naming the field (``end``, ``pv.latitude``, ``battery.*``, ``forecast_algorithm`` ...).
+            ValidationError: naming the field (``end``, ``pv.latitude``, ``battery.*``, ``battery.forecast_algorithm`` ...).
         """
         site = self.repo.get_site(site_id)
         tz = zone(site.timezone)
@@ -311,3 +311,52 @@ class ScenarioService:
 def _battery_fields(b: Battery) -> dict[str, Any]:
     return {name: getattr(b, name) for name in Battery.__slots__}
 
+
+
+def _rounded(amounts: dict[str, float], currency: str) -> dict[str, float]:
+    return {k: round_money(v, currency) for k, v in amounts.items()}
+
+
+def _side_dict(sides: list[Side], currency: str) -> dict[str, Any]:
+    amounts = {k: sum(s.amounts()[k] for s in sides) for k in (*ITEM_KINDS, "other", "total")}
+    co2 = [s.co2_kg for s in sides]
+    avoided = [s.avoided_co2_kg for s in sides]
+    peaks = [s.peak_kw for s in sides if s.peak_kw is not None]
+    return {
+        "bill": _rounded(amounts, currency), "_amounts": amounts,
+        "import_kwh": sum(s.import_kwh for s in sides), "export_kwh": sum(s.export_kwh for s in sides),
+        "co2_kg": None if any(c is None for c in co2) else float(sum(co2)),  # type: ignore[arg-type]
+        "avoided_co2_kg": None if any(a is None for a in avoided) else float(sum(avoided)),  # type: ignore[arg-type]
+        "peak_kw": max(peaks) if peaks else None, "complete": all(s.bill.complete for s in sides),
+    }
+
+
+def _comparison(base: list[Side], scen: list[Side], currency: str) -> dict[str, Any]:
+    b, s = _side_dict(base, currency), _side_dict(scen, currency)
+    savings = {k: b["_amounts"][k] - s["_amounts"][k] for k in b["_amounts"]}
+    del b["_amounts"], s["_amounts"]
+    return {
+        "baseline": b, "scenario": s, "savings": _rounded(savings, currency),
+        "co2_avoided_kg": None if b["co2_kg"] is None or s["co2_kg"] is None else b["co2_kg"] - s["co2_kg"],
+        "peak_reduction_kw": None if b["peak_kw"] is None or s["peak_kw"] is None else b["peak_kw"] - s["peak_kw"],
+    }
+
+
+def summary(result: ScenarioResult) -> dict[str, Any]:
+    """``result`` as the API answers it: per billing period and in total, baseline, scenario and savings
+    (baseline minus scenario) by line-item kind, amounts rounded to the currency's minor unit."""
+    cur = result.currency
+    periods = []
+    for base, scen in result.periods:
+        p = base.bill.period
+        periods.append({"start": p.start, "end": p.end, "first_day": p.first_day, "last_day": p.last_day,
+                        **_comparison([base], [scen], cur)})
+    return {
+        "site_id": result.site_id, "currency": cur, "timezone": result.timezone,
+        "baseline_tariff_id": result.baseline_tariff_id, "scenario_tariff_id": result.scenario_tariff_id,
+        "interval_seconds": result.interval_s,
+        "perfect_foresight": bool(result.battery and result.battery["perfect_foresight"]),
+        "co2_source": result.co2_source, "assumptions": result.assumptions, "battery": result.battery,
+        "pv_kwh": result.pv_kwh, "periods": periods,
+        "total": _comparison([b for b, _ in result.periods], [s for _, s in result.periods], cur),
+    }
