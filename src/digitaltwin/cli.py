@@ -17,6 +17,7 @@ from rich.table import Table
 
 from digitaltwin.api.schemas import AssetIn, SiteIn
 from digitaltwin.cli_accounting import accounting_app, print_demo_accounting
+from digitaltwin.cli_scenarios import scenario_cmd
 from digitaltwin.cli_tariffs import bill_cmd, tariffs_app
 from digitaltwin.cli_users import users_app
 from digitaltwin.config import Settings
@@ -42,6 +43,7 @@ app.add_typer(users_app, name="users")  # security (issue 4)
 app.add_typer(accounting_app, name="accounting")  # energy accounting: CO2, KPIs, metering tree
 app.add_typer(tariffs_app, name="tariffs")  # accounting: tariffs and assignments
 app.command("bill")(bill_cmd)  # accounting: monthly bills
+app.command("scenario")(scenario_cmd)  # what-if replays of past billing periods
 console = Console()
 err = Console(stderr=True)
 

@@ -27,7 +27,7 @@ import pandas as pd
 from digitaltwin.accounting.bill import MeterIntervals
 from digitaltwin.accounting.cost import interval_costs
 from digitaltwin.accounting.tariff import Tariff
-from digitaltwin.domain.errors import ValidationError
+from digitaltwin.domain.errors import NotFoundError, ValidationError
 from digitaltwin.forecasting.errors import ForecastError
 from digitaltwin.storage.repository import Repository
 
@@ -80,10 +80,13 @@ def weather_on_grid(repo: Repository, asset_id: str, starts: pd.DatetimeIndex, s
     spacing, at most three hours); readings finer than the step are averaged over it. NaN where nothing covers an interval.
 
     Raises:
-        NotFoundError: unknown asset (naming ``asset_id``).
+        NotFoundError: unknown asset (naming ``pv.weather_asset_id``).
         ValidationError: naming ``pv.weather_asset_id`` when the asset lacks either series.
     """
-    repo.get_asset(asset_id)
+    try:
+        repo.get_asset(asset_id)
+    except NotFoundError as exc:
+        raise NotFoundError(exc.message, field="pv.weather_asset_id") from exc
     out = []
     start, end = starts[0].to_pydatetime(), (starts[-1] + pd.Timedelta(seconds=step_s)).to_pydatetime()
     for quantity in (IRRADIANCE, TEMPERATURE):

@@ -188,14 +188,21 @@ class ScenarioService:
             changed[in_period] = shifted.to_numpy()
         pv_kw = None
         if request.pv is not None:
-            pv_kw = self._pv(site, request.pv, starts, step_s)
+            raw_pv = self._pv(site, request.pv, starts, step_s)
+            no_weather = int((~np.isfinite(raw_pv) & in_period).sum())
+            pv_kw = np.nan_to_num(raw_pv)
             changed = changed - np.where(in_period, pv_kw, 0.0)
             assumptions.append("added PV from pvlib's PVWatts chain with the weather asset's GHI and air temperature")
+            if no_weather:
+                assumptions.append(f"{no_weather} intervals of the period have no weather: the added PV produces nothing in them")
         battery_info = None
         if request.battery is not None:
             changed, battery_info = self._battery(site, request.battery, request.shift, changed, pv_kw, in_period,
                                                   scen_tariff, scen_meter, step_s, periods[0].first_day, periods[-1].last_day)
             assumptions.append(battery_info["label"])
+            if battery_info["days_without_forecast"]:
+                assumptions.append(f"{battery_info['days_without_forecast']} days had too little history for a forecast: "
+                                   "planned from the previous day's load (persistence)")
         delta = (changed - net_kw).to_numpy()
         moved = np.isfinite(delta) & (np.abs(delta) > 1e-9)
         new_net_kwh = changed.to_numpy() * dt_h
@@ -240,7 +247,7 @@ class ScenarioService:
             raise ValidationError("give pv.longitude or set the site's longitude attribute", field="pv.longitude")
         array = PVArray(change.kwp, change.tilt_deg, change.azimuth_deg, float(lat), float(lon), change.losses, change.dc_ac_ratio)
         ghi, temp = weather_on_grid(self.repo, change.weather_asset_id, starts, step_s)
-        return np.nan_to_num(ac_power_kw(array, starts, step_s=step_s, ghi_w_m2=ghi, temp_air_c=temp))
+        return ac_power_kw(array, starts, step_s=step_s, ghi_w_m2=ghi, temp_air_c=temp)
 
     def _battery(
         self, site: Any, change: BatteryChange, shift: LoadShift | None, load_kw: pd.Series, pv_kw: np.ndarray | None,
