@@ -69,3 +69,20 @@ def test_unknown_tariff_and_site_are_404(steel: TestClient) -> None:
     assert r.status_code == 404 and r.json()["field"] == "tariff_id"
     r = steel.post("/api/v1/sites/nowhere/scenarios", json={"start": "2018-03-01", "end": "2018-04-01"})
     assert r.status_code == 404
+
+
+def test_all_changes_at_once_under_another_tariff(steel: TestClient, repo: Repository) -> None:
+    from tests.integration.test_scenarios import FLAT, _weather
+
+    _weather(repo)
+    assert steel.post("/api/v1/tariffs", json={**FLAT, "id": "flat"}).status_code == 201
+    body = {"start": "2018-03-01", "end": "2018-04-01", "tariff_id": "flat", "battery": BATTERY,
+            "pv": {"kwp": 300, "weather_asset_id": "weather", "latitude": 34.9, "longitude": 127.7},
+            "shift": {"energy_kwh_per_day": 200, "from_start": "10:00", "from_end": "12:00", "to_start": "00:00", "to_end": "06:00"}}
+    r = steel.post(URL, json=body)
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["scenario_tariff_id"] == "flat" and out["pv_kwh"] > 0 and len(out["assumptions"]) == 4
+    assert out["total"]["co2_avoided_kg"] > 0 and out["total"]["savings"]["total"] > 0
+    r = steel.post(URL, json={**body, "pv": {**body["pv"], "weather_asset_id": "nowhere"}})  # type: ignore[dict-item]
+    assert r.status_code == 404 and r.json()["field"] == "pv.weather_asset_id"

@@ -186,6 +186,9 @@ class ScenarioService:
         if request.shift is not None:
             shifted = shift_load(changed[in_period], request.shift, timezone=site.timezone, step_s=step_s)
             changed[in_period] = shifted.to_numpy()
+            sh = request.shift
+            assumptions.append(f"up to {sh.energy_kwh_per_day:g} kWh a day moved from {sh.from_start:%H:%M}-{sh.from_end:%H:%M} "
+                               f"to {sh.to_start:%H:%M}-{sh.to_end:%H:%M} local time")
         pv_kw = None
         if request.pv is not None:
             raw_pv = self._pv(site, request.pv, starts, step_s)
@@ -299,7 +302,7 @@ class ScenarioService:
                 guard=change.guard,
             )
             net[rows] = run.net_kw.to_numpy()
-            soc = float(run.soc.iloc[-1])
+            soc = min(max(float(run.soc.iloc[-1]), change.battery.soc_min), change.battery.soc_max)  # float dust
             plans += run.plans
             cycles_kwh += float(np.nansum(np.abs(run.net_kw.to_numpy() - load_kw[rows].to_numpy()))) * step_s / 3600.0
         label = ("battery planned with PERFECT FORESIGHT of the actual load (an upper bound, not achievable)"
