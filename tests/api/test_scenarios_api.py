@@ -49,6 +49,8 @@ def test_battery_scenario_per_month_and_total(steel: TestClient, operator_client
     ({"end": "2018-03-01"}, "end"),
     ({"start": "2018-01-01", "end": "2019-03-01"}, "end"),
     ({"start": "March"}, "start"),
+    ({"start": "9999-12-01", "end": "9999-12-31"}, "start"),
+    ({"start": "2018-03-01", "end": "9999-12-31"}, "end"),
     ({"battery": {**BATTERY, "capacity_kwh": -1}}, "battery.capacity_kwh"),
     ({"battery": {**BATTERY, "soc_min": 0.9, "soc_max": 0.1}}, "battery.soc_min"),
     ({"battery": {**BATTERY, "forecast_algorithm": "crystal-ball"}}, "battery.forecast_algorithm"),

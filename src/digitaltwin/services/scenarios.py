@@ -44,6 +44,8 @@ from digitaltwin.storage.tariffs import Assignment
 
 #: Longest replay, in billing periods.
 MAX_PERIODS = 13
+#: Dates a replay may start on (meter data of a twin; far dates would overflow the calendar arithmetic).
+EARLIEST, LATEST = date(1970, 1, 1), date(2200, 1, 1)
 #: History read before the period for the forecasts (days).
 FORECAST_HISTORY_DAYS = 56
 #: Line-item kinds compared one by one; anything else (minimum, tax) is in ``other``.
@@ -151,8 +153,12 @@ class ScenarioService:
         """
         site = self.repo.get_site(site_id)
         tz = zone(site.timezone)
+        if not EARLIEST <= request.start < LATEST:
+            raise ValidationError(f"start must be between {EARLIEST} and {LATEST}", field="start")
         if request.end <= request.start:
             raise ValidationError("end must be after start", field="end")
+        if (request.end - request.start).days > 31 * MAX_PERIODS:
+            raise ValidationError(f"at most {MAX_PERIODS} billing periods per scenario", field="end")
         assignment = self._assignment(site_id, request.start)
         base_tariff = self.billing.tariff(assignment.tariff_id).tariff
         scen_tariff_id = request.tariff_id or assignment.tariff_id
