@@ -18,6 +18,7 @@ from rich.table import Table
 
 from digitaltwin.api.schemas import AssetIn, SiteIn
 from digitaltwin.cli_accounting import accounting_app, print_demo_accounting
+from digitaltwin.cli_scenarios import scenario_cmd
 from digitaltwin.cli_tariffs import bill_cmd, tariffs_app
 from digitaltwin.cli_users import users_app
 from digitaltwin.config import Settings
@@ -43,6 +44,7 @@ app.add_typer(users_app, name="users")  # security
 app.add_typer(accounting_app, name="accounting")  # energy accounting: CO2, KPIs, metering tree
 app.add_typer(tariffs_app, name="tariffs")  # accounting: tariffs and assignments
 app.command("bill")(bill_cmd)  # accounting: monthly bills
+app.command("scenario")(scenario_cmd)  # what-if replays of past billing periods
 # Long lines (URLs, commands to copy) are never wrapped; piped output is not cut at 80 columns.
 console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else 200)

@@ -29,6 +29,7 @@ from digitaltwin.api.routers import roles as roles_router
 from digitaltwin.api.routers import tariffs as tariffs_router
 from digitaltwin.api.routers import imports as imports_router
 from digitaltwin.api.routers import schedules as schedules_router
+from digitaltwin.api.routers import scenarios as scenarios_router
 from digitaltwin.api.routers import users as users_router
 from digitaltwin.api.security import annotate_openapi, authorize
 from digitaltwin.config import Settings
@@ -245,6 +246,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(imports_router.router)  # CSV import over HTTP (the dashboard's Data page)
     app.include_router(alarms_router.router)  # monitoring: alarms and webhooks
     app.include_router(forecast_skill_router.router)  # monitoring: issued forecasts and their skill
+    app.include_router(scenarios_router.router)  # what-if replays of past periods (docs/scheduling.md)
     for router in (models_router.router, backtests_router.router, predict_router.router):  # Forecasting
         app.include_router(router)
     app.include_router(jobs_router.router)
