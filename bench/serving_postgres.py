@@ -38,6 +38,8 @@ import httpx
 import numpy as np
 from sqlalchemy import create_engine, text
 
+from digitaltwin.demo_data import STEEL_CSV
+
 ROOT = Path(__file__).resolve().parents[1]
 SECONDS = float(os.environ.get("BENCH_SECONDS", "4"))
 CONNECTIONS = 16
@@ -146,7 +148,7 @@ def prepare(pg_url: str, env: dict[str, str]) -> tuple[str, int]:
     """Migrate, import the steel plant, train LightGBM, create an admin; returns (token, series id)."""
     cli = [sys.executable, "-m", "digitaltwin.cli"]
     subprocess.run([*cli, "migrate"], env=env, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
-    subprocess.run([*cli, "import", str(ROOT / "datasets/steel_industry/Steel_industry_data.csv"), "--preset", "steel"],
+    subprocess.run([*cli, "import", str(STEEL_CSV), "--preset", "steel"],
                    env=env, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
     subprocess.run([*cli, "train", "--asset", "steel-plant", "--algorithm", "lightgbm"], env=env, cwd=ROOT, check=True,
                    stdout=subprocess.DEVNULL)

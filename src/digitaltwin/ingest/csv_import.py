@@ -104,7 +104,7 @@ class ColumnMapping:
     hour_convention: Literal["ending", "beginning"] = "ending"
 
 
-#: UCI "Steel Industry Energy Consumption" (DAEWOO Steel, 2018): see datasets/steel_industry/.
+#: UCI "Steel Industry Energy Consumption" (DAEWOO Steel, 2018): see digitaltwin/demo_data/steel_industry/.
 STEEL_PRESET = ColumnMapping(
     timestamp_column="date",
     values=(ValueColumn("Usage_kWh", "energy", "kWh"),),
