@@ -229,6 +229,10 @@ class BillingService:
         price = self._prices(tariff, starts) if tariff.price_asset_id else None
         return MeterIntervals(starts, imported, exported, step, price)
 
+    def dynamic_prices(self, tariff: Tariff, starts: np.ndarray) -> np.ndarray:
+        """The dynamic price (per kWh) at each interval start (epoch seconds) of a tariff with a price asset."""
+        return self._prices(tariff, starts)
+
     def _prices(self, tariff: Tariff, starts: np.ndarray) -> np.ndarray:
         """The dynamic price at each interval start: the latest ``price`` reading at or before it, for up to a day."""
         info = self.repo.find_series(tariff.price_asset_id, "price")  # type: ignore[arg-type]
