@@ -23,7 +23,6 @@ import argparse
 import os
 import re
 import secrets
-import selectors
 import shutil
 import socket
 import statistics
@@ -39,6 +38,9 @@ import numpy as np
 from sqlalchemy import create_engine, text
 
 from digitaltwin.demo_data import STEEL_CSV
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import keepalive_client  # noqa: E402  (bench/keepalive_client.py)
 
 ROOT = Path(__file__).resolve().parents[1]
 SECONDS = float(os.environ.get("BENCH_SECONDS", "4"))
@@ -95,51 +97,10 @@ def drive(port: int, path: str, headers: dict[str, str]) -> tuple[float, float, 
 
 
 def raw_client(port: int, path: str, headers: dict[str, str]) -> tuple[float, float, float]:
-    """The raw-socket load generator (one thread, ``selectors``): every answer must be a 200."""
+    """The raw-socket load generator (one thread, see keepalive_client.py): (req/s, p50 ms, p99 ms)."""
     extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
     request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{extra}\r\n".encode()
-    selector = selectors.DefaultSelector()
-    buffers: dict[socket.socket, bytearray] = {}
-    sent_at: dict[socket.socket, float] = {}
-    latencies: list[float] = []
-    for _ in range(CONNECTIONS):
-        sock = socket.create_connection(("127.0.0.1", port))
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        buffers[sock] = bytearray()
-        selector.register(sock, selectors.EVENT_READ)
-    started = time.perf_counter()
-    for sock in buffers:
-        sent_at[sock] = time.perf_counter()
-        sock.sendall(request)
-    stop = started + SECONDS
-    open_requests = len(buffers)
-    while open_requests:
-        for key, _ in selector.select(timeout=30):
-            sock = key.fileobj  # type: ignore[assignment]
-            chunk = sock.recv(1 << 16)
-            assert chunk, "the server closed a connection"
-            buffer = buffers[sock]
-            buffer += chunk
-            head_end = buffer.find(b"\r\n\r\n")
-            if head_end < 0:
-                continue
-            head = bytes(buffer[:head_end]).decode("latin-1")
-            length = int(re.search(r"(?im)^content-length:\s*(\d+)", head).group(1))  # type: ignore[union-attr]
-            if len(buffer) < head_end + 4 + length:
-                continue
-            assert head.startswith("HTTP/1.1 200"), head.splitlines()[0]
-            del buffer[: head_end + 4 + length]
-            now = time.perf_counter()
-            latencies.append(now - sent_at[sock])
-            if now < stop:
-                sent_at[sock] = now
-                sock.sendall(request)
-            else:
-                open_requests -= 1
-    elapsed = time.perf_counter() - started
-    for sock in buffers:
-        selector.unregister(sock)
-        sock.close()
+    latencies, elapsed = keepalive_client.drive(port, request, connections=CONNECTIONS, seconds=SECONDS)
     p50, p99 = np.percentile(np.array(latencies) * 1000, [50, 99])
     return len(latencies) / elapsed, float(p50), float(p99)
 
