@@ -1,4 +1,4 @@
-"""Migration 0013 (issued forecasts, alarms, webhooks, notifications) up and down on SQLite and PostgreSQL,
+"""Migration 0012 (issued forecasts, alarms, webhooks, notifications) up and down on SQLite and PostgreSQL,
 with the one-open-alarm-per-asset-and-type key enforced by the database."""
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ def test_upgrade_store_and_downgrade(empty_settings) -> None:  # noqa: ANN001, F
 
     engine = make_engine(empty_settings)
     try:
-        migrate(engine, "0013")
+        migrate(engine, "0012")
         assert TABLES <= set(inspect(engine).get_table_names())
         repo = Repository(engine)
         repo.create_site(Site("s", "S", "UTC"))
@@ -42,8 +42,8 @@ def test_upgrade_store_and_downgrade(empty_settings) -> None:  # noqa: ANN001, F
                                              "state": AlarmState.CLEARED, "cleared_at": NOW}))
         assert store.insert_alarm(alarm) is not None  # once cleared, a new one may open (history kept)
         assert len(store.list_alarms(asset_id="a")) == 2
-        command.downgrade(alembic_config(engine), "0010")
-        assert current_revision(engine) == "0010"
+        command.downgrade(alembic_config(engine), "0011")
+        assert current_revision(engine) == "0011"
         assert not TABLES & set(inspect(engine).get_table_names())
         migrate(engine)  # and up again
         assert TABLES <= set(inspect(engine).get_table_names())

@@ -66,6 +66,15 @@ def alembic_config(engine: Engine, settings: Settings | None = None, *, timescal
     return cfg
 
 
+def head_revision() -> str:
+    """The newest schema revision the package ships (what :func:`migrate` brings a database to)."""
+    from alembic.script import ScriptDirectory
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return str(ScriptDirectory.from_config(cfg).get_current_head())
+
+
 def migrate(engine: Engine, revision: str = "head", *, settings: Settings | None = None, timescaledb: str | None = None) -> None:
     """Bring the database to ``revision`` (default: the latest schema).
 

@@ -316,7 +316,7 @@ spent_mfa_challenges = Table(
     Column("expires_at", UTCDateTime(), nullable=False, index=True),
 )
 
-# --- Scheduling (migration 0012): versioned schedules of a site's flexible assets ---------------------
+# --- Scheduling (migration 0011): versioned schedules of a site's flexible assets ---------------------
 # Each solve is a new version; the plan holds the per-step arrays (JSON) so a schedule can be
 # published, shown and compared with what was realised without solving again.
 schedules = Table(
@@ -361,7 +361,7 @@ jobs = Table(
     Column("worker_host", String(128), nullable=True),
 )
 
-# --- Monitoring (migration 0013): issued forecasts, alarms, webhooks and their deliveries ---------
+# --- Monitoring (migration 0012): issued forecasts, alarms, webhooks and their deliveries ---------
 
 # One row per forecast as issued (the product's scheduled forecasts, `source` 'model:<model_id>',
 # and external ones posted over the API, 'external:<name>'), its points in issued_forecast_points.

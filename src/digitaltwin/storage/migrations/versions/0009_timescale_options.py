@@ -17,7 +17,7 @@ readings as one statement-level check instead of one foreign-key lookup per row.
 SQLite keeps its foreign key: nothing happens there.
 
 Revision ID: 0009
-Revises: 0013
+Revises: 0008
 Create Date: 2026-12-05
 """
 
@@ -27,7 +27,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0009"
-down_revision = "0013"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 

@@ -1,7 +1,7 @@
 """Jobs: the jobs table (trainings and backtests run by a runner or worker, with persisted state).
 
 Revision ID: 0010
-Revises: 0012
+Revises: 0009
 Create Date: 2026-12-05
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 from digitaltwin.storage.tables import UTCDateTime
 
 revision = "0010"
-down_revision = "0012"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 

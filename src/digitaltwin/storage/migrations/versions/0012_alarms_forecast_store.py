@@ -1,7 +1,7 @@
 """Monitoring: issued forecasts and their points, alarms, webhooks, alarm notifications, detector settings.
 
-Revision ID: 0013
-Revises: 0010
+Revision ID: 0012
+Revises: 0011
 Create Date: 2026-12-05
 """
 
@@ -12,8 +12,8 @@ from alembic import op
 
 from digitaltwin.storage.tables import UTCDateTime
 
-revision = "0013"
-down_revision = "0010"
+revision = "0012"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
