@@ -178,14 +178,17 @@ def test_kpi_cost_per_kwh_is_the_bill_over_the_energy(client: TestClient, repo: 
     kwh = _plant(client, repo)
     params = {"start": "2018-11-01T00:00:00+09:00", "end": "2018-12-01T00:00:00+09:00"}
     assert client.get("/api/v1/assets/plant/kpis", params=params).json()["cost_per_kwh"] is None  # no tariff yet
-    # Billed through the site's assignment: the energy charges of the range over its energy.
+    # A whole billing period of the site's tariff: the bill's total (demand, fixed and taxes included),
+    # for the site and for its only billed meter.
     client.post("/api/v1/sites/steel/tariff-assignments", json={"tariff_id": "e19", "valid_from": "2018-01-01"})
-    energy_only = client.get("/api/v1/assets/plant/kpis", params=params).json()["cost_per_kwh"]
-    costed = client.get("/api/v1/assets/plant/energy", params=params | {"bucket": "month", "with": "cost"}).json()
-    assert energy_only == pytest.approx(costed["buckets"][0]["cost"] / float(kwh.sum()), rel=1e-9)
-    # The asset's own assignment and a whole billing period: the bill's total (demand and fixed included).
-    client.post("/api/v1/assets/plant/tariff-assignments", json={"tariff_id": "e19", "valid_from": "2018-01-01"})
-    (bill,) = client.get("/api/v1/assets/plant/bill", params=params).json()["bills"]
+    (bill,) = client.get("/api/v1/sites/steel/bill", params=params).json()["bills"]
+    site = client.get("/api/v1/sites/steel/kpis", params=params).json()
+    assert site["cost_per_kwh"] == pytest.approx(bill["total"] / float(kwh.sum()), rel=1e-6) and site["currency"] == "USD"
     whole = client.get("/api/v1/assets/plant/kpis", params=params).json()["cost_per_kwh"]
-    assert whole == pytest.approx(bill["total"] / float(kwh.sum()), rel=1e-6)
-    assert whole > energy_only
+    assert whole == pytest.approx(site["cost_per_kwh"], rel=1e-9)
+    # Half a month cuts the billing period: only the energy charges of the range are known.
+    half = {"start": params["start"], "end": "2018-11-16T00:00:00+09:00"}
+    part = client.get("/api/v1/assets/plant/kpis", params=half).json()
+    costed = client.get("/api/v1/assets/plant/energy", params=half | {"bucket": "month", "with": "cost"}).json()
+    assert part["cost_per_kwh"] == pytest.approx(costed["buckets"][0]["cost"] / part["energy_kwh"], rel=1e-9)
+    assert whole > part["cost_per_kwh"]

@@ -87,15 +87,17 @@ def _production(repo: Repository, asset_ids: list[str], start: datetime, end: da
 
 
 def cost_per_kwh(
-    repo: Repository, asset_ids: list[str], *, start: datetime, end: datetime, energy_kwh: float | None, max_hold: timedelta,
-) -> float | None:
-    """Cost per kWh of the assets' energy over ``[start, end)``, in the tariff's currency.
+    repo: Repository, asset_ids: list[str], *, start: datetime, end: datetime, energy_kwh: float | None,
+    max_hold: timedelta, site_id: str | None = None,
+) -> tuple[float | None, str | None]:
+    """Cost per kWh of the energy over ``[start, end)`` and the tariff's currency.
 
-    When the range holds whole billing periods of each asset's own tariff assignment, it is the
-    bills' totals (fixed, energy, demand, minimum charges, taxes) over ``energy_kwh``; otherwise
-    (a part of a period, or an asset billed through its site's assignment) it is the energy charges
-    of the range's intervals (``accounting.cost``, the basis of ``energy?with=cost``). None without
-    a tariff assignment, without energy, or for energy of 0 (with currency None).
+    It is the bills' totals (fixed, energy, demand, minimum charges, taxes) over ``energy_kwh``:
+    the site's bills for a site (``site_id``), or for an asset its own tariff's bills, else, when
+    it is its site's only billed meter, the site's. That needs whole billing periods; for a range
+    that cuts one, or an asset billed as part of several meters, only the energy charges of the
+    range's intervals are known (``accounting.cost``, as ``energy?with=cost``), and those are used.
+    None (and no currency) without a tariff, without energy, or for energy of 0.
     """
     from digitaltwin.domain.errors import NotFoundError
     from digitaltwin.services.billing import BillingService
@@ -104,18 +106,28 @@ def cost_per_kwh(
     if not energy_kwh:
         return None, None
     service = BillingService(repo, max_hold=max_hold)
-    total = 0.0
-    currency: str | None = None
-    for asset_id in asset_ids:
-        try:  # the asset's own tariff assignment bills it; a site's assignment bills the site's meters
-            bills = service.bills(asset_id=asset_id, start=start, end=end)
+
+    def whole_bills(**subject: str) -> list | None:  # noqa: ANN202
+        try:
+            bills = service.bills(start=start, end=end, **subject)
         except NotFoundError:
-            bills = []
-        whole = bool(bills) and all(start <= b.bill.period.start and b.bill.period.end <= end for b in bills)
-        if whole:
-            total += sum(b.bill.total for b in bills)
-            currency = currency or bills[0].bill.currency
-            continue
+            return None
+        inside = bool(bills) and all(start <= b.bill.period.start and b.bill.period.end <= end for b in bills)
+        return bills if inside else None
+
+    candidates: list[dict[str, str]] = [{"site_id": site_id}] if site_id is not None else []
+    if site_id is None and len(asset_ids) == 1:
+        asset = repo.get_asset(asset_ids[0])
+        candidates.append({"asset_id": asset.id})
+        billed = service.site_meters(asset.site_id)
+        if billed == [asset.id]:
+            candidates.append({"site_id": asset.site_id})
+    for subject in candidates:
+        bills = whole_bills(**subject)
+        if bills is not None:
+            return sum(b.bill.total for b in bills) / energy_kwh, bills[0].bill.currency
+    total, currency = 0.0, None
+    for asset_id in asset_ids:
         costs = bucket_costs(service, asset_id, [start, end])
         if costs.costs[0] is None:
             return None, None
@@ -127,7 +139,7 @@ def cost_per_kwh(
 def _kpis(
     repo: Repository, site: Site, subject: str, meters: list[tuple[Asset, SeriesInfo]], *,
     start: datetime, end: datetime, max_hold: timedelta, now: datetime | None,
-    floor_area: float | None, production_assets: list[str],
+    floor_area: float | None, production_assets: list[str], site_kpis: bool = False,
 ) -> Kpis:
     tz = zone(site.timezone)
     edges_us = window_edges_us(start, end, Bucket.QUARTER_HOUR, tz)
@@ -158,7 +170,8 @@ def _kpis(
         load = replace(load, completeness=min(float(covered_sum.sum()) / (expected_h * len(meters)), 1.0))
     production = _production(repo, production_assets, start, end)
     ids = [a.id for a, _ in meters]
-    cost, currency = cost_per_kwh(repo, ids, start=start, end=end, energy_kwh=load.energy_kwh, max_hold=max_hold)
+    cost, currency = cost_per_kwh(repo, ids, start=start, end=end, energy_kwh=load.energy_kwh, max_hold=max_hold,
+                                  site_id=site.id if site_kpis else None)
     return Kpis(
         subject=subject, start=start, end=end, timezone=site.timezone, load=load,
         floor_area_m2=floor_area, energy_per_m2_kwh=per_quantity(load.energy_kwh, floor_area),
@@ -226,7 +239,7 @@ def site_kpis(
     area = float(sum(areas)) if roots and all(x is not None for x in areas) else None  # type: ignore[misc]
     return _kpis(
         repo, site, site_id, roots, start=start, end=end, max_hold=max_hold, now=now,
-        floor_area=area, production_assets=[a.id for a in assets],
+        floor_area=area, production_assets=[a.id for a in assets], site_kpis=True,
     )
 
 

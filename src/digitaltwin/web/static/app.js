@@ -101,9 +101,10 @@ async function signedIn(tokens) {
   applyRole(nav);
   document.getElementById("logout").hidden = false;
   document.getElementById("who").textContent = `${session.me.username} (${session.me.role})`;
-  location.hash = sessionStorage.getItem("dt-after-login") || "#/";
+  const target = sessionStorage.getItem("dt-after-login") || "#/";
   sessionStorage.removeItem("dt-after-login");
-  route();
+  if (location.hash !== target) location.hash = target; // the hashchange renders it
+  else route();
 }
 
 function renderLogin(main) {
@@ -153,9 +154,11 @@ function renderMfa(main, mfaToken) {
 }
 
 let current = null; // the page's cleanup (closes live streams)
+let rendering = 0; // the newest route() call; an older one still loading throws its page away
 
 async function route() {
   const main = document.getElementById("main");
+  const mine = ++rendering;
   if (current) { current(); current = null; }
   const hash = location.hash || "#/";
   if (!session.access) {
@@ -171,6 +174,7 @@ async function route() {
     else if (parts[0] === "schedules") current = await renderSchedules(main, parts[1]);
     else if (parts[0] === "alarms") current = await renderAlarms(main);
     else current = await renderOverview(main);
+    if (mine !== rendering) { if (current) current(); current = null; return; }
     applyRole(main);
   } catch (error) {
     if (error instanceof ApiError && error.status === 401) return;

@@ -4,8 +4,9 @@ import { api } from "./app.js";
 import { clear, el, facts, fmt, localMidnight, localTime, today } from "./dom.js";
 import { follow } from "./live.js";
 
-//: Live streams opened at most on one overview (each is a connection).
-const MAX_STREAMS = 6;
+//: Live streams opened at most on one overview. Each holds one of the six connections a browser
+//: keeps per host over HTTP/1.1; the page's API calls need the others.
+const MAX_STREAMS = 2;
 
 function monthRange(timeZone, back = 0, day = null) {
   const now = day || today(timeZone);
