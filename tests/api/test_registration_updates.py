@@ -180,3 +180,17 @@ def test_malformed_or_missing_json_names_the_body(client: TestClient) -> None:
     assert broken.status_code == 422 and broken.json()["field"] == "body"
     empty = client.post("/api/v1/sites", headers={"Content-Type": "application/json"})
     assert empty.status_code == 422 and empty.json()["field"] == "body"
+
+
+def test_deeply_nested_attributes_are_refused_before_anything_is_stored(client: TestClient) -> None:
+    deep: object = {}
+    for _ in range(40):
+        deep = {"x": [deep]}
+    site = client.post("/api/v1/sites", json={"id": "deep", "name": "d", "timezone": "UTC", "attributes": deep})
+    assert site.status_code == 422 and site.json()["field"] == "attributes"
+    assert client.get("/api/v1/sites/deep").status_code == 404
+    client.post("/api/v1/sites", json={"id": "shallow", "name": "s", "timezone": "UTC"})
+    client.post("/api/v1/assets", json={"id": "a-deep", "site_id": "shallow", "name": "a", "kind": "meter"})
+    patched = client.patch("/api/v1/assets/a-deep", json={"attributes": deep})
+    assert patched.status_code == 422 and patched.json()["field"] == "attributes"
+    assert client.get("/api/v1/assets").status_code == 200 and client.get("/api/v1/sites").status_code == 200

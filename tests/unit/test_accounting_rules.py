@@ -238,3 +238,19 @@ def test_net_metering_surplus_rolls_over_until_the_december_true_up() -> None:
     _, dec2, jan2 = compute_bills(tariff, _meter(imp, start=start, export_kwh=exp_dec), periods, UTC_TZ)
     assert any("annual true-up" in n for n in dec2.notes)
     assert _amounts(jan2, "energy") == pytest.approx(1488 * 0.1)
+
+
+def test_native_percentages_are_percent_and_amounts_must_be_plausible() -> None:
+    from digitaltwin.domain.errors import ValidationError
+
+    base = {"format": "native", "name": "R", "currency": "EUR", "energy": {"default_price": 0.2}}
+    ratcheted = parse_native(base | {"demand": {"price_per_kw": 10, "ratchet": {"percent": 80, "months": 11}}})
+    assert ratcheted.ratchet is not None and ratcheted.ratchet.percent == pytest.approx(0.8)  # 80 %, as taxes count
+    for record, field in (
+        (base | {"demand": {"price_per_kw": 10, "ratchet": {"percent": 120, "months": 11}}}, "demand.ratchet.percent"),
+        (base | {"taxes": [{"name": "VAT", "percent": 1e308}]}, "taxes[0].percent"),
+        (base | {"energy": {"default_price": 1e300}}, "energy.default_price"),
+    ):
+        with pytest.raises(ValidationError) as err:
+            parse_native(record)
+        assert err.value.field == field

@@ -9,7 +9,7 @@ A JSON object with ``"format": "native"``::
                              "days": "weekdays", "months": [1, 2, 12]}]},
      # or "energy": {"price_asset": "epex-day-ahead", "markup": 0.02}  (a dynamic price series)
      "demand": {"price_per_kw": 8.5, "window_minutes": 15,
-                "ratchet": {"percent": 1.0, "months": 11, "from_months": [1, 2, 7, 8, 9, 12]}},
+                "ratchet": {"percent": 100, "months": 11, "from_months": [1, 2, 7, 8, 9, 12]}},
      "feed_in_price": 0.08, "min_charge": {"amount": 10, "per": "month"},
      "taxes": [{"name": "VAT", "percent": 19}]}
 
@@ -42,9 +42,14 @@ _KEYS = {"format", "id", "name", "currency", "fixed", "energy", "demand", "feed_
 _EXPORT = {"none": ExportRule.NONE, "net_metering": ExportRule.NET_METERING, "net_billing": ExportRule.NET_BILLING_INSTANTANEOUS}
 
 
-def _num(value: object, field: str, *, low: float = -math.inf) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < low:
-        raise ValidationError(f"{field} must be a finite number" + (f" >= {low:g}" if low > -math.inf else ""), field=field)
+#: Largest magnitude of any amount in a tariff (a price per kWh, a fee, a rate per kW): far above any real
+#: tariff in any currency, and far below where money arithmetic overflows.
+MAX_AMOUNT = 1e9
+
+
+def _num(value: object, field: str, *, low: float = -MAX_AMOUNT, high: float = MAX_AMOUNT) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or not low <= value <= high:
+        raise ValidationError(f"{field} must be a finite number from {low:g} to {high:g}", field=field)
     return float(value)
 
 
@@ -145,7 +150,8 @@ def parse_native(body: object) -> Tariff:
             kwargs["demand_window_minutes"] = int(window)
         if "ratchet" in demand:
             r = _only(demand["ratchet"], {"percent", "months", "from_months"}, "demand.ratchet")
-            percent = _num(r.get("percent"), "demand.ratchet.percent", low=0)
+            # a percentage (0-100) of the look-back peak, as taxes are percentages; the engine takes a fraction
+            percent = _num(r.get("percent"), "demand.ratchet.percent", low=0, high=100) / 100.0
             span = r.get("months", 11)
             if isinstance(span, bool) or not isinstance(span, int) or not 0 <= span <= 36:
                 raise ValidationError("demand.ratchet.months must be 0..36", field="demand.ratchet.months")
@@ -169,7 +175,7 @@ def parse_native(body: object) -> Tariff:
         t = _only(raw, {"name", "percent"}, f"taxes[{i}]")
         if not isinstance(t.get("name"), str) or not t["name"]:
             raise ValidationError(f"taxes[{i}].name must be text", field=f"taxes[{i}].name")
-        parsed_taxes.append(Tax(t["name"], _num(t.get("percent"), f"taxes[{i}].percent", low=0)))
+        parsed_taxes.append(Tax(t["name"], _num(t.get("percent"), f"taxes[{i}].percent", low=0, high=100)))
     kwargs["taxes"] = tuple(parsed_taxes)
     if not (kwargs.get("energy_periods") or kwargs.get("price_asset_id") or kwargs["fixed"] or kwargs.get("flat_demand_periods")):
         raise ValidationError("the tariff has no energy, demand or fixed charge", field="energy")

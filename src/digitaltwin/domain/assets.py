@@ -184,6 +184,26 @@ SITE_ATTRIBUTES: dict[str, tuple[float, float] | None] = {
 MAX_SITE_ATTRIBUTES_BYTES = 16 * 1024
 
 
+#: Deepest nesting of objects and lists in a site's or asset's attributes (the API answers them in
+#: every listing; far deeper documents cannot be serialised back).
+MAX_ATTRIBUTES_DEPTH = 32
+
+
+def check_attributes_depth(value: Any, *, field: str = "attributes") -> None:
+    """Refuse attributes nested deeper than :data:`MAX_ATTRIBUTES_DEPTH` levels.
+
+    Raises:
+        ValidationError: naming ``field``.
+    """
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth > MAX_ATTRIBUTES_DEPTH:
+                raise ValidationError(f"{field} are nested deeper than {MAX_ATTRIBUTES_DEPTH} levels", field=field)
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+
+
 def check_site_attributes(attributes: Any) -> dict[str, Any]:
     """A site's attributes, checked: an object of at most :data:`MAX_SITE_ATTRIBUTES_BYTES` as JSON
     whose keys of :data:`SITE_ATTRIBUTES` hold a finite number in range (or a slug for
@@ -194,6 +214,7 @@ def check_site_attributes(attributes: Any) -> dict[str, Any]:
     """
     if not isinstance(attributes, dict):
         raise ValidationError("attributes must be an object", field="attributes")
+    check_attributes_depth(attributes)
     if len(json.dumps(attributes)) > MAX_SITE_ATTRIBUTES_BYTES:
         raise ValidationError(f"attributes larger than {MAX_SITE_ATTRIBUTES_BYTES} bytes as JSON", field="attributes")
     out = {k: v for k, v in attributes.items() if v is not None}

@@ -55,6 +55,6 @@ KEPCO_INDUSTRIAL_B_HV_A_II: dict[str, Any] = {
     "currency": "KRW",
     "energy": {"default_price": 56.1, "windows": _windows()},
     "demand": {"price_per_kw": 8320, "window_minutes": 15,
-               "ratchet": {"percent": 1.0, "months": 11, "from_months": [12, 1, 2, 7, 8, 9]}},
+               "ratchet": {"percent": 100, "months": 11, "from_months": [12, 1, 2, 7, 8, 9]}},
     "taxes": [{"name": "VAT", "percent": 10.0}, {"name": "Electric Power Industry Basis Fund", "percent": 3.7}],
 }

@@ -32,6 +32,7 @@ from digitaltwin.domain.assets import (
     Asset,
     AssetKind,
     check_asset_accounting_attributes,
+    check_attributes_depth,
     check_forecast_exog,
     check_no_nul,
     check_slug,
@@ -93,6 +94,7 @@ def _check_attributes(state: State, asset_id: str, attributes: dict[str, object]
         ValidationError: naming ``attributes`` (over :data:`MAX_ATTRIBUTES_BYTES`), ``forecast_exog``, or
             ``attributes.<battery|deferrable|pv|grid_connection>.<key>`` for a flexible asset's settings.
     """
+    check_attributes_depth(attributes)
     if len(json.dumps(attributes)) > MAX_ATTRIBUTES_BYTES:
         raise ValidationError(f"attributes larger than {MAX_ATTRIBUTES_BYTES} bytes as JSON", field="attributes")
     check_asset_accounting_attributes(attributes)  # floor_area_m2
