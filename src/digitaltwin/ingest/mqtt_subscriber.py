@@ -138,6 +138,12 @@ class MqttSubscriber:
         #: seconds the broker keeps our session after a disconnect: ``MQTT_SESSION_EXPIRY`` for a
         #: fixed client id, 0 for a hostname-derived one (see :func:`is_fixed_client_id`)
         self.session_expiry_s = settings.mqtt_session_expiry_s if is_fixed_client_id(self.client_id) else 0
+        if self.session_expiry_s == 0:
+            log.warning(
+                "MQTT client id %s is derived from the host name, so the broker keeps no session for it: telemetry "
+                "published while this process is down is not delivered later. Set MQTT_CLIENT_ID (one fixed id per "
+                "process) to keep it (docs/ingestion.md)", self.client_id,
+            )
         self.prefix = settings.mqtt_topic_prefix
         self.group = settings.mqtt_group
         self.topics: Sequence[str] = subscriptions(prefix=self.prefix, group=self.group)
