@@ -144,6 +144,7 @@ def test_a_battery_that_cannot_cover_a_grid_limit_is_diagnosed_by_the_solver() -
     ("build", "field"),
     [
         (lambda: lossless(capacity_kwh=0.0), "battery.capacity_kwh"),
+        (lambda: lossless(capacity_kwh=1e300), "battery.capacity_kwh"),
         (lambda: lossless(charge_efficiency=1.2), "battery.charge_efficiency"),
         (lambda: lossless(soc_min=0.8, soc_max=0.2), "battery.soc_min"),
         (lambda: lossless(max_charge_kw=float("nan")), "battery.max_charge_kw"),

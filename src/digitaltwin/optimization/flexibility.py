@@ -56,9 +56,10 @@ class Battery:
     degradation_cost_per_kwh: float = 0.0
 
     def __post_init__(self) -> None:
-        _finite(self.capacity_kwh, field="battery.capacity_kwh", low=0.0, strict_low=True)
-        _finite(self.max_charge_kw, field="battery.max_charge_kw", low=0.0)
-        _finite(self.max_discharge_kw, field="battery.max_discharge_kw", low=0.0)
+        # 10 GWh and 10 GW: above any real battery; larger numbers only break the program's scaling
+        _finite(self.capacity_kwh, field="battery.capacity_kwh", low=0.0, high=1e7, strict_low=True)
+        _finite(self.max_charge_kw, field="battery.max_charge_kw", low=0.0, high=1e7)
+        _finite(self.max_discharge_kw, field="battery.max_discharge_kw", low=0.0, high=1e7)
         _finite(self.charge_efficiency, field="battery.charge_efficiency", low=0.0, high=1.0, strict_low=True)
         _finite(self.discharge_efficiency, field="battery.discharge_efficiency", low=0.0, high=1.0, strict_low=True)
         _finite(self.soc_min, field="battery.soc_min", low=0.0, high=1.0)
@@ -96,8 +97,8 @@ class DeferrableLoad:
     contiguous: bool = False
 
     def __post_init__(self) -> None:
-        _finite(self.energy_kwh, field="deferrable.energy_kwh", low=0.0, strict_low=True)
-        _finite(self.max_power_kw, field="deferrable.max_power_kw", low=0.0, strict_low=True)
+        _finite(self.energy_kwh, field="deferrable.energy_kwh", low=0.0, high=1e7, strict_low=True)
+        _finite(self.max_power_kw, field="deferrable.max_power_kw", low=0.0, high=1e7, strict_low=True)
         if self.window_start_step < 0 or self.window_end_step <= self.window_start_step:
             raise ValidationError("the window must be a non-empty span inside the horizon", field="deferrable.window")
 
