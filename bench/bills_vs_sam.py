@@ -76,7 +76,7 @@ def _stored_bill_seconds(record: dict) -> float:
         migrate(engine)
         repo = Repository(engine)
         demo.register_steel(repo)
-        import_csv(repo, demo.find_dataset(Path(__file__).resolve().parent), STEEL_PRESET)
+        import_csv(repo, demo.find_dataset(), STEEL_PRESET)
         service = BillingService(repo, max_hold=timedelta(hours=1))
         service.import_tariff(record, tariff_id="e19")
         service.assign("e19", site_id=demo.SITE.id, valid_from=date(2018, 1, 1))
