@@ -40,6 +40,7 @@ export async function renderAsset(main, assetId) {
   const total = el("output", { id: "energy-total", for: "from to bucket" }, "");
   const summary = el("div", { id: "energy-summary" });
   const energyBox = chartBox(`Energy of ${asset.name} per bucket, kWh`);
+  const powerBox = chartBox(`Mean and peak power of ${asset.name} per bucket, kW`);
   const kpiBox = el("div", { id: "kpis" });
   const form = el("form", { class: "controls", "aria-label": "Energy range" },
     el("label", { for: "bucket" }, "Bucket"), bucket,
@@ -69,7 +70,8 @@ export async function renderAsset(main, assetId) {
     ]),
     el("section", { class: "card", "aria-labelledby": "energy-title" },
       el("h2", { id: "energy-title" }, "Energy"), form,
-      el("p", {}, "Total: ", total), energyBox, summary),
+      el("p", {}, "Total: ", total), energyBox, summary,
+      el("h3", {}, "Power"), powerBox),
     el("section", { class: "card", "aria-labelledby": "events-title" }, el("h2", { id: "events-title" }, "Meter events in the range"), eventsBox),
     el("section", { class: "card", "aria-labelledby": "kpi-title" }, el("h2", { id: "kpi-title" }, "KPIs of the range"), kpiBox),
     el("section", { class: "card", "aria-labelledby": "bill-title" }, el("h2", { id: "bill-title" }, "Bill"), billForm, billBox),
@@ -102,7 +104,12 @@ export async function renderAsset(main, assetId) {
       ? el("ul", {}, report.events.map((e) => el("li", {}, `${e.kind} ${localTime(e.start, tz)}: ${e.reason}`)),
         report.events_total > report.events.length ? el("li", {}, `… ${report.events_total - report.events.length} more`) : null)
       : el("p", { class: "muted" }, "None: no reset, rollover, replacement, glitch or quarantined value."));
-    timeSeriesChart(energyBox, { labels: labels(report.buckets.map((b) => b.start), tz, bucket.value), series, unit: "kWh" });
+    const names = labels(report.buckets.map((b) => b.start), tz, bucket.value);
+    timeSeriesChart(energyBox, { labels: names, series, unit: "kWh" });
+    timeSeriesChart(powerBox, { labels: names, unit: "kW", series: [
+      { name: "mean power", kind: "line", values: report.buckets.map((b) => b.mean_power_kw) },
+      { name: "peak power", kind: "line", values: report.buckets.map((b) => b.peak_power_kw) },
+    ] });
     const kpis = await kpiAnswer;
     kpiBox.replaceChildren(kpis ? facts([
       ["Energy", `${fmt(kpis.energy_kwh, 2)} kWh`],
@@ -194,5 +201,5 @@ export async function renderAsset(main, assetId) {
   showModels();
   showBill();
   showSkill();
-  return () => { dispose(energyBox); dispose(forecastBox); };
+  return () => { dispose(energyBox); dispose(powerBox); dispose(forecastBox); };
 }
