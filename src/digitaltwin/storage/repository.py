@@ -24,6 +24,7 @@ from digitaltwin.domain.dead_letters import DeadLetter
 from digitaltwin.domain.errors import ConflictError, NotFoundError, ValidationError
 from digitaltwin.domain.readings import Reading
 from digitaltwin.domain.units import SeriesKind, quantity_spec
+from digitaltwin.storage.rollups import mark_changed
 from digitaltwin.storage.tables import (
     assets,
     dead_letters,
@@ -416,9 +417,20 @@ class Repository:
                 interval = interval_seconds if spec.kind is SeriesKind.INTERVAL else None
                 sid = ids[key] = self.ensure_series(r.asset_id, r.quantity, interval_seconds=interval).id
             rows.append((sid, r.ts, r.value))
+        self._mark_rollups_changed(rows)
         if self.engine.dialect.name == "postgresql":
             return self._copy_postgres(rows)
         return self._insert_sqlite(rows)
+
+    def _mark_rollups_changed(self, rows: list[tuple[int, datetime, float]]) -> None:
+        """Mark the time span of each series' new readings for the energy rollups (before writing
+        them: a mark whose write fails only costs a recomputation, see storage/rollups.py)."""
+        spans: dict[int, tuple[datetime, datetime]] = {}
+        for sid, ts, _ in rows:
+            low, high = spans.get(sid, (ts, ts))
+            spans[sid] = (min(low, ts), max(high, ts))
+        with self.engine.begin() as conn:
+            mark_changed(conn, [(sid, low, high) for sid, (low, high) in spans.items()])
 
     def _insert_sqlite(self, rows: list[tuple[int, datetime, float]]) -> int:
         params = [(sid, to_epoch_us(ts), value) for sid, ts, value in rows]
@@ -536,6 +548,7 @@ class Repository:
             result = conn.execute(
                 readings.delete().where(readings.c.series_id.in_(ids), readings.c.ts >= start, readings.c.ts < end)
             )
+            mark_changed(conn, [(sid, start, end) for sid in ids])
             emptied = ~select(readings.c.series_id).where(readings.c.series_id == series.c.id).exists()
             conn.execute(
                 series.update()
