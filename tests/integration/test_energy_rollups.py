@@ -12,6 +12,7 @@ import math
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -20,6 +21,7 @@ from digitaltwin.domain.assets import Asset, AssetKind, Site
 from digitaltwin.domain.readings import Reading
 from digitaltwin.services import demo
 from digitaltwin.services.energy import EnergyReport, energy_report
+from digitaltwin.services.interval_flows import interval_flows
 from digitaltwin.storage.meter_events import MeterEventStore
 from digitaltwin.storage.repository import Repository
 from digitaltwin.storage.rollups import RollupStore
@@ -54,6 +56,7 @@ def plants(repo: Repository) -> Repository:
     for asset_id in ("steel-counter", "steel-power"):
         repo.create_asset(Asset(asset_id, site, asset_id, AssetKind.METER))
     write(repo, "steel-counter", "energy_total", 1000.0 + energy.cumsum())
+    write(repo, "steel-counter", "energy_export_total", 50.0 + 0.1 * energy.cumsum())  # its pair: the other direction
     write(repo, "steel-power", "power", energy * 4.0)
     repo.create_site(Site("cambridge", "Cambridge", "Europe/London", "GB"))
     repo.create_asset(Asset("b2", "cambridge", "Building b2", AssetKind.BUILDING))
@@ -177,3 +180,18 @@ def test_asset_rating_change_recomputes_quarantine(plants: Repository) -> None:
     plants.update_asset(Asset(asset.id, asset.site_id, asset.name, asset.kind, rated_power_kw=30.0))
     report = both(plants, "steel-power", utc(2018, 12, 1), utc(2019, 1, 1), Bucket.DAY)
     assert "quarantined" in {e.kind.value for e in report.events}
+
+
+@pytest.mark.parametrize("minutes", [15, 60])
+def test_bill_input_from_rollups_equals_raw(plants: Repository, minutes: int) -> None:
+    for asset_id, start, end in (
+        ("steel-power", utc(2018, 11, 1), utc(2019, 1, 1, 6)),
+        ("steel-counter", utc(2018, 11, 1), utc(2019, 1, 1, 6)),
+        ("b2", utc(2019, 3, 1), utc(2019, 11, 1)),
+    ):
+        kw = {"start": start, "end": end, "step": timedelta(minutes=minutes), "max_hold": HOLD, "now": NOW}
+        rolled, raw = interval_flows(plants, asset_id, **kw), interval_flows(plants, asset_id, use_rollups=False, **kw)
+        for name in ("import_kwh", "export_kwh", "import_coverage", "export_coverage"):
+            np.testing.assert_allclose(getattr(rolled, name), getattr(raw, name), rtol=1e-9, atol=1e-9, equal_nan=True, err_msg=name)
+        assert rolled.covered.tolist() == raw.covered.tolist()
+        assert [(e.kind, e.start_s, e.end_s) for e in rolled.events] == [(e.kind, e.start_s, e.end_s) for e in raw.events]

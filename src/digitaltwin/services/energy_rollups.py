@@ -216,6 +216,8 @@ class RollupTotals:
     imported_kwh: np.ndarray  # NaN where the side is not metered
     exported_kwh: np.ndarray
     events: tuple[MeterEvent, ...]
+    import_hours: np.ndarray  # hours of each bucket the side's meter covers
+    export_hours: np.ndarray
 
 
 def rollup_totals(
@@ -251,12 +253,12 @@ def rollup_totals(
     idx = np.searchsorted(piece_edges, edges_us / 1e6)
     own = stats[info.id][0]
     totals = _reduce(own, idx)
-    imported, exported, pair_used = _sides(repo, asset, info, pair, {k: v[0] for k, v in stats.items()}, idx)
+    (imported, import_h), (exported, export_h), pair_used = _sides(repo, asset, info, pair, {k: v[0] for k, v in stats.items()}, idx)
     chosen = [e for s in series if s.id == info.id or pair_used for e in stats[s.id][1]]
     merged = sorted({(e.kind, e.start_s, e.end_s, e.reason): e for e in chosen}.values(), key=lambda e: (e.start_s, e.end_s))
     lo, hi = float(edges_us[0] / 1e6), float(edges_us[-1] / 1e6)
     in_range = tuple(e for e in merged if e.start_s < hi and max(e.end_s, e.start_s) >= lo)
-    return RollupTotals(totals, imported, exported, in_range)
+    return RollupTotals(totals, imported, exported, in_range, import_h, export_h)
 
 
 def _series_pieces(
@@ -306,8 +308,8 @@ def _reduce(p: _Pieces, idx: np.ndarray) -> BucketTotals:
 
 def _sides(
     repo: Repository, asset: Asset, info: SeriesInfo, pair: SeriesInfo | None, pieces: dict[int, _Pieces], idx: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, bool]:
-    """Import and export per bucket, by the rules of :func:`digitaltwin.services.energy.flow_segments`,
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray], bool]:
+    """(kWh, covered hours) of import and of export per bucket, by the rules of :func:`digitaltwin.services.energy.flow_segments`,
     and whether the pair series counts (its events are then reported too)."""
     starts = idx[:-1]
     events_store = MeterEventStore(repo.engine)
@@ -326,7 +328,7 @@ def _sides(
         if pair_export != to_export or info.kind is not SeriesKind.CUMULATIVE:
             pair_used = True
             sides[pair_export].append((pieces[pair.id].energy_kwh, pieces[pair.id].covered_s))
-    out: list[np.ndarray] = []
+    out: list[tuple[np.ndarray, np.ndarray]] = []
     n = starts.size
     for side in (False, True):
         if sides[side]:
@@ -336,8 +338,8 @@ def _sides(
             covered = sides[not side][0][1]
             energy = np.zeros_like(covered)
         else:
-            out.append(np.full(n, np.nan))
+            out.append((np.full(n, np.nan), np.zeros(n)))
             continue
         covered_b = np.add.reduceat(covered, starts)
-        out.append(np.where(covered_b > 1e-9, np.add.reduceat(energy, starts), np.nan))
+        out.append((np.where(covered_b > 1e-9, np.add.reduceat(energy, starts), np.nan), covered_b / 3600.0))
     return out[0], out[1], pair_used
