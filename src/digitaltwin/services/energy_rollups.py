@@ -20,9 +20,10 @@ How the cells are kept exact:
   reads the cells of a series it recomputes the cells of each marked span, widened to the
   readings whose segments the change touches (the previous and next reading; five on each side
   for counters).
-* **Rules.** The cells depend on the series' kind, interval, meter rules (modulus, power limit,
-  meter replacements) and the power hold; their hash is stored, and a series whose rules
-  changed is recomputed whole before it is read.
+* **Rules.** The cells depend on the series' kind, interval, meter rules (modulus, power limit)
+  and the power hold; their hash is stored, and a series whose rules changed is recomputed whole
+  before it is read. Meter replacements are stored beside the hash: one added or removed later
+  recomputes only the cells around its swap window (five readings each side).
 
 Not covered (those series take the raw path): interval series without a recorded interval (the
 interval is then the median spacing of the range read, which depends on the range), ranges
@@ -36,8 +37,9 @@ dip. Real registers (and the test data) do not do that.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -77,14 +79,29 @@ def _context(info: SeriesInfo) -> int:
 
 
 def rules_key(repo: Repository, asset: Asset, info: SeriesInfo, max_hold: timedelta) -> str | None:
-    """Hash of everything but the readings that a series' cells depend on; None when its cells
+    """What a series' cells depend on besides its readings: a hash of its kind, interval, meter
+    rules and the power hold, then ``|`` and its meter replacements as JSON (kept apart, so a
+    replacement recorded later recomputes only the cells around its swap). None when its cells
     would depend on the range read (an interval series without a recorded interval)."""
     if info.kind is SeriesKind.INTERVAL and not info.interval_seconds:
         return None
     attributes = MeterEventStore(repo.engine).series_attributes(info.id)
     rules = counter_rules(repo, asset, info, attributes=attributes)
-    payload = repr((info.kind.value, info.interval_seconds, rules, max_hold.total_seconds()))
-    return hashlib.sha256(payload.encode()).hexdigest()[:32]
+    swaps = sorted([r.old_ts_s, r.old_final_kwh, r.new_ts_s, r.new_first_kwh] for r in rules.replacements)
+    payload = repr((info.kind.value, info.interval_seconds, replace(rules, replacements=()), max_hold.total_seconds()))
+    return hashlib.sha256(payload.encode()).hexdigest()[:32] + "|" + json.dumps(swaps)
+
+
+def _changed_swaps(old_key: str, new_key: str) -> list[tuple[float, float]] | None:
+    """The swap windows of replacements added or removed between two keys; None when more than
+    the replacements changed (the series is then recomputed whole)."""
+    old_hash, _, old_swaps = old_key.partition("|")
+    new_hash, _, new_swaps = new_key.partition("|")
+    if old_hash != new_hash:
+        return None
+    before = {tuple(s) for s in json.loads(old_swaps or "[]")}
+    after = {tuple(s) for s in json.loads(new_swaps or "[]")}
+    return [(float(s[0]), float(s[2])) for s in sorted(before ^ after)]
 
 
 def _target_frontier(repo: Repository, info: SeriesInfo) -> int | None:
@@ -148,19 +165,20 @@ def refresh(repo: Repository, asset: Asset, info: SeriesInfo, *, max_hold: timed
     store = RollupStore(repo.engine)
     state = store.state(info.id)
     mark_id, spans = store.dirty(info.id)
-    if state is None or state[0] != key:
+    swaps = _changed_swaps(state[0], key) if state is not None else None
+    if state is None or swaps is None:
         extent = repo.series_extent(info.id)
         lo = _floor(extent[0].timestamp()) if extent else target
         _build(repo, store, asset, info, lo, target, key=key, max_hold=max_hold, reset=True, marks=mark_id)
         return target
     frontier = state[1]
     final = min(frontier, target)
-    for lo, hi in _widened(repo, info, spans, final):
+    for lo, hi in _widened(repo, info, spans + swaps, final):
         cells, events = compute_cells(repo, asset, info, lo, hi, max_hold=max_hold)
         store.write(info.id, lo, hi, cells, events, rules_key=key, frontier_s=frontier)
     if target > frontier:
         _build(repo, store, asset, info, frontier, target, key=key, max_hold=max_hold, reset=False, marks=mark_id)
-    elif target < frontier or mark_id:
+    elif target < frontier or mark_id or state[0] != key:
         # Marks processed; when the end of the series was deleted, cells past the new frontier
         # are no longer final and go.
         store.write(info.id, target, frontier, _no_cells(), [], rules_key=key, frontier_s=target, clear_marks_upto=mark_id)

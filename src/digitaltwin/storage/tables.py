@@ -354,7 +354,7 @@ energy_rollup_state = Table(
     "energy_rollup_state",
     metadata,
     Column("series_id", Integer, ForeignKey("series.id", ondelete="CASCADE"), primary_key=True),
-    Column("rules_key", String(64), nullable=False),  # hash of everything else the segments depend on
+    Column("rules_key", Text, nullable=False),  # what else the cells depend on (services/energy_rollups.py)
     Column("frontier_s", BigInteger, nullable=False),  # cells before it are stored and final
 )
 

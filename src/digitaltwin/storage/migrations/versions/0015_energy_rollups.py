@@ -31,7 +31,7 @@ def upgrade() -> None:
     op.create_table(
         "energy_rollup_state",
         sa.Column("series_id", sa.Integer, sa.ForeignKey("series.id", ondelete="CASCADE"), primary_key=True),
-        sa.Column("rules_key", sa.String(64), nullable=False),
+        sa.Column("rules_key", sa.Text, nullable=False),
         sa.Column("frontier_s", sa.BigInteger, nullable=False),
     )
     op.create_table(
