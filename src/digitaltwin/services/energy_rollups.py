@@ -46,6 +46,7 @@ import numpy as np
 
 from digitaltwin.analytics.energy import BucketTotals, aggregate
 from digitaltwin.analytics.meter import EventKind, MeterEvent, split_import_export
+from digitaltwin.analytics.segments import Segments
 from digitaltwin.domain.assets import Asset
 from digitaltwin.domain.series_attributes import EXPORT_QUANTITIES, energy_flow, export_positive
 from digitaltwin.domain.units import SeriesKind
@@ -144,7 +145,8 @@ class _Pieces:
     peak_power_kw: np.ndarray
 
 
-def _piece_stats(seg, edges_s: np.ndarray, sample_ts_s: np.ndarray) -> _Pieces:  # type: ignore[no-untyped-def]
+def _piece_stats(seg: Segments, edges_s: np.ndarray, sample_ts_s: np.ndarray) -> _Pieces:
+    """Totals of segments per piece between ``edges_s`` (epoch seconds), as stored in a cell."""
     totals = aggregate(seg, edges_s, sample_ts_s)
     positive, negative = split_import_export(seg, export_positive=False)
     imported = np.nan_to_num(aggregate(positive, edges_s, np.empty(0)).energy_kwh)

@@ -21,6 +21,7 @@ from datetime import datetime
 import numpy as np
 from sqlalchemy import and_, delete, func, insert, select, update
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
 
 from digitaltwin.storage.tables import (
     energy_rollup_dirty,
@@ -108,10 +109,22 @@ class RollupStore:
     ) -> None:
         """Replace the cells and events of ``[lo_s, hi_s)`` and set the state, in one transaction.
 
+        Two queries refreshing the same series at once compute the same cells; the second to
+        commit fails on the primary key and is dropped (the first one's rows stand).
+
         Args:
             reset: drop every stored cell and event of the series first (rules changed).
             clear_marks_upto: dirty marks with an id up to this are processed and deleted.
         """
+        try:
+            self._write(series_id, lo_s, hi_s, cells, events, rules_key=rules_key, frontier_s=frontier_s, clear_marks_upto=clear_marks_upto, reset=reset)
+        except IntegrityError:
+            pass
+
+    def _write(
+        self, series_id: int, lo_s: int, hi_s: int, cells: Cells, events: list[StoredEvent], *,
+        rules_key: str, frontier_s: int, clear_marks_upto: int, reset: bool,
+    ) -> None:
         cell_of = energy_rollups.c.series_id == series_id
         event_of = energy_rollup_events.c.series_id == series_id
         with self.engine.begin() as conn:
