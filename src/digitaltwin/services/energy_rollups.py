@@ -61,6 +61,8 @@ _POWER_CONTEXT, _COUNTER_CONTEXT = 1, 5
 #: Cells recomputed per pass when a series is built whole (about 90 days), to bound memory.
 _BUILD_CELLS = 96 * 90
 _FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
+#: Up to this many buckets the cells are summed per bucket in the database.
+GROUPED_BUCKETS = 100
 
 
 def _utc(seconds: float) -> datetime:
@@ -269,7 +271,7 @@ def rollup_totals(
     # Pieces: the partial first cell, every whole cell, the partial last cell.
     piece_edges = np.concatenate(([a_s] if head else [], np.arange(c1, c2 + 1, CELL_SECONDS, dtype=np.float64), [b_s] if b_s > c2 else []))
     store = RollupStore(repo.engine)
-    stats = {s.id: _series_pieces(repo, store, asset, s, piece_edges, c1, f, head, tail, max_hold, until_us) for s in series}
+    stats = {s.id: _series_pieces(repo, store, asset, s, piece_edges, c1, f, head, tail, max_hold, until_us, edges_us / 1e6) for s in series}
     idx = np.searchsorted(piece_edges, edges_us / 1e6)
     own = stats[info.id][0]
     totals = _reduce(own, idx)
@@ -283,7 +285,7 @@ def rollup_totals(
 
 def _series_pieces(
     repo: Repository, store: RollupStore, asset: Asset, info: SeriesInfo, piece_edges: np.ndarray,
-    c1: int, f: int, head: bool, tail: bool, max_hold: timedelta, until_us: int,
+    c1: int, f: int, head: bool, tail: bool, max_hold: timedelta, until_us: int, bucket_edges_s: np.ndarray,
 ) -> tuple[_Pieces, list[MeterEvent]]:
     """Totals of one series per piece: stored cells inside ``[c1, f)``, raw readings for the rest."""
     from digitaltwin.services.energy import metered_series
@@ -292,7 +294,10 @@ def _series_pieces(
     energy, covered, imp, exp = (np.zeros(n) for _ in range(4))
     counts = np.zeros(n, dtype=np.int64)
     peak = np.full(n, np.nan)
-    cells = store.cells(info.id, c1, f)
+    # Few buckets: summed in the database, each bucket's sum placed on its first cell (the sums
+    # per bucket below are unchanged); many: one row per cell.
+    inner = [int(e) for e in bucket_edges_s if c1 < e < f]
+    cells = store.cells_grouped(info.id, [c1, *inner, f]) if len(inner) < GROUPED_BUCKETS else store.cells(info.id, c1, f)
     at = (cells.cell_s - c1) // CELL_SECONDS + (1 if head else 0)
     energy[at], covered[at], imp[at], exp[at] = cells.energy_kwh, cells.covered_s, cells.import_kwh, cells.export_kwh
     counts[at], peak[at] = cells.sample_count, cells.peak_power_kw
