@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
-from sqlalchemy import and_, case, delete, func, insert, select, update
+from sqlalchemy import BigInteger, and_, delete, func, insert, literal, select, union_all, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -180,15 +180,16 @@ class RollupStore:
         edge; groups without rows are absent. For a few buckets (a year by month) this sends 12
         rows instead of 35,040."""
         c = energy_rollups.c
-        group = case(*((c.cell_s < e, lo) for lo, e in zip(edges_s[:-1], edges_s[1:], strict=True)), else_=edges_s[-1]).label("g")
-        query = (
-            select(group, func.sum(c.energy_kwh), func.sum(c.covered_s), func.sum(c.import_kwh), func.sum(c.export_kwh), func.sum(c.sample_count), func.max(c.peak_power_kw))
-            .where(c.series_id == series_id, c.cell_s >= edges_s[0], c.cell_s < edges_s[-1])
-            .group_by(group)
-            .order_by(group)
-        )
+        # One range scan of the primary key per group (a CASE per row costs more on SQLite).
+        parts = [
+            select(literal(lo, BigInteger()).label("g"), func.sum(c.energy_kwh), func.sum(c.covered_s), func.sum(c.import_kwh),
+                   func.sum(c.export_kwh), func.sum(c.sample_count), func.max(c.peak_power_kw), func.count().label("n"))
+            .where(c.series_id == series_id, c.cell_s >= lo, c.cell_s < hi)
+            for lo, hi in zip(edges_s[:-1], edges_s[1:], strict=True)
+        ]
+        query = union_all(*parts)
         with self.engine.connect() as conn:
-            rows = conn.execute(query).all()
+            rows = [r[:7] for r in conn.execute(query).all() if r[7]]
         return _cells(rows)
 
     def events(self, series_id: int, lo_s: float, hi_s: float) -> list[StoredEvent]:
