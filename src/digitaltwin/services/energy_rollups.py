@@ -263,7 +263,9 @@ def rollup_totals(
     frontiers = [refresh(repo, asset, s, max_hold=max_hold) for s in series]
     if any(f is None for f in frontiers):
         return None
-    f = min(c2, *frontiers)  # type: ignore[type-var]
+    # Not past ``until`` either: a power sample held at the end of the range stops there (raw
+    # path), which a stored cell cannot know (only readings stamped after ``now`` make it matter).
+    f = min(c2, (until_us // cell_us) * CELL_SECONDS, *frontiers)  # type: ignore[type-var]
     if f <= c1:
         return None
     a_s, b_s = a_us / 1e6, b_us / 1e6
