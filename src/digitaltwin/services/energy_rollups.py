@@ -61,6 +61,7 @@ _POWER_CONTEXT, _COUNTER_CONTEXT = 1, 5
 #: Cells recomputed per pass when a series is built whole (about 90 days), to bound memory.
 _BUILD_CELLS = 96 * 90
 _FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
+_EARLIEST_S, _LATEST_S = datetime(1900, 1, 1, tzinfo=UTC).timestamp(), datetime(9998, 1, 1, tzinfo=UTC).timestamp()
 #: Up to this many buckets the cells are summed per bucket in the database.
 GROUPED_BUCKETS = 100
 
@@ -214,6 +215,7 @@ def _widened(repo: Repository, info: SeriesInfo, spans: list[tuple[float, float]
     margin = float(info.interval_seconds or 0)
     ranges: list[tuple[int, int]] = []
     for a, b in spans:
+        a, b = max(a, _EARLIEST_S), min(b, _LATEST_S)  # a deletion may name any range
         earlier, later = repo.readings_around(info.id, before=_utc(a), at_or_after=_utc(b) + timedelta(microseconds=1), count=k)
         lo = _floor(earlier[0][0].timestamp() if earlier else a)
         hi = min(_ceil(later[-1][0].timestamp() + margin) if len(later) == k else frontier, frontier)
