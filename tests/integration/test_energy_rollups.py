@@ -216,3 +216,20 @@ def test_concurrent_first_queries_build_once_and_agree(repo: Repository) -> None
     for now in (t0 + timedelta(days=30, minutes=7), t0, t0 - timedelta(days=1)):
         assert_same(energy_report(repo, "pump", **(kw | {"now": now})), energy_report(repo, "pump", use_rollups=False, **(kw | {"now": now})))
     assert [r.start.astimezone(ZoneInfo("Asia/Kathmandu")).strftime("%H:%M") for r in raw.rows[1:3]] == ["00:00", "00:00"]
+
+
+def test_a_later_replacement_recomputes_its_swap_window_only(plants: Repository) -> None:
+    from digitaltwin.services.energy_rollups import _changed_swaps, rules_key
+
+    asset = plants.get_asset("steel-counter")
+    info = plants.find_series("steel-counter", "energy_total")
+    assert info is not None
+    before = rules_key(plants, asset, info, HOLD)
+    old, new = (utc(2018, 12, 20, 12), 5000.0), (utc(2018, 12, 20, 13), 10.0)
+    MeterEventStore(plants.engine).add_replacement(info.id, old=old, new=new)
+    after = rules_key(plants, asset, info, HOLD)
+    assert before is not None and after is not None
+    assert _changed_swaps(before, after) == [(old[0].timestamp(), new[0].timestamp())]
+    plants.update_asset(Asset(asset.id, asset.site_id, asset.name, asset.kind, rated_power_kw=500.0))
+    rated = rules_key(plants, plants.get_asset("steel-counter"), info, HOLD)
+    assert rated is not None and _changed_swaps(after, rated) is None  # other rules: the series is recomputed whole
