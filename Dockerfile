@@ -22,7 +22,7 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10001 app \
  && useradd --system --uid 10001 --gid app --home-dir /app --shell /usr/sbin/nologin app \
- && mkdir -p /app/data /app/models /app/logs /tmp/prometheus-multiproc \
+ && mkdir -p /app/data/backtests /app/models /app/logs /tmp/prometheus-multiproc \
  && chown -R app:app /app /tmp/prometheus-multiproc
 COPY --from=build /opt/venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH \

@@ -8,9 +8,11 @@ STAMP := $(VENV)/.installed
 .PHONY: demo test test-sqlite test-postgres bench bench-forecast bench-schedule serve clean
 
 $(STAMP): pyproject.toml
+	@echo "make: installing the project and its dependencies into $(VENV) (one to three minutes the first time)"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,bench]'
+	$(BIN)/pip install --quiet --progress-bar on -e '.[test,bench]'
+	@echo "make: installed"
 	touch $(STAMP)
 
 ## Import the steel plant, train, backtest, then serve the API on http://127.0.0.1:8000
@@ -20,12 +22,12 @@ demo: $(STAMP)
 
 ## The whole suite: SQLite always, PostgreSQL/Redis/MQTT when reachable (see tests/conftest.py)
 test: $(STAMP)
-	$(BIN)/pytest -q -rs
+	$(BIN)/pytest -q -rs --durations=15
 
 bench: $(STAMP)
 	$(BIN)/python bench/import_throughput.py
 
-## Forecasting benchmarks (issue 5) against the peer library mlforecast, which needs pandas < 3: own venv
+## Forecasting benchmarks against the peer library mlforecast, which needs pandas < 3: own venv
 BENCH_VENV ?= .venv-bench
 bench-forecast:
 	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)

@@ -34,6 +34,7 @@ from pathlib import Path
 import httpx
 from playwright.sync_api import sync_playwright
 
+from digitaltwin.demo_data import STEEL_CSV
 from digitaltwin.config import Settings
 from digitaltwin.security.roles import Role
 from digitaltwin.security.secret_key import resolve_signing_keys
@@ -43,7 +44,6 @@ from digitaltwin.storage.db import make_engine, migrate
 from digitaltwin.storage.repository import Repository
 
 ROOT = Path(__file__).resolve().parents[1]
-STEEL = ROOT / "datasets" / "steel_industry" / "Steel_industry_data.csv"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
 RUNS = 5
@@ -61,7 +61,7 @@ def start_server(folder: Path) -> tuple[subprocess.Popen[bytes], str, str]:
                         LOG_DIR=folder / "logs", SECRET_KEY=key)
     engine = make_engine(settings)
     migrate(engine)
-    setup_and_import(Repository(engine), STEEL)
+    setup_and_import(Repository(engine), STEEL_CSV)
     password = secrets.token_urlsafe(16)
     SecurityService(settings, engine, keys=resolve_signing_keys(settings)).accounts.create("bench", password, Role.ADMIN, actor="bench")
     engine.dispose()
@@ -96,10 +96,10 @@ def main() -> None:
                         page.on("response", lambda r: sizes.__setitem__(r.url, len(r.body())) if r.url.startswith(f"{url}/ui") or r.url == f"{url}/" else None)
                     began = time.perf_counter()
                     page.goto("/")
-                    page.get_by_label("Username").wait_for()
+                    page.get_by_label("Username", exact=True).wait_for()
                     load.append(time.perf_counter() - began)
-                    page.get_by_label("Username").fill("bench")
-                    page.get_by_label("Password").fill(password)
+                    page.get_by_label("Username", exact=True).fill("bench")
+                    page.get_by_label("Password", exact=True).fill(password)
                     page.get_by_role("button", name="Log in").click()
                     page.locator(".month").wait_for()
                     page.goto("/#/models")
@@ -113,9 +113,9 @@ def main() -> None:
                     page.locator("#energy-total").filter(has_text="kWh").wait_for()
                     page.wait_for_function("() => echarts.getInstanceByDom(document.querySelector('.chart')) !== undefined")
                     asset.append(time.perf_counter() - began)
-                    page.get_by_label("From (site date)").fill("2018-01-01")
-                    page.get_by_label("To (exclusive)").fill("2019-01-01")
-                    page.get_by_label("Bucket").select_option("15min")
+                    page.get_by_label("From (site date)", exact=True).fill("2018-01-01")
+                    page.get_by_label("To (exclusive)", exact=True).fill("2019-01-01")
+                    page.get_by_label("Bucket", exact=True).select_option("15min")
                     began = time.perf_counter()
                     page.wait_for_function("() => echarts.getInstanceByDom(document.querySelector('.chart')).getOption().series[0].data.length === 35040",
                                            timeout=30000)

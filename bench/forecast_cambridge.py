@@ -1,6 +1,6 @@
 """Twelve Cambridge buildings: hourly day-ahead with observed temperature standing in for a weather forecast.
 
-Protocol (issue 5), identical for every model in the same run: each building of
+Protocol, identical for every model in the same run: each building of
 datasets/cambridge_estates_2019, 24 hourly steps issued at each local (Europe/London)
 midnight from 2019-10-01 to 2019-12-30, trained only on data before the origin, refitted
 every 7 origins; Bedford air temperature as the exogenous series. Peer: mlforecast
@@ -60,7 +60,7 @@ def peer(y: pd.Series, temperature: pd.DataFrame, origins: list[pd.Timestamp]) -
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Cambridge day-ahead benchmark (issue 5)")
+    parser = argparse.ArgumentParser(description="Cambridge day-ahead benchmark")
     parser.add_argument("buildings", nargs="*", metavar="BUILDING", help=f"subset of {', '.join(BUILDINGS)} (default: all)")
     parser.add_argument("--rows", type=Path, help="CSV keeping per-building results across runs")
     parser.add_argument("--tables-only", action="store_true", help="print the tables of --rows FILE, run nothing")

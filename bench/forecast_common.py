@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from digitaltwin.demo_data import STEEL_CSV
 from digitaltwin.forecasting.metrics import coverage, cv_rmse, mae, nmbe, rmse
 
 ROOT = Path(__file__).resolve().parents[1]
-STEEL_CSV = ROOT / "datasets" / "steel_industry" / "Steel_industry_data.csv"
 CAMBRIDGE = ROOT / "datasets" / "cambridge_estates_2019"
 
 

@@ -1,7 +1,7 @@
 """Steel plant benchmark: day-ahead (96 x 15 min) and intra-day (1-4 steps) against a peer library.
 
-Protocol (issue 5), identical for every model in the same run: the UCI steel-plant series
-(datasets/steel_industry), day-ahead forecasts issued at each local (Asia/Seoul) midnight
+Protocol, identical for every model in the same run: the UCI steel-plant series
+(the steel dataset shipped in src/digitaltwin/demo_data), day-ahead forecasts issued at each local (Asia/Seoul) midnight
 from 2018-11-05 to 2018-12-30 (56 origins), each model trained only on data before the
 origin and refitted every 7 origins. Intra-day: an origin every hour of 2018-12-17..30,
 leads 1 to 4 steps, one direct model per lead fitted once before the first origin, RMSE

@@ -1,6 +1,6 @@
 """MQTT ingest into PostgreSQL: QoS 1 publishers -> Mosquitto -> ingest worker(s) -> batching writer (COPY).
 
-Protocol (issue 3). Two cases: single-reading messages and 50-reading array messages, on 100
+Protocol. Two cases: single-reading messages and 50-reading array messages, on 100
 assets (``dt/bench/a000..a099/telemetry``). Each case has two phases, each on a fresh
 ``readings`` table, fresh MQTT sessions and a fresh topic prefix:
 

@@ -19,6 +19,12 @@ usage_of() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit 
 log() { printf '%s %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
+# Whether a `pg_restore --list` listing on stdin holds the TimescaleDB extension (exit 0) or not (1).
+# It reads the whole listing: `grep -q` exits at the first match, pg_restore then dies of SIGPIPE
+# (141) and under `set -o pipefail` the pipeline counts as failed, so the check said "no" on most
+# real dumps and the restore skipped timescaledb_pre_restore().
+listing_has_timescaledb() { awk '/EXTENSION - timescaledb/ { found = 1 } END { exit !found }'; }
+
 # Load .env (if present) without overriding variables already set in the environment.
 load_env() {
   local file=${ENV_FILE:-$ROOT_DIR/.env} line key

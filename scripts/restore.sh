@@ -29,7 +29,7 @@ restore_database() {
   [[ $name =~ ^[A-Za-z0-9_]+$ ]] || die "unsupported database name: $name"
   sha256_check "$file"
   pg_restore --list "$file" >/dev/null || die "$file is not a pg_dump archive"
-  pg_restore --list "$file" | grep -q 'EXTENSION - timescaledb' && timescale=yes
+  if pg_restore --list "$file" | listing_has_timescaledb; then timescale=yes; fi
   confirm "Drop database '$name' and restore it from $file?"
   log "recreating database $name"
   psql_admin -c "DROP DATABASE IF EXISTS \"$name\" WITH (FORCE)"

@@ -18,6 +18,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from digitaltwin.demo_data import STEEL_CSV
 from digitaltwin.config import Settings
 from digitaltwin.storage.db import make_engine, migrate
 from digitaltwin.storage.repository import Repository
@@ -25,7 +26,6 @@ from digitaltwin.storage.tables import metadata
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 REPO_ROOT = Path(__file__).resolve().parents[1]
-STEEL_CSV = REPO_ROOT / "datasets" / "steel_industry" / "Steel_industry_data.csv"
 #: A random signing key per test session (ENVIRONMENT=test refuses weak keys).
 TEST_SECRET_KEY = uuid.uuid4().hex + uuid.uuid4().hex
 
@@ -82,9 +82,10 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
         LOG_DIR=tmp_path / "logs",
         REDIS_URL=None,
         MQTT_BROKER=None,
-        SECRET_KEY=TEST_SECRET_KEY,  # security (issue 4): outside development a strong key is required
-        API_RATE_LIMIT=10_000,  # security (issue 4): one test client makes many requests; limit tests set their own
+        SECRET_KEY=TEST_SECRET_KEY,  # security: outside development a strong key is required
+        API_RATE_LIMIT=10_000,  # security: one test client makes many requests; limit tests set their own
         AUTH_RATE_LIMIT=10_000,  # the login routes' own per-client limit; the tests of that limit set their own
+        JOBS_IN_PROCESS=True,  # the app runs submitted trainings and backtests on PostgreSQL too (off there by default)
     )
 
 

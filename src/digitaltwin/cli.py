@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 import threading
 from datetime import date, datetime
 from pathlib import Path
@@ -17,6 +18,7 @@ from rich.table import Table
 
 from digitaltwin.api.schemas import AssetIn, SiteIn
 from digitaltwin.cli_accounting import accounting_app, print_demo_accounting
+from digitaltwin.cli_scenarios import scenario_cmd
 from digitaltwin.cli_tariffs import bill_cmd, tariffs_app
 from digitaltwin.cli_users import users_app
 from digitaltwin.config import Settings
@@ -25,9 +27,9 @@ from digitaltwin.domain.durations import parse_duration
 from digitaltwin.domain.errors import DomainError, ValidationError
 from digitaltwin.domain.timestamps import zone
 from digitaltwin.forecasting.errors import ForecastError
-from digitaltwin.ingest.csv_import import PRESETS, ColumnMapping, ImportReport, ValueColumn, import_csv, with_asset
+from digitaltwin.ingest.csv_import import PRESETS, ImportReport, build_mapping, import_csv
 from digitaltwin.observability.logs import configure_logging, secret_values
-from digitaltwin.registry.store import ModelRegistry
+from digitaltwin.registry.store import ModelRegistry, data_fingerprint
 from digitaltwin.services import demo as demo_service
 from digitaltwin.services.forecasting import ForecastService
 from digitaltwin.storage.db import make_engine, migrate
@@ -38,12 +40,14 @@ sites_app = typer.Typer(help="Sites (places with one local calendar).", no_args_
 assets_app = typer.Typer(help="Assets (the twins).", no_args_is_help=True)
 app.add_typer(sites_app, name="sites")
 app.add_typer(assets_app, name="assets")
-app.add_typer(users_app, name="users")  # security (issue 4)
+app.add_typer(users_app, name="users")  # security
 app.add_typer(accounting_app, name="accounting")  # energy accounting: CO2, KPIs, metering tree
 app.add_typer(tariffs_app, name="tariffs")  # accounting: tariffs and assignments
 app.command("bill")(bill_cmd)  # accounting: monthly bills
-console = Console()
-err = Console(stderr=True)
+app.command("scenario")(scenario_cmd)  # what-if replays of past billing periods
+# Long lines (URLs, commands to copy) are never wrapped; piped output is not cut at 80 columns.
+console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
+err = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else 200)
 
 
 def _open(*, auto_migrate: bool = True) -> tuple[Settings, Repository]:
@@ -66,7 +70,10 @@ def migrate_cmd() -> None:
     """Bring the configured database to the latest schema."""
     settings = Settings()
     engine = make_engine(settings)
-    migrate(engine, settings=settings)
+    try:
+        migrate(engine, settings=settings)
+    except RuntimeError as exc:  # TIMESCALEDB=on on a server without it
+        raise _fail(exc) from None
     console.print(f"database migrated ({engine.dialect.name})")
 
 
@@ -230,15 +237,33 @@ def _progress() -> Progress:
     )
 
 
-def _print_import(report: ImportReport, *, show: int = 20) -> None:
+def _print_import(report: ImportReport, *, show: int = 20, rejected_file: Path | None = None) -> None:
+    """The import summary: each kind counted (stored, duplicates, conflicts, rejected rows per field),
+    the first ``show`` rejected rows and conflicts; all of them go to ``rejected_file`` when given."""
+    outcome = "replaced" if report.replaced else "kept the stored value"
+    console.print(f"rows read {report.rows_read}, readings stored {report.readings_stored}, rejected rows {len(report.errors)}")
     console.print(
-        f"rows read {report.rows_read}, readings stored {report.readings_stored}, "
-        f"already stored {report.duplicates}, rejected rows {len(report.errors)}"
+        f"duplicates (same value already stored) {report.duplicates}, "
+        f"conflicts (another value already stored, {outcome}) {len(report.conflicts)}"
     )
+    if report.errors:
+        console.print("  rejected per field: " + ", ".join(f"{k} {v}" for k, v in report.rejected_by_field.items()))
     for e in report.errors[:show]:
         console.print(f"  line {e.line}: {e.field}: {e.reason}")
     if len(report.errors) > show:
-        console.print(f"  ... and {len(report.errors) - show} more")
+        console.print(f"  ... and {len(report.errors) - show} more rejected rows")
+    for c in report.conflicts[:show]:
+        console.print(
+            f"  line {c.line}: conflict: {c.quantity} of {c.asset_id} at {c.ts.isoformat()}: "
+            f"stored {c.stored_value!r}, file {c.new_value!r}"
+        )
+    if len(report.conflicts) > show:
+        console.print(f"  ... and {len(report.conflicts) - show} more conflicts")
+    if rejected_file is not None:
+        written = report.write_rejections(rejected_file)
+        console.print(f"  {written} rejected row(s) and conflict(s) written to {rejected_file}")
+    elif len(report.errors) > show or len(report.conflicts) > show:
+        console.print("  (--rejected-file FILE writes all of them)")
 
 
 @app.command("import")
@@ -256,48 +281,43 @@ def import_cmd(
     interval_seconds: Annotated[Optional[int], typer.Option(help="interval length of interval energy")] = None,
     timestamp_format: Annotated[Optional[str], typer.Option(help="strptime format; default ISO 8601")] = None,
     site_timezone_from: Annotated[Optional[str], typer.Option("--site", help="use this site's timezone for naive timestamps")] = None,
+    delimiter: Annotated[str, typer.Option(help="field separator, e.g. ';'")] = ",",
+    hour_column: Annotated[Optional[str], typer.Option(help="column of hour numbers; --timestamp-column then holds dates")] = None,
+    hour_convention: Annotated[str, typer.Option(help="hour numbers are 'ending' (1-24, 25) or 'beginning' (0-23, 24)")] = "ending",
+    on_conflict: Annotated[str, typer.Option(help="a reading stored with another value: 'keep' it or 'replace' it")] = "keep",
+    rejected_file: Annotated[Optional[Path], typer.Option(help="write every rejected row and conflict (line, kind, field, reason) to this CSV")] = None,
 ) -> None:
     """Import a CSV file of readings; unparseable rows are reported, the rest stored.
 
-    Exit status: 0 when every row was stored (or already stored), 1 when some rows
-    were rejected, 2 when the file or options are unusable.
+    A reading already stored with another value is a conflict: reported with both values and,
+    unless --on-conflict replace, the stored value stays. Exit status: 0 when every row was
+    stored (or already stored with the same value), 1 when some rows were rejected or conflicted,
+    2 when the file or options are unusable.
     """
     _, repo = _open()
     try:
-        if preset:
-            if preset not in PRESETS:
-                raise typer.BadParameter(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
-            mapping = PRESETS[preset]
-            if asset:
-                mapping = with_asset(mapping, asset)
-        else:
-            if not value_column:
-                raise typer.BadParameter("--value-column is required without --preset")
-            if label not in ("start", "end"):
-                raise typer.BadParameter("--label must be start or end")
-            mapping = ColumnMapping(
-                timestamp_column=timestamp_column,
-                values=(ValueColumn(value_column, quantity, unit),),
-                asset_column=asset_column,
-                asset_id=asset,
-                timezone=timezone,
-                label=label,  # type: ignore[arg-type]
-                interval_seconds=interval_seconds,
-                timestamp_format=timestamp_format,
-            )
+        if on_conflict not in ("keep", "replace"):
+            raise typer.BadParameter("--on-conflict must be keep or replace")
+        mapping = build_mapping(
+            preset=preset, asset=asset, asset_column=asset_column, timestamp_column=timestamp_column,
+            value_column=value_column, quantity=quantity, unit=unit, timezone=timezone, label=label,
+            interval_seconds=interval_seconds, timestamp_format=timestamp_format, delimiter=delimiter,
+            hour_column=hour_column, hour_convention=hour_convention,
+        )
         if preset in demo_service.PRESET_SETUP:
             demo_service.PRESET_SETUP[preset](repo)  # the preset's site and asset, registered if missing
         site_tz = repo.get_site(site_timezone_from).timezone if site_timezone_from else None
         with _progress() as bar:
             task = bar.add_task("import", total=None)
             report = import_csv(
-                repo, file, mapping, site_timezone=site_tz, progress=lambda done, total: bar.update(task, completed=done, total=total)
+                repo, file, mapping, site_timezone=site_tz, progress=lambda done, total: bar.update(task, completed=done, total=total),
+                replace_conflicts=on_conflict == "replace",
             )
     except DomainError as exc:
         raise _fail(exc) from None
-    _print_import(report)
-    if report.errors:
-        raise typer.Exit(code=1)  # some rows were rejected: scripts must notice
+    _print_import(report, rejected_file=rejected_file)
+    if report.errors or report.conflicts:
+        raise typer.Exit(code=1)  # some rows were rejected or conflicted: scripts must notice
 
 
 def _service(settings: Settings, repo: Repository) -> ForecastService:
@@ -503,6 +523,37 @@ def _serve_ingest_process(settings: Settings, multiproc_dir: Path | None) -> tup
     return stop, supervisor
 
 
+@app.command("worker")
+def worker_cmd(
+    concurrency: Annotated[Optional[int], typer.Option(min=1, help="jobs run at once (default JOBS_MAX_CONCURRENT)")] = None,
+) -> None:
+    """Run queued jobs (trainings and backtests submitted through the API) until SIGINT/SIGTERM.
+
+    The production queue: the jobs table, claimed with SELECT ... FOR UPDATE SKIP LOCKED (see
+    digitaltwin.jobs and docs/operations.md). Run it beside `serve` with JOBS_IN_PROCESS=false
+    (the default with DATABASE_URL), on the same database and MODELS_DIR. On SIGTERM running
+    jobs stop at their next checkpoint between model fits and go back to the queue.
+    """
+    import signal
+
+    from digitaltwin.jobs.run import JobRunner
+    from digitaltwin.jobs.store import JobStore
+
+    settings, repo = _open()
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    runner = JobRunner(
+        JobStore(repo.engine, max_running_per_host=settings.jobs_max_concurrent), _service(settings, repo),
+        concurrency=concurrency or settings.jobs_max_concurrent, heartbeat_s=settings.jobs_heartbeat_seconds,
+        stale_s=settings.jobs_stale_seconds, max_attempts=settings.jobs_max_attempts, poll_s=settings.jobs_poll_seconds,
+    )
+    console.print(f"job worker {runner.worker_id} running up to {runner.concurrency} jobs at once")
+    runner.run_forever(stop)
+    repo.engine.dispose()
+    console.print("worker stopped")
+
+
 @app.command("ingest")
 def ingest_cmd(
     metrics_port: Annotated[Optional[int], typer.Option(help="serve Prometheus metrics on this port")] = None,
@@ -513,7 +564,7 @@ def ingest_cmd(
         typer.Option(help="end the session of this retired client id (store what it holds, then leave the group) and exit; repeatable"),
     ] = None,
 ) -> None:
-    """Standalone MQTT ingest worker (MQTT ingestion, issue 3): subscribes to MQTT_BROKER until SIGINT/SIGTERM.
+    """Standalone MQTT ingest worker (MQTT ingestion): subscribes to MQTT_BROKER until SIGINT/SIGTERM.
 
     Run several with distinct client ids, or one with --workers N: they share the stream ($share group
     MQTT_SHARED_GROUP, by default one per installation). After scaling down, run --leave with each
@@ -620,8 +671,8 @@ def demo_cmd(
     """Steel-plant demo on real data: import, train, backtest, replay a day live, serve."""
     if serve:
         _check_port_free(host, port)  # fail now, not after a minute of import and training
+    dataset = demo_service.find_dataset()  # before _open(), which creates DATA_DIR and LOG_DIR
     settings, repo = _open()
-    dataset = demo_service.find_dataset()
     console.print(f"[bold]Digital Twin Energy demo[/bold] - database: {settings.sqlalchemy_url.split('@')[-1]}")
     console.print("data: UCI Steel Industry Energy Consumption (DAEWOO Steel, 2018), CC BY 4.0, doi:10.24432/C52G8C")
     with _progress() as bar:
@@ -630,8 +681,15 @@ def demo_cmd(
     _print_import(report)
     _print_demo_bills(settings, repo)  # accounting: the plant's 2018 monthly bills
     service = _service(settings, repo)
-    trained = service.train(demo_service.PLANT.id, "lightgbm")
-    console.print(f"trained {trained.manifest.model_id} ({trained.reason})")
+    # A re-run on the same data keeps the model it trained before instead of storing another version.
+    fingerprint = data_fingerprint(service.target(demo_service.PLANT.id).y)
+    kept = next((m for m in service.models(demo_service.PLANT.id)
+                 if m.algorithm == "lightgbm" and m.data_fingerprint == fingerprint), None)
+    if kept is not None:
+        console.print(f"kept {kept.model_id}, trained before on the same data")
+    else:
+        trained = service.train(demo_service.PLANT.id, "lightgbm")
+        console.print(f"trained {trained.manifest.model_id} ({trained.reason})")
     result, _ = service.backtest(
         demo_service.PLANT.id,
         ["seasonal_naive_daily", "seasonal_naive_weekly", "lightgbm"],
@@ -644,7 +702,7 @@ def demo_cmd(
         settings, repo, demo_service.PLANT.id,
         start=datetime(2018, 1, 1, tzinfo=zone("Asia/Seoul")), end=datetime(2019, 1, 1, tzinfo=zone("Asia/Seoul")),
     )
-    _print_demo_admin(demo_service.ensure_demo_admin(repo), f"http://{host}:{port}")  # security (issue 4)
+    _print_demo_admin(demo_service.ensure_demo_admin(repo), f"http://{host}:{port}")  # security
     if not serve:
         stored = demo_service.replay(repo, seconds_per_interval=0)
         console.print(f"replayed the last day as live telemetry of {demo_service.LIVE.id}: {stored} new readings")

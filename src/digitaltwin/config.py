@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime, timedelta
+from datetime import time as dt_time
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -37,7 +38,7 @@ class Settings(BaseSettings):
     secret_key: str = Field(PLACEHOLDER_SECRET, alias="SECRET_KEY")
     jwt_algorithm: str = Field("HS256", alias="JWT_ALGORITHM")
     access_token_expire_minutes: int = Field(30, alias="ACCESS_TOKEN_EXPIRE_MINUTES", ge=1)
-    # Security (issue 4): key rotation, clock skew, sessions, login throttling, proxies, body size
+    # Security: key rotation, clock skew, sessions, login throttling, proxies, body size
     secret_key_previous: str | None = Field(
         None, alias="SECRET_KEY_PREVIOUS", description="the former SECRET_KEY; verifies (never signs) tokens during a grace period"
     )
@@ -74,6 +75,10 @@ class Settings(BaseSettings):
     max_request_body_bytes: int = Field(
         10 * 1024 * 1024, alias="MAX_REQUEST_BODY_BYTES", ge=1024, description="larger bodies get 413"
     )
+    auth_cache_seconds: float = Field(
+        30.0, alias="AUTH_CACHE_SECONDS", ge=0,
+        description="longest use of a cached session check per process; changes through the product apply at once; 0 = off",
+    )
     rate_limit_key_prefix: str = Field(
         "digitaltwin", alias="RATE_LIMIT_KEY_PREFIX", description="prefix of the rate limiter's Redis keys"
     )
@@ -81,6 +86,14 @@ class Settings(BaseSettings):
     # Storage
     database_url: str | None = Field(None, alias="DATABASE_URL")
     postgres_password: str | None = Field(None, alias="POSTGRES_PASSWORD")
+    timescaledb: Literal["auto", "on", "off"] = Field(
+        "auto", alias="TIMESCALEDB",
+        description="readings as a TimescaleDB hypertable: auto (when the server can), on (required), off (plain PostgreSQL)",
+    )
+    raw_readings_retention_days: int = Field(
+        0, alias="RAW_READINGS_RETENTION_DAYS", ge=0,
+        description="days of raw readings kept once rollups hold the history; 0 = keep all (not applied before rollups exist)",
+    )
     data_dir: Path = Field(Path("./data"), alias="DATA_DIR")
     models_dir: Path = Field(Path("./models"), alias="MODELS_DIR")
     log_dir: Path = Field(Path("./logs"), alias="LOG_DIR")
@@ -94,7 +107,7 @@ class Settings(BaseSettings):
     mqtt_broker: str | None = Field(None, alias="MQTT_BROKER")
     mqtt_username: str | None = Field(None, alias="MQTT_USERNAME")
     mqtt_password: str | None = Field(None, alias="MQTT_PASSWORD")
-    # MQTT ingestion (issue 3): see digitaltwin.ingest.mqtt_subscriber
+    # MQTT ingestion: see digitaltwin.ingest.mqtt_subscriber
     mqtt_client_id: str | None = Field(
         None, alias="MQTT_CLIENT_ID", description="stable per replica (persistent session); unset: digitaltwin-ingest-<hostname>"
     )
@@ -148,7 +161,7 @@ class Settings(BaseSettings):
         description="longest time a power sample is held (sample-and-hold) before the series counts as a gap",
     )
 
-    # Forecasting (issue 5): model hot reload, scheduled retraining, fleet training
+    # Forecasting: model hot reload, scheduled retraining, fleet training
     models_watch: bool = Field(
         True, alias="MODELS_WATCH", description="reload models when files change in MODELS_DIR, without a restart"
     )
@@ -185,6 +198,92 @@ class Settings(BaseSettings):
     dask_scheduler_address: str | None = Field(
         None, alias="DASK_SCHEDULER_ADDRESS", description="tcp://host:8786: fleet training on that Dask cluster"
     )
+
+    # Jobs: trainings and backtests run outside the request (see digitaltwin.jobs)
+    jobs_in_process: bool | None = Field(
+        None, alias="JOBS_IN_PROCESS",
+        description="serve runs queued jobs itself; unset: on when embedded (SQLite), else off (a `worker` service runs them)",
+    )
+    jobs_max_concurrent: int = Field(
+        2, alias="JOBS_MAX_CONCURRENT", ge=1, le=64,
+        description="jobs running at once on one host, over all its serve and worker processes; the others wait queued",
+    )
+    jobs_max_per_asset: int = Field(
+        2, alias="JOBS_MAX_PER_ASSET", ge=1, description="queued or running jobs of one asset; more get 409 naming asset_id"
+    )
+    jobs_max_per_user: int = Field(
+        4, alias="JOBS_MAX_PER_USER", ge=1, description="queued or running jobs of one user or API key; more get 429"
+    )
+    backtest_max_fits: int = Field(
+        100, alias="BACKTEST_MAX_FITS", ge=1,
+        description="model fits one backtest request may ask for (algorithms x refits); more get 422 naming retrain_every",
+    )
+    jobs_heartbeat_seconds: float = Field(
+        5.0, alias="JOBS_HEARTBEAT_SECONDS", gt=0, description="how often a runner marks its running jobs alive"
+    )
+    jobs_stale_seconds: float = Field(
+        60.0, alias="JOBS_STALE_SECONDS", gt=0,
+        description="a running job whose heartbeat is older lost its process: re-queued, or failed after JOBS_MAX_ATTEMPTS",
+    )
+    jobs_max_attempts: int = Field(
+        2, alias="JOBS_MAX_ATTEMPTS", ge=1, description="runs of one job before a lost process fails it instead of re-queueing"
+    )
+    jobs_poll_seconds: float = Field(
+        1.0, alias="JOBS_POLL_SECONDS", gt=0, description="how often an idle runner looks for queued jobs"
+    )
+    # Monitoring: alarms, webhooks, the stale-device check, scheduled forecasts and drift (docs/alarms.md)
+    alarm_clear_after: int = Field(
+        2, alias="ALARM_CLEAR_AFTER", ge=1, le=100,
+        description="consecutive evaluations without the condition that auto-clear an alarm (hysteresis)",
+    )
+    anomaly_detection: bool = Field(
+        True, alias="ANOMALY_DETECTION",
+        description="score each closed hour of consumption (profile, flatline, zero in busy hours, spike) and raise alarms",
+    )
+    stale_check_seconds: float = Field(
+        60.0, alias="STALE_CHECK_SECONDS", ge=0, description="period of the stale-device check; 0 = off"
+    )
+    stale_missed_intervals: float = Field(
+        3.0, alias="STALE_MISSED_INTERVALS", ge=1, description="intervals of a series' cadence without a reading that raise stale_device"
+    )
+    stale_critical_intervals: float = Field(
+        12.0, alias="STALE_CRITICAL_INTERVALS", ge=1, description="intervals without a reading that make stale_device critical"
+    )
+    forecast_issue_local_time: dt_time | None = Field(
+        None, alias="FORECAST_ISSUE_LOCAL_TIME", description="site-local HH:MM at which day-ahead forecasts are issued and stored; unset = off"
+    )
+    forecast_issue_assets: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, alias="FORECAST_ISSUE_ASSETS",
+        description="assets issued on the schedule and checked for drift, comma-separated; empty = every asset with a champion",
+    )
+    forecast_monitor_check_seconds: float = Field(
+        300.0, alias="FORECAST_MONITOR_CHECK_SECONDS", gt=0, description="how often issuing and drift are checked"
+    )
+    drift_factor: float = Field(
+        1.5, alias="DRIFT_FACTOR", gt=1, description="7-day MAE over the model's backtest MAE that raises forecast_drift"
+    )
+    drift_clear_ratio: float = Field(
+        0.8, alias="DRIFT_CLEAR_RATIO", gt=0, le=1, description="forecast_drift clears below DRIFT_FACTOR x this"
+    )
+    drift_min_points: int = Field(24, alias="DRIFT_MIN_POINTS", ge=1, description="scored points needed to decide drift")
+    drift_retrain: bool = Field(True, alias="DRIFT_RETRAIN", description="a raised forecast_drift alarm retrains the champion")
+    webhook_max_attempts: int = Field(5, alias="WEBHOOK_MAX_ATTEMPTS", ge=1, le=20, description="attempts per webhook delivery")
+    webhook_backoff_seconds: float = Field(
+        1.0, alias="WEBHOOK_BACKOFF_SECONDS", gt=0, description="wait before the first retry of a delivery; doubles each retry"
+    )
+    webhook_timeout_seconds: float = Field(5.0, alias="WEBHOOK_TIMEOUT_SECONDS", gt=0, description="per delivery attempt")
+
+    @field_validator("forecast_issue_local_time", mode="before")
+    @classmethod
+    def _empty_time(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("forecast_issue_assets", mode="before")
+    @classmethod
+    def _split_assets(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
 
     @field_validator("retrain_asset_cadence", mode="before")
     @classmethod
@@ -278,8 +377,16 @@ class Settings(BaseSettings):
         return timedelta(seconds=self.power_max_hold_seconds)
 
     @property
+    def run_jobs_in_process(self) -> bool:
+        """Whether ``serve`` runs queued jobs itself: ``JOBS_IN_PROCESS`` when set, else on for the
+        embedded database and off elsewhere (where ``digitaltwin worker`` processes run them)."""
+        if self.jobs_in_process is not None:
+            return self.jobs_in_process
+        return self.embedded
+
+    @property
     def mqtt_auto_register(self) -> bool:
-        """Whether MQTT messages of unknown assets register them (MQTT ingestion, issue 3).
+        """Whether MQTT messages of unknown assets register them (MQTT ingestion).
 
         ``MQTT_AUTO_REGISTER_ASSETS`` when set; otherwise on for the embedded database
         (the demo) and off elsewhere, where such messages are dead-lettered.

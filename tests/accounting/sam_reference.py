@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from digitaltwin.demo_data import STEEL_CSV
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED = REPO.parent / "shared" / "data"
@@ -44,7 +45,7 @@ def load_tariff(name: str) -> dict[str, Any]:
 
 def steel_kw() -> tuple[np.ndarray, int, str]:
     """The steel plant's 2018 (35,040 x 15 min, Asia/Seoul, labels at interval end) as mean kW per interval."""
-    path = REPO / "datasets" / "steel_industry" / "Steel_industry_data.csv"
+    path = STEEL_CSV
     with path.open(encoding="utf-8-sig") as fh:
         kwh = np.array([float(row["Usage_kWh"]) for row in csv.DictReader(fh)])
     assert kwh.size == 35040

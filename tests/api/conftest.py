@@ -1,6 +1,6 @@
 """An app on the parametrised backend, served in-process by Starlette's TestClient.
 
-Every route but health, metrics and the docs needs authentication (issue 4), so:
+Every route but health, metrics and the docs needs authentication, so:
 
 * ``client`` speaks as an admin (an ``Authorization: Bearer`` default header);
 * ``anonymous_client``, ``viewer_client`` and ``operator_client`` talk to the *same* app as
@@ -11,6 +11,7 @@ Every route but health, metrics and the docs needs authentication (issue 4), so:
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,6 +26,29 @@ from digitaltwin.security.service import SecurityService
 from digitaltwin.storage.repository import Repository
 
 _AUTH_HEADERS = ("authorization", "x-api-key")
+FINAL_STATES = ("succeeded", "failed", "cancelled")
+
+
+def wait_job(client: TestClient | ClientAs, response: httpx.Response, *, timeout_s: float = 600.0) -> dict[str, Any]:
+    """The job a 202 answer submitted, once it ended (polls its ``Location``; the app's runner runs it)."""
+    assert response.status_code == 202, response.text
+    url = response.headers["Location"]
+    assert url == response.json()["url"] == f"/api/v1/jobs/{response.json()['job_id']}"
+    deadline = time.monotonic() + timeout_s
+    while True:
+        job = client.get(url).json()
+        if job["state"] in FINAL_STATES:
+            return job
+        assert time.monotonic() < deadline, f"job still {job['state']}: {job}"
+        time.sleep(0.05)
+
+
+def train(client: TestClient | ClientAs, asset_id: str, **body: Any) -> dict[str, Any]:
+    """Train through the job API; the answer the synchronous route gave: ``model`` (its detail),
+    ``promoted``, ``reason``, ``previous_champion``, ``backtest_id``."""
+    job = wait_job(client, client.post(f"/api/v1/assets/{asset_id}/train", json=body))
+    assert job["state"] == "succeeded", job
+    return {**job["result"], "model": client.get(job["result_url"]).json()}
 
 
 def security_of(client: TestClient) -> SecurityService:

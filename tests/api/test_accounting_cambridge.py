@@ -175,7 +175,7 @@ def test_site_attributes_are_validated_by_field(cambridge: TestClient) -> None:
         assert r.status_code == 422 and r.json()["field"] == field, (attributes, r.text)
     r = cambridge.patch(url, json={"attributes": {"carbon_intensity_asset_id": "nowhere"}})
     assert r.status_code == 404 and r.json()["field"] == "carbon_intensity_asset_id"
-    r = cambridge.get("/api/v1/assets/b33/energy", params={"start": "2019-01-01T00:00:00Z", "end": "2019-01-02T00:00:00Z", "with": "cost"})
+    r = cambridge.get("/api/v1/assets/b33/energy", params={"start": "2019-01-01T00:00:00Z", "end": "2019-01-02T00:00:00Z", "with": "price"})
     assert r.status_code == 422 and r.json()["field"] == "with"
     # a constant factor applies when no intensity asset is named
     assert cambridge.patch(url, json={"attributes": {"co2_factor_g_per_kwh": 200}}).json()["attributes"] == {"co2_factor_g_per_kwh": 200.0}

@@ -18,6 +18,7 @@ from sqlalchemy import update
 
 from digitaltwin.storage.repository import Repository
 from digitaltwin.storage.tables import sites
+from tests.api.conftest import train, wait_job
 from tests.api.test_forecast_api import load_profile, register, store_hourly
 
 
@@ -29,13 +30,12 @@ def meter(client: TestClient, repo: Repository) -> str:
 
 
 def test_shorter_horizon_model_does_not_break_day_ahead_forecasts(client: TestClient, repo: Repository, meter: str) -> None:
-    first = client.post(f"/api/v1/assets/{meter}/train", json={"algorithm": "lightgbm"}).json()
+    first = train(client, meter, algorithm="lightgbm")
     champion = first["model"]["model_id"]
     assert first["promoted"] is True
 
-    short = client.post(f"/api/v1/assets/{meter}/train", json={"algorithm": "lightgbm", "horizon": "PT1H"})
-    assert short.status_code == 201, short.text
-    assert short.json()["promoted"] is False and "shorter than champion" in short.json()["reason"]
+    short = train(client, meter, algorithm="lightgbm", horizon="PT1H")
+    assert short["promoted"] is False and "shorter than champion" in short["reason"]
     assert client.get(f"/api/v1/models/{champion}").json()["active"] is True
 
     day_ahead = client.get(f"/api/v1/assets/{meter}/forecast", params={"horizon": "PT24H", "algorithm": "best"})
@@ -44,16 +44,16 @@ def test_shorter_horizon_model_does_not_break_day_ahead_forecasts(client: TestCl
     predicted = client.post("/api/v1/predict", json={"machine_id": meter})
     assert predicted.status_code == 200, predicted.text
 
-    same_data = client.post(f"/api/v1/assets/{meter}/train", json={"algorithm": "lightgbm"}).json()
+    same_data = train(client, meter, algorithm="lightgbm")
     assert same_data["promoted"] is False and "without newer data" in same_data["reason"]
 
     store_hourly(repo, meter, load_profile(36)[-24:], start="2024-04-05")  # one more day of readings
-    newer = client.post(f"/api/v1/assets/{meter}/train", json={"algorithm": "lightgbm"}).json()
+    newer = train(client, meter, algorithm="lightgbm")
     assert newer["promoted"] is True and "newer data" in newer["reason"]
     assert newer["model"]["training_window"]["end"] > first["model"]["training_window"]["end"]
 
     # an admin may still choose the short model explicitly (and it is audited)
-    short_id = short.json()["model"]["model_id"]
+    short_id = short["model"]["model_id"]
     assert client.post(f"/api/v1/models/{short_id}/activate").status_code == 200
     entries = client.get("/api/v1/audit", params={"event": "model_activated"}).json()
     assert entries[0]["subject"] == short_id and entries[0]["actor"] == "user:admin"
@@ -82,7 +82,9 @@ def test_a_retry_while_the_training_runs_is_409(client: TestClient, meter: str) 
         retry = client.post(f"/api/v1/assets/{meter}/train", json={"algorithm": "seasonal_naive_daily"})
     assert retry.status_code == 409 and retry.json()["field"] == "asset_id"
     assert "already running" in retry.json()["detail"]
-    assert client.post(f"/api/v1/assets/{meter}/train", json={"algorithm": "seasonal_naive_daily"}).status_code == 201
+    assert client.get("/api/v1/jobs", params={"asset_id": meter}).json()["jobs"] == []  # nothing was queued
+    done = wait_job(client, client.post(f"/api/v1/assets/{meter}/train", json={"algorithm": "seasonal_naive_daily"}))
+    assert done["state"] == "succeeded", done
 
 
 def _corrupt_copy(settings, model_id: str, version: str) -> str:  # noqa: ANN001
@@ -100,8 +102,8 @@ def _corrupt_copy(settings, model_id: str, version: str) -> str:  # noqa: ANN001
 
 
 def test_readyz_fails_for_a_failing_champion_only(client: TestClient, meter: str, settings) -> None:  # noqa: ANN001
-    champion = client.post(f"/api/v1/assets/{meter}/train", json={"algorithm": "seasonal_naive_weekly"}).json()["model"]["model_id"]
-    other = client.post(f"/api/v1/assets/{meter}/train", json={"algorithm": "seasonal_naive_daily", "horizon": "PT1H"}).json()
+    champion = train(client, meter, algorithm="seasonal_naive_weekly")["model"]["model_id"]
+    other = train(client, meter, algorithm="seasonal_naive_daily", horizon="PT1H")
     assert other["promoted"] is False, other["reason"]  # shorter horizon: never promoted on its own
     bad = _corrupt_copy(settings, other["model"]["model_id"], "20990101T000000000000Z")  # never activated
     server = client.app.state.dt.forecasts.server

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from digitaltwin.domain.readings import Reading
 from digitaltwin.storage.repository import Repository
-from tests.api.conftest import ClientAs
+from tests.api.conftest import ClientAs, train, wait_job
 
 SITE = {"id": "site-f", "name": "site-f", "timezone": "Europe/Berlin", "country": "DE"}
 
@@ -44,9 +44,7 @@ def meter(client: TestClient, repo: Repository) -> str:
 
 
 def test_train_forecast_quantiles_models_backtest_and_metrics(client: TestClient, meter: str) -> None:
-    trained = client.post(f"/api/v1/assets/{meter}/train", json={"algorithm": "lightgbm"})
-    assert trained.status_code == 201, trained.text
-    body = trained.json()
+    body = train(client, meter, algorithm="lightgbm")
     model_id = body["model"]["model_id"]
     assert body["promoted"] is True and body["reason"] == "first model of the asset" and body["model"]["active"]
     assert set(body["model"]["files"]) == {"model.txt"} and body["model"]["metrics"]["mae"] > 0
@@ -83,8 +81,8 @@ def test_train_forecast_quantiles_models_backtest_and_metrics(client: TestClient
 
 
 def test_champion_challenger_and_admin_activation(client: TestClient, meter: str, operator_client: ClientAs) -> None:
-    first = client.post(f"/api/v1/assets/{meter}/train", json={"algorithm": "lightgbm"}).json()
-    challenger = client.post(f"/api/v1/assets/{meter}/train", json={"algorithm": "persistence"}).json()
+    first = train(client, meter, algorithm="lightgbm")
+    challenger = train(client, meter, algorithm="persistence")
     assert challenger["promoted"] is False and "does not beat champion lightgbm" in challenger["reason"]
     assert challenger["previous_champion"] == first["model"]["model_id"]
     compared = client.get(f"/api/v1/backtests/{challenger['backtest_id']}").json()
@@ -105,7 +103,7 @@ def test_champion_challenger_and_admin_activation(client: TestClient, meter: str
 
 
 def test_legacy_predict_shape_and_aliases(client: TestClient, meter: str) -> None:
-    assert client.post(f"/api/v1/assets/{meter}/train", json={"algorithm": "rf"}).status_code == 201
+    assert train(client, meter, algorithm="rf")["model"]["algorithm"] == "random_forest"
     response = client.post("/api/v1/predict", json={"machine_id": meter, "horizon_min": 180, "algo": "rf", "want_quantiles": True})
     assert response.status_code == 200, response.text
     result = response.json()["result"]
@@ -141,8 +139,8 @@ def test_input_errors_name_their_field(client: TestClient, meter: str, repo: Rep
     short = client.get("/api/v1/assets/short-f/forecast", params={"algorithm": "seasonal_naive_weekly"})
     assert short.status_code == 422 and short.json()["field"] == "history"
     assert short.json()["available"] < short.json()["required"] == 168
-    trained = client.post("/api/v1/assets/short-f/train", json={"algorithm": "lightgbm"})
-    assert trained.status_code == 422 and trained.json()["field"] == "history"
+    trained = wait_job(client, client.post("/api/v1/assets/short-f/train", json={"algorithm": "lightgbm"}))
+    assert trained["state"] == "failed" and trained["error"]["field"] == "history", trained  # known once it reads the data
 
 
 @pytest.mark.parametrize(
@@ -171,7 +169,7 @@ def test_flat_series_case_c_pv_nights_are_not_flagged(client: TestClient, repo: 
 
 
 def test_readyz_and_metric_show_a_model_that_fails_to_load(client: TestClient, meter: str, settings) -> None:  # noqa: ANN001
-    good = client.post(f"/api/v1/assets/{meter}/train", json={"algorithm": "seasonal_naive_weekly"}).json()["model"]["model_id"]
+    good = train(client, meter, algorithm="seasonal_naive_weekly")["model"]["model_id"]
     # a newer version copied into MODELS_DIR whose artifact does not match its manifest's SHA-256
     folder = settings.models_dir / meter / "seasonal_naive_weekly"
     source = folder / good.rsplit("--", 1)[1]

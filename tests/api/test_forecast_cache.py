@@ -20,7 +20,7 @@ from digitaltwin.domain.readings import Reading
 from digitaltwin.security.roles import Role
 from digitaltwin.services.forecasting import ForecastService
 from digitaltwin.storage.repository import Repository
-from tests.api.conftest import headers_for
+from tests.api.conftest import headers_for, train
 from tests.api.test_forecast_api import load_profile, register, store_hourly
 
 URL = "/api/v1/assets/meter-c/forecast"
@@ -60,9 +60,7 @@ def points(body: dict) -> list[dict]:
 
 
 def trained(client: TestClient, algorithm: str) -> str:
-    response = client.post("/api/v1/assets/meter-c/train", json={"algorithm": algorithm})
-    assert response.status_code == 201, response.text
-    return response.json()["model"]["model_id"]
+    return train(client, "meter-c", algorithm=algorithm)["model"]["model_id"]
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Live twin (issue 3) beyond MQTT readings:
+"""Live twin beyond MQTT readings:
 
 * readings accepted by ``POST /api/v1/readings`` update the live state and are pushed on the SSE
   stream ``/api/v1/stream``, as MQTT readings are (after the commit);

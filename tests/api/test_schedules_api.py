@@ -206,3 +206,20 @@ def test_replanning_solves_again_when_the_meter_reports(plant: TestClient, repo:
     assert [r.version for r in again] == [2]
     assert again[0].start == HISTORY_END + timedelta(minutes=15)
     assert again[0].created_by == "replan"
+
+
+def test_without_prices_the_site_s_tariff_prices_the_plan(plant: TestClient) -> None:
+    from tests.accounting.sam_reference import load_tariff
+
+    assert plant.post("/api/v1/tariffs?id=e19", json=load_tariff("pge_E19_5cef0a415457a33576f60fe2.json")).status_code == 201
+    body = plan_body()
+    for key in ("import_price", "export_price", "demand_charge_per_kw", "currency"):
+        body.pop(key)
+    missing = plant.post("/api/v1/sites/plant/schedules", json=body)
+    assert missing.status_code == 422 and missing.json()["field"] == "import_price"  # no tariff assigned yet
+    assert plant.post("/api/v1/sites/plant/tariff-assignments", json={"tariff_id": "e19", "valid_from": "2026-01-01"}).status_code == 201
+    plan = plant.post("/api/v1/sites/plant/schedules", json=body).json()["plan"]
+    assert plan["prices"] == "tariff:e19" and plan["currency"] == "USD"
+    assert plan["demand_rate_per_kw"] > 0  # E-19's demand charge, over the billing period
+    assert len(set(plan["import_price"])) > 1  # time-of-use periods, not one flat price
+    assert plan["inputs"]["sunk_peak_kw"] > 0

@@ -1,4 +1,4 @@
-"""Login, refresh rotation with reuse detection, logout, MFA flows, account and key management (issue 4)."""
+"""Login, refresh rotation with reuse detection, logout, MFA flows, account and key management."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Field cases ../shared/cases/security/ with their exact outcomes (issue 4)."""
+"""Field cases ../shared/cases/security/ with their exact outcomes."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Request hygiene: body size (413), API_TIMEOUT (504), security headers, CORS, start-up refusal (issue 4)."""
+"""Request hygiene: body size (413), API_TIMEOUT (504), security headers, CORS, start-up refusal."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Role x route matrix over every operation of the app's own OpenAPI document (issue 4).
+"""Role x route matrix over every operation of the app's own OpenAPI document.
 
 The operations come from ``/openapi.json`` at test time, so a route added by anyone is
 covered without editing this file: each must refuse anonymous callers (401), refuse roles

@@ -171,3 +171,24 @@ def test_native_tariff_with_a_dynamic_price_series(client: TestClient, repo: Rep
     assert bill["total"] == round_money((energy + 10) * 1.19, "EUR")
     unknown_key = client.post("/api/v1/tariffs?id=dyn2", json=native | {"vat": 19})
     assert unknown_key.status_code == 422 and unknown_key.json()["field"] == "tariff.vat"
+
+
+def test_kpi_cost_per_kwh_is_the_bill_over_the_energy(client: TestClient, repo: Repository) -> None:
+    client.post("/api/v1/tariffs?id=e19", json=load_tariff(PGE))
+    kwh = _plant(client, repo)
+    params = {"start": "2018-11-01T00:00:00+09:00", "end": "2018-12-01T00:00:00+09:00"}
+    assert client.get("/api/v1/assets/plant/kpis", params=params).json()["cost_per_kwh"] is None  # no tariff yet
+    # A whole billing period of the site's tariff: the bill's total (demand, fixed and taxes included),
+    # for the site and for its only billed meter.
+    client.post("/api/v1/sites/steel/tariff-assignments", json={"tariff_id": "e19", "valid_from": "2018-01-01"})
+    (bill,) = client.get("/api/v1/sites/steel/bill", params=params).json()["bills"]
+    site = client.get("/api/v1/sites/steel/kpis", params=params).json()
+    assert site["cost_per_kwh"] == pytest.approx(bill["total"] / float(kwh.sum()), rel=1e-6) and site["currency"] == "USD"
+    whole = client.get("/api/v1/assets/plant/kpis", params=params).json()["cost_per_kwh"]
+    assert whole == pytest.approx(site["cost_per_kwh"], rel=1e-9)
+    # Half a month cuts the billing period: only the energy charges of the range are known.
+    half = {"start": params["start"], "end": "2018-11-16T00:00:00+09:00"}
+    part = client.get("/api/v1/assets/plant/kpis", params=half).json()
+    costed = client.get("/api/v1/assets/plant/energy", params=half | {"bucket": "month", "with": "cost"}).json()
+    assert part["cost_per_kwh"] == pytest.approx(costed["buckets"][0]["cost"] / part["energy_kwh"], rel=1e-9)
+    assert whole > part["cost_per_kwh"]

@@ -38,7 +38,9 @@ def test_import_train_backtest_forecast(settings: Settings, repo: Repository) ->
     _run(settings, "assets", "add", "steel-plant", "--site", "daewoo-steel", "--kind", "meter")
     out = _run(settings, "import", str(STEEL_CSV), "--preset", "steel")
     assert "readings stored 35040" in out
-    assert "readings stored 0, already stored 35040" in _run(settings, "import", str(STEEL_CSV), "--preset", "steel")
+    out = " ".join(_run(settings, "import", str(STEEL_CSV), "--preset", "steel").split())
+    assert "readings stored 0, rejected rows 0" in out
+    assert "duplicates (same value already stored) 35040, conflicts (another value already stored, kept the stored value) 0" in out
 
     out = _run(settings, "train", "--asset", "steel-plant", "--algorithm", "lightgbm")
     assert "saved model steel-plant--lightgbm--" in out
@@ -56,7 +58,7 @@ def test_import_train_backtest_forecast(settings: Settings, repo: Repository) ->
         assert header in out
 
     with TestClient(create_app(settings)) as client:
-        client.headers.update(headers_for(client, Role.VIEWER))  # every API route needs a login (issue 4)
+        client.headers.update(headers_for(client, Role.VIEWER))  # every API route needs a login
         response = client.get("/api/v1/assets/steel-plant/forecast", params={"horizon": "PT24H", "algorithm": "lightgbm"})
         assert response.status_code == 200, response.text
         body = response.json()

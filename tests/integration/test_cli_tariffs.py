@@ -53,3 +53,14 @@ def test_assign_from_the_command_line(settings: Settings, repo: Repository) -> N
     assert "--from" in _run(settings, "tariffs", "assign", "gs2", "--asset", demo.PLANT.id, "--from", "June", exit_code=2)
     out = _run(settings, "bill", "--asset", demo.PLANT.id, "--month", "2018-11")
     assert "2018-10-15..2018-11-14" in out and "2018-11-15..2018-12-14" in out and "USD" in out
+
+
+def test_scenario_prints_savings_per_month_and_total(settings: Settings, repo: Repository) -> None:
+    _november(repo)
+    demo.assign_demo_tariff(repo)
+    out = _run(settings, "scenario", "--site", demo.SITE.id, "--start", "2018-11-01", "--end", "2018-12-01",
+               "--battery-kwh", "600", "--battery-kw", "300", "--perfect-foresight")
+    assert "from 2018-11-01" in out and "total" in out and "KRW" in out and "PERFECT FORESIGHT" in out
+    assert "--battery-kw" in _run(settings, "scenario", "--site", demo.SITE.id, "--start", "2018-11-01", "--end", "2018-12-01",
+                                  "--battery-kwh", "600", exit_code=2)
+    assert "--start" in _run(settings, "scenario", "--site", demo.SITE.id, "--start", "Nov", "--end", "2018-12-01", exit_code=2)

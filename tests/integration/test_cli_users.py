@@ -1,4 +1,4 @@
-"""``digitaltwin users create`` and the demo's admin account (issue 4)."""
+"""``digitaltwin users create`` and the demo's admin account."""
 
 from __future__ import annotations
 

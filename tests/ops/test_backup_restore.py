@@ -162,3 +162,23 @@ def test_config_backup_holds_the_deployment_files(tmp_path: Path) -> None:
     assert "docker-compose.prod.yml" in names
     assert "deploy/prometheus/prometheus.yml" in names
     assert oct(archive.stat().st_mode & 0o777) == "0o600"
+
+
+# A listing like `pg_restore --list` of a TimescaleDB dump: the extension comes first, then far more
+# than a pipe buffer (64 KiB) of entries, so a reader that stops at the first match kills the writer.
+LONG_LISTING = (
+    'printf "%s\\n" ";" "; Archive created at 2026-12-05" "5; 3079 17000 EXTENSION - timescaledb"; '
+    'for i in $(seq 1 20000); do printf "%d; 1259 %d TABLE _timescaledb_internal _hyper_1_%d_chunk postgres\\n" "$i" "$i" "$i"; done'
+)
+
+
+@pytest.mark.parametrize(("listing", "expected"), [(LONG_LISTING, 0), ("seq 1 20000", 1)])
+def test_timescaledb_detection_reads_a_long_listing_under_pipefail(listing: str, expected: int) -> None:
+    script = f"set -euo pipefail; source {SCRIPTS / 'lib.sh'}; ({listing}) | listing_has_timescaledb"
+    assert run(["bash", "-c", script], check=False).returncode == expected
+
+
+def test_grep_q_on_the_same_listing_fails_the_pipeline() -> None:
+    """The check the restore used before: the listing above is long enough to show its failure."""
+    script = f"set -euo pipefail; ({LONG_LISTING}) | grep -q 'EXTENSION - timescaledb'"
+    assert run(["bash", "-c", script], check=False).returncode == 141

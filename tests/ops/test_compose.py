@@ -61,7 +61,7 @@ def test_production_services_follow_the_guide(tmp_path: Path) -> None:
     config = yaml.safe_load(compose_config(PROD, env_file(tmp_path, values), tmp_path).stdout)
     services = config["services"]
     assert set(services) == {
-        "db", "redis", "mqtt", "backend", "ingest", "nginx", "prometheus", "alertmanager", "grafana",
+        "db", "redis", "mqtt", "backend", "ingest", "worker", "nginx", "prometheus", "alertmanager", "grafana",
         "postgres-exporter", "redis-exporter",
     }
     assert services["db"]["image"].startswith("timescale/timescaledb:")
@@ -82,6 +82,13 @@ def test_production_services_follow_the_guide(tmp_path: Path) -> None:
     assert backend["environment"]["MQTT_API_SUBSCRIBER"] == "false"
     assert services["ingest"]["environment"]["MQTT_CLIENT_ID"] == "digitaltwin-ingest"
     assert "ingest" in " ".join(services["ingest"]["command"])
+    # trainings and backtests: queued by the backend, run by the worker service on the same database and folders
+    worker = services["worker"]
+    assert worker["command"] == ["digitaltwin", "worker"]
+    assert "JOBS_IN_PROCESS" not in backend["environment"]  # off with DATABASE_URL: the backend only queues
+    assert worker["environment"]["DATABASE_URL"] == backend["environment"]["DATABASE_URL"]
+    targets = lambda service: {v["target"] if isinstance(v, dict) else v.split(":")[1] for v in service["volumes"]}  # noqa: E731
+    assert {"/app/models", "/app/data/backtests"} <= targets(worker) & targets(backend)
     assert "--storage.tsdb.retention.time=30d" in services["prometheus"]["command"]
     assert services["grafana"]["environment"]["GF_SECURITY_ADMIN_PASSWORD"] == "test-value"
     published = {str(p["target"]) for p in services["nginx"]["ports"]}

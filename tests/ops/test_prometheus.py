@@ -13,10 +13,10 @@ PROMETHEUS = DEPLOY / "prometheus"
 RULES = PROMETHEUS / "rules" / "digitaltwin.yml"
 RULE_TESTS = PROMETHEUS / "tests" / "digitaltwin.test.yml"
 
-#: The production guide's alerts plus the model and ingest alerts the issue asks for.
+#: The production guide's alerts plus the model, ingest and asset-alarm alerts.
 REQUIRED_ALERTS = {
     "HighErrorRate", "HighLatencyP95", "HighCPUUsage", "HighMemoryUsage", "ServiceDown",
-    "ModelLoadFailures", "IngestLagHigh",
+    "ModelLoadFailures", "IngestLagHigh", "AssetAlarmsCritical", "AlarmNotificationsFailing",
 }
 
 
@@ -89,3 +89,16 @@ def test_alertmanager_configuration_is_valid() -> None:
     amtool = require_tool("amtool", package="prometheus-alertmanager")
     result = run([amtool, "check-config", str(DEPLOY / "alertmanager" / "alertmanager.yml")])
     assert "SUCCESS" in result.stdout
+
+
+def test_alertmanager_routes_asset_alarms_to_the_operators() -> None:
+    """Critical asset alarms reach the ``operations`` receiver; other critical alerts stay with ``ops``."""
+    amtool = require_tool("amtool", package="prometheus-alertmanager")
+    config = f"--config.file={DEPLOY / 'alertmanager' / 'alertmanager.yml'}"
+    labels = alerts()["AssetAlarmsCritical"]["labels"]
+    asset = run([amtool, "config", "routes", "test", config, "alertname=AssetAlarmsCritical",
+                 *(f"{k}={v}" for k, v in labels.items()), "type=stale_device"])
+    assert asset.stdout.strip() == "operations"
+    other = run([amtool, "config", "routes", "test", config, "alertname=HighErrorRate", "severity=critical"])
+    assert other.stdout.strip() == "ops"
+    assert alerts()["AlarmNotificationsFailing"]["labels"].get("team") is None  # webhook failures are the ops' problem

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from digitaltwin.demo_data import STEEL_CSV
 from digitaltwin.forecasting.features import FeaturePlan, make_features, make_features_tail, nanmedian_columns
 from digitaltwin.forecasting.lightgbm_forecaster import LightGBMForecaster
 from digitaltwin.forecasting.series import to_grid
@@ -39,7 +40,7 @@ def cambridge() -> tuple[pd.Series, pd.DataFrame]:
 
 def steel() -> pd.Series:
     """15-min kWh of the steel plant (2018, UTC interval starts), with gaps cut in."""
-    frame = pd.read_csv(DATASETS / "steel_industry" / "Steel_industry_data.csv", encoding="utf-8-sig", usecols=["date", "Usage_kWh"])
+    frame = pd.read_csv(STEEL_CSV, encoding="utf-8-sig", usecols=["date", "Usage_kWh"])
     end = pd.to_datetime(frame["date"], format="%d/%m/%Y %H:%M")
     end = end + pd.to_timedelta(((end.dt.hour == 0) & (end.dt.minute == 0)).astype(int), unit="D")
     start = (end - pd.Timedelta(minutes=15)).dt.tz_localize("Asia/Seoul").dt.tz_convert("UTC")

@@ -8,9 +8,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from digitaltwin.demo_data import STEEL_CSV
 from digitaltwin.forecasting import backtest, daily_origins
 
-STEEL_CSV = Path(__file__).resolve().parents[2] / "datasets" / "steel_industry" / "Steel_industry_data.csv"
 TIMEZONE = "Asia/Seoul"
 
 pytestmark = [

@@ -1,4 +1,4 @@
-"""The fast path of MQTT payload decoding (issue 3 throughput) decides exactly as the general path.
+"""The fast path of MQTT payload decoding (for throughput) decides exactly as the general path.
 
 Every payload here is decoded twice: as shipped, and with the fast path switched off (so the
 general path, :func:`digitaltwin.domain.readings.parse_item` per item, decides alone). Readings

@@ -1,4 +1,4 @@
-"""Client address behind proxies and the route policy (issue 4); no I/O."""
+"""Client address behind proxies and the route policy; no I/O."""
 
 from __future__ import annotations
 

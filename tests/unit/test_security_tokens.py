@@ -1,4 +1,4 @@
-"""JWT verification: pinned algorithm, required claims, leeway, key rotation (issue 4); no I/O."""
+"""JWT verification: pinned algorithm, required claims, leeway, key rotation; no I/O."""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ import pytest
 from digitaltwin.domain.errors import ValidationError
 from digitaltwin.optimization.flexibility import Battery
 from digitaltwin.optimization.pv_production import PVArray, ac_power_kw
-from digitaltwin.optimization.whatif import LoadShift, shift_load, simulate_battery
+from digitaltwin.optimization.whatif import LoadShift, follow_plan, shift_load, simulate_battery
 
 TZ = "Europe/Berlin"
 
@@ -84,6 +84,23 @@ def test_a_simulated_battery_follows_its_plan_on_the_actual_load() -> None:
     assert cost(perfect) <= cost(run) + 1e-9
     assert cost(perfect) < float((load * price).sum())
     assert run.soc.between(0.1 - 1e-9, 0.9 + 1e-9).all()
+
+
+def test_the_local_controller_holds_the_planned_peak_and_refuses_unplanned_export() -> None:
+    bat = Battery("bat", 20.0, 10.0, 10.0, 1.0, 1.0, 0.0, 1.0, 0.5)
+    actual = np.array([4.0, 12.0, 9.0, 1.0])
+    planned = np.array([8.0, 8.0, 8.0, 8.0])  # the plan expected 4 kW of load and charged 4 kW throughout
+    setpoint = np.array([4.0, 4.0, -3.0, -5.0])
+    power, soc = follow_plan(actual, setpoint, planned, bat, cap_kw=8.0, step_s=3600)
+    # 4 kW charge as planned; at 12 kW of load it discharges 4 kW to hold 8 kW; the planned -3 kW keeps 9 kW
+    # of load under the cap; at 1 kW of load it discharges only 1 kW (the plan exported nothing).
+    assert power.tolist() == pytest.approx([4.0, -4.0, -3.0, -1.0])
+    assert soc.tolist() == pytest.approx([0.7, 0.5, 0.35, 0.3])
+    assert (actual + power).max() <= 8.0 + 1e-9 and (actual + power).min() >= 0.0
+    # an empty battery cannot hold the peak: it discharges what it holds and no more
+    low = Battery("bat", 20.0, 10.0, 10.0, 1.0, 1.0, 0.0, 1.0, 0.1)
+    power, soc = follow_plan(np.array([15.0]), np.array([0.0]), np.array([8.0]), low, cap_kw=8.0, step_s=3600)
+    assert power.tolist() == pytest.approx([-2.0]) and soc.tolist() == pytest.approx([0.0])
 
 
 def test_the_billing_month_peak_is_sunk_within_a_month_only() -> None:

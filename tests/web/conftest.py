@@ -25,7 +25,7 @@ from digitaltwin.config import Settings
 from digitaltwin.security.roles import Role
 from digitaltwin.security.secret_key import resolve_signing_keys
 from digitaltwin.security.service import SecurityService
-from digitaltwin.services.demo import setup_and_import
+from digitaltwin.services.demo import assign_demo_tariff, setup_and_import
 from digitaltwin.storage.db import make_engine, migrate
 from digitaltwin.storage.repository import Repository
 
@@ -80,6 +80,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     migrate(engine)
     repo = Repository(engine)
     setup_and_import(repo, STEEL_CSV)
+    assign_demo_tariff(repo)  # the plant's industrial time-of-use tariff, so bills and costs show
     accounts = SecurityService(settings, engine, keys=resolve_signing_keys(settings)).accounts
     users = {}
     for role in (Role.ADMIN, Role.OPERATOR, Role.VIEWER):
@@ -91,6 +92,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "MQTT_", "REDIS_", "PROMETHEUS_"))}
     env.update(ENVIRONMENT="test", SECRET_KEY=TEST_SECRET_KEY, DATA_DIR=str(settings.data_dir), LOG_DIR=str(settings.log_dir),
                MODELS_DIR=str(settings.models_dir), API_RATE_LIMIT="100000", AUTH_RATE_LIMIT="100000", MQTT_TOPIC_PREFIX=prefix,
+               STALE_CHECK_SECONDS="2",  # the steel plant's last reading is of 2018: a stale-device alarm to act on
                MQTT_CLIENT_ID=f"web-{secrets.token_hex(4)}", MQTT_AUTO_REGISTER_ASSETS="false")
     if mqtt:
         env["MQTT_BROKER"] = broker
@@ -161,7 +163,7 @@ def screenshot(page: object, name: str, tmp_path: Path) -> Path:
 def login(page: object, server: Server, role: str) -> None:
     username, password = server.users[role]
     page.goto("/")  # type: ignore[attr-defined]
-    page.get_by_label("Username").fill(username)  # type: ignore[attr-defined]
-    page.get_by_label("Password").fill(password)  # type: ignore[attr-defined]
+    page.get_by_label("Username", exact=True).fill(username)  # type: ignore[attr-defined]
+    page.get_by_label("Password", exact=True).fill(password)  # type: ignore[attr-defined]
     page.get_by_role("button", name="Log in").click()  # type: ignore[attr-defined]
     page.get_by_role("heading", name="Overview").wait_for()  # type: ignore[attr-defined]

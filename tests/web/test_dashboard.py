@@ -17,10 +17,10 @@ STEEL_JANUARY_2018_KWH = "126,238.29 kWh"  # the dataset's January, summed in th
 
 
 def show_energy(page: object, bucket: str, start: str, end: str) -> None:
-    page.get_by_label("From (site date)").fill(start)  # type: ignore[attr-defined]
-    page.get_by_label("To (exclusive)").fill(end)  # type: ignore[attr-defined]
-    page.get_by_label("Bucket").select_option(bucket)  # type: ignore[attr-defined]
-    page.get_by_role("button", name="Show").click()  # type: ignore[attr-defined]
+    page.get_by_label("From (site date)", exact=True).fill(start)  # type: ignore[attr-defined]
+    page.get_by_label("To (exclusive)", exact=True).fill(end)  # type: ignore[attr-defined]
+    page.get_by_label("Bucket", exact=True).select_option(bucket)  # type: ignore[attr-defined]
+    page.get_by_role("button", name="Show", exact=True).click()  # type: ignore[attr-defined]
 
 
 def chart_points(page: object, selector: str = ".chart") -> list[list[object]]:
@@ -57,6 +57,8 @@ def test_january_energy_and_redraws_match_the_api(page: object, server: Server, 
     show_energy(page, "day", "2018-02-01", "2018-03-01")
     page.wait_for_function("() => echarts.getInstanceByDom(document.querySelector('.chart')).getOption().series[0].data.length === 28", timeout=60_000)  # type: ignore[attr-defined]
     assert total.text_content() != STEEL_JANUARY_2018_KWH
+    # The month's bill under the plant's tariff, with its line items and total.
+    page.locator("#bill table").filter(has_text="Total").wait_for()  # type: ignore[attr-defined]
     screenshot(page, "asset", tmp_path)
     assert page.errors == []  # type: ignore[attr-defined]
 
@@ -100,19 +102,45 @@ def test_login_with_a_second_factor(page: object, server: Server) -> None:
     assert confirmed.status_code == 200, confirmed.text
     server.users["mfa"] = (username, password)
     page.goto("/")  # type: ignore[attr-defined]
-    page.get_by_label("Username").fill(username)  # type: ignore[attr-defined]
-    page.get_by_label("Password").fill(password)  # type: ignore[attr-defined]
+    page.get_by_label("Username", exact=True).fill(username)  # type: ignore[attr-defined]
+    page.get_by_label("Password", exact=True).fill(password)  # type: ignore[attr-defined]
     page.get_by_role("button", name="Log in").click()  # type: ignore[attr-defined]
     page.get_by_role("heading", name="Second factor").wait_for()  # type: ignore[attr-defined]
     # A code of the next 30-second step: the one used to confirm enrolment may not be replayed.
-    page.get_by_label("Code from your authenticator app (or a recovery code)").fill(  # type: ignore[attr-defined]
+    page.get_by_label("Code from your authenticator app (or a recovery code)", exact=True).fill(  # type: ignore[attr-defined]
         pyotp.TOTP(secret).at(datetime.now(UTC).timestamp() + 30))
     page.get_by_role("button", name="Verify").click()  # type: ignore[attr-defined]
     page.get_by_role("heading", name="Overview").wait_for()  # type: ignore[attr-defined]
     assert username in (page.locator("#who").text_content() or "")  # type: ignore[attr-defined]
 
 
-@pytest.mark.parametrize("route", ["#/", "#/assets/steel-plant", "#/models", "#/data", "#/schedules"])
+def test_an_operator_acknowledges_an_alarm_and_sees_its_state_change(page: object, server: Server, tmp_path: Path) -> None:
+    login(page, server, "operator")
+    page.goto("/#/alarms")  # type: ignore[attr-defined]
+    card = page.locator(".alarm", has_text="stale_device on steel-plant").first  # type: ignore[attr-defined]
+    for _ in range(30):  # the stale-device timer runs every 2 s in this server
+        if card.count():
+            break
+        page.wait_for_timeout(1000)  # type: ignore[attr-defined]
+        page.get_by_role("button", name="Filter").click()  # type: ignore[attr-defined]
+    card.wait_for()
+    assert "active" in (card.locator(".badge.state").text_content() or "")
+    card.get_by_label("Comment", exact=True).fill("meter archived: expected")
+    card.get_by_role("button", name="Acknowledge").click()
+    acknowledged = page.locator(".alarm", has_text="stale_device on steel-plant").first  # type: ignore[attr-defined]
+    acknowledged.locator(".badge.state", has_text="acknowledged").wait_for()
+    assert "meter archived: expected" in (acknowledged.text_content() or "")
+    screenshot(page, "alarms", tmp_path)
+    # A viewer sees the alarm but no way to act on it.
+    page.get_by_role("button", name="Log out").click()  # type: ignore[attr-defined]
+    login(page, server, "viewer")
+    page.goto("/#/alarms")  # type: ignore[attr-defined]
+    page.locator(".alarm", has_text="stale_device on steel-plant").first.wait_for()  # type: ignore[attr-defined]
+    assert page.get_by_role("button", name="Acknowledge").count() == 0  # type: ignore[attr-defined]
+    assert page.get_by_role("button", name="Clear").count() == 0  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("route", ["#/", "#/assets/steel-plant", "#/alarms", "#/models", "#/data", "#/schedules"])
 def test_pages_have_no_serious_accessibility_violations(page: object, server: Server, route: str, tmp_path: Path) -> None:
     from axe_playwright_python.sync_playwright import Axe
 
@@ -139,3 +167,21 @@ def test_phone_width_keeps_the_page_usable(browser: object, server: Server, tmp_
         screenshot(page, "overview-phone", tmp_path)
     finally:
         context.close()
+
+
+def test_a_csv_upload_lists_every_rejected_row(page: object, server: Server, tmp_path: Path) -> None:
+    login(page, server, "operator")
+    page.goto("/#/data")  # type: ignore[attr-defined]
+    page.get_by_role("heading", name="Import a CSV file").wait_for()  # type: ignore[attr-defined]
+    text = "ts,kwh\n2024-01-01T00:00:00Z,1\n2024-01-01T00:15:00Z,x\n2024-01-01T00:30:00Z,2\n2024-01-01T00:45:00Z,65535\n"
+    page.set_input_files("#csv-file", files=[{"name": "m.csv", "mimeType": "text/csv", "buffer": text.encode()}])  # type: ignore[attr-defined]
+    for name, value in (("asset", "steel-plant-live"), ("timestamp_column", "ts"), ("value_column", "kwh"),
+                        ("unit", "kWh"), ("interval_seconds", "900")):
+        page.locator(f"#csv-{name}").fill(value)  # type: ignore[attr-defined]
+    page.get_by_role("button", name="Import").click()  # type: ignore[attr-defined]
+    rows = page.locator("#csv-rejected tbody tr")  # type: ignore[attr-defined]
+    rows.first.wait_for()
+    assert rows.count() == 2
+    assert [rows.nth(i).locator("td").first.text_content() for i in range(2)] == ["3", "5"]
+    assert "Readingsstored2" in (page.locator("#csv-result dl").text_content() or "").replace(" ", "")  # type: ignore[attr-defined]
+    screenshot(page, "data", tmp_path)

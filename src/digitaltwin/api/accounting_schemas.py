@@ -27,7 +27,10 @@ class KpisOut(BaseModel):
     energy_per_m2_kwh: float | None
     production_units: float | None = Field(description="increase of the production_total counter(s) over the period")
     energy_per_unit_kwh: float | None
-    cost_per_kwh: float | None = Field(description="bill total / energy; null until a tariff is assigned")
+    cost_per_kwh: float | None = Field(description=(
+        "bill totals / energy for whole billing periods of the asset's own tariff, else the range's energy "
+        "charges / energy (docs/accounting.md); null without a tariff"))
+    currency: str | None = Field(None, description="currency of cost_per_kwh")
     co2_kg: float | None = Field(description="location-based: energy x grid carbon intensity per interval; null without an intensity")
     avoided_co2_kg: float | None = Field(description="exported energy x intensity (credited apart, not subtracted)")
     co2_uncovered_kwh: float | None = Field(description="energy without a known intensity (no CO2 counted for it)")

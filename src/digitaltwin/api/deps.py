@@ -13,6 +13,7 @@ from digitaltwin.security.service import SecurityService
 from digitaltwin.services.forecasting import ForecastService
 from digitaltwin.services.live_state import LiveState, MemoryLiveState
 from digitaltwin.services.scheduling import SchedulingService
+from digitaltwin.services.monitoring import Monitoring
 from digitaltwin.storage.repository import Repository
 
 
@@ -25,15 +26,20 @@ class AppState:
     metrics: Metrics
     forecasts: ForecastService
     redis: object | None = None
-    # MQTT ingestion (issue 3): latest reading per asset and quantity; the subscriber when MQTT_BROKER is set
+    # MQTT ingestion: latest reading per asset and quantity; the subscriber when MQTT_BROKER is set
     live: LiveState = field(default_factory=MemoryLiveState)
     subscriber: object | None = None
-    # Security (issue 4): accounts, sessions, API keys, audit log
+    # Security: accounts, sessions, API keys, audit log
     security: SecurityService | None = None
-    # Forecasting (issue 5): the limiter of forecasts computed at once (api/routers/forecast.py)
+    # Forecasting: the limiter of forecasts computed at once (api/routers/forecast.py)
     forecast_limiter: object | None = None
     # Schedules of flexible assets (api/routers/schedules.py)
     scheduling: SchedulingService | None = None
+    # Jobs: trainings and backtests (digitaltwin.jobs); the runner when serve runs them itself
+    jobs: object | None = None
+    job_runner: object | None = None
+    # Monitoring: alarms, detection hook, webhooks, forecast skill (services/monitoring.py)
+    monitoring: Monitoring | None = None
 
 
 def get_state(request: Request) -> AppState:

@@ -73,14 +73,6 @@ class TrainIn(BaseModel):
     horizon: str = Field("PT24H", description="ISO 8601 duration the model must forecast")
 
 
-class TrainOut(BaseModel):
-    model: ModelOut
-    promoted: bool = Field(description="whether the new model became the champion")
-    reason: str
-    previous_champion: str | None
-    backtest_id: str | None = Field(description="the champion/challenger backtest, see GET /api/v1/backtests/{id}")
-
-
 class BacktestIn(BaseModel):
     algorithms: list[str] = Field(
         default_factory=lambda: ["seasonal_naive_weekly", "lightgbm"], description="algorithm names or aliases"

@@ -20,10 +20,12 @@ class ScheduleIn(BaseModel):
         "robust", description="robust: demand peaks planned for the upper load (and lower PV) quantile")
     quantile: float = Field(0.9, gt=0.5, lt=1.0, description="upper load quantile of robust mode")
     algorithm: str = Field("best", description="forecast model; best: the asset's champion")
-    import_price: float | list[float] = Field(description="energy price per kWh imported")
-    export_price: float | list[float] = Field(0.0, description="price per kWh exported (may be negative)")
-    demand_charge_per_kw: float = Field(0.0, ge=0.0, description="price per kW of the billing period's peak")
-    currency: str = Field("EUR", pattern=r"^[A-Z]{3}$")
+    import_price: float | list[float] | None = Field(
+        None, description="energy price per kWh imported; omitted: the site's tariff in force (with its export credit and demand rate)")
+    export_price: float | list[float] | None = Field(None, description="price per kWh exported (may be negative); omitted: the tariff's, or 0")
+    demand_charge_per_kw: float | None = Field(
+        None, ge=0.0, description="price per kW of the billing period's peak; omitted: the tariff's monthly rate, or 0")
+    currency: str | None = Field(None, pattern=r"^[A-Z]{3}$", description="of the prices given; omitted: the tariff's, or EUR")
     publish: bool = Field(True, description="publish battery setpoints on MQTT (retained, QoS 1)")
     replan: bool = Field(False, description="solve again as new data and forecasts arrive")
 

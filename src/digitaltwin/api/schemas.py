@@ -209,22 +209,34 @@ class BatchIn(BaseModel):
     readings: list[Any]
 
 
+class ConflictOut(BaseModel):
+    """A reading whose series and timestamp were already stored with another value (which stays)."""
+
+    quantity: str
+    ts: datetime
+    stored_value: float
+    value: float = Field(description="the item's value, not stored")
+
+
 class ItemResultOut(BaseModel):
     index: int
     status: str = Field(description="accepted or rejected")
     readings: int = 0
     field: str | None = None
     reason: str | None = None
+    conflicts: list[ConflictOut] = Field(default_factory=list, description="readings already stored with another value")
 
 
 class BatchOut(BaseModel):
     accepted: int
     rejected: int
     stored: int = Field(description="readings newly stored; duplicates of stored readings are not counted")
+    duplicates: int = Field(0, description="readings already stored with the same value")
+    conflicts: int = Field(0, description="readings already stored with another value (listed on their items)")
     items: list[ItemResultOut]
 
 
-# Forecast, model, backtest and legacy /predict bodies live in api/forecast_schemas.py (issue 5).
+# Forecast, model, backtest and legacy /predict bodies live in api/forecast_schemas.py.
 
 
 class DeadLetterOut(BaseModel):

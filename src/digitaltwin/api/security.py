@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader, OAuth2PasswordBearer
 
@@ -77,14 +78,16 @@ def enforce(req: Requirement, principal: Principal) -> None:
         raise PermissionDeniedError(f"role {principal.role.value} may not call this route; it needs {req.role.value}", field="role")
 
 
-def authorize(
+async def authorize(
     request: Request,
     bearer: Annotated[str | None, Depends(oauth2_scheme)],
     api_key: Annotated[str | None, Depends(api_key_scheme)],
 ) -> Principal | None:
     """App-wide dependency: authenticate the caller and check the route's requirement.
 
-    Sets ``request.state.principal`` (None on public routes).
+    Sets ``request.state.principal`` (None on public routes). Public routes are decided on the
+    event loop; authentication (which may read storage) runs in the thread pool, as a
+    synchronous dependency did for every route.
 
     Raises:
         AuthenticationError: 401 naming ``Authorization`` or ``X-API-Key``.
@@ -94,7 +97,7 @@ def authorize(
     request.state.principal = None
     if req.public:
         return None
-    principal = get_security(request).authenticate(bearer=bearer, api_key=api_key)
+    principal = await run_in_threadpool(get_security(request).authenticate, bearer=bearer, api_key=api_key)
     enforce(req, principal)
     request.state.principal = principal
     return principal

@@ -177,67 +177,86 @@ def localize(naive: datetime, tz: ZoneInfo, *, field: str = "ts") -> datetime:
 def localize_sequence(naive: Sequence[datetime | None], tz: ZoneInfo) -> list[datetime | str | None]:
     """Attach ``tz`` to wall-clock times in file order, resolving the fall-back hour by order.
 
-    Within each run of consecutive ambiguous times, a wall-clock time that appears
-    twice is the summer instant at its first appearance and the winter one at its
-    second, whether the file is in time order or sorted by wall-clock time. A time
-    that appears once takes its side from a step backwards in wall-clock time (the
-    switch from summer to winter); without one it cannot be resolved and is
-    reported, as is a time that appears more than twice. ``None`` entries (rows that
-    failed to parse earlier) are passed through. Vectorised with pandas; only
-    ambiguous rows are looked at one by one.
+    The list form of :func:`localize_walls` (see there for the rules).
 
     Returns:
-        One entry per input: a UTC ``datetime``, an error reason (``str``), or ``None``.
+        One entry per input: a UTC ``datetime``, an error reason (``str``), or ``None`` for ``None``.
     """
-    n = len(naive)
-    out: list[datetime | str | None] = [None] * n
+    out: list[datetime | str | None] = [None] * len(naive)
     present = [i for i, value in enumerate(naive) if value is not None]
     if not present:
         return out
-    index = pd.DatetimeIndex([naive[i] for i in present])
+    walls = np.array([naive[i] for i in present], dtype="datetime64[us]")
+    utc_us, errors = localize_walls(walls, tz)
+    for p, idx in enumerate(present):
+        reason = errors.get(p)
+        out[idx] = reason if reason is not None else _EPOCH + timedelta(microseconds=int(utc_us[p]))
+    return out
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def localize_walls(walls: np.ndarray, tz: ZoneInfo) -> tuple[np.ndarray, dict[int, str]]:
+    """Wall-clock times (``datetime64[us]``, in file order) of zone ``tz`` as UTC epoch microseconds.
+
+    The fall-back hour is resolved by order: a wall-clock time of the repeated hour that
+    appears twice in the sequence is the summer instant at its first appearance and the
+    winter one at its second, wherever they stand (time order, sorted by wall-clock time,
+    or unordered rows). A time that appears once takes its side from a step backwards in
+    wall-clock time within its run of consecutive ambiguous times (the switch from summer
+    to winter); without one it cannot be resolved and is reported, as is a time that appears
+    more than twice. Times in a DST gap are reported. Vectorised with pandas; only
+    ambiguous times are looked at one by one.
+
+    Returns:
+        (int64 UTC epoch microseconds, undefined where reported; ``{position: reason}``).
+    """
+    errors: dict[int, str] = {}
+    index = pd.DatetimeIndex(walls.astype("datetime64[ns]"))
+    plain = index.tz_localize(tz, ambiguous="NaT", nonexistent="NaT")
+    if not plain.isna().any():  # no time of a DST change: one pass
+        return plain.asi8 // 1000, errors
     summer = index.tz_localize(tz, ambiguous=np.ones(len(index), dtype=bool), nonexistent="NaT")
     winter = index.tz_localize(tz, ambiguous=np.zeros(len(index), dtype=bool), nonexistent="NaT")
     gap = np.asarray(summer.isna())
-    ambiguous = ~gap & np.asarray(summer != winter)
-    first_utc = summer.tz_convert("UTC").to_pydatetime()
-    second_utc = winter.tz_convert("UTC").to_pydatetime()
-
-    run: list[int] = []  # positions in `present`
-
-    def close_run() -> None:
-        if not run:
-            return
-        walls = [naive[present[p]] for p in run]
-        seen: dict[datetime, int] = {}
-        occurrence = []
-        for wall in walls:
-            seen[wall] = seen.get(wall, 0) + 1  # type: ignore[index]
-            occurrence.append(seen[wall])  # type: ignore[index]
-        switch = next((k for k in range(1, len(run)) if walls[k] < walls[k - 1]), None)  # type: ignore[operator]
-        for pos, p in enumerate(run):
-            wall = walls[pos]
-            if seen[wall] > 2:  # type: ignore[index]
-                out[present[p]] = f"local time {wall.isoformat()} appears {seen[wall]} times; the repeated hour has only two"  # type: ignore[union-attr,index]
-            elif seen[wall] == 2:  # type: ignore[index]
-                # Both occurrences present: the first is the summer one, whatever the file's sort order.
-                out[present[p]] = (first_utc[p] if occurrence[pos] == 1 else second_utc[p]).replace(tzinfo=UTC)
-            elif switch is not None:
-                out[present[p]] = (first_utc[p] if pos < switch else second_utc[p]).replace(tzinfo=UTC)
+    summer_us = summer.asi8 // 1000
+    winter_us = winter.asi8 // 1000
+    out = summer_us.copy()
+    for p in np.flatnonzero(gap).tolist():
+        errors[p] = f"local time {_iso(walls[p])} does not exist in {tz.key} (DST gap)"
+    ambiguous = np.flatnonzero(~gap & (summer_us != winter_us)).tolist()
+    if not ambiguous:
+        return out, errors
+    counts: dict[object, int] = {}
+    for p in ambiguous:
+        counts[walls[p]] = counts.get(walls[p], 0) + 1
+    seen: dict[object, int] = {}
+    singles: list[list[int]] = []  # runs of consecutive ambiguous positions, for times seen once
+    previous = -2
+    for p in ambiguous:
+        wall = walls[p]
+        seen[wall] = seen.get(wall, 0) + 1
+        if counts[wall] > 2:
+            errors[p] = f"local time {_iso(wall)} appears {counts[wall]} times; the repeated hour has only two"
+        elif counts[wall] == 2:
+            # Both occurrences present: the first is the summer one, whatever the file's sort order.
+            out[p] = summer_us[p] if seen[wall] == 1 else winter_us[p]
+        if p != previous + 1 or not singles:
+            singles.append([])
+        singles[-1].append(p)
+        previous = p
+    for run in singles:
+        switch = next((k for k in range(1, len(run)) if walls[run[k]] < walls[run[k - 1]]), None)
+        for k, p in enumerate(run):
+            if counts[walls[p]] != 1:
+                continue
+            if switch is not None:
+                out[p] = summer_us[p] if k < switch else winter_us[p]
             else:
-                out[present[p]] = (
-                    f"local time {wall.isoformat()} is ambiguous in {tz.key} "  # type: ignore[union-attr]
-                    "and the file order does not resolve it"
-                )
-        run.clear()
+                errors[p] = f"local time {_iso(walls[p])} is ambiguous in {tz.key} and the file order does not resolve it"
+    return out, errors
 
-    for p, idx in enumerate(present):
-        if gap[p]:
-            close_run()
-            out[idx] = f"local time {naive[idx].isoformat()} does not exist in {tz.key} (DST gap)"  # type: ignore[union-attr]
-        elif ambiguous[p]:
-            run.append(p)
-        else:
-            close_run()
-            out[idx] = first_utc[p].replace(tzinfo=UTC)
-    close_run()
-    return out
+
+def _iso(wall: np.datetime64) -> str:
+    return pd.Timestamp(wall).to_pydatetime().isoformat()

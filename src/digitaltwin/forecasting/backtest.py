@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -74,6 +74,7 @@ def backtest(
     min_train_samples: int | None = None,
     exog: pd.DataFrame | None = None,
     levels: Sequence[float] = DEFAULT_LEVELS,
+    checkpoint: Callable[[float], None] | None = None,
 ) -> BacktestResult:
     """Rolling-origin evaluation of several algorithms on one target series.
 
@@ -98,6 +99,9 @@ def backtest(
         exog: exogenous series for the algorithms that read them (values at and after an
             origin stand in for a weather forecast).
         levels: quantile levels to forecast and score.
+        checkpoint: called before each algorithm's work at each origin (so between fits) with the
+            fraction of that work done (0..1); it may raise to stop the backtest (a job's
+            cancellation, see :mod:`digitaltwin.jobs`), and the exception propagates.
 
     Returns:
         A :class:`BacktestResult`; MASE is scaled by the daily seasonal naive MAE on the data before the first origin.
@@ -122,14 +126,16 @@ def backtest(
     rows: list[pd.DataFrame] = []
     skipped: dict[pd.Timestamp, str] = {}
     since_fit = {name: 0 for name in names}
-    for origin in ordered:
+    for position, origin in enumerate(ordered):
         train = y[y.index < origin]
         if min_train_samples is not None and int(train.notna().sum()) < min_train_samples:
             skipped[origin] = f"{int(train.notna().sum())} training samples < min_train_samples={min_train_samples}"
             continue
         try:
             outputs = {}
-            for name in names:
+            for rank, name in enumerate(names):
+                if checkpoint is not None:
+                    checkpoint((position + rank / len(names)) / len(ordered))
                 model = models[name]
                 if model is None or since_fit[name] >= retrain_every:
                     model = make_forecaster(name)

@@ -15,7 +15,7 @@ shape, the point forecast its location. The mean rather than the median, because
 the point forecasts are conditional-mean estimates (squared-error training), so a
 skewed error distribution sits with its mean, not its median, at the point: centring
 on the median shifted the whole interval against the heavy tail (Cambridge
-benchmark, issue 5: misses of 6 % below and 20 % above the 80 % interval in one
+benchmark: misses of 6 % below and 20 % above the 80 % interval in one
 building; per-building coverage 73.9-85.2 % with the median, see below).
 
 The quantile levels of a bin holding ``n`` residuals are moved outwards for that

@@ -29,7 +29,7 @@ class EnsembleForecaster(Forecaster):
     Forecasts", 1969) with MAE in place of variance; equal weights when no
     holdout was possible. The holdout that sets the weights also calibrates the
     intervals. With three weights learned from ~1,000 residuals that reuse barely
-    matters: on the Cambridge benchmark (issue 5), weights between 0.12 and 0.64,
+    matters: on the Cambridge benchmark, weights between 0.12 and 0.64,
     and cross-fitting them (weights from the even holdout days calibrating the odd ones
     and the reverse) moved the 80 % interval coverage per building by -0.3 to +0.4
     points, so the holdout is used once for both.

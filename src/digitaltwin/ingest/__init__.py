@@ -1,1 +1,1 @@
-"""Ingestion: CSV import, HTTP batches (and MQTT in a later issue)."""
+"""Ingestion: CSV import, HTTP batches and the MQTT subscriber, with one batching writer."""

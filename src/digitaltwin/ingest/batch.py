@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 
 from digitaltwin.domain.errors import ValidationError
 from digitaltwin.domain.readings import Reading, item_interval_seconds, item_meter_serial, parse_item
@@ -15,19 +16,35 @@ from digitaltwin.storage.repository import SPACING_READINGS, Repository
 
 
 @dataclass(frozen=True, slots=True)
+class ReadingConflict:
+    """A reading of an item whose series and timestamp were already stored with another value
+    (``stored_value``, which stays: first write wins); ``value`` is the item's."""
+
+    quantity: str
+    ts: datetime
+    stored_value: float
+    value: float
+
+
+@dataclass(frozen=True, slots=True)
 class ItemResult:
-    """Outcome of one item: accepted with its reading count, or rejected naming a field."""
+    """Outcome of one item: accepted with its reading count, or rejected naming a field.
+
+    An accepted item's ``conflicts`` are its readings whose series and timestamp were already
+    stored with another value (reported with both values, not stored)."""
 
     index: int
     accepted: bool
     readings: int = 0
     field: str | None = None
     reason: str | None = None
+    conflicts: tuple[ReadingConflict, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class BatchResult:
-    """Per-item results and how many readings were newly stored (duplicates are not).
+    """Per-item results, how many readings were newly stored and how many were ``duplicates``
+    (already stored with the same value); conflicts are listed on their items.
 
     ``readings`` are those of the accepted items, committed when this is returned (duplicates of
     stored ones included): what the live twin state and its stream hear of.
@@ -36,6 +53,12 @@ class BatchResult:
     items: list[ItemResult]
     stored: int
     readings: list[Reading] = field(default_factory=list)
+    duplicates: int = 0
+
+    @property
+    def conflicts(self) -> int:
+        """Readings of accepted items already stored with another value."""
+        return sum(len(i.conflicts) for i in self.items)
 
     @property
     def accepted(self) -> int:
@@ -93,6 +116,7 @@ def ingest_batch(
     allowed = None if site_id is None else {a.id for a in repo.list_assets(site_id=site_id)}
     to_store: list[Reading] = []
     sightings: list[SerialSighting] = []
+    owners: list[int] = []  # item index of each reading of to_store
     intervals: dict[tuple[str, str], int] = {}
     for index, readings, declared in parsed:
         if allowed is not None:
@@ -114,15 +138,22 @@ def ingest_batch(
                 continue
             intervals.update(wanted)
         to_store.extend(readings)
+        owners.extend([index] * len(readings))
         results[index] = ItemResult(index, True, readings=len(readings))
         if index in serials:
             sightings.extend(SerialSighting(r.asset_id, r.quantity, r.ts, r.value, serials[index]) for r in readings)
     for (asset_id, quantity), seconds in intervals.items():
         repo.ensure_series(asset_id, quantity, interval_seconds=seconds)
-    stored = repo.write_readings(to_store)
+    outcome = repo.store_readings(to_store)
     if sightings:
         apply_serials(repo, sightings)
-    return BatchResult([results[i] for i in range(len(items))], stored, to_store)
+    conflicts: dict[int, list[ReadingConflict]] = {}
+    for c in outcome.conflicts:
+        r = to_store[c.position]
+        conflicts.setdefault(owners[c.position], []).append(ReadingConflict(r.quantity, r.ts, c.stored_value, c.new_value))
+    for index, found in conflicts.items():
+        results[index] = replace(results[index], conflicts=tuple(found))
+    return BatchResult([results[i] for i in range(len(items))], outcome.stored, to_store, outcome.duplicates)
 
 
 def check_declared_interval(

@@ -1,37 +1,64 @@
 """CSV import with a column mapping, and the built-in presets.
 
-Rows that cannot be parsed are reported with their line number, field and
-reason; all other rows are stored. Re-importing a file stores nothing new
-(readings are keyed by series and timestamp).
+Every row is validated (timestamp, asset, each value: a plain finite decimal in a known unit
+within the quantity's plausible range); rejected rows are reported with their line number,
+field and reason (all of them: :meth:`ImportReport.write_rejections`), all other rows are
+stored. Readings are keyed by series and timestamp: re-importing a file stores nothing new
+(*duplicates*); a key already stored (or earlier in the file) with a *different* value is a
+*conflict*, reported with both values. First write wins unless the import replaces.
 
 Timestamps: values with a UTC offset are taken as they are; offset-less values
 take the mapping's timezone, else the site's; with neither the row is
-rejected ("no UTC offset", field case ``time/naive-timestamps``). Repeated
-local hours are resolved by each asset's file order
-(``time/csv-ambiguous-local-times``).
-Interval-end labels are moved to interval starts, the product's convention.
+rejected ("no UTC offset", field case ``time/naive-timestamps``).
+
+Local labels are turned into local interval starts *before* they are placed in time, so
+that the fall-back day's repeated hour and the spring-forward gap resolve on the hour each
+row measures:
+
+* ``label="end"``: the interval start is the label minus ``interval_seconds`` on the wall
+  clock; when that start falls in a DST gap (the hour 01:00-02:00 EST labelled with its end
+  03:00 EDT) the end label is placed in time and the interval subtracted.
+* a separate hour column (``hour_column``) of hour numbers, "hour ending" 1-24 or "hour
+  beginning" 0-23 of the date in ``timestamp_column``. A fall-back day is numbered either
+  with a repeated hour number (resolved by file order) or up to 25 (24 beginning); a date
+  numbered that way, or a 23-hour day numbered 1-23 without its skipped hour, counts hours
+  from the local midnight instead of reading them as wall-clock labels.
+* Repeated local times are resolved per asset by file order: the first of two equal labels
+  is the summer hour, the second the winter one, wherever they stand in the file
+  (``time/csv-ambiguous-local-times``, :func:`~digitaltwin.domain.timestamps.localize_walls`).
+
+Interval-end labels are moved to interval starts, the product's convention. The work is done
+on whole columns (pandas and numpy) and stored with
+:meth:`~digitaltwin.storage.repository.Repository.store_arrays` (binary ``COPY`` on PostgreSQL).
 """
 
 from __future__ import annotations
 
 import csv
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import pandas as pd
 
 from digitaltwin.domain.errors import ValidationError
-from digitaltwin.domain.readings import Reading, parse_value
-from digitaltwin.domain.sentinels import check_sentinel
-from digitaltwin.domain.timestamps import check_plausible, localize_sequence, parse_instant, zone
-from digitaltwin.domain.units import quantity_spec, to_canonical
+from digitaltwin.domain.units import quantity_spec
+from digitaltwin.ingest.csv_columns import RowChecks, RowError, parse_values, read_columns
+from digitaltwin.ingest.csv_times import hour_starts, instant_starts, localize_starts, reject_implausible
 from digitaltwin.storage.repository import Repository
+from digitaltwin.storage.tables import from_epoch_us
 
-#: Readings written per transaction.
-CHUNK_ROWS = 20_000
+__all__ = ["CHUNK_ROWS", "PRESETS", "STEEL_PRESET", "ColumnMapping", "ImportConflict", "ImportReport", "RowError", "ValueColumn",
+           "import_csv", "read_columns", "with_asset"]
+
+#: Rows stored per transaction; progress is reported after each.
+CHUNK_ROWS = 50_000
+_US_PER_S = 1_000_000
+
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,14 +75,18 @@ class ColumnMapping:
     """How to read a CSV file into readings.
 
     Attributes:
-        timestamp_column: column with the timestamps.
+        timestamp_column: column with the timestamps (the dates, with ``hour_column``).
         values: the value columns.
         asset_column: column naming the asset of each row; else ``asset_id`` for all rows.
         timezone: IANA zone of offset-less timestamps (None: the site's zone).
         label: whether timestamps label interval starts or ends.
-        interval_seconds: interval length of interval quantities (needed for ``label="end"``).
-        timestamp_format: ``strptime`` format; None for ISO 8601.
+        interval_seconds: interval length of interval quantities (needed for ``label="end"``;
+            one hour by default with ``hour_column``).
+        timestamp_format: ``strptime`` format (of the dates with ``hour_column``); None for ISO 8601.
         midnight_ends_day: a ``00:00`` label closes its own date (it is 24:00), as in the steel dataset.
+        hour_column: column of hour numbers of the date in ``timestamp_column`` (see the module docstring).
+        hour_convention: ``ending`` (hour 1 is 00:00-01:00) or ``beginning`` (hour 0 is 00:00-01:00).
+        delimiter: the field separator, e.g. ``;`` for exports of spreadsheet programs in many locales.
     """
 
     timestamp_column: str
@@ -69,9 +100,11 @@ class ColumnMapping:
     midnight_ends_day: bool = False
     delimiter: str = ","
     encoding: str = "utf-8-sig"
+    hour_column: str | None = None
+    hour_convention: Literal["ending", "beginning"] = "ending"
 
 
-#: UCI "Steel Industry Energy Consumption" (DAEWOO Steel, 2018): see datasets/steel_industry/.
+#: UCI "Steel Industry Energy Consumption" (DAEWOO Steel, 2018): see digitaltwin/demo_data/steel_industry/.
 STEEL_PRESET = ColumnMapping(
     timestamp_column="date",
     values=(ValueColumn("Usage_kWh", "energy", "kWh"),),
@@ -86,157 +119,67 @@ STEEL_PRESET = ColumnMapping(
 PRESETS: dict[str, ColumnMapping] = {"steel": STEEL_PRESET}
 
 
+
 @dataclass(frozen=True, slots=True)
-class RowError:
-    """A rejected row: its 1-based line number in the file, the field to blame and why."""
+class ImportConflict:
+    """A reading whose key (asset, quantity, ts) was already stored, or earlier in the file, with
+    another value: ``stored_value`` stayed (or was replaced by ``new_value`` when replacing)."""
 
     line: int
-    field: str
-    reason: str
+    asset_id: str
+    quantity: str
+    ts: datetime
+    stored_value: float
+    new_value: float
 
 
 @dataclass(slots=True)
 class ImportReport:
-    """Outcome of one import."""
+    """Outcome of one import.
+
+    Attributes:
+        rows_read: data rows of the file (blank lines not counted).
+        readings_parsed: readings of the accepted rows.
+        readings_stored: readings newly stored.
+        duplicates: readings whose key was stored with the same value (nothing to do).
+        conflicts: readings whose key was stored with another value.
+        replaced: whether conflicts replaced the stored value (else the stored value stayed).
+        errors: every rejected row, by line.
+    """
 
     rows_read: int = 0
     readings_parsed: int = 0
     readings_stored: int = 0
+    duplicates: int = 0
+    conflicts: list[ImportConflict] = field(default_factory=list)
+    replaced: bool = False
     errors: list[RowError] = field(default_factory=list)
 
     @property
-    def duplicates(self) -> int:
-        """Parsed readings that were already stored."""
-        return self.readings_parsed - self.readings_stored
+    def rejected_by_field(self) -> dict[str, int]:
+        """Rejected rows per field to blame, most frequent first."""
+        return dict(Counter(e.field for e in self.errors).most_common())
 
+    def write_rejections(self, path: Path) -> int:
+        """Write every rejected row and every conflict to a CSV file; returns the lines written.
 
-@dataclass(slots=True)
-class _Row:
-    line: int
-    asset_id: str
-    ts: datetime | None  # aware when the text had an offset, else naive local
-    values: list[tuple[str, float]]
-
-
-def _parse_ts(text: str, mapping: ColumnMapping) -> datetime:
-    column = mapping.timestamp_column
-    if mapping.timestamp_format is None:
-        return parse_instant(text, field=column, tz=None) if _has_offset(text) else _naive_iso(text, column)
-    try:
-        parsed = datetime.strptime(text.strip(), mapping.timestamp_format)
-    except ValueError:
-        raise ValidationError(f"timestamp {text!r} does not match {mapping.timestamp_format!r}", field=column) from None
-    if mapping.midnight_ends_day and parsed.hour == 0 and parsed.minute == 0:
-        parsed += timedelta(days=1)
-    return parsed
-
-
-def _has_offset(text: str) -> bool:
-    text = text.strip()
-    return text.endswith(("Z", "z")) or (len(text) > 10 and ("+" in text[10:] or "-" in text[10:]))
-
-
-def _naive_iso(text: str, column: str) -> datetime:
-    try:
-        return datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise ValidationError(f"unparseable timestamp {text!r}", field=column) from None
-
-
-def _parse_formatted(texts: list[str], mapping: ColumnMapping) -> list[datetime | ValidationError]:
-    """Vectorised ``strptime`` of a whole column; failures are re-parsed one by one for their message."""
-    parsed = pd.to_datetime(pd.Series(texts, dtype="object").str.strip(), format=mapping.timestamp_format, errors="coerce")
-    if mapping.midnight_ends_day:
-        midnight = (parsed.dt.hour == 0) & (parsed.dt.minute == 0)
-        parsed = parsed.where(~midnight, parsed + pd.Timedelta(days=1))
-    values = parsed.dt.to_pydatetime()
-    out: list[datetime | ValidationError] = []
-    for text, value in zip(texts, values, strict=True):
-        if value is None or value != value:  # NaT
-            try:
-                out.append(_parse_ts(text, mapping))
-            except ValidationError as exc:
-                out.append(exc)
-        else:
-            out.append(value)
-    return out
-
-
-def read_rows(path: Path, mapping: ColumnMapping) -> tuple[list[_Row], list[RowError], int]:
-    """Parse a CSV file into rows with raw timestamps; returns (rows, errors, rows read)."""
-    rows: list[_Row] = []
-    errors: list[RowError] = []
-    texts: list[str] = []
-    count = 0
-    with path.open(newline="", encoding=mapping.encoding) as handle:
-        reader = csv.DictReader(handle, delimiter=mapping.delimiter)
-        header = reader.fieldnames or []
-        needed = [mapping.timestamp_column, *(v.column for v in mapping.values)]
-        if mapping.asset_column:
-            needed.append(mapping.asset_column)
-        missing = [c for c in needed if c not in header]
-        if missing:
-            raise ValidationError(f"column(s) {', '.join(missing)} not in the header ({', '.join(header)})", field="mapping")
-        for record in reader:
-            count += 1
-            line = reader.line_num
-            try:
-                asset_id = record[mapping.asset_column] if mapping.asset_column else mapping.asset_id
-                if not asset_id:
-                    raise ValidationError("asset id is missing", field=mapping.asset_column or "asset_id")
-                text = record[mapping.timestamp_column] or ""
-                ts = None if mapping.timestamp_format else _parse_ts(text, mapping)
-                values = []
-                for col in mapping.values:
-                    raw = check_sentinel(col.quantity, parse_value(record[col.column], field=col.column), field=col.column)
-                    values.append((col.quantity, to_canonical(col.quantity, raw, col.unit, field=col.column)))
-            except ValidationError as exc:
-                errors.append(RowError(line, exc.field or "row", exc.message))
-                continue
-            rows.append(_Row(line, asset_id, ts, values))
-            texts.append(text)
-    if mapping.timestamp_format and rows:
-        kept: list[_Row] = []
-        for row, parsed in zip(rows, _parse_formatted(texts, mapping), strict=True):
-            if isinstance(parsed, ValidationError):
-                errors.append(RowError(row.line, parsed.field or mapping.timestamp_column, parsed.message))
-            else:
-                row.ts = parsed
-                kept.append(row)
-        rows = kept
-    return rows, errors, count
-
-
-def _resolve_times(rows: list[_Row], tz_name: str | None, column: str, errors: list[RowError]) -> None:
-    """Make every row's timestamp UTC in place; rows that cannot be resolved get ts=None and an error."""
-    naive_idx = [i for i, r in enumerate(rows) if r.ts is not None and r.ts.tzinfo is None]
-    if naive_idx and tz_name is None:
-        for i in naive_idx:
-            errors.append(RowError(rows[i].line, column, "timestamp has no UTC offset and no timezone is configured"))
-            rows[i].ts = None
-        naive_idx = []
-    if naive_idx:
-        tz = zone(tz_name)  # type: ignore[arg-type]
-        # File order resolves the repeated hour per asset: in a file that interleaves
-        # meters, one meter's rows are not a step back in another meter's time.
-        per_asset: dict[str, list[int]] = {}
-        for i in naive_idx:
-            per_asset.setdefault(rows[i].asset_id, []).append(i)
-        for idx in per_asset.values():
-            resolved = localize_sequence([rows[i].ts for i in idx], tz)
-            for i, value in zip(idx, resolved, strict=True):
-                if isinstance(value, datetime):
-                    rows[i].ts = value
-                else:
-                    errors.append(RowError(rows[i].line, column, str(value)))
-                    rows[i].ts = None
-    for row in rows:
-        if row.ts is not None:
-            try:
-                row.ts = check_plausible(row.ts.astimezone(UTC), field=column)
-            except ValidationError as exc:
-                errors.append(RowError(row.line, column, exc.message))
-                row.ts = None
+        Columns: ``line`` (of the imported file), ``kind`` (``rejected`` or ``conflict``),
+        ``field`` and ``reason``; a conflict's reason names the series, the instant and both values.
+        """
+        entries: list[tuple[int, str, str, str]] = [(e.line, "rejected", e.field, e.reason) for e in self.errors]
+        for c in self.conflicts:
+            outcome = "replaced" if self.replaced else "kept"
+            entries.append((
+                c.line, "conflict", c.quantity,
+                f"{c.quantity} of {c.asset_id} at {c.ts.isoformat().replace('+00:00', 'Z')} is stored as {c.stored_value!r}, "
+                f"the file has {c.new_value!r}; the stored value was {outcome}",
+            ))
+        entries.sort(key=lambda e: (e[0], e[1]))
+        with path.open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["line", "kind", "field", "reason"])
+            writer.writerows(entries)
+        return len(entries)
 
 
 def import_csv(
@@ -246,6 +189,7 @@ def import_csv(
     *,
     site_timezone: str | None = None,
     progress: Callable[[int, int], None] | None = None,
+    replace_conflicts: bool = False,
 ) -> ImportReport:
     """Import a CSV file into stored readings.
 
@@ -254,51 +198,148 @@ def import_csv(
         path: the CSV file.
         mapping: how to read it (see :data:`PRESETS`).
         site_timezone: zone for offset-less timestamps when the mapping names none.
-        progress: called with (rows written so far, rows to write) after each chunk.
+        progress: called with (readings written so far, readings to write) after each chunk.
+        replace_conflicts: a reading stored with another value takes the file's value
+            (default: the stored value stays; either way the conflict is reported).
 
     Returns:
-        Counts and the rejected rows. Rows of unknown assets are rejected naming
-        the asset column.
+        Counts, the conflicts and every rejected row. Rows of unknown assets are rejected
+        naming the asset column.
 
     Raises:
-        ValidationError: the mapping does not fit the file's header.
+        ValidationError: the mapping does not fit the file's header, or names an unknown
+            quantity, a bad delimiter or interval (an unknown unit rejects every row).
     """
     for col in mapping.values:
         quantity_spec(col.quantity, field=col.column)
-    if mapping.label == "end" and not mapping.interval_seconds:
+    if not isinstance(mapping.delimiter, str) or len(mapping.delimiter) != 1 or mapping.delimiter in "\r\n\"":
+        raise ValidationError(f"delimiter must be one character (not a quote or line break), not {mapping.delimiter!r}", field="delimiter")
+    interval = mapping.interval_seconds or (3600 if mapping.hour_column else None)
+    if mapping.label == "end" and not interval:
         raise ValidationError("interval-end labels need interval_seconds", field="interval_seconds")
-    if mapping.interval_seconds is not None and mapping.interval_seconds <= 0:
+    if interval is not None and interval <= 0:
         raise ValidationError("interval_seconds must be positive", field="interval_seconds")
     try:
-        rows, errors, count = read_rows(path, mapping)
+        cols = read_columns(path, mapping)
     except UnicodeDecodeError as exc:
         raise ValidationError(
             f"{path.name} is not {mapping.encoding} text (byte {exc.start}); is it a CSV file?", field="file"
         ) from None
     except csv.Error as exc:
         raise ValidationError(f"{path.name} is not a readable CSV file: {exc}", field="file") from None
+    rows = RowChecks(cols.lines)
+    if not all(cols.assets):
+        for i, asset_id in enumerate(cols.assets):
+            if not asset_id:
+                rows.reject(i, mapping.asset_column or "asset_id", "asset id is missing")
     tz_name = mapping.timezone or site_timezone
-    _resolve_times(rows, tz_name, mapping.timestamp_column, errors)
-    known = repo.known_asset_ids({r.asset_id for r in rows})
-    shift = timedelta(seconds=mapping.interval_seconds or 0) if mapping.label == "end" else timedelta(0)
-    readings: list[Reading] = []
-    for row in rows:
-        if row.ts is None:
-            continue
-        if row.asset_id not in known:
-            errors.append(RowError(row.line, mapping.asset_column or "asset_id", f"unknown asset {row.asset_id!r}"))
-            continue
-        start = row.ts - shift
-        readings.extend(Reading(row.asset_id, q, start, v) for q, v in row.values)
-    report = ImportReport(rows_read=count, readings_parsed=len(readings), errors=sorted(errors, key=lambda e: e.line))
-    for offset in range(0, len(readings), CHUNK_ROWS):
-        chunk = readings[offset : offset + CHUNK_ROWS]
-        report.readings_stored += repo.write_readings(chunk, interval_seconds=mapping.interval_seconds)
+    column = mapping.timestamp_column
+    end_shift_us = 0
+    if mapping.hour_column:
+        us, wall = hour_starts(cols, mapping, tz_name, rows)
+    else:
+        us, wall = instant_starts(cols, mapping, rows)
+        if mapping.label == "end":
+            end_shift_us = interval * _US_PER_S  # type: ignore[operator]
+            us -= end_shift_us  # wall-clock labels too: the start is placed in time, not the end
+    values = [parse_values(texts, col, rows) for texts, col in zip(cols.values, mapping.values, strict=True)]
+    localize_starts(us, wall, cols, tz_name, mapping.hour_column or column, rows, end_shift_us)
+    reject_implausible(us, mapping.hour_column or column, rows)
+    named = {a for a in set(cols.assets) if a}
+    known = repo.known_asset_ids(named)
+    if named - known:
+        for i, asset_id in enumerate(cols.assets):
+            if rows.ok[i] and asset_id not in known:
+                rows.reject(i, mapping.asset_column or "asset_id", f"unknown asset {asset_id!r}")
+    keep = np.flatnonzero(rows.ok)
+    report = ImportReport(rows_read=len(cols.lines), replaced=replace_conflicts, errors=sorted(rows.errors, key=lambda e: e.line))
+    assets = np.asarray(cols.assets, dtype=object)[keep]
+    parts_sid, parts_ts, parts_value, parts_row, parts_col = [], [], [], [], []
+    for c, col in enumerate(mapping.values):
+        kind_interval = quantity_spec(col.quantity).kind.value == "interval"
+        sid_of = {
+            a: repo.ensure_series(a, col.quantity, interval_seconds=interval if kind_interval else None).id
+            for a in dict.fromkeys(assets.tolist())
+        }
+        if len(sid_of) == 1:
+            parts_sid.append(np.full(len(keep), next(iter(sid_of.values())), dtype=np.int64))
+        else:
+            parts_sid.append(pd.Series(assets).map(sid_of).to_numpy(np.int64))
+        parts_ts.append(us[keep])
+        parts_value.append(values[c][keep])
+        parts_row.append(keep)
+        parts_col.append(np.full(len(keep), c))
+    if not parts_sid:
+        return report
+    sids, ts_us, vals = np.concatenate(parts_sid), np.concatenate(parts_ts), np.concatenate(parts_value)
+    row_of, col_of = np.concatenate(parts_row), np.concatenate(parts_col)
+    report.readings_parsed = len(sids)
+    total = len(sids)
+    for offset in range(0, total, CHUNK_ROWS):
+        chunk = slice(offset, offset + CHUNK_ROWS)
+        outcome = repo.store_arrays(sids[chunk], ts_us[chunk], vals[chunk], replace=replace_conflicts)
+        report.readings_stored += outcome.stored
+        report.duplicates += outcome.duplicates
+        for conflict in outcome.conflicts:
+            j = offset + conflict.position
+            i = int(row_of[j])
+            report.conflicts.append(ImportConflict(
+                cols.lines[i], str(cols.assets[i]), mapping.values[int(col_of[j])].quantity,
+                from_epoch_us(int(ts_us[j])), conflict.stored_value, conflict.new_value,
+            ))
         if progress is not None:
-            progress(offset + len(chunk), len(readings))
+            progress(min(offset + CHUNK_ROWS, total), total)
     return report
 
 
 def with_asset(mapping: ColumnMapping, asset_id: str) -> ColumnMapping:
     """A copy of ``mapping`` that files every row under ``asset_id``."""
     return replace(mapping, asset_id=asset_id, asset_column=None)
+
+
+def build_mapping(
+    *,
+    preset: str | None = None,
+    asset: str | None = None,
+    asset_column: str | None = None,
+    timestamp_column: str = "ts",
+    value_column: str | None = None,
+    quantity: str = "energy",
+    unit: str | None = None,
+    timezone: str | None = None,
+    label: str = "start",
+    interval_seconds: int | None = None,
+    timestamp_format: str | None = None,
+    delimiter: str = ",",
+    hour_column: str | None = None,
+    hour_convention: str = "ending",
+) -> ColumnMapping:
+    """The mapping the command line's and the HTTP import's options describe (a preset, or columns).
+
+    Raises:
+        ValidationError: naming the option (``preset``, ``value_column``, ``label``, ``hour_convention``).
+    """
+    if hour_convention not in ("ending", "beginning"):
+        raise ValidationError("must be ending or beginning", field="hour_convention")
+    if preset:
+        if preset not in PRESETS:
+            raise ValidationError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}", field="preset")
+        mapping = with_asset(PRESETS[preset], asset) if asset else PRESETS[preset]
+    else:
+        if not value_column:
+            raise ValidationError("is required without a preset", field="value_column")
+        if label not in ("start", "end"):
+            raise ValidationError("must be start or end", field="label")
+        mapping = ColumnMapping(
+            timestamp_column=timestamp_column,
+            values=(ValueColumn(value_column, quantity, unit),),
+            asset_column=asset_column,
+            asset_id=asset,
+            timezone=timezone,
+            label=label,  # type: ignore[arg-type]
+            interval_seconds=interval_seconds,
+            timestamp_format=timestamp_format,
+            hour_column=hour_column,
+            hour_convention=hour_convention,  # type: ignore[arg-type]
+        )
+    return replace(mapping, delimiter=delimiter) if delimiter != "," else mapping

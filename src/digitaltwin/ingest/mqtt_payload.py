@@ -15,7 +15,7 @@ and in an array payload the good items are kept. Checks, in order:
    a ``status`` and no measurement (``{"timestamp", "machine_id", "status": "STOP"}``) is a
    status-only message: it updates the machine status and stores no reading.
 
-Speed (issue 3, ``bench/mqtt_ingest.py``): JSON is read with orjson (about 5x faster than the
+Speed (``bench/mqtt_ingest.py``): JSON is read with orjson (about 5x faster than the
 standard library on these payloads); what orjson refuses (``NaN``/``Infinity`` tokens,
 integers beyond 64 bits, UTF-16/32 or a BOM, lone surrogates) is read again with :mod:`json`,
 so every payload is accepted or rejected exactly as before. Items of the canonical shape

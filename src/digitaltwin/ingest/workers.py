@@ -27,6 +27,7 @@ from digitaltwin.ingest.mqtt_subscriber import build_subscriber, default_client_
 from digitaltwin.ingest.writer import Flush
 from digitaltwin.observability.metrics import Metrics
 from digitaltwin.services.live_state import open_live_state
+from digitaltwin.services.monitoring import open_monitoring
 from digitaltwin.storage.db import make_engine
 from digitaltwin.storage.repository import Repository
 
@@ -66,6 +67,9 @@ def run_worker(
     )
     subscriber = build_subscriber(settings, repo, metrics=metrics or Metrics(), live_state=live, client_id=client_id)
     subscriber.writer.listeners.extend(listeners)
+    # Monitoring: detection of what this worker commits, and its webhook deliveries (timers run in `serve`)
+    monitoring = open_monitoring(settings, repo, metrics=subscriber.writer.metrics, live=live, timers=False)
+    subscriber.writer.listeners.append(monitoring.runner.on_flush)
     subscriber.start()
     try:
         if started is not None:
@@ -75,6 +79,7 @@ def run_worker(
         stop.wait()
     finally:
         subscriber.stop()
+        monitoring.stop()
         live.close()
         repo.engine.dispose()
 

@@ -33,7 +33,7 @@ after its readings are committed or it is dead-lettered. Storage is idempotent o
   that has none yet (:func:`~digitaltwin.ingest.batch.check_declared_interval`).
 * Messages of unknown assets are dead-lettered (``unknown_asset``) unless ``auto_register``,
   which registers the asset (and a ``dt/`` topic's site, with timezone UTC) first.
-* Per-message work is kept off the hot path (issue 3 throughput, ``bench/mqtt_ingest.py``):
+* Per-message work is kept off the hot path (the throughput measured by ``bench/mqtt_ingest.py``):
   acknowledgements go out as one call per batch (``acknowledge``), and metrics are updated
   once per batch, not per message or reading: received messages and the queue depth from a
   plain counter, the ingest lag histogram with the bucket counts of the whole batch

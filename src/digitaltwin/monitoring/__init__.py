@@ -1,4 +1,5 @@
-"""Anomaly detection on consumption: pure functions and types, no I/O.
+"""Monitoring, pure (no storage, no I/O): anomaly detection on consumption, and the alarm model,
+stale-device check and forecast skill (``alarms``, ``stale_device``, ``skill``, ``alarm_settings``).
 
 Entry points: :class:`ConsumptionDetector` (one series) and :func:`detect_fleet` (many, failures
 isolated), configured by :class:`DetectorSettings` (validated; :func:`parse_settings` for untrusted

@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from digitaltwin.monitoring.alarms import Severity  # one severity scale for detections and alarms
+
 
 class AnomalyType(str, enum.Enum):
     """Which detector raised an event."""
@@ -31,14 +33,6 @@ class AnomalyType(str, enum.Enum):
     METER_REPLACEMENT = "meter_replacement"
     METER_GLITCH = "meter_glitch"
     QUARANTINED_VALUE = "quarantined_value"
-
-
-class Severity(str, enum.Enum):
-    """How urgently a person should look: ``info`` (recorded), ``warning``, ``critical``."""
-
-    INFO = "info"
-    WARNING = "warning"
-    CRITICAL = "critical"
 
 
 @dataclass(frozen=True)

@@ -65,7 +65,7 @@ class Metrics:
         self.readings_rejected = Counter(
             "readings_rejected_total", "Telemetry items or rows rejected", ["source"], registry=self.registry
         )
-        # MQTT ingestion (issue 3): see digitaltwin.ingest.writer
+        # MQTT ingestion: see digitaltwin.ingest.writer
         self.mqtt_messages_received = Counter(
             "mqtt_messages_received_total", "MQTT messages received (redeliveries included)", registry=self.registry
         )
@@ -96,7 +96,7 @@ class Metrics:
         self.ingest_retries = Counter(
             "ingest_write_retries_total", "Batch writes retried after a storage failure", registry=self.registry
         )
-        # Forecasting (issue 5): model registry hot reload, see digitaltwin.registry.serving
+        # Forecasting: model registry hot reload, see digitaltwin.registry.serving
         self.model_load_failures = Counter(
             "model_load_failures_total", "Attempts to load a stored model that failed (the previous model keeps serving)",
             registry=self.registry,
@@ -111,8 +111,32 @@ class Metrics:
             "forecast_cache_lookups_total", "Forecast cache lookups (FORECAST_CACHE_SIZE), by result: hit or miss",
             ["result"], registry=self.registry,
         )
+        # Monitoring: alarms and their webhook notifications, see digitaltwin.services.alarms and .webhooks
+        self.alarms_active = Gauge(
+            "alarms_active", "Open (active or acknowledged) alarms, by severity and type", ["severity", "type"],
+            multiprocess_mode="max", registry=self.registry,
+        )
+        self.alarm_notifications = Counter(
+            "alarm_notifications", "Webhook delivery attempts of alarm events, by result: delivered, retried or failed",
+            ["result"], registry=self.registry,
+        )
+        self.detector_failures = Counter(
+            "detector_failures", "Detector evaluations that failed (logged; the other detectors and assets go on)",
+            ["detector"], registry=self.registry,
+        )
         self.system = SystemCollector()
         self.registry.register(self.system)
+        self.scrape_time: list[Collector] = []  # collectors reading shared state at scrape time (jobs)
+
+    def collect_at_scrape(self, collector: Collector) -> None:
+        """Add a collector that reads state shared by all processes (e.g. the jobs table) at scrape time."""
+        self.registry.register(collector)
+        self.scrape_time.append(collector)
+
+    def stop_collecting(self, collector: Collector) -> None:
+        """Undo :meth:`collect_at_scrape` (the app's lifespan ends)."""
+        self.registry.unregister(collector)
+        self.scrape_time.remove(collector)
 
     def render(self) -> bytes:
         """Prometheus text exposition of this instance, or of all worker processes in multiprocess mode."""
@@ -121,6 +145,8 @@ class Metrics:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
         registry.register(self.system)
+        for collector in self.scrape_time:
+            registry.register(collector)
         return generate_latest(registry)
 
 

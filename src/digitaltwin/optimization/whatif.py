@@ -107,12 +107,15 @@ def simulate_battery(
     forecast: ForecastFn | None = None,
     mode: str = "robust",
     sunk_peak: bool = True,
+    guard: bool = False,
 ) -> BatteryRun:
     """Run ``battery`` over ``load_kw`` (see the module docstring); ``forecast`` None means perfect foresight.
 
     ``mode`` ``robust`` plans peaks for the forecast's upper quantile, ``expected`` for its
     expected value. ``sunk_peak`` False prices the demand charge afresh in every daily plan,
     as EMHASS and FlexMeasures price it once per optimisation horizon (for comparison).
+    ``guard`` adds the local controller of a real installation on top of the plan (see :func:`follow_plan`):
+    without it the battery plays its setpoints blindly, whatever the actual load does.
 
     Raises:
         ValidationError: series of different indexes, or a plan that cannot be solved (naming the constraint).
@@ -155,11 +158,50 @@ def simulate_battery(
         ))
         plans += 1
         setpoint = plan.battery_setpoints_kw(battery.asset_id)
+        day_soc = plan.battery_soc[battery.asset_id]
+        if guard:
+            planned_net = plan.grid_import_kw - plan.grid_export_kw
+            cap = max(float(np.max(planned_net)) if n else 0.0, month_peak if sunk_peak else 0.0)
+            setpoint, day_soc = follow_plan(actual, setpoint, planned_net, bat, cap_kw=cap, step_s=step_s)
         net = actual + setpoint
         net_parts.append(net)
-        soc_parts.append(plan.battery_soc[battery.asset_id])
+        soc_parts.append(day_soc)
         month_peak = max(month_peak, float(np.nanmax(net)) if np.isfinite(net).any() else 0.0)
-        soc = float(plan.battery_soc[battery.asset_id][-1])
+        soc = float(day_soc[-1])
     index = load_kw.index
     return BatteryRun(pd.Series(np.concatenate(net_parts), index=index),
                       pd.Series(np.concatenate(soc_parts), index=index), plans, forecast is None)
+
+
+def follow_plan(actual_kw: np.ndarray, setpoint_kw: np.ndarray, planned_net_kw: np.ndarray, battery: Battery, *,
+                cap_kw: float, step_s: int) -> tuple[np.ndarray, np.ndarray]:
+    """The battery power (kW, charge positive) and SOC (fraction, at each interval's end) of a local controller
+    that follows a day's plan on the actual load, as site controllers that track a schedule do:
+
+    * it never charges the grid import above ``cap_kw`` (the plan's peak, at least the billing period's
+      peak so far) and discharges, within its limits and stored energy, to hold the import at ``cap_kw``;
+    * where the plan did not export, it does not discharge into the grid (exports the plan did not price);
+    * otherwise it plays the setpoint, limited by its power and SOC bounds.
+
+    Args:
+        actual_kw, setpoint_kw, planned_net_kw: shape ``(n,)``; load, planned battery power and planned grid net.
+    """
+    dt_h = step_s / 3600.0
+    cap_e = battery.capacity_kwh
+    stored = battery.soc_initial * cap_e
+    lo, hi = battery.soc_min * cap_e, battery.soc_max * cap_e
+    power = np.zeros(actual_kw.size)
+    soc = np.zeros(actual_kw.size)
+    for t in range(actual_kw.size):
+        load = float(actual_kw[t]) if np.isfinite(actual_kw[t]) else 0.0
+        p = float(setpoint_kw[t])
+        if load + p > cap_kw:  # charging less, or discharging more, to hold the peak
+            p = cap_kw - load
+        if planned_net_kw[t] >= -1e-9 and load + p < 0 and p < 0:  # no unplanned export
+            p = min(0.0, -load)
+        max_charge = min(battery.max_charge_kw, max(hi - stored, 0.0) / (battery.charge_efficiency * dt_h))
+        max_discharge = min(battery.max_discharge_kw, max(stored - lo, 0.0) * battery.discharge_efficiency / dt_h)
+        p = min(max(p, -max_discharge), max_charge)
+        stored += p * battery.charge_efficiency * dt_h if p > 0 else p / battery.discharge_efficiency * dt_h
+        power[t], soc[t] = p, stored / cap_e
+    return power, soc

@@ -1,4 +1,4 @@
-"""Accounts, tokens, MFA, roles, device keys, rate limiting and request hygiene (issue 4).
+"""Accounts, tokens, MFA, roles, device keys, rate limiting and request hygiene.
 
 Modules, one concept each:
 

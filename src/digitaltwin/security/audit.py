@@ -57,6 +57,12 @@ class AuditEvent(StrEnum):
     MODEL_ACTIVATED = "model_activated"
     SERIES_UPDATED = "series_updated"
     METER_REPLACED = "meter_replaced"
+    # monitoring (see digitaltwin.api.routers.alarms)
+    ALARM_ACKNOWLEDGED = "alarm_acknowledged"
+    ALARM_CLEARED = "alarm_cleared"
+    WEBHOOK_CREATED = "webhook_created"
+    WEBHOOK_DELETED = "webhook_deleted"
+    DETECTOR_SETTINGS_CHANGED = "detector_settings_changed"
 
 
 class AuditLog:

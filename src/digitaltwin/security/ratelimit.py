@@ -77,7 +77,7 @@ class MemoryMovingWindow:
     used; keys idle for longer than their window are dropped every :data:`SWEEP_EVERY` hits.
     Kept despite the project's preference for the library because it was measured: with
     ``limits``' MemoryStorage back in place, ``bench/forecast_latency.py`` gave an uncached p95 of
-    8.3-11.9 ms instead of 6.8-7.6 ms (issue 5's target is 10 ms). The Redis path uses ``limits``.
+    8.3-11.9 ms instead of 6.8-7.6 ms (the forecast route's p95 target is 10 ms). The Redis path uses ``limits``.
     Used from the event loop only (no lock: nothing awaits inside an update).
 
     Args:

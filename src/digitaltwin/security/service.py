@@ -17,6 +17,7 @@ from digitaltwin.security.login_throttle import LoginThrottle, throttle_key
 from digitaltwin.security.mfa import Mfa
 from digitaltwin.security.mfa_cipher import MfaCipher
 from digitaltwin.security.principal import Principal
+from digitaltwin.security.principal_cache import PrincipalCache, epoch_for
 from digitaltwin.security.secret_key import SigningKeys, resolve_signing_keys
 from digitaltwin.security.sessions import Sessions
 from digitaltwin.security.store import SecurityStore
@@ -54,7 +55,9 @@ class SecurityService:
         self.settings = settings
         self.clock = clock
         keys = keys or resolve_signing_keys(settings)
-        self.store = SecurityStore(engine)
+        epoch = epoch_for(settings)
+        self.store = SecurityStore(engine, on_change=epoch.bump if epoch is not None else None)
+        cache = PrincipalCache(epoch, ttl_s=settings.auth_cache_seconds) if epoch is not None else None
         self.audit = AuditLog(self.store, clock)
         self.codec = TokenCodec(
             keys,
@@ -73,7 +76,7 @@ class SecurityService:
         self.accounts = Accounts(self.store, self.audit, clock, self.throttle)
         self.sessions = Sessions(
             self.store, self.codec, self.mfa, self.audit, self.throttle,
-            refresh_ttl=timedelta(days=settings.refresh_token_expire_days), clock=clock,
+            refresh_ttl=timedelta(days=settings.refresh_token_expire_days), clock=clock, cache=cache,
         )
         #: Bounds the password checks running at once in this process (see :mod:`.hash_gate`).
         self.hash_gate = HashGate(concurrency=settings.login_hash_concurrency or default_concurrency(), queue=settings.login_hash_queue)

@@ -21,6 +21,7 @@ from digitaltwin.security.login_throttle import LoginThrottle, Scope
 from digitaltwin.security.mfa import Mfa
 from digitaltwin.security.passwords import hash_password, needs_rehash, verify_password
 from digitaltwin.security.principal import Principal
+from digitaltwin.security.principal_cache import PrincipalCache
 from digitaltwin.security.store import FamilyRecord, RefreshRecord, SecurityStore, UserRecord
 from digitaltwin.security.tokens import TokenCodec
 
@@ -66,8 +67,10 @@ class Sessions:
         *,
         refresh_ttl: timedelta,
         clock: Callable[[], datetime],
+        cache: PrincipalCache | None = None,
     ) -> None:
         self.throttle = throttle
+        self.cache = cache
         self.store = store
         self.codec = codec
         self.mfa = mfa
@@ -244,6 +247,9 @@ class Sessions:
     def authenticate(self, access_token: str) -> Principal:
         """The user behind a valid access token of an open session, with their current role.
 
+        The session check is answered from the per-process cache while the shared security
+        epoch is unchanged (:mod:`digitaltwin.security.principal_cache`), else read from storage.
+
         Raises:
             AuthenticationError: naming ``Authorization``.
         """
@@ -251,6 +257,12 @@ class Sessions:
         session_id = claims.get("sid")
         if not isinstance(session_id, str):
             raise AuthenticationError("invalid token")
+        key = (str(claims["sub"]), session_id)
+        epoch = self.cache.epoch.read() if self.cache is not None else None
+        if epoch is not None:
+            cached = self.cache.get(key, epoch, self.clock())  # type: ignore[union-attr]
+            if cached is not None:
+                return cached
         user, family, mfa_required = self.store.session_state(claims["sub"], session_id)
         if user is None or family is None or family.user_id != user.id:
             raise AuthenticationError("invalid token")
@@ -260,7 +272,10 @@ class Sessions:
             raise AuthenticationError("session revoked; log in again")
         if family.expires_at <= self.clock():
             raise AuthenticationError("session expired; log in again")
-        return Principal(
+        principal = Principal(
             kind="user", id=user.id, name=user.username, role=user.role, session_id=family.id,
             mfa_missing=mfa_required and family.amr != "mfa",
         )
+        if epoch is not None:
+            self.cache.put(key, principal, family.expires_at, epoch)  # type: ignore[union-attr]
+        return principal

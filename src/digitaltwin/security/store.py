@@ -9,7 +9,7 @@ kept outside the database (:mod:`.mfa_cipher`; this store only moves the tokens)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -140,8 +140,16 @@ _SESSION_STATE = (
 class SecurityStore:
     """Reads and writes of the security tables on one engine."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, on_change: Callable[[], None] | None = None) -> None:
+        """``on_change`` is called after each committed change that can end or alter what an
+        access token stands for (users, sessions, role policies): the per-process session
+        cache's invalidation (:mod:`digitaltwin.security.principal_cache`)."""
         self.engine = engine
+        self.on_change = on_change
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change()
 
     # --- users ---------------------------------------------------------------------------------
 
@@ -181,6 +189,7 @@ class SecurityStore:
             values["role"] = Role(values["role"]).value
         with self.engine.begin() as conn:
             conn.execute(update(users).where(users.c.id == user_id).values(**values))
+        self._changed()
 
     def count_active_admins(self) -> int:
         with self.engine.connect() as conn:
@@ -228,6 +237,7 @@ class SecurityStore:
         with self.engine.begin() as conn:
             conn.execute(delete(role_policies).where(role_policies.c.role == role.value))
             conn.execute(insert(role_policies).values(role=role.value, mfa_required=required))
+        self._changed()
 
     # --- sessions and refresh tokens ------------------------------------------------------------
 
@@ -264,6 +274,7 @@ class SecurityStore:
     def set_family_amr(self, family_id: str, amr: str) -> None:
         with self.engine.begin() as conn:
             conn.execute(update(token_families).where(token_families.c.id == family_id).values(amr=amr))
+        self._changed()
 
     def add_refresh_token(self, token: RefreshRecord, token_hash: str) -> None:
         with self.engine.begin() as conn:
@@ -306,6 +317,7 @@ class SecurityStore:
                 .where(token_families.c.id == family_id, token_families.c.revoked_at.is_(None))
                 .values(revoked_at=now, revoked_reason=reason)
             )
+        self._changed()
         return result.rowcount == 1
 
     def revoke_user_families(self, user_id: str, *, reason: str, now: datetime, keep: str | None = None) -> int:
@@ -315,6 +327,7 @@ class SecurityStore:
             conditions.append(token_families.c.id != keep)
         with self.engine.begin() as conn:
             result = conn.execute(update(token_families).where(and_(*conditions)).values(revoked_at=now, revoked_reason=reason))
+        self._changed()
         return int(result.rowcount)
 
     # --- recovery codes -------------------------------------------------------------------------

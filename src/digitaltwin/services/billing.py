@@ -135,6 +135,13 @@ class BillingService:
         return self.store.assign(Assignment(0, tariff_id, site_id, asset_id, valid_from, valid_to, bill_day))
 
     # -- bills -----------------------------------------------------------------------------------
+    def site_meters(self, site_id: str) -> list[str]:
+        """The meters a site's bill sums: top-level assets of kind ``meter`` that carry energy, power or a counter."""
+        return [
+            a.id for a in self.repo.list_assets(site_id=site_id, kind=AssetKind.METER)
+            if a.parent_id is None and any(self.repo.find_series(a.id, q) for q in ENERGY_QUANTITIES)
+        ]
+
     def bills(
         self, *, site_id: str | None = None, asset_id: str | None = None, start: datetime, end: datetime,
         now: datetime | None = None,
@@ -150,10 +157,7 @@ class BillingService:
         """
         if site_id is not None:
             site = self.repo.get_site(site_id)
-            meters = [
-                a.id for a in self.repo.list_assets(site_id=site_id, kind=AssetKind.METER)
-                if a.parent_id is None and any(self.repo.find_series(a.id, q) for q in ENERGY_QUANTITIES)
-            ]
+            meters = self.site_meters(site_id)
             if not meters:
                 raise NotFoundError(f"site {site_id!r} has no top-level meter to bill", field="site_id")
             assignments = self.store.assignments(site_id=site_id)
@@ -228,6 +232,10 @@ class BillingService:
         starts = first // 1_000_000 + step * np.arange(imported.size, dtype=np.int64)
         price = self._prices(tariff, starts) if tariff.price_asset_id else None
         return MeterIntervals(starts, imported, exported, step, price)
+
+    def dynamic_prices(self, tariff: Tariff, starts: np.ndarray) -> np.ndarray:
+        """The dynamic price (per kWh) at each interval start (epoch seconds) of a tariff with a price asset."""
+        return self._prices(tariff, starts)
 
     def _prices(self, tariff: Tariff, starts: np.ndarray) -> np.ndarray:
         """The dynamic price at each interval start: the latest ``price`` reading at or before it, for up to a day."""

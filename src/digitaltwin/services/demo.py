@@ -1,7 +1,7 @@
 """The steel-plant demo: register, import, train, backtest, and replay a day as live telemetry.
 
 Data: UCI "Steel Industry Energy Consumption" (DAEWOO Steel, Gwangyang, 2018,
-CC BY 4.0), shipped in ``datasets/steel_industry/`` with its attribution.
+CC BY 4.0), shipped inside the package (``digitaltwin/demo_data/steel_industry/``) with its attribution.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from digitaltwin.demo_data import STEEL_CSV
 from digitaltwin.domain.assets import Asset, AssetKind, Site
 from digitaltwin.ingest.batch import ingest_batch
 from digitaltwin.ingest.csv_import import STEEL_PRESET, ImportReport, import_csv
@@ -36,21 +37,15 @@ LIVE = Asset(
     parent_id=PLANT.id,
     attributes={"note": "the dataset's last day replayed as live telemetry"},
 )
-DATASET = Path("datasets/steel_industry/Steel_industry_data.csv")
-
-
-def find_dataset(start: Path | None = None) -> Path:
-    """The steel CSV, looked for in the current folder and its parents.
+def find_dataset() -> Path:
+    """The steel CSV shipped inside the package (so the demo runs from an installed wheel too).
 
     Raises:
-        FileNotFoundError: naming the relative path looked for.
+        FileNotFoundError: the package was installed without its data files.
     """
-    here = (start or Path.cwd()).resolve()
-    for folder in (here, *here.parents):
-        candidate = folder / DATASET
-        if candidate.is_file():
-            return candidate
-    raise FileNotFoundError(f"{DATASET} not found in {here} or its parents; run from the repository")
+    if not STEEL_CSV.is_file():
+        raise FileNotFoundError(f"{STEEL_CSV} is missing: reinstall the digitaltwin package with its data files")
+    return STEEL_CSV
 
 
 def register_steel(repo: Repository) -> None:

@@ -16,7 +16,7 @@ the last energy reading act as the weather forecast.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -318,6 +318,7 @@ class ForecastService:
         *,
         horizon: timedelta = DAY_AHEAD_HORIZON,
         activate: bool = True,
+        checkpoint: Callable[[float], None] | None = None,
     ) -> TrainResult:
         """Fit ``algorithm`` on the stored history (at most :data:`MAX_TRAINING_HISTORY`), store it, and promote it if it beats the champion.
 
@@ -332,6 +333,11 @@ class ForecastService:
 
         One training per asset runs at a time (:meth:`ModelRegistry.training`, across the
         processes sharing ``MODELS_DIR``).
+
+        ``checkpoint`` (a job's progress and cancellation, see :mod:`digitaltwin.jobs`) is called
+        with the fraction done (0..1) between fits: the backtest's fits count for the first 80 %,
+        the final fit for the rest. An exception it raises stops the training before anything
+        is stored.
 
         Raises:
             NotFoundError: unknown asset or no readings.
@@ -361,13 +367,18 @@ class ForecastService:
                     result = backtest(
                         target.y, algorithms=compared, origins=origins, horizon_steps=steps, timezone=target.timezone,
                         country=target.country, retrain_every=len(origins), exog=target.exog,
+                        checkpoint=None if checkpoint is None else (lambda done: checkpoint(0.8 * done)),
                     )
                 except InsufficientHistoryError:
                     result = None
                 if result is not None and int(result.metrics.loc[name, "n"]) > 0:
                     metrics = {k: float(v) for k, v in result.metrics.loc[name].items()}
+            if checkpoint is not None:
+                checkpoint(0.8)
             model = make_forecaster(name)
             model.fit(target.y, horizon_steps=steps, timezone=target.timezone, country=target.country, exog=target.exog)
+            if checkpoint is not None:
+                checkpoint(0.95)  # the last chance to stop before the model is stored
             training_end = target.y.index[-1] + target.step
             promoted, reason = champion_rule.decide(
                 champion_rule.Contender(name, steps, training_end.tz_convert("UTC").isoformat().replace("+00:00", "Z")),
@@ -393,6 +404,16 @@ class ForecastService:
                 self.registry.activate(manifest.model_id, reason=reason)
             self.server.reload()
             return TrainResult(manifest, promoted and activate, reason, stored_backtest, champion_id)
+
+    def check(self, asset_id: str, horizon: timedelta) -> None:
+        """Check, without reading the readings, what a training or backtest of the asset at ``horizon``
+        needs (a job's submission: the errors come before it is queued).
+
+        Raises:
+            NotFoundError: unknown asset or no readings (naming ``asset_id``).
+            ValidationError: a stored site country unknown to ``holidays`` (``country``), or ``horizon``.
+        """
+        _steps(horizon, self._grid(asset_id).step)
 
     def _contender(self, champion_id: str | None) -> champion_rule.Contender | None:
         """The champion as the champion/challenger rule sees it, or None when unreadable."""
@@ -427,8 +448,13 @@ class ForecastService:
         horizon: timedelta = DAY_AHEAD_HORIZON,
         retrain_every: int = 7,
         store: bool = False,
+        checkpoint: Callable[[float], None] | None = None,
     ) -> tuple[BacktestResult, BacktestRecord | None]:
         """Rolling-origin backtest with one origin at each local midnight from ``start`` to ``end``.
+
+        ``checkpoint`` is called between fits with the fraction done (see
+        :func:`digitaltwin.forecasting.backtest.backtest`); an exception it raises stops the
+        backtest before anything is stored.
 
         Returns:
             The result and, with ``store``, its stored record (with a PNG plot).
@@ -448,7 +474,7 @@ class ForecastService:
         steps = _steps(horizon, target.step)
         result = backtest(
             target.y, algorithms=algorithms, origins=origins, horizon_steps=steps, timezone=target.timezone,
-            country=target.country, retrain_every=retrain_every, exog=target.exog,
+            country=target.country, retrain_every=retrain_every, exog=target.exog, checkpoint=checkpoint,
         )
         record = None
         if store:

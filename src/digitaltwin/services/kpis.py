@@ -35,7 +35,7 @@ class Kpis:
     """KPIs of one asset or site over ``[start, end)`` (see :mod:`digitaltwin.accounting.kpis`).
 
     ``co2_kg`` is None when the site names no carbon intensity (``co2_source`` None);
-    ``cost_per_kwh`` is None until a bill is computed for the period (:func:`cost_per_kwh`).
+    ``cost_per_kwh`` (in ``currency``) is None without a tariff for the period (:func:`cost_per_kwh`).
     """
 
     subject: str
@@ -48,6 +48,7 @@ class Kpis:
     production_units: float | None
     energy_per_unit_kwh: float | None
     cost_per_kwh: float | None
+    currency: str | None
     co2_kg: float | None
     avoided_co2_kg: float | None
     co2_uncovered_kwh: float | None
@@ -85,19 +86,60 @@ def _production(repo: Repository, asset_ids: list[str], start: datetime, end: da
     return total if found else None
 
 
-def cost_per_kwh(repo: Repository, asset_ids: list[str], *, start: datetime, end: datetime, energy_kwh: float | None) -> float | None:
-    """Cost per kWh of the assets' energy over the period: the bill total over ``energy_kwh``.
+def cost_per_kwh(
+    repo: Repository, asset_ids: list[str], *, start: datetime, end: datetime, energy_kwh: float | None,
+    max_hold: timedelta, site_id: str | None = None,
+) -> tuple[float | None, str | None]:
+    """Cost per kWh of the energy over ``[start, end)`` and the tariff's currency.
 
-    No tariff is assigned to assets yet, so this returns None; it is the one place where the
-    bill of the period (in the site's currency) is to be divided by the energy.
+    It is the bills' totals (fixed, energy, demand, minimum charges, taxes) over ``energy_kwh``:
+    the site's bills for a site (``site_id``), or for an asset its own tariff's bills, else, when
+    it is its site's only billed meter, the site's. That needs whole billing periods; for a range
+    that cuts one, or an asset billed as part of several meters, only the energy charges of the
+    range's intervals are known (``accounting.cost``, as ``energy?with=cost``), and those are used.
+    None (and no currency) without a tariff, without energy, or for energy of 0.
     """
-    return None
+    from digitaltwin.domain.errors import NotFoundError
+    from digitaltwin.services.billing import BillingService
+    from digitaltwin.services.energy_cost import bucket_costs
+
+    if not energy_kwh:
+        return None, None
+    service = BillingService(repo, max_hold=max_hold)
+
+    def whole_bills(**subject: str) -> list | None:  # noqa: ANN202
+        try:
+            bills = service.bills(start=start, end=end, **subject)
+        except NotFoundError:
+            return None
+        inside = bool(bills) and all(start <= b.bill.period.start and b.bill.period.end <= end for b in bills)
+        return bills if inside else None
+
+    candidates: list[dict[str, str]] = [{"site_id": site_id}] if site_id is not None else []
+    if site_id is None and len(asset_ids) == 1:
+        asset = repo.get_asset(asset_ids[0])
+        candidates.append({"asset_id": asset.id})
+        billed = service.site_meters(asset.site_id)
+        if billed == [asset.id]:
+            candidates.append({"site_id": asset.site_id})
+    for subject in candidates:
+        bills = whole_bills(**subject)
+        if bills is not None:
+            return sum(b.bill.total for b in bills) / energy_kwh, bills[0].bill.currency
+    total, currency = 0.0, None
+    for asset_id in asset_ids:
+        costs = bucket_costs(service, asset_id, [start, end])
+        if costs.costs[0] is None:
+            return None, None
+        total += costs.costs[0]
+        currency = currency or costs.currency
+    return total / energy_kwh, currency
 
 
 def _kpis(
     repo: Repository, site: Site, subject: str, meters: list[tuple[Asset, SeriesInfo]], *,
     start: datetime, end: datetime, max_hold: timedelta, now: datetime | None,
-    floor_area: float | None, production_assets: list[str],
+    floor_area: float | None, production_assets: list[str], site_kpis: bool = False,
 ) -> Kpis:
     tz = zone(site.timezone)
     edges_us = window_edges_us(start, end, Bucket.QUARTER_HOUR, tz)
@@ -128,11 +170,13 @@ def _kpis(
         load = replace(load, completeness=min(float(covered_sum.sum()) / (expected_h * len(meters)), 1.0))
     production = _production(repo, production_assets, start, end)
     ids = [a.id for a, _ in meters]
+    cost, currency = cost_per_kwh(repo, ids, start=start, end=end, energy_kwh=load.energy_kwh, max_hold=max_hold,
+                                  site_id=site.id if site_kpis else None)
     return Kpis(
         subject=subject, start=start, end=end, timezone=site.timezone, load=load,
         floor_area_m2=floor_area, energy_per_m2_kwh=per_quantity(load.energy_kwh, floor_area),
         production_units=production, energy_per_unit_kwh=per_quantity(load.energy_kwh, production),
-        cost_per_kwh=cost_per_kwh(repo, ids, start=start, end=end, energy_kwh=load.energy_kwh),
+        cost_per_kwh=cost, currency=currency,
         co2_kg=co2 if co2_any else None,
         avoided_co2_kg=avoided if co2_any else None,
         co2_uncovered_kwh=uncovered if intensity is not None else None,
@@ -195,7 +239,7 @@ def site_kpis(
     area = float(sum(areas)) if roots and all(x is not None for x in areas) else None  # type: ignore[misc]
     return _kpis(
         repo, site, site_id, roots, start=start, end=end, max_hold=max_hold, now=now,
-        floor_area=area, production_assets=[a.id for a in assets],
+        floor_area=area, production_assets=[a.id for a in assets], site_kpis=True,
     )
 
 

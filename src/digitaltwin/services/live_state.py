@@ -134,6 +134,11 @@ class LiveState(ABC):
             Exception: the backend's error when it is unreachable (Redis ``ConnectionError``).
         """
 
+    @abstractmethod
+    def publish(self, asset_id: str, events: list[dict[str, object]]) -> None:
+        """Send ``events`` (JSON-able dicts, e.g. alarm events with an ``alarm_id``) to the stream
+        subscribers of ``asset_id``; thread-safe, no state kept."""
+
     def ping(self) -> None:
         """Return when the live state can be used; raise the backend's error (Redis ``ConnectionError``) otherwise."""
 
@@ -175,6 +180,15 @@ class MemoryLiveState(LiveState):
                     loop.call_soon_threadsafe(_offer, queue, events)
                 except RuntimeError:  # the subscriber's loop has closed
                     pass
+
+    def publish(self, asset_id: str, events: list[dict[str, object]]) -> None:
+        with self._lock:
+            targets = list(self._subscribers.get(asset_id, ()))
+        for loop, queue in targets:
+            try:
+                loop.call_soon_threadsafe(_offer, queue, events)
+            except RuntimeError:  # the subscriber's loop has closed
+                pass
 
     def forget(self, asset_id: str, quantities: Iterable[str]) -> None:
         with self._lock:
@@ -281,6 +295,9 @@ class RedisLiveState(LiveState):
         for asset_id, events in _group(readings, statuses).items():
             pipe.publish(self.channel(asset_id), orjson.dumps(events))
         pipe.execute()
+
+    def publish(self, asset_id: str, events: list[dict[str, object]]) -> None:
+        self._client.publish(self.channel(asset_id), orjson.dumps(events))
 
     def forget(self, asset_id: str, quantities: Iterable[str]) -> None:
         names = list(quantities)

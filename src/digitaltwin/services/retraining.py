@@ -8,6 +8,11 @@ training lock, so the champion rule (:mod:`digitaltwin.registry.champion`) appli
 the same algorithm and horizon on a training window ending later replaces the
 champion; without newer data the champion is kept. Failures are logged and
 retried at the next check; they never stop the scheduler.
+
+With ``submit`` (the API's scheduler) a retraining is queued as a training job
+(:mod:`digitaltwin.jobs`) instead of run in the scheduler's thread, so it counts against
+the jobs' limits, shows in ``GET /api/v1/jobs`` and can be cancelled; an asset whose
+training is still queued or running is skipped until the next check.
 """
 
 from __future__ import annotations
@@ -17,9 +22,11 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pandas as pd
 
+from digitaltwin.domain.errors import ConflictError
 from digitaltwin.services.forecasting import DAY_AHEAD_HORIZON, ForecastService, TrainResult
 
 logger = logging.getLogger(__name__)
@@ -27,12 +34,13 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class RetrainOutcome:
-    """One scheduled retraining: the result, or the error that stopped it."""
+    """One scheduled retraining: the result (or the queued job's id), or the error that stopped it."""
 
     asset_id: str
     algorithm: str
     result: TrainResult | None
     error: str | None = None
+    job_id: str | None = None
 
 
 class RetrainScheduler:
@@ -44,6 +52,8 @@ class RetrainScheduler:
         per_asset_hours: cadence per asset id (hours), overriding ``default_hours``.
         check_seconds: period of :meth:`run`'s checks.
         clock: current UTC time (for tests).
+        submit: queue a training job ``(asset_id, algorithm, horizon) -> job`` instead of training
+            here (the job's ``id`` is kept in the outcome).
     """
 
     def __init__(
@@ -54,7 +64,9 @@ class RetrainScheduler:
         per_asset_hours: dict[str, float] | None = None,
         check_seconds: float = 300.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        submit: Callable[[str, str, timedelta], Any] | None = None,
     ) -> None:
+        self.submit = submit
         self.service = service
         self.default_hours = default_hours
         self.per_asset_hours = dict(per_asset_hours or {})
@@ -92,6 +104,9 @@ class RetrainScheduler:
         """Retrain every due asset, one after the other."""
         outcomes = []
         for asset_id, algorithm in self.due(now):
+            if self.submit is not None:
+                outcomes.append(self._queue(asset_id, algorithm))
+                continue
             try:
                 result = self._retrain(asset_id, algorithm)
             except Exception as exc:  # noqa: BLE001 - one asset's failure must not stop the others
@@ -102,18 +117,34 @@ class RetrainScheduler:
             outcomes.append(RetrainOutcome(asset_id, algorithm, result))
         return outcomes
 
+    def _horizon(self, asset_id: str) -> timedelta:
+        """The champion's horizon (``horizon_steps`` x the target's step), or day-ahead when it is gone meanwhile."""
+        champion = self.service.server.champion(asset_id)
+        if champion is None:
+            return DAY_AHEAD_HORIZON
+        return self.service._grid(asset_id).step * champion.manifest.horizon_steps  # the target's step (15 min or 1 h)
+
     def _retrain(self, asset_id: str, algorithm: str) -> TrainResult:
-        """Train ``algorithm`` at the champion's horizon (``horizon_steps`` x the target's step),
-        or day-ahead when the champion is gone meanwhile; under the asset's training lock.
+        """Train ``algorithm`` at :meth:`_horizon` under the asset's training lock.
 
         Raises:
             ConflictError: another training of the asset is running.
         """
-        champion = self.service.server.champion(asset_id)
-        horizon = DAY_AHEAD_HORIZON
-        if champion is not None:
-            horizon = self.service._grid(asset_id).step * champion.manifest.horizon_steps  # the target's step (15 min or 1 h)
-        return self.service.train(asset_id, algorithm, horizon=horizon)
+        return self.service.train(asset_id, algorithm, horizon=self._horizon(asset_id))
+
+    def _queue(self, asset_id: str, algorithm: str) -> RetrainOutcome:
+        """Queue the retraining as a job; a training of the asset already queued or running is no failure."""
+        assert self.submit is not None
+        try:
+            job = self.submit(asset_id, algorithm, self._horizon(asset_id))
+        except ConflictError as exc:
+            logger.info("scheduled retraining of %s waits: %s", asset_id, exc.message)
+            return RetrainOutcome(asset_id, algorithm, None, f"ConflictError: {exc.message}")
+        except Exception as exc:  # noqa: BLE001 - one asset's failure must not stop the others
+            logger.error("queueing the scheduled retraining of %s (%s) failed: %s", asset_id, algorithm, exc)
+            return RetrainOutcome(asset_id, algorithm, None, f"{type(exc).__name__}: {exc}")
+        logger.info("scheduled retraining of %s queued as job %s", asset_id, job.id)
+        return RetrainOutcome(asset_id, algorithm, None, job_id=job.id)
 
     def run(self, stop: threading.Event) -> None:
         """Check every ``check_seconds`` until ``stop`` is set (run in a thread)."""

@@ -33,7 +33,7 @@ import numpy as np
 
 from digitaltwin.analytics.buckets import Bucket
 from digitaltwin.config import Settings
-from digitaltwin.domain.assets import Asset
+from digitaltwin.domain.assets import Asset, Site
 from digitaltwin.domain.errors import ValidationError
 from digitaltwin.domain.timestamps import zone
 from digitaltwin.optimization.flexibility import (
@@ -47,8 +47,10 @@ from digitaltwin.optimization.flexibility import (
     pv_curtailable,
 )
 from digitaltwin.optimization.scheduler import DemandCharge, Schedule, ScheduleProblem, solve
+from digitaltwin.services.billing import BillingService
 from digitaltwin.services.energy import energy_report
 from digitaltwin.services.forecasting import ForecastService
+from digitaltwin.services.scenario_inputs import plan_prices
 from digitaltwin.services.setpoints import publish_retained, setpoint_payload, setpoint_topic
 from digitaltwin.storage.repository import Repository
 from digitaltwin.storage.schedules import ScheduleRecord, ScheduleStore
@@ -65,7 +67,11 @@ _STEP_BUCKETS = {900: Bucket.QUARTER_HOUR, 3600: Bucket.HOUR}
 @dataclass(frozen=True)
 class PlanRequest:
     """What to plan. Prices in ``currency`` per kWh (a number for every step, or one per step);
-    ``demand_charge_per_kw`` per kW of the billing period's peak (0: none).
+    ``demand_charge_per_kw`` per kW of the billing period's peak (0: none). Without ``import_price``
+    the prices, the demand rate and the currency are those of the site's tariff in force
+    (:func:`digitaltwin.services.scenario_inputs.plan_prices`: each interval's first-tier energy
+    price and export credit, the month's flat plus highest time-of-use demand rate); a price given
+    in the request wins over the tariff's.
 
     Attributes:
         quantile: the upper load quantile of ``robust`` mode (the PV quantile is ``1 - quantile``).
@@ -74,15 +80,15 @@ class PlanRequest:
     """
 
     load_asset_id: str
-    import_price: float | list[float]
-    export_price: float | list[float] = 0.0
+    import_price: float | list[float] | None = None
+    export_price: float | list[float] | None = None
     pv_asset_id: str | None = None
     horizon: timedelta = timedelta(hours=24)
     mode: str = "robust"
     quantile: float = 0.9
     algorithm: str = "best"
-    demand_charge_per_kw: float = 0.0
-    currency: str = "EUR"
+    demand_charge_per_kw: float | None = None
+    currency: str | None = None
     publish: bool = True
     replan: bool = False
 
@@ -110,6 +116,15 @@ class _Inputs:
     pv_kw: np.ndarray | None
     pv_lower_kw: np.ndarray | None
     notes: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Prices:
+    import_price: np.ndarray
+    export_price: np.ndarray
+    demand_rate: float
+    currency: str
+    source: str
 
 
 def _per_step(value: float | list[float], n: int, *, field: str) -> np.ndarray:
@@ -150,16 +165,16 @@ class SchedulingService:
             if (d := self._deferrable(a, inputs, site.timezone)) is not None
         )
         load_asset = self.repo.get_asset(request.load_asset_id, field="load_asset_id")
+        prices = self._prices(site, request, inputs)
         demand: tuple[DemandCharge, ...] = ()
-        if request.demand_charge_per_kw > 0:
+        if prices.demand_rate > 0:
             sunk = self._period_peak_kw(request.load_asset_id, inputs.start, site.timezone)
             inputs.notes["sunk_peak_kw"] = sunk
-            demand = (DemandCharge("demand", np.ones(n, dtype=bool), request.demand_charge_per_kw, sunk),)
+            demand = (DemandCharge("demand", np.ones(n, dtype=bool), prices.demand_rate, sunk),)
         pv_asset = self.repo.get_asset(request.pv_asset_id, field="pv_asset_id") if request.pv_asset_id else None
         problem = ScheduleProblem(
             start=inputs.start, step_s=inputs.step_s, load_kw=inputs.load_kw,
-            import_price=_per_step(request.import_price, n, field="import_price"),
-            export_price=_per_step(request.export_price, n, field="export_price"),
+            import_price=prices.import_price, export_price=prices.export_price,
             pv_kw=inputs.pv_kw, load_upper_kw=inputs.load_upper_kw, pv_lower_kw=inputs.pv_lower_kw,
             pv_curtailable=pv_curtailable(pv_asset.attributes) if pv_asset else False,
             demand_charges=demand, batteries=batteries, deferrables=deferrables,
@@ -170,7 +185,7 @@ class SchedulingService:
         schedule = solve(problem)
         record = self.store.add(
             site_id=site_id, created_by=by, start=inputs.start, step_seconds=inputs.step_s, steps=n,
-            mode=request.mode, request=request.to_json(), plan=_plan_json(schedule, request, inputs.notes),
+            mode=request.mode, request=request.to_json(), plan=_plan_json(schedule, prices, inputs.notes),
         )
         if request.publish:
             self.publish(record)
@@ -198,12 +213,44 @@ class SchedulingService:
             raise ValidationError("must lie in (0.5, 1): the upper quantile planned for", field="quantile")
         if not timedelta(0) < request.horizon <= MAX_HORIZON:
             raise ValidationError(f"must be positive and at most {MAX_HORIZON.total_seconds() / 3600:g} hours", field="horizon")
-        if not math.isfinite(request.demand_charge_per_kw) or request.demand_charge_per_kw < 0:
+        if request.demand_charge_per_kw is not None and (
+                not math.isfinite(request.demand_charge_per_kw) or request.demand_charge_per_kw < 0):
             raise ValidationError("must be a finite number >= 0", field="demand_charge_per_kw")
         for name in ("load_asset_id", "pv_asset_id"):
             asset_id = getattr(request, name)
             if asset_id is not None and self.repo.get_asset(asset_id, field=name).site_id != site_id:
                 raise ValidationError(f"asset {asset_id!r} is not on site {site_id!r}", field=name)
+
+    def _prices(self, site: Site, request: PlanRequest, inputs: _Inputs) -> _Prices:
+        """The plan's prices: the request's, else the site's tariff in force at the horizon's start."""
+        n = inputs.load_kw.shape[0]
+        if request.import_price is not None:
+            return _Prices(
+                _per_step(request.import_price, n, field="import_price"),
+                _per_step(request.export_price or 0.0, n, field="export_price"),
+                request.demand_charge_per_kw or 0.0, request.currency or "EUR", "request",
+            )
+        billing = BillingService(self.repo, max_hold=self.settings.power_max_hold)
+        tz = zone(site.timezone)
+        day = inputs.start.astimezone(tz).date()
+        assignment = next((a for a in billing.store.assignments(site_id=site.id)
+                           if a.valid_from <= day and (a.valid_to is None or day < a.valid_to)), None)
+        if assignment is None:
+            raise ValidationError(
+                f"site {site.id!r} has no tariff in force on {day}: assign one or give import_price", field="import_price")
+        tariff = billing.tariff(assignment.tariff_id).tariff
+        starts = int(inputs.start.timestamp()) + inputs.step_s * np.arange(n, dtype=np.int64)
+        dynamic = billing.dynamic_prices(tariff, starts) if tariff.price_asset_id else None
+        plan = plan_prices(tariff, starts, inputs.step_s, tz, dynamic)
+        month = inputs.start.astimezone(tz)
+        rate = plan.demand_rate_by_month.get(month.year * 12 + month.month - 1, 0.0)
+        inputs.notes["prices"] = f"tariff {assignment.tariff_id} ({tariff.name})"
+        return _Prices(
+            plan.import_price,
+            _per_step(request.export_price, n, field="export_price") if request.export_price is not None else plan.export_price,
+            request.demand_charge_per_kw if request.demand_charge_per_kw is not None else rate,
+            tariff.currency, f"tariff:{assignment.tariff_id}",
+        )
 
     def _forecast_inputs(self, request: PlanRequest) -> _Inputs:
         q = request.quantile
@@ -359,7 +406,7 @@ class SchedulingService:
                 "planned_cost": sum(r["planned_cost"] for r in known),
                 "realised_cost": sum(r["realised_cost"] for r in known),
                 "steps_with_data": len(known),
-                "currency": record.request.get("currency"),
+                "currency": plan.get("currency"),
             },
         }
 
@@ -396,7 +443,7 @@ def _round(values: np.ndarray) -> list[float]:
     return [round(float(v), 6) + 0.0 for v in values]
 
 
-def _plan_json(schedule: Schedule, request: PlanRequest, notes: dict[str, Any]) -> dict[str, Any]:
+def _plan_json(schedule: Schedule, prices: _Prices, notes: dict[str, Any]) -> dict[str, Any]:
     """The stored plan: per-step arrays (kW, SOC fractions, prices), peaks, cost and how it was made."""
     p = schedule.problem
     return {
@@ -406,8 +453,10 @@ def _plan_json(schedule: Schedule, request: PlanRequest, notes: dict[str, Any]) 
         "pv_kw": _round(schedule.pv_used_kw),
         "grid_import_kw": _round(schedule.grid_import_kw),
         "grid_export_kw": _round(schedule.grid_export_kw),
-        "import_price": _round(np.asarray(_per_step(request.import_price, p.n, field="import_price"))),
-        "export_price": _round(np.asarray(_per_step(request.export_price, p.n, field="export_price"))),
+        "import_price": _round(prices.import_price),
+        "export_price": _round(prices.export_price),
+        "prices": prices.source,
+        "demand_rate_per_kw": prices.demand_rate,
         "batteries": {
             b.asset_id: {
                 "setpoint_kw": _round(schedule.battery_setpoints_kw(b.asset_id)),
@@ -419,7 +468,7 @@ def _plan_json(schedule: Schedule, request: PlanRequest, notes: dict[str, Any]) 
         "deferrables": {k: _round(v) for k, v in schedule.deferrable_kw.items()},
         "peaks_kw": schedule.peaks_kw,
         "cost": {k: round(v, 6) for k, v in schedule.cost.items()},
-        "currency": request.currency,
+        "currency": prices.currency,
         "mode": p.mode,
         "risk": schedule.risk,
         "solve_time_ms": round(1000 * schedule.solve_time_s, 3),

@@ -50,27 +50,41 @@ def make_engine(settings: Settings, *, echo: bool = False) -> Engine:
     return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=20)
 
 
-def alembic_config(engine: Engine, settings: Settings | None = None) -> Config:
+def alembic_config(engine: Engine, settings: Settings | None = None, *, timescaledb: str = "auto") -> Config:
     """An Alembic config bound to ``engine`` (no ``alembic.ini`` needed).
 
     ``settings`` reach the migrations as ``config.attributes["settings"]``: migration 0005 needs
-    the key that encrypts TOTP secrets, which is never in the database.
+    the key that encrypts TOTP secrets, which is never in the database. ``timescaledb`` is the
+    ``TIMESCALEDB`` mode the migrations follow (:mod:`digitaltwin.storage.timescale`).
     """
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     cfg.attributes["engine"] = engine
+    cfg.attributes["timescaledb"] = timescaledb
     if settings is not None:
         cfg.attributes["settings"] = settings
     return cfg
 
 
-def migrate(engine: Engine, revision: str = "head", *, settings: Settings | None = None) -> None:
+def head_revision() -> str:
+    """The newest schema revision the package ships (what :func:`migrate` brings a database to)."""
+    from alembic.script import ScriptDirectory
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return str(ScriptDirectory.from_config(cfg).get_current_head())
+
+
+def migrate(engine: Engine, revision: str = "head", *, settings: Settings | None = None, timescaledb: str | None = None) -> None:
     """Bring the database to ``revision`` (default: the latest schema).
 
     ``settings`` give the migrations the keys they need (see :func:`alembic_config`); without
-    them a migration that must encrypt existing data stops with a RuntimeError.
+    them a migration that must encrypt existing data stops with a RuntimeError. ``timescaledb``:
+    ``auto``, ``on`` or ``off`` (default: ``settings.timescaledb``, else ``auto``), whether readings
+    become a hypertable on PostgreSQL; RuntimeError for ``on`` when the server cannot.
     """
-    command.upgrade(alembic_config(engine, settings), revision)
+    mode = timescaledb or (settings.timescaledb if settings is not None else "auto")
+    command.upgrade(alembic_config(engine, settings, timescaledb=mode), revision)
 
 
 def current_revision(engine: Engine) -> str | None:

@@ -1,9 +1,9 @@
 """The one place that reads and writes tables.
 
 Services and the API call :class:`Repository`; nothing else touches tables.
-Writes of readings are idempotent (``ON CONFLICT DO NOTHING`` on the
-``(series_id, ts)`` key); on PostgreSQL batches go through ``COPY`` into a
-temporary table first, which is what makes bulk import fast.
+Writes of readings are idempotent on the ``(series_id, ts)`` key, first write
+wins, and a key stored with another value is reported as a conflict
+(:mod:`digitaltwin.storage.batch_write`: binary ``COPY`` on PostgreSQL).
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-import psycopg
 from sqlalchemy import BigInteger, Engine, and_, bindparam, cast, func, or_, select, text, type_coerce
 from sqlalchemy.exc import IntegrityError
 
@@ -24,6 +23,7 @@ from digitaltwin.domain.dead_letters import DeadLetter
 from digitaltwin.domain.errors import ConflictError, NotFoundError, ValidationError
 from digitaltwin.domain.readings import Reading
 from digitaltwin.domain.units import SeriesKind, quantity_spec
+from digitaltwin.storage.batch_write import WriteOutcome, series_arrays_postgres, write_arrays
 from digitaltwin.storage.rollups import mark_changed
 from digitaltwin.storage.tables import (
     assets,
@@ -396,109 +396,61 @@ class Repository:
 
     # -- readings ------------------------------------------------------------
     def write_readings(self, batch: Sequence[Reading], *, interval_seconds: int | None = None) -> int:
-        """Store readings idempotently in one transaction.
+        """Store readings idempotently in one transaction; returns how many were new.
+
+        First write wins: a reading whose key is stored is skipped (see :meth:`store_readings`
+        for what was skipped and why).
+        """
+        return self.store_readings(batch, interval_seconds=interval_seconds).stored
+
+    def store_readings(
+        self, batch: Sequence[Reading], *, interval_seconds: int | None = None, replace: bool = False
+    ) -> WriteOutcome:
+        """Store readings in one transaction, telling new ones, true duplicates and conflicts apart.
 
         Args:
             batch: readings of existing assets, values in canonical units.
             interval_seconds: interval length recorded on new ``interval`` series.
+            replace: a stored reading with another value is overwritten (default: kept).
 
         Returns:
-            How many readings were new (duplicates of stored ones are skipped).
+            A :class:`~digitaltwin.storage.batch_write.WriteOutcome` whose conflict positions
+            index ``batch`` (see :mod:`digitaltwin.storage.batch_write`).
         """
         if not batch:
-            return 0
+            return WriteOutcome(replaced=replace)
         ids: dict[tuple[str, str], int] = {}
-        rows: list[tuple[int, datetime, float]] = []
-        for r in batch:
+        sids = np.empty(len(batch), dtype=np.int64)
+        for i, r in enumerate(batch):
             key = (r.asset_id, r.quantity)
             sid = ids.get(key)
             if sid is None:
                 spec = quantity_spec(r.quantity)
                 interval = interval_seconds if spec.kind is SeriesKind.INTERVAL else None
                 sid = ids[key] = self.ensure_series(r.asset_id, r.quantity, interval_seconds=interval).id
-            rows.append((sid, r.ts, r.value))
-        self._mark_rollups_changed(rows)
-        if self.engine.dialect.name == "postgresql":
-            return self._copy_postgres(rows)
-        return self._insert_sqlite(rows)
+            sids[i] = sid
+        ts_us = np.fromiter((to_epoch_us(r.ts) for r in batch), dtype=np.int64, count=len(batch))
+        values = np.fromiter((r.value for r in batch), dtype=np.float64, count=len(batch))
+        self._mark_rollups_changed(sids, ts_us)
+        return write_arrays(self.engine, sids, ts_us, values, replace=replace)
 
-    def _mark_rollups_changed(self, rows: list[tuple[int, datetime, float]]) -> None:
-        """Mark the time span of each series' new readings for the energy rollups (before writing
-        them: a mark whose write fails only costs a recomputation, see storage/rollups.py)."""
-        spans: dict[int, tuple[datetime, datetime]] = {}
-        for sid, ts, _ in rows:
-            low, high = spans.get(sid, (ts, ts))
-            spans[sid] = (min(low, ts), max(high, ts))
+    def store_arrays(self, sids: np.ndarray, ts_us: np.ndarray, values: np.ndarray, *, replace: bool = False) -> WriteOutcome:
+        """:meth:`store_readings` for a batch already in arrays: series ids (from
+        :meth:`ensure_series`), Unix epoch microseconds (int64) and canonical values (float64);
+        what bulk import uses, with no object per row."""
+        self._mark_rollups_changed(sids, ts_us)
+        return write_arrays(self.engine, sids, ts_us, values, replace=replace)
+
+    def _mark_rollups_changed(self, sids: np.ndarray, ts_us: np.ndarray) -> None:
+        """Mark the time span of each series' written readings for the energy rollups (before
+        writing them: a mark whose write fails only costs a recomputation, see storage/rollups.py)."""
+        sids, ts_us = np.asarray(sids), np.asarray(ts_us)
+        spans = []
+        for sid in np.unique(sids).tolist():
+            mine = ts_us[sids == sid]
+            spans.append((int(sid), from_epoch_us(int(mine.min())), from_epoch_us(int(mine.max()))))
         with self.engine.begin() as conn:
-            mark_changed(conn, [(sid, low, high) for sid, (low, high) in spans.items()])
-
-    def _insert_sqlite(self, rows: list[tuple[int, datetime, float]]) -> int:
-        params = [(sid, to_epoch_us(ts), value) for sid, ts, value in rows]
-        raw = self.engine.raw_connection()
-        try:
-            cursor = raw.cursor()
-            cursor.executemany("INSERT OR IGNORE INTO readings (series_id, ts, value) VALUES (?, ?, ?)", params)
-            stored = cursor.rowcount
-            raw.commit()
-            return int(stored)
-        finally:
-            raw.close()
-
-    def _copy_postgres(self, rows: list[tuple[int, datetime, float]]) -> int:
-        """COPY the batch in; straight into ``readings`` when no stored reading of its series
-        falls in its time span (the common case of new data), else through a temporary
-        table and ``INSERT ... ON CONFLICT DO NOTHING``."""
-        unique: dict[tuple[int, datetime], float] = {}
-        for sid, ts, value in rows:
-            unique.setdefault((sid, ts), value)
-
-        def copy_into(table: str) -> None:
-            with cursor.copy(f"COPY {table} (series_id, ts, value) FROM STDIN (FORMAT BINARY)") as copy:  # type: ignore[attr-defined]
-                copy.set_types(["int4", "timestamptz", "float8"])
-                for (sid, ts), value in unique.items():
-                    copy.write_row((sid, ts, value))
-
-        spans: dict[int, tuple[datetime, datetime]] = {}
-        for sid, ts in unique:
-            low, high = spans.get(sid, (ts, ts))
-            spans[sid] = (min(low, ts), max(high, ts))
-        raw = self.engine.raw_connection()
-        try:
-            cursor = raw.cursor()
-            # One probe for all series of the batch (a batch of MQTT messages spans many series).
-            sids = list(spans)
-            cursor.execute(
-                "SELECT 1 FROM unnest(%s::int4[], %s::timestamptz[], %s::timestamptz[]) AS s(sid, low, high) "
-                "WHERE EXISTS (SELECT 1 FROM readings WHERE series_id = s.sid AND ts BETWEEN s.low AND s.high) LIMIT 1",
-                (sids, [spans[s][0] for s in sids], [spans[s][1] for s in sids]),
-            )
-            overlap = cursor.fetchone() is not None
-            if not overlap:
-                cursor.execute("SAVEPOINT direct_copy")
-                try:
-                    copy_into("readings")
-                except psycopg.errors.UniqueViolation:
-                    cursor.execute("ROLLBACK TO SAVEPOINT direct_copy")  # a concurrent writer got there first
-                else:
-                    raw.commit()
-                    return len(unique)
-            cursor.execute(
-                "CREATE TEMP TABLE IF NOT EXISTS readings_in "
-                "(series_id integer, ts timestamptz, value double precision) ON COMMIT DELETE ROWS"
-            )
-            copy_into("readings_in")
-            cursor.execute(
-                "INSERT INTO readings (series_id, ts, value) SELECT series_id, ts, value FROM readings_in "
-                "ON CONFLICT (series_id, ts) DO NOTHING"
-            )
-            stored = cursor.rowcount
-            raw.commit()
-            return int(stored)
-        except Exception:
-            raw.rollback()
-            raise
-        finally:
-            raw.close()
+            mark_changed(conn, spans)
 
     def read_page(
         self,
@@ -582,10 +534,13 @@ class Repository:
     def series_arrays(self, series_id: int, *, start: datetime, end: datetime) -> tuple[np.ndarray, np.ndarray]:
         """Readings of one series in ``[start, end)`` as (epoch seconds float64, values float64), sorted.
 
-        The database returns epoch microseconds as integers (SQLite stores them; PostgreSQL
-        computes them), so no ``datetime`` is built per row; seconds are ``us / 1e6``, the
-        same float as ``datetime.timestamp()``.
+        No ``datetime`` is built per row: SQLite returns the stored epoch microseconds, PostgreSQL
+        streams the rows in its binary ``COPY`` format, read whole by numpy
+        (:func:`~digitaltwin.storage.batch_write.series_arrays_postgres`); seconds are
+        ``us / 1e6``, the same float as ``datetime.timestamp()``.
         """
+        if self.engine.dialect.name == "postgresql":
+            return series_arrays_postgres(self.engine, series_id, start, end)
         query = _SERIES_ARRAYS[self.engine.dialect.name]
         with self.engine.connect() as conn:
             fetched = conn.execute(query, {"series_id": series_id, "start": start, "end": end}).all()
@@ -635,7 +590,7 @@ class Repository:
                 out.append(ReadingRow(last[0], info.quantity, info.unit, last[1]))
         return out
 
-    # -- MQTT ingestion (issue 3) ---------------------------------------------
+    # -- MQTT ingestion ---------------------------------------------
     def asset_sites(self, asset_ids: Iterable[str]) -> dict[str, str]:
         """Site id of each existing asset among ``asset_ids`` (missing ones are left out)."""
         wanted = sorted(set(asset_ids))

@@ -125,6 +125,8 @@ series = Table(
     UniqueConstraint("asset_id", "quantity", name="uq_series_asset_quantity"),
 )
 
+# On plain PostgreSQL the series foreign key of readings is enforced by statement-level triggers
+# with the same effect (migration 0009: one check per statement instead of one lookup per row).
 readings = Table(
     "readings",
     metadata,
@@ -152,7 +154,7 @@ meter_events = Table(
     Column("created_at", UTCDateTime(), nullable=False),
 )
 
-# --- MQTT ingestion (issue 3; migration 0004): the latest machine state of each asset --------------
+# --- MQTT ingestion (migration 0004): the latest machine state of each asset --------------
 # From factory/{line}/{machine_id}/power (RUN|IDLE|STOP); "latest" by the reported timestamp, not by
 # arrival, so the state survives a restart of the service without Redis.
 machine_status = Table(
@@ -163,7 +165,7 @@ machine_status = Table(
     Column("ts", UTCDateTime(), nullable=False),
 )
 
-# --- MQTT ingestion (issue 3; migration 0002): rejected telemetry with its reason -----------------
+# --- MQTT ingestion (migration 0002): rejected telemetry with its reason -----------------
 dead_letters = Table(
     "dead_letters",
     metadata,
@@ -178,7 +180,7 @@ dead_letters = Table(
     Column("reason_code", String(32), nullable=False),
 )
 
-# --- Security (issue 4; migration 0003): accounts, sessions, API keys, audit log --------------------
+# --- Security (migration 0003): accounts, sessions, API keys, audit log --------------------
 
 users = Table(
     "users",
@@ -314,7 +316,7 @@ spent_mfa_challenges = Table(
     Column("expires_at", UTCDateTime(), nullable=False, index=True),
 )
 
-# --- Scheduling (migration 0012): versioned schedules of a site's flexible assets ---------------------
+# --- Scheduling (migration 0011): versioned schedules of a site's flexible assets ---------------------
 # Each solve is a new version; the plan holds the per-step arrays (JSON) so a schedule can be
 # published, shown and compared with what was realised without solving again.
 schedules = Table(
@@ -333,6 +335,125 @@ schedules = Table(
     Column("plan", JSON, nullable=False),
     Column("published", JSON, nullable=False),
     UniqueConstraint("site_id", "version", name="uq_schedules_site_version"),
+)
+
+# --- Jobs (migration 0010): trainings and backtests run outside the request that asked for them -----
+# One row per job; the row is also the queue (workers claim queued rows, see digitaltwin.jobs.store).
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("kind", String(16), nullable=False),  # train | backtest
+    Column("asset_id", String(64), nullable=False, index=True),
+    Column("requested_by", String(100), nullable=True),  # the principal's label (user:NAME, key:ID) or a service
+    Column("state", String(16), nullable=False, index=True),  # queued | running | succeeded | failed | cancelled
+    Column("progress", Float, nullable=False),  # 0..1
+    Column("params", JSON, nullable=False),
+    Column("result", JSON, nullable=True),
+    Column("error", JSON, nullable=True),  # {"detail": ..., "field": ...}
+    Column("cancel_requested", Boolean, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False, index=True),
+    Column("started_at", UTCDateTime(), nullable=True),
+    Column("finished_at", UTCDateTime(), nullable=True),
+    Column("heartbeat_at", UTCDateTime(), nullable=True),
+    Column("worker_id", String(128), nullable=True),  # host/pid of the process running it
+    Column("worker_host", String(128), nullable=True),
+)
+
+# --- Monitoring (migration 0012): issued forecasts, alarms, webhooks and their deliveries ---------
+
+# One row per forecast as issued (the product's scheduled forecasts, `source` 'model:<model_id>',
+# and external ones posted over the API, 'external:<name>'), its points in issued_forecast_points.
+issued_forecasts = Table(
+    "issued_forecasts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("asset_id", String(64), ForeignKey("assets.id", ondelete="CASCADE"), nullable=False),
+    Column("source", String(200), nullable=False),
+    Column("issued_at", UTCDateTime(), nullable=False),
+    Column("step_s", Integer, nullable=False),
+    Column("points", Integer, nullable=False),
+    Index("ix_issued_forecasts_asset_source", "asset_id", "source", "issued_at"),
+)
+
+# Points carry asset_id and source as well, so scoring reads one index range (asset, ts) without a join.
+issued_forecast_points = Table(
+    "issued_forecast_points",
+    metadata,
+    Column("forecast_id", Integer, ForeignKey("issued_forecasts.id", ondelete="CASCADE"), primary_key=True),
+    Column("ts", UTCDateTime(), primary_key=True),
+    Column("asset_id", String(64), nullable=False),
+    Column("source", String(200), nullable=False),
+    Column("lead_time_s", Integer, nullable=False),
+    Column("value", Float, nullable=False),
+    Column("quantiles", JSON, nullable=True),  # {"0.1": kWh, "0.9": kWh}
+    Index("ix_issued_forecast_points_asset_ts", "asset_id", "ts"),
+)
+
+# open_key is "<asset_id>|<type>" while the alarm is open and NULL once cleared: the unique index
+# allows one open alarm per asset and type (NULLs never collide on either backend) and any history.
+alarms = Table(
+    "alarms",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("asset_id", String(64), ForeignKey("assets.id", ondelete="CASCADE"), nullable=False),
+    Column("site_id", String(64), nullable=False),
+    Column("type", String(48), nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("open_key", String(120), nullable=True, unique=True),
+    Column("started_at", UTCDateTime(), nullable=False),
+    Column("last_seen_at", UTCDateTime(), nullable=False),
+    Column("score", Float, nullable=False),
+    Column("evidence", JSON, nullable=False),
+    Column("inactive_count", Integer, nullable=False),
+    Column("acknowledged_at", UTCDateTime(), nullable=True),
+    Column("acknowledged_by", String(100), nullable=True),
+    Column("acknowledged_comment", Text, nullable=True),
+    Column("cleared_at", UTCDateTime(), nullable=True),
+    Column("cleared_by", String(100), nullable=True),
+    Column("cleared_comment", Text, nullable=True),
+    Index("ix_alarms_site_state", "site_id", "state"),
+    Index("ix_alarms_asset_started", "asset_id", "started_at"),
+)
+
+webhooks = Table(
+    "webhooks",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("url", String(2000), nullable=False),
+    Column("secret", String(200), nullable=False),  # the HMAC key; never returned after creation
+    Column("site_id", String(64), ForeignKey("sites.id", ondelete="CASCADE"), nullable=True),
+    Column("min_severity", String(16), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("created_by", String(100), nullable=True),
+)
+
+alarm_notifications = Table(
+    "alarm_notifications",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("alarm_id", Integer, ForeignKey("alarms.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("webhook_id", Integer, ForeignKey("webhooks.id", ondelete="CASCADE"), nullable=False),
+    Column("event", String(16), nullable=False),
+    Column("result", String(16), nullable=False),  # pending, delivered, failed
+    Column("attempts", Integer, nullable=False),
+    Column("status_code", Integer, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("finished_at", UTCDateTime(), nullable=True),
+)
+
+# Per-asset detector settings (JSON object per asset and detector), checked by digitaltwin.monitoring.alarm_settings.
+detector_settings = Table(
+    "detector_settings",
+    metadata,
+    Column("asset_id", String(64), ForeignKey("assets.id", ondelete="CASCADE"), primary_key=True),
+    Column("detector", String(48), primary_key=True),
+    Column("settings", JSON, nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Column("updated_by", String(100), nullable=True),
 )
 
 # Energy rollups (storage/rollups.py): per series and 15-minute UTC cell, the per-bucket totals

@@ -29,7 +29,7 @@ def _out(k: Kpis) -> KpisOut:
         load_factor=k.load.load_factor, base_load_kw=k.load.base_load_kw,
         floor_area_m2=k.floor_area_m2, energy_per_m2_kwh=k.energy_per_m2_kwh,
         production_units=k.production_units, energy_per_unit_kwh=k.energy_per_unit_kwh,
-        cost_per_kwh=k.cost_per_kwh, co2_kg=k.co2_kg, avoided_co2_kg=k.avoided_co2_kg,
+        cost_per_kwh=k.cost_per_kwh, currency=k.currency, co2_kg=k.co2_kg, avoided_co2_kg=k.avoided_co2_kg,
         co2_uncovered_kwh=k.co2_uncovered_kwh, co2_source=k.co2_source, completeness=k.load.completeness,
     )
 

@@ -1,18 +1,19 @@
-"""Backtests: run one on an asset, read its metrics table, plot and forecasts."""
+"""Backtests: queue one on an asset (a job), read its metrics table, plot and forecasts."""
 
 from __future__ import annotations
 
 from datetime import date
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from digitaltwin.api.deps import State
 from digitaltwin.api.forecast_schemas import BacktestIn, BacktestOut
+from digitaltwin.api.job_schemas import JobOut
+from digitaltwin.api.routers.jobs import accepted, requester
 from digitaltwin.domain.durations import parse_duration
 from digitaltwin.domain.errors import ValidationError
-from digitaltwin.forecasting.algorithms import canonical_name
-from digitaltwin.forecasting.errors import ForecastError
+from digitaltwin.jobs.service import JobService
 from digitaltwin.registry.backtests import BacktestRecord
 
 router = APIRouter(prefix="/api/v1", tags=["backtests"])
@@ -30,42 +31,27 @@ def _date(value: str, field: str) -> date:
         raise ValidationError(f"{field} {value!r} is not a date YYYY-MM-DD", field=field) from None
 
 
-def _algorithms(names: list[str]) -> list[str]:
-    """The canonical names of ``names``, each once, in the order given.
+@router.post("/assets/{asset_id}/backtests", response_model=JobOut, status_code=202)
+async def run_backtest(asset_id: str, body: BacktestIn, state: State, request: Request, response: Response) -> JobOut:
+    """Queue a rolling-origin backtest, one origin per local midnight from ``start`` to ``end``, stored
+    with its plot; 202 with the job and ``Location: /api/v1/jobs/{id}``. Once ``succeeded`` the job's
+    ``result.backtest_id`` is the stored backtest (``GET /api/v1/backtests/{id}``).
 
-    Raises:
-        ValidationError: naming ``algorithms`` when the list is empty or a name is unknown
-            (or needs an extra that is not installed).
+    Checked before queueing: 422 naming ``algorithms`` for an empty list or an unknown name
+    (aliases count once), ``start``/``end`` for bad dates, ``horizon``, and ``retrain_every``
+    when the backtest asks for more than ``BACKTEST_MAX_FITS`` model fits (algorithms x refits);
+    404 unknown asset; 409 naming ``asset_id`` past ``JOBS_MAX_PER_ASSET``, 429 past ``JOBS_MAX_PER_USER``.
     """
-    if not names:
-        raise ValidationError("at least one algorithm is needed", field="algorithms")
-    out: list[str] = []
-    for name in names:
-        try:
-            canonical = canonical_name(name)
-        except ForecastError as exc:
-            raise ValidationError(str(exc), field="algorithms") from None
-        if canonical not in out:
-            out.append(canonical)
-    return out
-
-
-@router.post("/assets/{asset_id}/backtests", response_model=BacktestOut, status_code=201)
-async def run_backtest(asset_id: str, body: BacktestIn, state: State) -> BacktestOut:
-    """Rolling-origin backtest, one origin per local midnight from ``start`` to ``end``; stored with its plot.
-
-    422 naming ``algorithms`` for an empty list or an unknown name (aliases count once).
-    """
-    algorithms = _algorithms(body.algorithms)
     start, end = _date(body.start, "start"), _date(body.end, "end")
     horizon = parse_duration(body.horizon, field="horizon")
-    _, record = await run_in_threadpool(
-        lambda: state.forecasts.backtest(
-            asset_id, algorithms, start=start, end=end, horizon=horizon, retrain_every=body.retrain_every, store=True
+    jobs: JobService = state.jobs  # type: ignore[assignment]
+    job = await run_in_threadpool(
+        lambda: jobs.submit_backtest(
+            asset_id, body.algorithms, start=start, end=end, horizon=horizon, retrain_every=body.retrain_every,
+            requested_by=requester(request),
         )
     )
-    assert record is not None
-    return backtest_out(record)
+    return accepted(job, response)
 
 
 @router.get("/backtests/{backtest_id}", response_model=BacktestOut)

@@ -143,7 +143,9 @@ async def stream(
 ) -> AsyncIterator[ServerSentEvent]:
     """Server-Sent Events: first ``event: state`` with the current state (as ``GET .../state``), then
     ``event: reading`` (``{"asset_id", "quantity", "unit", "ts", "value"}``) for each reading as it is
-    stored and ``event: status`` (``{"asset_id", "status", "ts"}``) for each machine state. Late readings
+    stored, ``event: status`` (``{"asset_id", "status", "ts"}``) for each machine state and ``event: alarm``
+    for each alarm of the asset raised, escalated, acknowledged or cleared (the alarm as ``GET /alarms/{id}``
+    answers it, plus ``"event"``: ``raised``, ``escalated``, ``acknowledged`` or ``cleared``). Late readings
     are streamed too; the state keeps the newest by timestamp. A comment is sent every 15 s of silence.
 
     404 naming ``asset_id`` for an unknown asset; 503 when the live feed (Redis) cannot be reached;
@@ -157,6 +159,7 @@ async def stream(
             yield ServerSentEvent(event="state", data=snapshot.model_dump(mode="json"))
             async for batch in events:
                 for event in batch:
-                    yield ServerSentEvent(event="status" if "status" in event else "reading", data=event)
+                    kind = "alarm" if "alarm_id" in event else "status" if "status" in event else "reading"
+                    yield ServerSentEvent(event=kind, data=event)
     finally:
         slot.release()

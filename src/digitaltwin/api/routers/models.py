@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from digitaltwin.api.deps import State
-from digitaltwin.api.forecast_schemas import ActivationOut, ModelDetailOut, ModelOut, ModelsOut, TrainIn, TrainOut
+from digitaltwin.api.forecast_schemas import ActivationOut, ModelDetailOut, ModelOut, ModelsOut, TrainIn
+from digitaltwin.api.job_schemas import JobOut
+from digitaltwin.api.routers.jobs import accepted, requester
 from digitaltwin.domain.assets import check_slug
 from digitaltwin.domain.durations import parse_duration
+from digitaltwin.jobs.service import JobService
 from digitaltwin.observability.changes import record_change
 from digitaltwin.registry.manifest import ModelManifest
 from digitaltwin.security.audit import AuditEvent
 from digitaltwin.security.policy import access
 from digitaltwin.security.roles import Role
-from digitaltwin.services.forecasting import ForecastService, TrainResult
+from digitaltwin.services.forecasting import ForecastService
 
 router = APIRouter(prefix="/api/v1", tags=["models"])
 
@@ -82,26 +85,25 @@ def activate_model(model_id: str, state: State, request: Request) -> ActivationO
     return ActivationOut(**record)
 
 
-@router.post("/assets/{asset_id}/train", response_model=TrainOut, status_code=201)
-async def train_model(asset_id: str, body: TrainIn, state: State) -> TrainOut:
-    """Train a model on all stored history; it becomes the champion only by the champion rule.
+@router.post("/assets/{asset_id}/train", response_model=JobOut, status_code=202)
+async def train_model(asset_id: str, body: TrainIn, state: State, request: Request, response: Response) -> JobOut:
+    """Queue a training on all stored history; 202 with the job and ``Location: /api/v1/jobs/{id}``.
 
-    The rule (:mod:`digitaltwin.registry.champion`): the first model; never one with a
-    shorter horizon than the champion's; the champion's algorithm and horizon on newer
-    data; else a strictly lower MAE on the champion/challenger backtest (last 14 local
-    days, both algorithms, same origins), which is stored and returned as ``backtest_id``.
+    Poll the job: once ``succeeded`` its ``result`` holds ``model_id``, ``promoted``, ``reason``,
+    ``previous_champion`` and ``backtest_id``. The new model becomes the champion only by the
+    champion rule (:mod:`digitaltwin.registry.champion`): the first model; never one with a
+    shorter horizon than the champion's; the champion's algorithm and horizon on newer data;
+    else a strictly lower MAE on the champion/challenger backtest (last 14 local days, both
+    algorithms, same origins), which is stored as ``backtest_id``.
 
-    Training is subject to ``API_TIMEOUT`` like every request, but a 504 does not stop it:
-    the model is still stored and may still become the champion. One training per asset
-    runs at a time, so a retry while it runs gets 409 naming ``asset_id``; look for the
-    model in ``GET /api/v1/models?asset_id=...`` instead of retrying.
+    Checked before queueing: 404 unknown asset or no readings, 422 naming ``algorithm``,
+    ``horizon`` or ``country``. One training per asset: 409 naming ``asset_id`` while one is
+    queued or running (or ``JOBS_MAX_PER_ASSET`` jobs of the asset); 429 naming ``user`` past
+    ``JOBS_MAX_PER_USER`` jobs of the caller.
     """
     horizon = parse_duration(body.horizon, field="horizon")
-    result = await run_in_threadpool(state.forecasts.train, asset_id, body.algorithm, horizon=horizon)
-    return TrainOut(
-        model=model_out(result.manifest, state.forecasts),
-        promoted=result.promoted,
-        reason=result.reason,
-        previous_champion=result.previous_champion,
-        backtest_id=result.backtest.backtest_id if result.backtest else None,
+    jobs: JobService = state.jobs  # type: ignore[assignment]
+    job = await run_in_threadpool(
+        lambda: jobs.submit_train(asset_id, body.algorithm, horizon, requested_by=requester(request))
     )
+    return accepted(job, response)

@@ -10,7 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from digitaltwin.api.deps import State
-from digitaltwin.api.schemas import BatchIn, BatchOut, ItemResultOut
+from digitaltwin.api.schemas import BatchIn, BatchOut, ConflictOut, ItemResultOut
 from digitaltwin.domain.errors import ValidationError
 from digitaltwin.ingest.batch import ingest_batch
 
@@ -45,8 +45,10 @@ async def post_readings(request: Request, state: State) -> JSONResponse:
     A declared interval that differs from the series' interval is rejected naming
     ``interval``. An item with a NUL character (U+0000) in any key or string is rejected
     naming that field (PostgreSQL text cannot hold it).
-    The first value stored for a series and timestamp stays: a resent reading is a
-    duplicate (MQTT QoS 1 redelivery), not a correction (delete the range first).
+    The first value stored for a series and timestamp stays: a resent reading with the same
+    value is a duplicate (MQTT QoS 1 redelivery, counted in ``duplicates``); one with another
+    value is a conflict, listed on its item with both values (``conflicts``), not a
+    correction (delete the range first). The batch is stored like an import (one binary COPY).
     The answer is 200 when at least one item was accepted, 422 when none was.
     Accepted readings then update the live twin state and are pushed on ``/api/v1/stream``,
     as MQTT readings are (after the commit).
@@ -69,7 +71,7 @@ async def post_readings(request: Request, state: State) -> JSONResponse:
         raise ValidationError("body must be an array of items or an object with a 'readings' array", field="readings")
     if len(body) > MAX_ITEMS:
         raise ValidationError(f"at most {MAX_ITEMS} items per request", field="readings")
-    # Security (issue 4): an API key limited to one site may only ingest that site's assets.
+    # Security: an API key limited to one site may only ingest that site's assets.
     principal = getattr(request.state, "principal", None)
     key_site = principal.site_id if principal is not None else None
     result = await run_in_threadpool(ingest_batch, state.repo, body, timezone=timezone, site_id=key_site)
@@ -78,15 +80,20 @@ async def post_readings(request: Request, state: State) -> JSONResponse:
             await run_in_threadpool(state.live.record, result.readings)
         except Exception:  # noqa: BLE001 - e.g. Redis down: GET .../state reads storage (live_cache 'unavailable')
             log.exception("live state update of %d HTTP reading(s) failed", len(result.readings))
+        if state.monitoring is not None:  # detection after the commit; queued, never raising
+            state.monitoring.runner.submit(result.readings)
     state.metrics.readings_stored.labels("http").inc(result.stored)
     state.metrics.readings_rejected.labels("http").inc(result.rejected)
     out = BatchOut(
         accepted=result.accepted,
         rejected=result.rejected,
         stored=result.stored,
+        duplicates=result.duplicates,
+        conflicts=result.conflicts,
         items=[
             ItemResultOut(
-                index=i.index, status="accepted" if i.accepted else "rejected", readings=i.readings, field=i.field, reason=i.reason
+                index=i.index, status="accepted" if i.accepted else "rejected", readings=i.readings, field=i.field, reason=i.reason,
+                conflicts=[ConflictOut(quantity=c.quantity, ts=c.ts, stored_value=c.stored_value, value=c.value) for c in i.conflicts],
             )
             for i in result.items
         ],

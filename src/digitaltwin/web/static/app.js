@@ -5,6 +5,7 @@ import { renderAsset } from "./asset.js";
 import { renderModels } from "./models.js";
 import { renderData } from "./data.js";
 import { renderSchedules } from "./schedules.js";
+import { renderAlarms } from "./alarms.js";
 import { el, clear, toast } from "./dom.js";
 
 const ROLE_RANK = { viewer: 1, operator: 2, admin: 3 };
@@ -100,9 +101,10 @@ async function signedIn(tokens) {
   applyRole(nav);
   document.getElementById("logout").hidden = false;
   document.getElementById("who").textContent = `${session.me.username} (${session.me.role})`;
-  location.hash = sessionStorage.getItem("dt-after-login") || "#/";
+  const target = sessionStorage.getItem("dt-after-login") || "#/";
   sessionStorage.removeItem("dt-after-login");
-  route();
+  if (location.hash !== target) location.hash = target; // the hashchange renders it
+  else route();
 }
 
 function renderLogin(main) {
@@ -152,9 +154,11 @@ function renderMfa(main, mfaToken) {
 }
 
 let current = null; // the page's cleanup (closes live streams)
+let rendering = 0; // the newest route() call; an older one still loading throws its page away
 
 async function route() {
   const main = document.getElementById("main");
+  const mine = ++rendering;
   if (current) { current(); current = null; }
   const hash = location.hash || "#/";
   if (!session.access) {
@@ -168,7 +172,9 @@ async function route() {
     else if (parts[0] === "models") current = await renderModels(main, parts[1]);
     else if (parts[0] === "data") current = await renderData(main);
     else if (parts[0] === "schedules") current = await renderSchedules(main, parts[1]);
+    else if (parts[0] === "alarms") current = await renderAlarms(main);
     else current = await renderOverview(main);
+    if (mine !== rendering) { if (current) current(); current = null; return; }
     applyRole(main);
   } catch (error) {
     if (error instanceof ApiError && error.status === 401) return;

@@ -48,6 +48,12 @@ export async function renderAsset(main, assetId) {
     el("label", { class: "check" }, compare, " Compare with the previous period"),
     el("button", { type: "submit" }, "Show"));
 
+  const billMonth = el("input", { id: "bill-month", name: "bill-month", type: "month", value: lastDay.slice(0, 7) });
+  const billBox = el("div", { id: "bill" });
+  const billForm = el("form", { class: "controls", "aria-label": "Bill month" },
+    el("label", { for: "bill-month" }, "Month"), billMonth, el("button", { type: "submit" }, "Show bill"));
+  const skillBox = el("div", { id: "skill" });
+  const eventsBox = el("div", { id: "meter-events" });
   const forecastBox = chartBox(`Forecast of ${asset.name} against recent actuals, kWh per interval`);
   const forecastNote = el("p", { class: "muted", id: "forecast-note" });
   const models = el("div", { id: "asset-models" });
@@ -64,9 +70,12 @@ export async function renderAsset(main, assetId) {
     el("section", { class: "card", "aria-labelledby": "energy-title" },
       el("h2", { id: "energy-title" }, "Energy"), form,
       el("p", {}, "Total: ", total), energyBox, summary),
+    el("section", { class: "card", "aria-labelledby": "events-title" }, el("h2", { id: "events-title" }, "Meter events in the range"), eventsBox),
     el("section", { class: "card", "aria-labelledby": "kpi-title" }, el("h2", { id: "kpi-title" }, "KPIs of the range"), kpiBox),
+    el("section", { class: "card", "aria-labelledby": "bill-title" }, el("h2", { id: "bill-title" }, "Bill"), billForm, billBox),
     el("section", { class: "card", "aria-labelledby": "forecast-title" },
-      el("h2", { id: "forecast-title" }, "Forecast against actuals"), forecastBox, forecastNote),
+      el("h2", { id: "forecast-title" }, "Forecast against actuals"), forecastBox, forecastNote,
+      el("h3", {}, "Forecast skill of issued forecasts"), skillBox),
     el("section", { class: "card", "aria-labelledby": "models-title" }, el("h2", { id: "models-title" }, "Models"), models));
 
   async function showEnergy() {
@@ -89,6 +98,10 @@ export async function renderAsset(main, assetId) {
       ["Completeness", completeness(report.buckets)],
       ["Peak", `${fmt(Math.max(...report.buckets.map((b) => b.peak_power_kw ?? -Infinity)), 1)} kW`],
     ]));
+    eventsBox.replaceChildren(report.events && report.events.length
+      ? el("ul", {}, report.events.map((e) => el("li", {}, `${e.kind} ${localTime(e.start, tz)}: ${e.reason}`)),
+        report.events_total > report.events.length ? el("li", {}, `… ${report.events_total - report.events.length} more`) : null)
+      : el("p", { class: "muted" }, "None: no reset, rollover, replacement, glitch or quarantined value."));
     timeSeriesChart(energyBox, { labels: labels(report.buckets.map((b) => b.start), tz, bucket.value), series, unit: "kWh" });
     const kpis = await kpiAnswer;
     kpiBox.replaceChildren(kpis ? facts([
@@ -99,7 +112,7 @@ export async function renderAsset(main, assetId) {
       ["Energy per m²", kpis.energy_per_m2_kwh === null ? "no floor area" : `${fmt(kpis.energy_per_m2_kwh, 2)} kWh/m²`],
       ["Energy per unit produced", kpis.energy_per_unit_kwh === null ? "no production counter" : `${fmt(kpis.energy_per_unit_kwh, 3)} kWh`],
       ["CO2", kpis.co2_kg === null ? "no carbon intensity for the site" : `${fmt(kpis.co2_kg, 1)} kg (${kpis.co2_source ?? "location-based"})`],
-      ["Cost per kWh", kpis.cost_per_kwh === null ? "no tariff assigned" : fmt(kpis.cost_per_kwh, 4)],
+      ["Cost per kWh", kpis.cost_per_kwh === null ? "no tariff assigned" : `${fmt(kpis.cost_per_kwh, 4)} ${kpis.currency ?? ""}`],
       ["Completeness", `${fmt(100 * (kpis.completeness ?? 0), 1)} %`],
     ]) : el("p", { class: "muted" }, "No KPIs for this range."));
   }
@@ -125,6 +138,46 @@ export async function renderAsset(main, assetId) {
     forecastNote.textContent = `Model ${forecast.algorithm}${forecast.model_version ? ` v${forecast.model_version}` : ""}, issued ${localTime(forecast.issued_at, tz)}; the band holds 80 % of outcomes (10 % and 90 % quantiles)${forecast.flatliner ? "; the last day was flat, so is the forecast" : ""}.`;
   }
 
+  async function showBill() {
+    const [y, m] = billMonth.value.split("-").map(Number);
+    if (!y || !m) return;
+    const first = `${y}-${String(m).padStart(2, "0")}-01`;
+    const next = m === 12 ? `${y + 1}-01-01` : `${y}-${String(m + 1).padStart(2, "0")}-01`;
+    const range = `start=${encodeURIComponent(localMidnight(first, tz))}&end=${encodeURIComponent(localMidnight(next, tz))}`;
+    let answer;
+    let whose = "this asset's tariff";
+    try {
+      answer = await api(`/api/v1/assets/${encodeURIComponent(asset.id)}/bill?${range}`);
+    } catch (error) {
+      try {
+        answer = await api(`/api/v1/sites/${encodeURIComponent(site.id)}/bill?${range}`);
+        whose = `the site's tariff, all of its top-level meters`;
+      } catch (siteError) {
+        billBox.replaceChildren(el("p", { class: "muted" }, `No bill: ${siteError.message}`));
+        return;
+      }
+    }
+    billBox.replaceChildren(...answer.bills.map((bill) => el("div", {},
+      el("p", {}, `${bill.tariff_name} (${whose}), ${bill.first_day} to ${bill.last_day}; ${fmt(100 * bill.completeness.fraction, 1)} % of intervals metered`),
+      el("table", {}, el("caption", {}, `Line items, ${bill.currency}`),
+        el("thead", {}, el("tr", {}, ["item", "quantity", "rate", `amount (${bill.currency})`].map((h) => el("th", { scope: "col" }, h)))),
+        el("tbody", {}, bill.line_items.map((i) => el("tr", {},
+          el("td", {}, i.description), el("td", { class: "num" }, i.quantity === null ? "–" : `${fmt(i.quantity, 2)} ${i.unit ?? ""}`),
+          el("td", { class: "num" }, i.rate === null ? "–" : fmt(i.rate, 4)), el("td", { class: "num" }, fmt(i.amount, 2)))),
+        el("tr", {}, el("th", { scope: "row", colspan: 3 }, "Total"), el("td", { class: "num" }, el("strong", {}, fmt(bill.total, 2)))))),
+      bill.notes.length ? el("ul", {}, bill.notes.map((n) => el("li", { class: "muted" }, n))) : null)));
+  }
+
+  async function showSkill() {
+    const skill = await api(`/api/v1/assets/${encodeURIComponent(asset.id)}/forecast-skill`).catch(() => null);
+    const rows = skill ? (skill.rows || skill.table || []) : [];
+    skillBox.replaceChildren(rows.length ? el("div", { class: "scroll" }, el("table", {},
+      el("caption", {}, "Stored forecasts scored against actuals, by source, window and lead time"),
+      el("thead", {}, el("tr", {}, Object.keys(rows[0]).map((k) => el("th", { scope: "col" }, k)))),
+      el("tbody", {}, rows.map((r) => el("tr", {}, Object.values(r).map((v) => el("td", {}, typeof v === "number" ? fmt(v, 3) : String(v ?? "–"))))))))
+      : el("p", { class: "muted" }, "No issued forecast scored yet (forecasts are stored when issued on a schedule or posted)."));
+  }
+
   async function showModels() {
     const list = (await api(`/api/v1/models?asset_id=${encodeURIComponent(asset.id)}`).catch(() => ({ models: [] }))).models;
     models.replaceChildren(list.length ? el("ul", {}, list.map((m) => el("li", {},
@@ -134,9 +187,12 @@ export async function renderAsset(main, assetId) {
   }
 
   form.addEventListener("submit", (event) => { event.preventDefault(); showEnergy().catch((e) => { summary.textContent = e.message; }); });
+  billForm.addEventListener("submit", (event) => { event.preventDefault(); showBill(); });
   bucket.addEventListener("change", () => form.requestSubmit());
   await showEnergy();
   showForecast();
   showModels();
+  showBill();
+  showSkill();
   return () => { dispose(energyBox); dispose(forecastBox); };
 }

@@ -4,8 +4,9 @@ import { api } from "./app.js";
 import { clear, el, facts, fmt, localMidnight, localTime, today } from "./dom.js";
 import { follow } from "./live.js";
 
-//: Live streams opened at most on one overview (each is a connection).
-const MAX_STREAMS = 6;
+//: Live streams opened at most on one overview. Each holds one of the six connections a browser
+//: keeps per host over HTTP/1.1; the page's API calls need the others.
+const MAX_STREAMS = 2;
 
 function monthRange(timeZone, back = 0, day = null) {
   const now = day || today(timeZone);
@@ -54,7 +55,7 @@ async function monthCard(site, assets) {
       ["Energy", `${fmt(now.energy_kwh, 1)} kWh${change(now.energy_kwh, pick("energy_kwh"))}`],
       ["Peak demand", `${fmt(now.peak_demand_kw, 1)} kW${now.peak_ts ? ` at ${localTime(now.peak_ts, site.timezone)}` : ""}${change(now.peak_demand_kw, pick("peak_demand_kw"))}`],
       ["CO2", `${fmt(now.co2_kg, 1)} kg${change(now.co2_kg, pick("co2_kg"))}`],
-      ["Cost per kWh", now.cost_per_kwh === null ? "no tariff assigned" : fmt(now.cost_per_kwh, 4)],
+      ["Cost per kWh", now.cost_per_kwh === null ? "no tariff assigned" : `${fmt(now.cost_per_kwh, 4)} ${now.currency ?? ""}${change(now.cost_per_kwh, pick("cost_per_kwh"))}`],
       ["Data completeness", `${fmt(100 * (now.completeness ?? 0), 1)} %`],
     ]));
 }
@@ -121,9 +122,15 @@ export async function renderOverview(main) {
     const month = await monthCard(site, assets);
     const range = month.dataset.start ? { start: month.dataset.start, end: month.dataset.end } : monthRange(site.timezone);
     const tree = await api(`/api/v1/sites/${site.id}/metering-tree?start=${encodeURIComponent(range.start)}&end=${encodeURIComponent(range.end)}`).catch(() => null);
+    const open = await api(`/api/v1/alarms?site_id=${encodeURIComponent(site.id)}&state=active&state=acknowledged&limit=5`).catch(() => []);
+    const alarms = el("section", { class: "alarms", "aria-label": `${site.name}: open alarms` },
+      el("h3", {}, "Open alarms"),
+      open.length ? el("ul", {}, open.map((a) => el("li", {},
+        el("span", { class: `badge sev-${a.severity}` }, a.severity), ` ${a.type} on ${a.asset_id} (${a.state}) `,
+        el("a", { href: "#/alarms" }, "details")))) : el("p", { class: "muted" }, "None."));
     body.append(el("section", { class: "card", "aria-labelledby": `site-${site.id}` },
       el("h2", { id: `site-${site.id}` }, site.name, " ", el("span", { class: "muted" }, site.id)),
-      month,
+      month, alarms,
       el("h3", {}, "Assets"),
       assets.length ? assetTree(assets, site, tree, stops, streams) : el("p", { class: "muted" }, "No assets.")));
   }

@@ -57,10 +57,18 @@ def upgrade() -> None:
     )
     bind = op.get_bind()
     if bind.dialect.name == "postgresql":
-        available = bind.execute(sa.text("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'")).scalar()
-        if available:
+        from digitaltwin.storage.timescale import probe, use_timescaledb
+
+        config = op.get_context().config
+        mode = config.attributes.get("timescaledb", "auto") if config is not None else "auto"
+        if use_timescaledb(mode, probe(bind)):
             op.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
-            op.execute("SELECT create_hypertable('readings', 'ts', chunk_time_interval => INTERVAL '7 days', migrate_data => true)")
+            # No default (ts DESC) index: every query of readings names its series, which the
+            # primary key (series_id, ts) serves; the extra index only cost write time and space.
+            op.execute(
+                "SELECT create_hypertable('readings', 'ts', chunk_time_interval => INTERVAL '7 days', "
+                "migrate_data => true, create_default_indexes => false)"
+            )
             op.execute(
                 "ALTER TABLE readings SET (timescaledb.compress, timescaledb.compress_segmentby = 'series_id', "
                 "timescaledb.compress_orderby = 'ts')"

@@ -7,7 +7,7 @@ see :mod:`digitaltwin.security.mfa_cipher`). ``digitaltwin migrate``, ``serve`` 
 is a clear secret to encrypt. The downgrade decrypts them again.
 
 Revision ID: 0005
-Revises: 0007
+Revises: 0004
 Create Date: 2026-12-05
 """
 
@@ -19,7 +19,7 @@ from alembic import context, op
 from digitaltwin.storage.tables import UTCDateTime
 
 revision = "0005"
-down_revision = "0007"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 

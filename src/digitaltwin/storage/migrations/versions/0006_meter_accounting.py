@@ -5,7 +5,7 @@ modulus and direction, resolution, the current meter serial); ``meter_events`` h
 replacements (the old meter's final and the new meter's first reading).
 
 Revision ID: 0006
-Revises: 0004
+Revises: 0005
 Create Date: 2026-12-05
 """
 
@@ -17,7 +17,7 @@ from alembic import op
 from digitaltwin.storage.tables import UTCDateTime
 
 revision = "0006"
-down_revision = "0004"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 

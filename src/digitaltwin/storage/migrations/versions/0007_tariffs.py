@@ -1,7 +1,7 @@
 """Accounting: tariffs (as imported) and tariff assignments of sites and assets with validity dates.
 
 Revision ID: 0007
-Revises: 0008
+Revises: 0006
 Create Date: 2026-12-05
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 from digitaltwin.storage.tables import UTCDateTime
 
 revision = "0007"
-down_revision = "0008"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 

@@ -1,7 +1,7 @@
 """Scheduling: the schedules table (versioned plans of a site's flexible assets).
 
-Revision ID: 0012
-Revises: 0005
+Revision ID: 0011
+Revises: 0010
 Create Date: 2026-12-05
 """
 
@@ -12,8 +12,8 @@ from alembic import op
 
 from digitaltwin.storage.tables import UTCDateTime
 
-revision = "0012"
-down_revision = "0005"
+revision = "0011"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 

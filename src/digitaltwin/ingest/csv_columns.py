@@ -1,0 +1,214 @@
+"""Reading a CSV file's columns for import, and parsing value columns: whole columns at once.
+
+A file without quotes, blank lines or ragged rows is read by pandas' C parser; any other by
+:mod:`csv` (both give each row's line number). Value columns are checked the way
+:func:`~digitaltwin.domain.readings.parse_value` checks one value (plain finite decimals), then
+converted to the canonical unit and checked against the quantity's plausible range; rows that
+fail are rejected naming the column. Used by :mod:`digitaltwin.ingest.csv_import`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from digitaltwin.domain.errors import ValidationError
+from digitaltwin.domain.readings import parse_value
+from digitaltwin.domain.sentinels import NON_NEGATIVE, SENTINELS, check_sentinel
+from digitaltwin.domain.units import check_range, quantity_spec, to_canonical
+
+if TYPE_CHECKING:
+    from digitaltwin.ingest.csv_import import ColumnMapping, ValueColumn
+
+_DECIMAL = r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?"  # as digitaltwin.domain.readings.parse_value
+#: pandas 2 parses floats to the nearest double only with float_precision="round_trip" (pandas 3
+#: always does and deprecates the argument).
+_ROUND_TRIP: dict[str, str] = {"float_precision": "round_trip"} if int(pd.__version__.split(".")[0]) < 3 else {}
+
+
+@dataclass(frozen=True, slots=True)
+class RowError:
+    """A rejected row: its 1-based line number in the file, the field to blame and why."""
+
+    line: int
+    field: str
+    reason: str
+
+
+@dataclass(slots=True)
+class Columns:
+    """The file's needed columns as lists of text, with each row's line number."""
+
+    lines: list[int]
+    assets: list[str | None]
+    stamps: list[str | None]
+    hours: list[str | None] | None
+    values: list[list[str | None] | np.ndarray]  # text, or float64 when the fast reader parsed the column
+
+
+def read_columns(path: Path, mapping: ColumnMapping) -> Columns:
+    """The columns ``mapping`` needs, as text; blank lines are skipped, short rows padded with None.
+
+    A file without quotes, blank lines or ragged rows is read by pandas' C parser (line numbers
+    are then the row's position plus the header); any other goes through :mod:`csv`.
+
+    Raises:
+        ValidationError: naming ``mapping`` when a column is not in the header.
+    """
+    fast = _read_columns_fast(path, mapping)
+    if fast is not None:
+        return fast
+    with path.open(newline="", encoding=mapping.encoding) as handle:
+        reader = csv.reader(handle, delimiter=mapping.delimiter)
+        header = next(reader, [])
+        needed = [mapping.timestamp_column, *(v.column for v in mapping.values)]
+        needed += [c for c in (mapping.asset_column, mapping.hour_column) if c]
+        missing = [c for c in needed if c not in header]
+        if missing:
+            hint = "" if len(header) > 1 else "; is --delimiter right?"
+            raise ValidationError(f"column(s) {', '.join(missing)} not in the header ({', '.join(header)}){hint}", field="mapping")
+        ts_i = header.index(mapping.timestamp_column)
+        value_i = [header.index(v.column) for v in mapping.values]
+        asset_i = header.index(mapping.asset_column) if mapping.asset_column else None
+        hour_i = header.index(mapping.hour_column) if mapping.hour_column else None
+        width = max(header.index(c) for c in needed) + 1
+        cols = Columns([], [], [], [] if hour_i is not None else None, [[] for _ in value_i])
+        pad: list[str | None] = [None] * width
+        for record in reader:
+            if not record:
+                continue  # a blank line, as csv.DictReader skips them
+            row: list[str | None] = record if len(record) >= width else [*record, *pad[len(record):]]  # type: ignore[list-item]
+            cols.lines.append(reader.line_num)
+            cols.stamps.append(row[ts_i])
+            cols.assets.append(row[asset_i] if asset_i is not None else mapping.asset_id)
+            if hour_i is not None:
+                cols.hours.append(row[hour_i])  # type: ignore[union-attr]
+            for out, i in zip(cols.values, value_i, strict=True):
+                out.append(row[i])
+    return cols
+
+
+def _read_columns_fast(path: Path, mapping: ColumnMapping) -> Columns | None:
+    """:func:`read_columns` with pandas' C parser, or None when the file needs :mod:`csv`'s rules."""
+    data = path.read_bytes()
+    if b'"' in data or data.count(b"\r") != data.count(b"\r\n") or b"\n\n" in data or b"\n\r\n" in data:
+        return None
+    first_line = data.split(b"\n", 1)[0].rstrip(b"\r")
+    header = first_line.decode(mapping.encoding).split(mapping.delimiter)  # UnicodeDecodeError: the caller reports it
+    needed = [mapping.timestamp_column, *(v.column for v in mapping.values)]
+    needed += [c for c in (mapping.asset_column, mapping.hour_column) if c]
+    if any(c not in header for c in needed) or len(set(header)) != len(header):
+        return None  # the csv path reports missing columns
+    texts = [c for c in (mapping.timestamp_column, mapping.asset_column, mapping.hour_column) if c]
+    try:
+        # Value columns are left to the C parser's float conversion (pandas 3: the same double as
+        # Python's float(), checked on 400,000 random decimals); a column with any text that is
+        # not a number comes back as text and takes the strict path.
+        frame = pd.read_csv(
+            io.BytesIO(data), encoding=mapping.encoding, sep=mapping.delimiter, usecols=list(dict.fromkeys(needed)), dtype=dict.fromkeys(texts, str),
+            na_filter=False, keep_default_na=False, engine="c", skip_blank_lines=False, quoting=csv.QUOTE_NONE,
+            **_ROUND_TRIP,
+        )
+    except (pd.errors.ParserError, ValueError):
+        return None
+    rows = data.count(b"\n") - (1 if data.endswith(b"\n") else 0)
+    if rows != len(frame) or frame.isna().to_numpy().any():  # one row per line after the header: line numbers hold
+        return None
+    lines = list(range(2, len(frame) + 2))
+    column = frame[mapping.timestamp_column].tolist()
+    assets = frame[mapping.asset_column].tolist() if mapping.asset_column else [mapping.asset_id] * len(frame)
+    hours = frame[mapping.hour_column].tolist() if mapping.hour_column else None
+    values: list[list[str | None] | np.ndarray] = []
+    for v in mapping.values:
+        series = frame[v.column]
+        values.append(series.to_numpy(np.float64) if series.dtype.kind in "fi" else series.astype(str).tolist())
+    return Columns(lines, assets, column, hours, values)
+
+
+class RowChecks:
+    """Per-row state of an import: the first error of each row wins."""
+
+    def __init__(self, lines: list[int]) -> None:
+        self.lines = lines
+        self.ok = np.ones(len(lines), dtype=bool)
+        self.errors: list[RowError] = []
+
+    def reject(self, i: int, field_name: str, reason: str) -> None:
+        if self.ok[i]:
+            self.ok[i] = False
+            self.errors.append(RowError(self.lines[i], field_name, reason))
+
+
+_DECIMAL_CHARS = np.zeros(128, dtype=bool)
+_DECIMAL_CHARS[[ord(c) for c in "0123456789+-.eE"]] = True
+
+
+def _plain_decimals(texts: list[str | None]) -> tuple[np.ndarray, np.ndarray] | None:
+    """Fast path of value parsing: (float64 values, bool ok) when numpy can convert the column
+    whole, texts made only of digits, signs, points and exponents counting as ok (what
+    :func:`~digitaltwin.domain.readings.parse_value` accepts once numpy's float conversion also
+    succeeds); None when any text needs the slow path."""
+    if not texts or None in texts:
+        return None
+    chars = np.array(texts, dtype=str)
+    codes = chars.view(np.uint32).reshape(len(texts), -1) if chars.itemsize else None
+    if codes is None:
+        return None
+    lengths = np.char.str_len(chars)
+    used = np.arange(codes.shape[1]) < lengths[:, None]
+    allowed = np.where(codes < 128, _DECIMAL_CHARS[np.minimum(codes, 127)], False)
+    ok = (allowed | ~used).all(axis=1) & (lengths > 0)
+    if not ok.all():
+        return None
+    try:
+        return chars.astype(np.float64), ok
+    except ValueError:
+        return None
+
+
+def parse_values(texts: list[str | None] | np.ndarray, col: ValueColumn, rows: RowChecks) -> np.ndarray:
+    """A value column in the quantity's canonical unit; rows with a value that is not a plain finite
+    decimal, or outside the quantity's plausible range, are rejected naming the column."""
+    spec = quantity_spec(col.quantity)
+    try:
+        to_canonical(col.quantity, 0.0, col.unit, field=col.column)
+    except ValidationError as exc:  # an unknown unit: every row is rejected naming the column, as before
+        for i in np.flatnonzero(rows.ok).tolist():
+            rows.reject(i, exc.field or col.column, exc.message)
+        return np.zeros(len(texts))
+    fast = (texts, np.ones(len(texts), dtype=bool)) if isinstance(texts, np.ndarray) else _plain_decimals(texts)
+    if fast is not None:
+        raw, plain = fast
+    else:
+        stripped = pd.Series([t if t is not None else "" for t in texts], dtype="object").str.strip()
+        plain = np.asarray(stripped.str.fullmatch(_DECIMAL), dtype=bool)
+        raw = pd.to_numeric(stripped.where(plain), errors="coerce").to_numpy(np.float64)
+    factor, offset = spec.factors[col.unit] if col.unit is not None else (1.0, 0.0)
+    with np.errstate(over="ignore", invalid="ignore"):
+        canonical = raw * factor + offset
+    low, high = spec.bounds
+    good = plain & np.isfinite(canonical) & (canonical >= low) & (canonical <= high)
+    # "Not available" sentinels are refused by the raw value as written, also inside the range.
+    sentinel = np.isin(raw, list(SENTINELS)) | ((raw == -1.0) & (col.quantity in NON_NEGATIVE))
+    for i in np.flatnonzero(plain & sentinel & rows.ok).tolist():
+        try:
+            check_sentinel(col.quantity, float(raw[i]), field=col.column)
+        except ValidationError as exc:
+            rows.reject(i, col.column, exc.message)
+    good &= ~sentinel
+    for i in np.flatnonzero(~good & rows.ok).tolist():
+        try:
+            text = texts[i] if not isinstance(texts, np.ndarray) else float(texts[i])
+            value = to_canonical(col.quantity, parse_value(text, field=col.column), col.unit, field=col.column)
+            check_range(col.quantity, value, field=col.column)
+            reason = f"value {texts[i]!r} could not be read"  # not reached: the checks above agree
+        except ValidationError as exc:
+            reason = exc.message
+        rows.reject(i, col.column, reason)
+    return canonical

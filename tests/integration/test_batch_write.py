@@ -1,0 +1,70 @@
+"""Batch writes of readings on SQLite and PostgreSQL: a missing series is refused (on PostgreSQL by
+the statement-level check of migration 0009), deleting a series deletes its readings, and a
+batch stores nothing twice whichever path (direct COPY or through the staging table) it takes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+from sqlalchemy import delete, func, select
+
+from digitaltwin.domain.assets import Asset, AssetKind, Site
+from digitaltwin.domain.readings import Reading
+from digitaltwin.storage.repository import Repository
+from digitaltwin.storage.tables import readings, series
+
+T0 = datetime(2024, 5, 1, tzinfo=UTC)
+US = 900 * 1_000_000
+
+
+def _series(repo: Repository) -> int:
+    repo.create_site(Site("s", "s", "UTC"), exist_ok=True)
+    repo.create_asset(Asset("m", "s", "m", AssetKind.METER), exist_ok=True)
+    return repo.ensure_series("m", "energy", interval_seconds=900).id
+
+
+def _count(repo: Repository) -> int:
+    with repo.engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(readings)).scalar_one())
+
+
+def test_a_missing_series_is_refused(repo: Repository) -> None:
+    sid = _series(repo)
+    ts = int(T0.timestamp() * 1e6) + np.arange(3) * US
+    with pytest.raises(Exception, match="(?i)foreign key"):
+        repo.store_arrays(np.array([sid, sid + 1000, sid]), ts, np.ones(3))
+    assert _count(repo) == 0  # the whole batch was refused
+    repo.store_arrays(np.array([sid] * 3), ts, np.ones(3))
+    with pytest.raises(Exception, match="(?i)foreign key"):  # through the staging table too
+        repo.store_arrays(np.array([sid, sid + 1000]), ts[:2], np.array([1.0, 2.0]))
+    assert _count(repo) == 3
+
+
+def test_deleting_a_series_deletes_its_readings(repo: Repository) -> None:
+    sid = _series(repo)
+    repo.store_readings([Reading("m", "energy", T0, 1.0), Reading("m", "power", T0, 2.0)])
+    assert _count(repo) == 2
+    with repo.engine.begin() as conn:
+        conn.execute(delete(series).where(series.c.id == sid))
+    assert _count(repo) == 1
+
+
+def test_nothing_is_stored_twice_and_conflicts_name_their_rows(repo: Repository) -> None:
+    sid = _series(repo)
+    ts = int(T0.timestamp() * 1e6) + np.arange(1000) * US
+    values = np.arange(1000, dtype=float)
+    first = repo.store_arrays(np.full(1000, sid), ts, values)
+    assert (first.stored, first.duplicates, first.conflicts) == (1000, 0, [])
+    changed = values.copy()
+    changed[[10, 500]] = -1.0
+    again = repo.store_arrays(np.full(1000, sid), ts, changed)
+    assert (again.stored, again.duplicates) == (0, 998)
+    assert [(c.position, c.stored_value, c.new_value) for c in again.conflicts] == [(10, 10.0, -1.0), (500, 500.0, -1.0)]
+    assert _count(repo) == 1000
+    outcome = repo.store_readings([Reading("m", "energy", T0, 7.0), Reading("m", "energy", T0, 5.0)], replace=True)
+    # The batch's 5.0 follows its 7.0 and replaces the stored 0.0: both reported, the last one stays.
+    assert (outcome.stored, outcome.duplicates) == (0, 0)
+    assert sorted((c.stored_value, c.new_value) for c in outcome.conflicts) == [(0.0, 5.0), (7.0, 5.0)]
+    assert repo.read_page("m", limit=1).rows[0].value == 5.0

@@ -1,0 +1,187 @@
+"""CSV import fidelity on SQLite and PostgreSQL: conflicts told apart from duplicates, hour-numbering
+conventions and DST days of utility load files, every rejected row available, ``;`` files.
+
+The load-file rows follow the field report of a public utility's hourly file ("hour ending" labels
+in local prevailing time, unordered rows) and the cases ``time/csv-ambiguous-local-times``,
+``time/dst-fall-back-repeated-hour`` and ``time/dst-spring-forward-23h-day``.
+"""
+
+from __future__ import annotations
+
+import csv
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from digitaltwin.cli import app
+from digitaltwin.config import Settings
+from digitaltwin.domain.assets import Asset, AssetKind, Site
+from digitaltwin.ingest.csv_import import ColumnMapping, ImportReport, ValueColumn, import_csv
+from digitaltwin.storage.repository import Repository
+from tests.integration.test_cli_forecast import _env
+
+
+def utc(*args: int) -> datetime:
+    return datetime(*args, tzinfo=UTC)
+
+
+def register(repo: Repository, timezone: str, *asset_ids: str) -> None:
+    site_id = "site-" + timezone.replace("/", "-").lower()
+    repo.create_site(Site(site_id, site_id, timezone), exist_ok=True)
+    for asset_id in asset_ids:
+        repo.create_asset(Asset(asset_id, site_id, asset_id, AssetKind.METER), exist_ok=True)
+
+
+def load(repo: Repository, tmp_path: Path, text: str, mapping: ColumnMapping, **kwargs: object) -> ImportReport:
+    path = tmp_path / "load.csv"
+    path.write_text(text, encoding="utf-8")
+    return import_csv(repo, path, mapping, **kwargs)  # type: ignore[arg-type]
+
+
+def stored(repo: Repository, asset_id: str) -> dict[datetime, float]:
+    return {r.ts: r.value for r in repo.read_page(asset_id, limit=10_000).rows}
+
+
+HOURLY_END = ColumnMapping(
+    "hour_ending", (ValueColumn("mwh", "energy", "MWh"),), asset_id="zone-a", timezone="America/New_York",
+    label="end", interval_seconds=3600,
+)
+
+
+def test_fall_back_day_keeps_both_values_of_a_repeated_label_in_unordered_rows(repo: Repository, tmp_path: Path) -> None:
+    """Two different values stamped 02:00 on 2024-11-03 (hours 01-02 EDT and 01-02 EST): each in its own hour."""
+    register(repo, "America/New_York", "zone-a")
+    text = "hour_ending,mwh\n" + "\n".join([
+        "2024-11-03 03:00,4.0", "2024-11-03 02:00,2.0", "2024-11-03 01:00,1.0", "2024-11-03 02:00,3.0",
+    ]) + "\n"
+    rep = load(repo, tmp_path, text, HOURLY_END)
+    assert (rep.readings_stored, rep.duplicates, rep.conflicts, rep.errors) == (4, 0, [], [])
+    assert stored(repo, "zone-a") == {
+        utc(2024, 11, 3, 4): 1000.0,  # 00:00-01:00 EDT
+        utc(2024, 11, 3, 5): 2000.0,  # 01:00-02:00 EDT: the first 02:00 label
+        utc(2024, 11, 3, 6): 3000.0,  # 01:00-02:00 EST: the second
+        utc(2024, 11, 3, 7): 4000.0,  # 02:00-03:00 EST
+    }
+
+
+def test_spring_forward_hours_are_stored(repo: Repository, tmp_path: Path) -> None:
+    """Prevailing-time labels 01:00, 03:00, 04:00 on 2024-03-10: the 03:00 label ends the hour 01:00-02:00 EST."""
+    register(repo, "America/New_York", "zone-a")
+    rep = load(repo, tmp_path, "hour_ending,mwh\n2024-03-10 03:00,2\n2024-03-10 01:00,1\n2024-03-10 04:00,3\n", HOURLY_END)
+    assert rep.errors == [] and rep.readings_stored == 3
+    assert stored(repo, "zone-a") == {utc(2024, 3, 10, 5): 1000.0, utc(2024, 3, 10, 6): 2000.0, utc(2024, 3, 10, 7): 3000.0}
+
+
+def _hour_file(day: str, hours: list[int]) -> str:
+    return "date;HE;kwh\n" + "".join(f"{day};{h};{h}\n" for h in hours)
+
+
+BERLIN_HE = ColumnMapping(
+    "date", (ValueColumn("kwh", "energy", "kWh"),), asset_id="m", timezone="Europe/Berlin",
+    hour_column="HE", delimiter=";",
+)
+
+
+@pytest.mark.parametrize(
+    ("hours", "label"),
+    [
+        (list(range(1, 26)), "numbered 1-25"),
+        ([1, 2, 3, 3, *range(4, 25)], "hour 3 repeated"),
+        ([24, 3, 1, 3, *range(4, 24), 2], "hour 3 repeated, unordered"),
+    ],
+)
+def test_hour_ending_on_the_fall_back_day_gives_25_hours(repo: Repository, tmp_path: Path, hours: list[int], label: str) -> None:
+    register(repo, "Europe/Berlin", "m")
+    rep = load(repo, tmp_path, _hour_file("2024-10-27", hours), BERLIN_HE)
+    assert rep.errors == [] and rep.readings_stored == 25, label
+    assert sorted(stored(repo, "m")) == [utc(2024, 10, 26, 22) + timedelta(hours=k) for k in range(25)]
+
+
+@pytest.mark.parametrize("hours", [[1, 2, *range(4, 25)], list(range(1, 24))])
+def test_hour_ending_on_the_spring_forward_day_gives_23_hours(repo: Repository, tmp_path: Path, hours: list[int]) -> None:
+    """Prevailing labels (1, 2, 4 ... 24) or hours counted from midnight (1 ... 23): the same 23 hours, none rejected."""
+    register(repo, "Europe/Berlin", "m")
+    rep = load(repo, tmp_path, _hour_file("2024-03-31", hours), BERLIN_HE)
+    assert rep.errors == [] and rep.readings_stored == 23
+    assert sorted(stored(repo, "m")) == [utc(2024, 3, 30, 23) + timedelta(hours=k) for k in range(23)]
+
+
+def test_hour_beginning_and_bad_hour_numbers(repo: Repository, tmp_path: Path) -> None:
+    register(repo, "Europe/Berlin", "m")
+    mapping = ColumnMapping(
+        "date", (ValueColumn("kwh", "energy", "kWh"),), asset_id="m", timezone="Europe/Berlin",
+        hour_column="HE", hour_convention="beginning", delimiter=";",
+    )
+    rep = load(repo, tmp_path, _hour_file("2024-06-03", [0, 1, 23, 24, 77]) + "2024-06-03;x;1\n", mapping)
+    assert rep.readings_stored == 3
+    assert sorted(stored(repo, "m")) == [utc(2024, 6, 2, 22), utc(2024, 6, 2, 23), utc(2024, 6, 3, 21)]
+    assert [(e.line, e.field) for e in rep.errors] == [(5, "HE"), (6, "HE"), (7, "HE")]
+    assert "24-hour day" in rep.errors[0].reason
+
+
+def test_conflicts_are_reported_with_both_values_and_kept_unless_replacing(repo: Repository, tmp_path: Path) -> None:
+    register(repo, "UTC", "m")
+    mapping = ColumnMapping("ts", (ValueColumn("kwh", "energy", "kWh"),), asset_id="m", interval_seconds=3600)
+    first = load(repo, tmp_path, "ts,kwh\n2024-05-01T00:00Z,1.5\n2024-05-01T01:00Z,2.5\n", mapping)
+    assert (first.readings_stored, first.duplicates, first.conflicts) == (2, 0, [])
+
+    again = load(repo, tmp_path, "ts,kwh\n2024-05-01T00:00Z,1.5\n2024-05-01T01:00Z,9.0\n2024-05-01T02:00Z,3.5\n", mapping)
+    assert (again.readings_stored, again.duplicates, len(again.conflicts)) == (1, 1, 1)
+    conflict = again.conflicts[0]
+    assert (conflict.line, conflict.ts, conflict.stored_value, conflict.new_value) == (3, utc(2024, 5, 1, 1), 2.5, 9.0)
+    assert stored(repo, "m")[utc(2024, 5, 1, 1)] == 2.5  # first write wins
+
+    replaced = load(
+        repo, tmp_path, "ts,kwh\n2024-05-01T01:00Z,9.0\n2024-05-01T02:00Z,3.5\n", mapping, replace_conflicts=True
+    )
+    assert (replaced.readings_stored, replaced.duplicates, len(replaced.conflicts), replaced.replaced) == (0, 1, 1, True)
+    assert stored(repo, "m")[utc(2024, 5, 1, 1)] == 9.0
+
+
+def test_a_key_twice_in_one_file_with_two_values_is_a_conflict(repo: Repository, tmp_path: Path) -> None:
+    register(repo, "UTC", "m")
+    mapping = ColumnMapping("ts", (ValueColumn("kwh", "energy", "kWh"),), asset_id="m", interval_seconds=3600)
+    rep = load(repo, tmp_path, "ts,kwh\n2024-05-01T00:00Z,1\n2024-05-01T00:00Z,1\n2024-05-01T00:00Z,2\n", mapping)
+    assert (rep.readings_stored, rep.duplicates) == (1, 1)
+    assert [(c.line, c.stored_value, c.new_value) for c in rep.conflicts] == [(4, 1.0, 2.0)]
+    assert stored(repo, "m") == {utc(2024, 5, 1): 1.0}
+
+
+def test_every_rejected_row_is_written_and_counted(repo: Repository, tmp_path: Path) -> None:
+    register(repo, "UTC", "m")
+    mapping = ColumnMapping("ts", (ValueColumn("kwh", "energy", "kWh"),), asset_id="m", interval_seconds=3600)
+    good = [f"2024-05-01T{h:02d}:00Z,1" for h in range(10)]
+    bad_values = [f"2024-05-02T{h:02d}:00Z,n/a" for h in range(20)]
+    bad_times = [f"2024-05-03 {h:02d}:00,1" for h in range(15)]  # no offset, no timezone
+    rep = load(repo, tmp_path, "ts,kwh\n" + "\n".join(good + bad_values + bad_times) + "\n", mapping)
+    assert rep.readings_stored == 10 and len(rep.errors) == 35
+    assert rep.rejected_by_field == {"kwh": 20, "ts": 15}
+    out = tmp_path / "rejected.csv"
+    assert rep.write_rejections(out) == 35
+    with out.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(r["line"]) for r in rows] == list(range(12, 47))
+    assert {r["kind"] for r in rows} == {"rejected"} and rows[0]["field"] == "kwh" and "n/a" in rows[0]["reason"]
+
+
+def test_cli_semicolon_file_with_conflicts_and_the_rejected_file(settings: Settings, repo: Repository, tmp_path: Path) -> None:
+    register(repo, "Europe/Berlin", "m")
+    path = tmp_path / "export.csv"
+    path.write_text("zeit;verbrauch\n2024-05-01 00:00;1,5\n2024-05-01 01:00;2.5\n", encoding="utf-8")
+    args = ["import", str(path), "--asset", "m", "--timestamp-column", "zeit", "--value-column", "verbrauch",
+            "--unit", "kWh", "--interval-seconds", "3600", "--timezone", "Europe/Berlin", "--delimiter", ";"]
+    rejected = tmp_path / "rejected.csv"
+    result = CliRunner().invoke(app, [*args, "--rejected-file", str(rejected)], env=_env(settings))
+    assert result.exit_code == 1, result.output
+    out = " ".join(result.output.split())  # the console wraps long lines
+    assert "readings stored 1" in out and "rejected rows 1" in out
+    assert rejected.read_text().splitlines()[1] == "2,rejected,verbrauch,\"value '1,5' is not a number\""
+    path.write_text("zeit;verbrauch\n2024-05-01 01:00;7.5\n", encoding="utf-8")
+    result = CliRunner().invoke(app, [*args, "--on-conflict", "replace"], env=_env(settings))
+    assert result.exit_code == 1, result.output
+    out = " ".join(result.output.split())
+    assert "conflicts (another value already stored, replaced) 1" in out
+    assert "stored 2.5, file 7.5" in out
+    assert stored(repo, "m") == {utc(2024, 4, 30, 23): 7.5}
