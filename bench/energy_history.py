@@ -1,7 +1,7 @@
 """Cost of the year-by-month energy query against the length and rate of the history.
 
 Four meters of one site (Asia/Seoul) with interval energy generated from the steel plant's
-profile (``datasets/steel_industry``, 15-minute kWh, repeated year after year with a per-year
+profile (``digitaltwin/demo_data/steel_industry``, 15-minute kWh, repeated year after year with a per-year
 scale): 1, 3 and 10 years of 15-minute readings and 1 year of one-minute readings. For each, the
 last full year by month (``energy_report``, 12 buckets) is timed from rollups (after they were
 built; the build is timed separately) and from raw readings (``use_rollups=False``), best of
@@ -28,6 +28,7 @@ from sqlalchemy import create_engine, text
 
 from digitaltwin.analytics.buckets import Bucket
 from digitaltwin.config import Settings
+from digitaltwin.demo_data import STEEL_CSV as CSV
 from digitaltwin.domain.assets import Asset, AssetKind, Site
 from digitaltwin.domain.readings import Reading
 from digitaltwin.services.energy import energy_report
@@ -35,8 +36,6 @@ from digitaltwin.storage.db import make_engine, migrate
 from digitaltwin.storage.repository import Repository
 from digitaltwin.storage.rollups import mark_changed
 
-ROOT = Path(__file__).resolve().parents[1]
-CSV = ROOT / "datasets" / "steel_industry" / "Steel_industry_data.csv"
 END = datetime(2025, 1, 1, tzinfo=UTC)
 HOLD = timedelta(hours=1)
 HISTORIES = (("1 year, 15 min", 1, 900), ("3 years, 15 min", 3, 900), ("10 years, 15 min", 10, 900), ("1 year, 1 min", 1, 60))
