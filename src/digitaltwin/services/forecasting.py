@@ -48,6 +48,7 @@ from digitaltwin.services.energy import (
     pick_energy_series,
     read_window,
 )
+from digitaltwin.services.energy_rollups import rollup_totals
 from digitaltwin.services.forecast_cache import ForecastCache, forecast_key
 from digitaltwin.services.meter import counter_rules
 from digitaltwin.storage.repository import Repository, SeriesInfo
@@ -260,7 +261,10 @@ class ForecastService:
     def _target(self, inputs: _Inputs) -> Target:
         """Compute the target from what :meth:`_inputs` read."""
         grid = inputs.grid
-        totals = bucket_totals(
+        # The energy rollups give the same totals as energy_report (which reads them too); the
+        # raw readings answer where they cannot (see services/energy_rollups.py).
+        rolled = rollup_totals(self.repo, grid.asset, grid.info, None, inputs.edges_us, max_hold=self.max_hold, until_us=inputs.until_us)
+        totals = rolled.totals if rolled is not None else bucket_totals(
             grid.info, inputs.readings, inputs.edges_us, max_hold=self.max_hold, until_us=inputs.until_us, rules=inputs.rules
         )
         energy = totals.energy_kwh

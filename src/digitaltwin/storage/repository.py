@@ -24,6 +24,7 @@ from digitaltwin.domain.errors import ConflictError, NotFoundError, ValidationEr
 from digitaltwin.domain.readings import Reading
 from digitaltwin.domain.units import SeriesKind, quantity_spec
 from digitaltwin.storage.batch_write import WriteOutcome, series_arrays_postgres, write_arrays
+from digitaltwin.storage.rollups import mark_changed
 from digitaltwin.storage.tables import (
     assets,
     dead_letters,
@@ -430,13 +431,26 @@ class Repository:
             sids[i] = sid
         ts_us = np.fromiter((to_epoch_us(r.ts) for r in batch), dtype=np.int64, count=len(batch))
         values = np.fromiter((r.value for r in batch), dtype=np.float64, count=len(batch))
+        self._mark_rollups_changed(sids, ts_us)
         return write_arrays(self.engine, sids, ts_us, values, replace=replace)
 
     def store_arrays(self, sids: np.ndarray, ts_us: np.ndarray, values: np.ndarray, *, replace: bool = False) -> WriteOutcome:
         """:meth:`store_readings` for a batch already in arrays: series ids (from
         :meth:`ensure_series`), Unix epoch microseconds (int64) and canonical values (float64);
         what bulk import uses, with no object per row."""
+        self._mark_rollups_changed(sids, ts_us)
         return write_arrays(self.engine, sids, ts_us, values, replace=replace)
+
+    def _mark_rollups_changed(self, sids: np.ndarray, ts_us: np.ndarray) -> None:
+        """Mark the time span of each series' written readings for the energy rollups (before
+        writing them: a mark whose write fails only costs a recomputation, see storage/rollups.py)."""
+        sids, ts_us = np.asarray(sids), np.asarray(ts_us)
+        spans = []
+        for sid in np.unique(sids).tolist():
+            mine = ts_us[sids == sid]
+            spans.append((int(sid), from_epoch_us(int(mine.min())), from_epoch_us(int(mine.max()))))
+        with self.engine.begin() as conn:
+            mark_changed(conn, spans)
 
     def read_page(
         self,
@@ -486,6 +500,7 @@ class Repository:
             result = conn.execute(
                 readings.delete().where(readings.c.series_id.in_(ids), readings.c.ts >= start, readings.c.ts < end)
             )
+            mark_changed(conn, [(sid, start, end) for sid in ids])
             emptied = ~select(readings.c.series_id).where(readings.c.series_id == series.c.id).exists()
             conn.execute(
                 series.update()

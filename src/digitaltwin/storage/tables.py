@@ -455,3 +455,47 @@ detector_settings = Table(
     Column("updated_at", UTCDateTime(), nullable=False),
     Column("updated_by", String(100), nullable=True),
 )
+
+# Energy rollups (storage/rollups.py): per series and 15-minute UTC cell, the per-bucket totals
+# of the same segments the raw energy path spreads (docs/architecture.md, "Energy rollups").
+energy_rollups = Table(
+    "energy_rollups",
+    metadata,
+    Column("series_id", Integer, ForeignKey("series.id", ondelete="CASCADE"), primary_key=True),
+    Column("cell_s", BigInteger, primary_key=True),  # epoch seconds of the cell start, a multiple of 900
+    Column("energy_kwh", Float, nullable=False),
+    Column("covered_s", Float, nullable=False),
+    Column("import_kwh", Float, nullable=False),  # energy of positive segments
+    Column("export_kwh", Float, nullable=False),  # minus the energy of negative segments
+    Column("sample_count", Integer, nullable=False),
+    Column("peak_power_kw", Float, nullable=True),
+)
+
+energy_rollup_state = Table(
+    "energy_rollup_state",
+    metadata,
+    Column("series_id", Integer, ForeignKey("series.id", ondelete="CASCADE"), primary_key=True),
+    Column("rules_key", Text, nullable=False),  # what else the cells depend on (services/energy_rollups.py)
+    Column("frontier_s", BigInteger, nullable=False),  # cells before it are stored and final
+)
+
+energy_rollup_dirty = Table(
+    "energy_rollup_dirty",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    Column("series_id", Integer, nullable=False, index=True),
+    Column("lo_s", Float, nullable=False),  # changed readings' time span, epoch seconds
+    Column("hi_s", Float, nullable=False),
+)
+
+energy_rollup_events = Table(
+    "energy_rollup_events",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    Column("series_id", Integer, ForeignKey("series.id", ondelete="CASCADE"), nullable=False),
+    Column("start_s", Float, nullable=False),
+    Column("end_s", Float, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("reason", Text, nullable=False),
+    Index("ix_energy_rollup_events_series_start", "series_id", "start_s"),
+)

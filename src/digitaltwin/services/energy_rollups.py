@@ -1,0 +1,374 @@
+"""Energy rollups: whole 15-minute UTC cells from stored totals, raw readings only at the edges.
+
+A year by month from raw readings reads and spreads every reading of the year; from rollups it
+reads one row per 15-minute cell (35,040 a year, whatever the reading rate or the length of the
+history) and the few readings of a partial first and last cell.
+
+What is stored (:mod:`digitaltwin.storage.rollups`): per series and cell, the totals that
+:func:`digitaltwin.analytics.energy.aggregate` gives for that cell from the segments of
+:func:`digitaltwin.services.energy.metered_series` — the same functions, meter rules and events
+as the raw path, so every later sum over cells is the raw path's sum in another order.
+
+How the cells are kept exact:
+
+* **Frontier.** Only cells that no later reading can change are stored: those before the last
+  reading (power, interval energy) or before the fifth-from-last reading (counters: a glitch is
+  recognised with up to four readings of look-ahead). Cells after the frontier come from raw
+  readings at query time, as do the partial first and last cells of a range.
+* **Changed readings.** :class:`~digitaltwin.storage.repository.Repository` marks the time span
+  of every written or deleted batch (``energy_rollup_dirty``) before it writes. Before a query
+  reads the cells of a series it recomputes the cells of each marked span, widened to the
+  readings whose segments the change touches (the previous and next reading; five on each side
+  for counters).
+* **Rules.** The cells depend on the series' kind, interval, meter rules (modulus, power limit)
+  and the power hold; their hash is stored, and a series whose rules changed is recomputed whole
+  before it is read. Meter replacements are stored beside the hash: one added or removed later
+  recomputes only the cells around its swap window (five readings each side).
+
+Not covered (those series take the raw path): interval series without a recorded interval (the
+interval is then the median spacing of the range read, which depends on the range), ranges
+shorter than a whole cell, and calendars with an edge off the 15-minute grid (historic offsets).
+Counter arithmetic carries the highest total since the last reset (its *baseline*) forward; the
+raw path starts it five readings before the range, the rollups five readings before each
+recomputed span, so for a register that dips and never recovers the two can differ after the
+dip. Real registers (and the test data) do not do that.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+
+from digitaltwin.analytics.energy import BucketTotals, aggregate
+from digitaltwin.analytics.meter import EventKind, MeterEvent, split_import_export
+from digitaltwin.analytics.segments import Segments
+from digitaltwin.domain.assets import Asset
+from digitaltwin.domain.series_attributes import EXPORT_QUANTITIES, energy_flow, export_positive
+from digitaltwin.domain.units import SeriesKind
+from digitaltwin.services.meter import counter_rules
+from digitaltwin.storage.meter_events import MeterEventStore
+from digitaltwin.storage.repository import Repository, SeriesInfo
+from digitaltwin.storage.rollups import CELL_SECONDS, Cells, RollupStore, StoredEvent
+
+#: Readings read on each side of a changed span: the one whose hold or interval reaches into it,
+#: and for counters the glitch look-ahead plus the closing reading.
+_POWER_CONTEXT, _COUNTER_CONTEXT = 1, 5
+#: Cells recomputed per pass when a series is built whole (about 90 days), to bound memory.
+_BUILD_CELLS = 96 * 90
+_FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
+_EARLIEST_S, _LATEST_S = datetime(1900, 1, 1, tzinfo=UTC).timestamp(), datetime(9998, 1, 1, tzinfo=UTC).timestamp()
+#: Up to this many buckets the cells are summed per bucket in the database.
+GROUPED_BUCKETS = 100
+
+
+def _utc(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def _floor(seconds: float) -> int:
+    return int(math.floor(seconds / CELL_SECONDS)) * CELL_SECONDS
+
+
+def _ceil(seconds: float) -> int:
+    return int(math.ceil(seconds / CELL_SECONDS)) * CELL_SECONDS
+
+
+def _context(info: SeriesInfo) -> int:
+    return _COUNTER_CONTEXT if info.kind is SeriesKind.CUMULATIVE else _POWER_CONTEXT
+
+
+def rules_key(repo: Repository, asset: Asset, info: SeriesInfo, max_hold: timedelta) -> str | None:
+    """What a series' cells depend on besides its readings: a hash of its kind, interval, meter
+    rules and the power hold, then ``|`` and its meter replacements as JSON (kept apart, so a
+    replacement recorded later recomputes only the cells around its swap). None when its cells
+    would depend on the range read (an interval series without a recorded interval)."""
+    if info.kind is SeriesKind.INTERVAL and not info.interval_seconds:
+        return None
+    attributes = MeterEventStore(repo.engine).series_attributes(info.id)
+    rules = counter_rules(repo, asset, info, attributes=attributes)
+    swaps = sorted([r.old_ts_s, r.old_final_kwh, r.new_ts_s, r.new_first_kwh] for r in rules.replacements)
+    payload = repr((info.kind.value, info.interval_seconds, replace(rules, replacements=()), max_hold.total_seconds()))
+    return hashlib.sha256(payload.encode()).hexdigest()[:32] + "|" + json.dumps(swaps)
+
+
+def _changed_swaps(old_key: str, new_key: str) -> list[tuple[float, float]] | None:
+    """The swap windows of replacements added or removed between two keys; None when more than
+    the replacements changed (the series is then recomputed whole)."""
+    old_hash, _, old_swaps = old_key.partition("|")
+    new_hash, _, new_swaps = new_key.partition("|")
+    if old_hash != new_hash:
+        return None
+    before = {tuple(s) for s in json.loads(old_swaps or "[]")}
+    after = {tuple(s) for s in json.loads(new_swaps or "[]")}
+    return [(float(s[0]), float(s[2])) for s in sorted(before ^ after)]
+
+
+def _target_frontier(repo: Repository, info: SeriesInfo) -> int | None:
+    """End of the cells no later reading can change (see the module docstring); None with too few readings."""
+    k = _context(info)
+    earlier, _ = repo.readings_around(info.id, before=_FAR_FUTURE, at_or_after=_FAR_FUTURE, count=k)
+    if len(earlier) < k:
+        return None
+    return _floor(earlier[0][0].timestamp())
+
+
+def compute_cells(
+    repo: Repository, asset: Asset, info: SeriesInfo, lo_s: int, hi_s: int, *, max_hold: timedelta
+) -> tuple[Cells, list[StoredEvent]]:
+    """Totals of the cells in ``[lo_s, hi_s)`` (cell edges, epoch seconds) and the events starting there.
+
+    The segments are those of the raw path (:func:`digitaltwin.services.energy.metered_series`),
+    spread by :func:`digitaltwin.analytics.energy.aggregate` over the cell edges.
+    """
+    from digitaltwin.services.energy import metered_series  # services.energy uses this module
+
+    readings, metered, _ = metered_series(repo, asset, info, _utc(lo_s), _utc(hi_s), max_hold=max_hold, until_us=hi_s * 1_000_000)
+    edges = np.arange(lo_s, hi_s + CELL_SECONDS, CELL_SECONDS, dtype=np.int64)
+    stats = _piece_stats(metered.segments, edges.astype(np.float64), readings.ts_s)
+    keep = (stats.covered_s > 0) | (stats.sample_count > 0)
+    cells = Cells(edges[:-1][keep], *(getattr(stats, name)[keep] for name in ("energy_kwh", "covered_s", "import_kwh", "export_kwh", "sample_count", "peak_power_kw")))
+    events = [StoredEvent(e.start_s, e.end_s, e.kind.value, e.reason) for e in metered.events if lo_s <= e.start_s < hi_s]
+    return cells, events
+
+
+@dataclass(frozen=True, slots=True)
+class _Pieces:
+    """Totals of one series over consecutive pieces (cells or partial cells); NaN peak where none."""
+
+    energy_kwh: np.ndarray
+    covered_s: np.ndarray
+    import_kwh: np.ndarray
+    export_kwh: np.ndarray
+    sample_count: np.ndarray
+    peak_power_kw: np.ndarray
+
+
+def _piece_stats(seg: Segments, edges_s: np.ndarray, sample_ts_s: np.ndarray) -> _Pieces:
+    """Totals of segments per piece between ``edges_s`` (epoch seconds), as stored in a cell."""
+    totals = aggregate(seg, edges_s, sample_ts_s)
+    positive, negative = split_import_export(seg, export_positive=False)
+    imported = np.nan_to_num(aggregate(positive, edges_s, np.empty(0)).energy_kwh)
+    exported = np.nan_to_num(aggregate(negative, edges_s, np.empty(0)).energy_kwh)
+    return _Pieces(
+        np.nan_to_num(totals.energy_kwh), totals.covered_hours * 3600.0, imported, exported,
+        totals.sample_count.astype(np.int64), totals.peak_power_kw,
+    )
+
+
+def refresh(repo: Repository, asset: Asset, info: SeriesInfo, *, max_hold: timedelta) -> int | None:
+    """Bring the stored cells of a series up to date; returns its frontier (epoch seconds), or
+    None when the series takes the raw path (see the module docstring)."""
+    key = rules_key(repo, asset, info, max_hold)
+    target = _target_frontier(repo, info) if key is not None else None
+    if key is None or target is None:
+        return None
+    store = RollupStore(repo.engine)
+    state = store.state(info.id)
+    mark_id, spans = store.dirty(info.id)
+    swaps = _changed_swaps(state[0], key) if state is not None else None
+    if state is None or swaps is None:
+        extent = repo.series_extent(info.id)
+        lo = _floor(extent[0].timestamp()) if extent else target
+        _build(repo, store, asset, info, lo, target, key=key, max_hold=max_hold, reset=True, marks=mark_id)
+        return target
+    frontier = state[1]
+    final = min(frontier, target)
+    for lo, hi in _widened(repo, info, spans + swaps, final):
+        cells, events = compute_cells(repo, asset, info, lo, hi, max_hold=max_hold)
+        store.write(info.id, lo, hi, cells, events, rules_key=key, frontier_s=frontier)
+    if target > frontier:
+        _build(repo, store, asset, info, frontier, target, key=key, max_hold=max_hold, reset=False, marks=mark_id)
+    elif target < frontier or mark_id or state[0] != key:
+        # Marks processed; when the end of the series was deleted, cells past the new frontier
+        # are no longer final and go.
+        store.write(info.id, target, frontier, _no_cells(), [], rules_key=key, frontier_s=target, clear_marks_upto=mark_id)
+    return target
+
+
+def _no_cells() -> Cells:
+    empty = np.empty(0)
+    return Cells(np.empty(0, dtype=np.int64), empty, empty, empty, empty, np.empty(0, dtype=np.int64), empty)
+
+
+def _build(
+    repo: Repository, store: RollupStore, asset: Asset, info: SeriesInfo, lo: int, hi: int, *, key: str, max_hold: timedelta, reset: bool, marks: int
+) -> None:
+    """Compute and store the cells of ``[lo, hi)`` in passes, moving the frontier with each."""
+    step = _BUILD_CELLS * CELL_SECONDS
+    first = True
+    for a in range(lo, max(hi, lo + 1), step):
+        b = min(a + step, hi)
+        cells, events = compute_cells(repo, asset, info, a, b, max_hold=max_hold)
+        store.write(info.id, a, b, cells, events, rules_key=key, frontier_s=b, reset=reset and first, clear_marks_upto=marks if b >= hi else 0)
+        first = False
+
+
+def _widened(repo: Repository, info: SeriesInfo, spans: list[tuple[float, float]], frontier: int) -> list[tuple[int, int]]:
+    """Cell ranges to recompute for changed spans: each widened to the readings around it, merged,
+    and cut at the frontier."""
+    k = _context(info)
+    margin = float(info.interval_seconds or 0)
+    ranges: list[tuple[int, int]] = []
+    for a, b in spans:
+        a, b = max(a, _EARLIEST_S), min(b, _LATEST_S)  # a deletion may name any range
+        earlier, later = repo.readings_around(info.id, before=_utc(a), at_or_after=_utc(b) + timedelta(microseconds=1), count=k)
+        lo = _floor(earlier[0][0].timestamp() if earlier else a)
+        hi = min(_ceil(later[-1][0].timestamp() + margin) if len(later) == k else frontier, frontier)
+        hi = max(hi, min(_ceil(b + margin + 1e-6), frontier))
+        if lo < hi:
+            ranges.append((lo, hi))
+    ranges.sort()
+    merged: list[tuple[int, int]] = []
+    for lo, hi in ranges:
+        if merged and lo <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], hi))
+        else:
+            merged.append((lo, hi))
+    return merged
+
+
+@dataclass(frozen=True, slots=True)
+class RollupTotals:
+    """What :func:`digitaltwin.services.energy.energy_report` needs per bucket, from rollups."""
+
+    totals: BucketTotals
+    imported_kwh: np.ndarray  # NaN where the side is not metered
+    exported_kwh: np.ndarray
+    events: tuple[MeterEvent, ...]
+    import_hours: np.ndarray  # hours of each bucket the side's meter covers
+    export_hours: np.ndarray
+
+
+def rollup_totals(
+    repo: Repository, asset: Asset, info: SeriesInfo, pair: SeriesInfo | None, edges_us: np.ndarray, *, max_hold: timedelta, until_us: int
+) -> RollupTotals | None:
+    """Per-bucket totals over ``edges_us`` from whole cells, raw readings only for partial cells
+    and past the frontier; None when the raw path must answer (see the module docstring).
+
+    Args:
+        info, pair: the series and the one metering the other direction (as
+            :func:`digitaltwin.services.energy.flow_segments` pairs them).
+        edges_us: bucket edges (epoch microseconds) from :func:`digitaltwin.services.energy.window_edges_us`.
+        until_us: power samples are not held past this instant.
+    """
+    cell_us = CELL_SECONDS * 1_000_000
+    if np.any(edges_us[1:-1] % cell_us != 0):
+        return None
+    a_us, b_us = int(edges_us[0]), int(edges_us[-1])
+    c1, c2 = -(-a_us // cell_us) * CELL_SECONDS, (b_us // cell_us) * CELL_SECONDS
+    series = [info] + ([pair] if pair is not None else [])
+    frontiers = [refresh(repo, asset, s, max_hold=max_hold) for s in series]
+    if any(f is None for f in frontiers):
+        return None
+    # Not past ``until`` either: a power sample held at the end of the range stops there (raw
+    # path), which a stored cell cannot know (only readings stamped after ``now`` make it matter).
+    f = min(c2, (until_us // cell_us) * CELL_SECONDS, *frontiers)  # type: ignore[type-var]
+    if f <= c1:
+        return None
+    a_s, b_s = a_us / 1e6, b_us / 1e6
+    head, tail = a_s < c1, b_s > f
+    # Pieces: the partial first cell, every whole cell, the partial last cell.
+    piece_edges = np.concatenate(([a_s] if head else [], np.arange(c1, c2 + 1, CELL_SECONDS, dtype=np.float64), [b_s] if b_s > c2 else []))
+    store = RollupStore(repo.engine)
+    stats = {s.id: _series_pieces(repo, store, asset, s, piece_edges, c1, f, head, tail, max_hold, until_us, edges_us / 1e6) for s in series}
+    idx = np.searchsorted(piece_edges, edges_us / 1e6)
+    own = stats[info.id][0]
+    totals = _reduce(own, idx)
+    (imported, import_h), (exported, export_h), pair_used = _sides(repo, asset, info, pair, {k: v[0] for k, v in stats.items()}, idx)
+    chosen = [e for s in series if s.id == info.id or pair_used for e in stats[s.id][1]]
+    merged = sorted({(e.kind, e.start_s, e.end_s, e.reason): e for e in chosen}.values(), key=lambda e: (e.start_s, e.end_s))
+    lo, hi = float(edges_us[0] / 1e6), float(edges_us[-1] / 1e6)
+    in_range = tuple(e for e in merged if e.start_s < hi and max(e.end_s, e.start_s) >= lo)
+    return RollupTotals(totals, imported, exported, in_range, import_h, export_h)
+
+
+def _series_pieces(
+    repo: Repository, store: RollupStore, asset: Asset, info: SeriesInfo, piece_edges: np.ndarray,
+    c1: int, f: int, head: bool, tail: bool, max_hold: timedelta, until_us: int, bucket_edges_s: np.ndarray,
+) -> tuple[_Pieces, list[MeterEvent]]:
+    """Totals of one series per piece: stored cells inside ``[c1, f)``, raw readings for the rest."""
+    from digitaltwin.services.energy import metered_series
+
+    n = piece_edges.size - 1
+    energy, covered, imp, exp = (np.zeros(n) for _ in range(4))
+    counts = np.zeros(n, dtype=np.int64)
+    peak = np.full(n, np.nan)
+    # Few buckets: summed in the database, each bucket's sum placed on its first cell (the sums
+    # per bucket below are unchanged); many: one row per cell.
+    inner = [int(e) for e in bucket_edges_s if c1 < e < f]
+    cells = store.cells_grouped(info.id, [c1, *inner, f]) if len(inner) < GROUPED_BUCKETS else store.cells(info.id, c1, f)
+    at = (cells.cell_s - c1) // CELL_SECONDS + (1 if head else 0)
+    energy[at], covered[at], imp[at], exp[at] = cells.energy_kwh, cells.covered_s, cells.import_kwh, cells.export_kwh
+    counts[at], peak[at] = cells.sample_count, cells.peak_power_kw
+    events = [MeterEvent(EventKind(e.kind), e.start_s, e.end_s, e.reason) for e in store.events(info.id, float(piece_edges[0]), float(piece_edges[-1]))]
+    raw: list[tuple[slice, float]] = []  # pieces from raw readings, and where to read them to
+    if head:  # read one cell further, so the last reading of the piece sees what follows it as the raw path does
+        raw.append((slice(0, 1), min(c1 + CELL_SECONDS, float(piece_edges[-1]))))
+    if tail:  # from the frontier (or the last whole cell) to the end
+        first = int(np.searchsorted(piece_edges, float(f)))
+        raw.append((slice(first, n), float(piece_edges[-1])))
+    for part_of, read_to in raw:
+        edges = piece_edges[part_of.start : part_of.stop + 1]
+        readings, metered, _ = metered_series(repo, asset, info, _utc(edges[0]), _utc(read_to), max_hold=max_hold, until_us=until_us)
+        part = _piece_stats(metered.segments, edges, readings.ts_s)
+        energy[part_of], covered[part_of], imp[part_of], exp[part_of] = part.energy_kwh, part.covered_s, part.import_kwh, part.export_kwh
+        counts[part_of], peak[part_of] = part.sample_count, part.peak_power_kw
+        events.extend(metered.events)
+    return _Pieces(energy, covered, imp, exp, counts, peak), events
+
+
+def _reduce(p: _Pieces, idx: np.ndarray) -> BucketTotals:
+    """Sum pieces into buckets whose edges are the pieces at ``idx`` (as :func:`aggregate` would)."""
+    starts = idx[:-1]
+    covered_s = np.add.reduceat(p.covered_s, starts)
+    has = covered_s > 1e-9
+    energy = np.where(has, np.add.reduceat(p.energy_kwh, starts), np.nan)
+    covered_h = covered_s / 3600.0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(has, energy / np.where(has, covered_h, 1.0), np.nan)
+    peak = np.fmax.reduceat(p.peak_power_kw, starts)
+    return BucketTotals(energy, covered_h, mean, peak, np.add.reduceat(p.sample_count, starts))
+
+
+def _sides(
+    repo: Repository, asset: Asset, info: SeriesInfo, pair: SeriesInfo | None, pieces: dict[int, _Pieces], idx: np.ndarray
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray], bool]:
+    """(kWh, covered hours) of import and of export per bucket, by the rules of :func:`digitaltwin.services.energy.flow_segments`,
+    and whether the pair series counts (its events are then reported too)."""
+    starts = idx[:-1]
+    events_store = MeterEventStore(repo.engine)
+    flow = energy_flow(asset.kind.value, asset.attributes)
+    to_export = export_positive(info.quantity, events_store.series_attributes(info.id), flow)
+    own = pieces[info.id]
+    sides: dict[bool, list[tuple[np.ndarray, np.ndarray]]] = {True: [], False: []}  # export? -> (energy, covered)
+    if info.kind is SeriesKind.CUMULATIVE or info.quantity in EXPORT_QUANTITIES:
+        sides[to_export].append((own.energy_kwh, own.covered_s))
+    else:  # a signed series: positive segments are import unless the series counts export positive
+        sides[False].append((own.export_kwh if to_export else own.import_kwh, own.covered_s))
+        sides[True].append((own.import_kwh if to_export else own.export_kwh, own.covered_s))
+    pair_used = False
+    if pair is not None:
+        pair_export = export_positive(pair.quantity, events_store.series_attributes(pair.id), flow)
+        if pair_export != to_export or info.kind is not SeriesKind.CUMULATIVE:
+            pair_used = True
+            sides[pair_export].append((pieces[pair.id].energy_kwh, pieces[pair.id].covered_s))
+    out: list[tuple[np.ndarray, np.ndarray]] = []
+    n = starts.size
+    for side in (False, True):
+        if sides[side]:
+            energy = sum(e for e, _ in sides[side])
+            covered = sum(c for _, c in sides[side])
+        elif flow != "both":
+            covered = sides[not side][0][1]
+            energy = np.zeros_like(covered)
+        else:
+            out.append((np.full(n, np.nan), np.zeros(n)))
+            continue
+        covered_b = np.add.reduceat(covered, starts)
+        out.append((np.where(covered_b > 1e-9, np.add.reduceat(energy, starts), np.nan), covered_b / 3600.0))
+    return out[0], out[1], pair_used
