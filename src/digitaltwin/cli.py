@@ -31,6 +31,7 @@ from digitaltwin.ingest.csv_import import PRESETS, ImportReport, build_mapping, 
 from digitaltwin.observability.logs import configure_logging, secret_values
 from digitaltwin.registry.store import ModelRegistry, data_fingerprint
 from digitaltwin.services import demo as demo_service
+from digitaltwin.services import energy_rollups
 from digitaltwin.services.forecasting import ForecastService
 from digitaltwin.storage.db import make_engine, migrate
 from digitaltwin.storage.repository import Repository
@@ -56,6 +57,7 @@ def _open(*, auto_migrate: bool = True) -> tuple[Settings, Repository]:
     engine = make_engine(settings)
     if auto_migrate and settings.embedded:
         migrate(engine, settings=settings)
+    energy_rollups.configure(enabled=settings.energy_rollups)
     return settings, Repository(engine)
 
 

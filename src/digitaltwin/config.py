@@ -179,6 +179,11 @@ class Settings(BaseSettings):
         ge=0,
         description="forecasts kept per process, keyed by the model and a hash of the data they read; 0 = off",
     )
+    # Energy rollups (services/energy_rollups.py): kept always, read when on
+    energy_rollups: bool = Field(
+        False, alias="ENERGY_ROLLUPS",
+        description="energy reports, bills and forecast targets read the 15-minute rollups instead of every raw reading",
+    )
     # Scheduling: the re-planning loop of schedules created with replan=true
     schedule_replan_seconds: float = Field(
         0.0, alias="SCHEDULE_REPLAN_SECONDS", ge=0,

@@ -54,6 +54,7 @@ from digitaltwin.security.ratelimit import RateLimiter
 from digitaltwin.security.secret_key import resolve_signing_keys
 from digitaltwin.security.service import SecurityService
 from digitaltwin.services.forecast_cache import ForecastCache
+from digitaltwin.services import energy_rollups
 from digitaltwin.services.forecasting import ForecastService
 from digitaltwin.services.live_state import open_live_state
 from digitaltwin.services.monitoring import open_monitoring
@@ -158,6 +159,7 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = make_engine(settings)
+        energy_rollups.configure(enabled=settings.energy_rollups)
         if settings.embedded:
             migrate(engine, settings=settings)
         repo = Repository(engine)

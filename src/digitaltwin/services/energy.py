@@ -330,7 +330,7 @@ def energy_report(
     max_hold: timedelta,
     quantity: str | None = None,
     now: datetime | None = None,
-    use_rollups: bool = True,
+    use_rollups: bool | None = None,
 ) -> EnergyReport:
     """Energy, mean and peak power and sample counts per bucket (see :mod:`digitaltwin.analytics.energy`).
 
@@ -361,8 +361,12 @@ def energy_report(
     until_us = hold_until_us(edges_us, now)
     edges_s_arr = edges_us / 1e6
     rolled = None
+    from digitaltwin.services import energy_rollups  # it builds on this module
+
+    if use_rollups is None:
+        use_rollups = energy_rollups.settings.enabled
     if use_rollups:
-        from digitaltwin.services.energy_rollups import rollup_totals  # it builds on this module
+        rollup_totals = energy_rollups.rollup_totals
 
         pair_quantity = PAIRS.get(info.quantity)
         pair = repo.find_series(asset.id, pair_quantity) if pair_quantity else None

@@ -32,6 +32,11 @@ Counter arithmetic carries the highest total since the last reset (its *baseline
 raw path starts it five readings before the range, the rollups five readings before each
 recomputed span, so for a register that dips and never recovers the two can differ after the
 dip. Real registers (and the test data) do not do that.
+
+Whether reads use the cells is one switch, :data:`settings` (``ENERGY_ROLLUPS``, off by default):
+the cells are kept either way (every write marks its span), but a read that refreshes cells while
+another thread records a meter replacement was once seen to keep a stale cell, so the raw path
+answers until that race is closed. ``use_rollups=True`` asks for the cells explicitly (tests, bench).
 """
 
 from __future__ import annotations
@@ -54,6 +59,21 @@ from digitaltwin.services.meter import counter_rules
 from digitaltwin.storage.meter_events import MeterEventStore
 from digitaltwin.storage.repository import Repository, SeriesInfo
 from digitaltwin.storage.rollups import CELL_SECONDS, Cells, RollupStore, StoredEvent
+
+
+class _Switch:
+    """Whether energy reads use the rollups by default (set once from ``ENERGY_ROLLUPS`` at start-up)."""
+
+    enabled = False
+
+
+settings = _Switch()
+
+
+def configure(*, enabled: bool) -> None:
+    """Turn reading the rollups on or off for this process (``Settings.energy_rollups``)."""
+    settings.enabled = enabled
+
 
 #: Readings read on each side of a changed span: the one whose hold or interval reaches into it,
 #: and for counters the glitch look-ahead plus the closing reading.

@@ -49,6 +49,7 @@ from digitaltwin.services.energy import (
     read_window,
 )
 from digitaltwin.services.energy_rollups import rollup_totals
+from digitaltwin.services.energy_rollups import settings as rollup_settings
 from digitaltwin.services.forecast_cache import ForecastCache, forecast_key
 from digitaltwin.services.meter import counter_rules
 from digitaltwin.storage.repository import Repository, SeriesInfo
@@ -263,7 +264,8 @@ class ForecastService:
         grid = inputs.grid
         # The energy rollups give the same totals as energy_report (which reads them too); the
         # raw readings answer where they cannot (see services/energy_rollups.py).
-        rolled = rollup_totals(self.repo, grid.asset, grid.info, None, inputs.edges_us, max_hold=self.max_hold, until_us=inputs.until_us)
+        rolled = rollup_totals(self.repo, grid.asset, grid.info, None, inputs.edges_us, max_hold=self.max_hold,
+                               until_us=inputs.until_us) if rollup_settings.enabled else None
         totals = rolled.totals if rolled is not None else bucket_totals(
             grid.info, inputs.readings, inputs.edges_us, max_hold=self.max_hold, until_us=inputs.until_us, rules=inputs.rules
         )

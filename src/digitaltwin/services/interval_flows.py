@@ -21,6 +21,7 @@ from digitaltwin.analytics.meter import MeterEvent
 from digitaltwin.domain.errors import ValidationError
 from digitaltwin.services.energy import PAIRS, events_in_range, flow_segments, metered_series, pick_energy_series, side_energy
 from digitaltwin.services.energy_rollups import rollup_totals
+from digitaltwin.services.energy_rollups import settings as rollup_settings
 from digitaltwin.storage.repository import Repository
 from digitaltwin.storage.rollups import CELL_SECONDS
 from digitaltwin.storage.tables import from_epoch_us, to_epoch_us
@@ -75,7 +76,7 @@ def interval_flows(
     max_hold: timedelta,
     quantity: str | None = None,
     now: datetime | None = None,
-    use_rollups: bool = True,
+    use_rollups: bool | None = None,
 ) -> IntervalFlows:
     """Import and export kWh per ``step`` interval of ``[start, end)`` (UTC), with coverage and events.
 
@@ -115,6 +116,8 @@ def interval_flows(
     until_us = min(to_epoch_us(end), to_epoch_us(now or datetime.now(UTC)))
     edges_s = to_epoch_us(start) / 1e6 + step_s * np.arange(count + 1, dtype=np.float64)
     rolled = None
+    if use_rollups is None:
+        use_rollups = rollup_settings.enabled
     if use_rollups and step_s % CELL_SECONDS == 0:  # whole 15-minute cells from the energy rollups
         pair_quantity = PAIRS.get(info.quantity)
         pair = repo.find_series(asset.id, pair_quantity) if pair_quantity else None
