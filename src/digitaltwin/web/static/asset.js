@@ -84,7 +84,6 @@ export async function renderAsset(main, assetId) {
     const from = fromInput.value;
     const until = toInput.value;
     if (!from || !until || until <= from) { summary.textContent = "Choose a range whose end follows its start."; return; }
-    const kpiAnswer = api(`/api/v1/assets/${encodeURIComponent(asset.id)}/kpis?start=${encodeURIComponent(localMidnight(from, tz))}&end=${encodeURIComponent(localMidnight(until, tz))}`).catch(() => null);
     const report = await api(energyUrl(asset.id, tz, from, until, bucket.value));
     const series = [{ name: `${from} – ${until}`, values: report.buckets.map((b) => b.energy_kwh) }];
     if (compare.checked) {
@@ -110,7 +109,9 @@ export async function renderAsset(main, assetId) {
       { name: "mean power", kind: "line", values: report.buckets.map((b) => b.mean_power_kw) },
       { name: "peak power", kind: "line", values: report.buckets.map((b) => b.peak_power_kw) },
     ] });
-    const kpis = await kpiAnswer;
+    // KPIs after the chart is drawn: one server process computes requests one at a time (the GIL),
+    // so asking for both at once only delays the chart.
+    const kpis = await api(`/api/v1/assets/${encodeURIComponent(asset.id)}/kpis?start=${encodeURIComponent(localMidnight(from, tz))}&end=${encodeURIComponent(localMidnight(until, tz))}`).catch(() => null);
     kpiBox.replaceChildren(kpis ? facts([
       ["Energy", `${fmt(kpis.energy_kwh, 2)} kWh`],
       ["Peak demand", `${fmt(kpis.peak_demand_kw, 1)} kW${kpis.peak_ts ? ` at ${localTime(kpis.peak_ts, tz)}` : ""}`],
