@@ -9,7 +9,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Query, Request, status
+import orjson
+from fastapi import APIRouter, Query, Request, Response, status
 
 from digitaltwin.accounting.cost import COST_BASIS
 from digitaltwin.analytics.buckets import Bucket
@@ -48,7 +49,7 @@ from digitaltwin.security.policy import access
 from digitaltwin.security.roles import Role
 from digitaltwin.services.carbon import energy_co2
 from digitaltwin.services.billing import BillingService
-from digitaltwin.services.energy import ENERGY_QUANTITIES, energy_report
+from digitaltwin.services.energy import ENERGY_QUANTITIES, EnergyReport, energy_report
 from digitaltwin.services.energy_cost import bucket_costs
 
 router = APIRouter(prefix="/api/v1/assets", tags=["assets"])
@@ -252,7 +253,7 @@ def get_energy(
     with_: Annotated[str | None, Query(alias="with", description=(
         "comma-separated extras: co2 (CO2 per bucket at the site's carbon intensity), "
         "cost (each bucket's energy cost under the tariff in force)"))] = None,
-) -> EnergyOut:
+) -> EnergyOut | Response:
     """Energy (kWh), mean and peak power (kW) and sample counts per bucket of the site's local calendar.
 
     Days, weeks (Monday first) and months start at local midnight, so DST days
@@ -277,6 +278,19 @@ def get_energy(
         state.repo, asset_id, start=start_ts, end=end_ts, bucket=bucket,
         max_hold=state.settings.power_max_hold, quantity=quantity, now=datetime.now(UTC),
     )
+    if not extras:
+        # the dashboard's year of quarter hours is 35,040 buckets: orjson writes them in a third of the time
+        return Response(energy_body(asset_id, bucket, report), media_type="application/json")
+    out = energy_out(asset_id, bucket, report)
+    if "co2" in extras:
+        _add_co2(state, out, start=start_ts, end=end_ts, bucket=bucket, quantity=quantity)
+    if "cost" in extras:
+        _add_cost(state, out, [r.start for r in report.rows] + [report.rows[-1].end])
+    return out
+
+
+def energy_out(asset_id: str, bucket: Bucket, report: EnergyReport) -> EnergyOut:
+    """The energy answer as its pydantic model (extras such as CO2 and cost are filled in on it)."""
     tz = ZoneInfo(report.timezone)
     buckets = [
         EnergyBucketOut(
@@ -291,17 +305,42 @@ def get_energy(
         MeterEventOut(kind=e.kind.value, start=datetime.fromtimestamp(e.start_s, UTC), end=datetime.fromtimestamp(e.end_s, UTC), reason=e.reason)
         for e in report.events[:MAX_EVENTS]
     ]
-    out = EnergyOut(
+    return EnergyOut(
         asset_id=asset_id, quantity=report.quantity, timezone=report.timezone, bucket=bucket.value,
         total_energy_kwh=report.total_energy_kwh, total_import_kwh=sum(r.import_kwh or 0.0 for r in report.rows),
         total_export_kwh=sum(r.export_kwh or 0.0 for r in report.rows), buckets=buckets, events=events,
         events_total=len(report.events),
     )
-    if "co2" in extras:
-        _add_co2(state, out, start=start_ts, end=end_ts, bucket=bucket, quantity=quantity)
-    if "cost" in extras:
-        _add_cost(state, out, [r.start for r in report.rows] + [report.rows[-1].end])
-    return out
+
+
+def energy_body(asset_id: str, bucket: Bucket, report: EnergyReport) -> bytes:
+    """:func:`energy_out`'s JSON text, written by orjson from plain dicts (the same keys in the same
+    order, RFC 3339 stamps with ``Z`` for UTC, shortest round-trip floats; checked against
+    ``energy_out(...).model_dump_json()`` by ``tests/api/test_energy_body.py``)."""
+    tz = ZoneInfo(report.timezone)
+    buckets = [
+        {
+            "start": r.start, "start_local": r.start.astimezone(tz), "end": r.end, "energy_kwh": r.energy_kwh,
+            "mean_power_kw": r.mean_power_kw, "peak_power_kw": r.peak_power_kw, "sample_count": r.sample_count,
+            "expected_count": r.expected_count, "missing_count": r.missing_count, "co2_kg": None,
+            "avoided_co2_kg": None, "co2_uncovered_kwh": None, "import_kwh": r.import_kwh, "export_kwh": r.export_kwh,
+            "net_kwh": r.net_kwh, "events": list(r.events), "cost": None,
+        }
+        for r in report.rows
+    ]
+    events = [
+        {"kind": e.kind.value, "start": datetime.fromtimestamp(e.start_s, UTC), "end": datetime.fromtimestamp(e.end_s, UTC),
+         "reason": e.reason}
+        for e in report.events[:MAX_EVENTS]
+    ]
+    body = {
+        "asset_id": asset_id, "quantity": report.quantity, "timezone": report.timezone, "bucket": bucket.value,
+        "total_energy_kwh": report.total_energy_kwh, "total_co2_kg": None, "total_avoided_co2_kg": None,
+        "co2_source": None, "total_import_kwh": sum(r.import_kwh or 0.0 for r in report.rows),
+        "total_export_kwh": sum(r.export_kwh or 0.0 for r in report.rows), "buckets": buckets, "events": events,
+        "events_total": len(report.events), "currency": None, "cost_basis": None,
+    }
+    return orjson.dumps(body, option=orjson.OPT_UTC_Z)
 
 
 def _add_co2(state: State, out: EnergyOut, *, start: datetime, end: datetime, bucket: Bucket, quantity: str | None) -> None:
