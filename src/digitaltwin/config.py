@@ -18,6 +18,8 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from digitaltwin.security.client_address import parse_networks
+
 #: The guide's placeholder secret, refused outside development.
 PLACEHOLDER_SECRET = "your-secret-key-here-change-in-production"
 
@@ -277,6 +279,10 @@ class Settings(BaseSettings):
         1.0, alias="WEBHOOK_BACKOFF_SECONDS", gt=0, description="wait before the first retry of a delivery; doubles each retry"
     )
     webhook_timeout_seconds: float = Field(5.0, alias="WEBHOOK_TIMEOUT_SECONDS", gt=0, description="per delivery attempt")
+    webhook_allowed_networks: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, alias="WEBHOOK_ALLOWED_NETWORKS",
+        description="non-public networks (IPs or CIDRs, comma-separated) webhooks may reach besides public addresses",
+    )
 
     @field_validator("forecast_issue_local_time", mode="before")
     @classmethod
@@ -288,6 +294,12 @@ class Settings(BaseSettings):
     def _split_assets(cls, value: object) -> object:
         if isinstance(value, str):
             return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("webhook_allowed_networks")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        parse_networks(value, field="WEBHOOK_ALLOWED_NETWORKS")  # a bad entry fails at start, named
         return value
 
     @field_validator("retrain_asset_cadence", mode="before")
@@ -324,7 +336,7 @@ class Settings(BaseSettings):
             raise ValueError("must start with redis://, rediss:// or unix://")
         return value or None
 
-    @field_validator("cors_origins", "trusted_proxies", mode="before")
+    @field_validator("cors_origins", "trusted_proxies", "webhook_allowed_networks", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:
         if isinstance(value, str):

@@ -34,7 +34,8 @@ SECRET = "webhook-secret-0123456789"
 @pytest.fixture
 def client(settings: Settings, repo: Repository) -> Iterator[TestClient]:
     """(Overrides the suite's ``client``, so viewer_client and operator_client talk to this app.) An admin client of an app whose webhooks retry fast (3 attempts, 0.05 s backoff) and whose timers are off."""
-    fast = settings.model_copy(update={"webhook_max_attempts": 3, "webhook_backoff_seconds": 0.05, "stale_check_seconds": 0})
+    fast = settings.model_copy(update={"webhook_max_attempts": 3, "webhook_backoff_seconds": 0.05, "stale_check_seconds": 0,
+                                       "webhook_allowed_networks": ["127.0.0.1/32"]})  # the loopback receivers
     with TestClient(create_app(fast)) as client:
         client.headers.update(headers_for(client, Role.ADMIN, username="admin"))
         yield client
@@ -207,6 +208,35 @@ def test_detection_after_http_ingest_notifies_a_signed_webhook_and_records_failu
     hook_id = client.get("/api/v1/webhooks").json()[0]["id"]
     assert client.delete(f"/api/v1/webhooks/{hook_id}").status_code == 204
     assert client.delete(f"/api/v1/webhooks/{hook_id}").json()["field"] == "webhook_id"
+
+
+def test_webhooks_reach_only_public_addresses_unless_a_network_is_allowed(settings: Settings, repo: Repository) -> None:
+    """With the default settings a webhook to the loopback, the cloud metadata address or a private
+    network is refused at creation (422 naming ``url``), and one stored before the rule changed is
+    refused at delivery: recorded as failed after one attempt, the receiver never called."""
+    with TestClient(create_app(settings.model_copy(update={"stale_check_seconds": 0}))) as client:
+        client.headers.update(headers_for(client, Role.ADMIN, username="admin"))
+        for url in ("http://127.0.0.1:9/x", "http://localhost:9/x", "http://169.254.169.254/latest/meta-data",
+                    "http://10.1.2.3/hook", "http://[::1]:9/x", "http://[::ffff:127.0.0.1]:9/x", "http://0.0.0.0:9/x"):
+            refused = client.post("/api/v1/webhooks", json={"url": url, "secret": SECRET})
+            assert refused.status_code == 422 and refused.json()["field"] == "url", url
+            assert "WEBHOOK_ALLOWED_NETWORKS" in refused.json()["detail"]
+        assert client.get("/api/v1/webhooks").json() == []
+
+        register(client, "m-ssrf")
+        monitoring = monitoring_of(client)
+        monitoring.runner.detectors.append(AboveLimit(100.0))
+        with webhook_receiver() as receiver:
+            monitoring.store.create_webhook(url=receiver.url, secret=SECRET, site_id=None, min_severity=Severity.WARNING,
+                                            created_at=datetime.now(UTC), created_by="an older rule")
+            monitoring.notifier.invalidate()
+            post_energy(client, "m-ssrf", "2025-05-01T00:00:00Z", 500.0)
+            settle(monitoring)
+            [alarm] = client.get("/api/v1/alarms").json()
+            [record] = client.get(f"/api/v1/alarms/{alarm['id']}").json()["notifications"]
+            assert (record["result"], record["attempts"]) == ("failed", 1)
+            assert "not a public address" in record["error"]
+            assert receiver.received == []
 
 
 def test_alarm_events_reach_the_stream_subscribers(client: TestClient) -> None:

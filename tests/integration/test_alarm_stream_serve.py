@@ -33,7 +33,8 @@ def test_stale_alarm_reaches_the_stream_and_the_webhook(settings: Settings, repo
     user = security.accounts.create("watcher", "a-long-test-password-1", Role.VIEWER, actor="test")
     token = security.sessions.start(user, amr="pwd").access_token
     port = free_port()
-    env = child_env(settings, tmp_path / "logs") | {"STALE_CHECK_SECONDS": "0.5", "WEBHOOK_BACKOFF_SECONDS": "0.1"}
+    env = child_env(settings, tmp_path / "logs") | {"STALE_CHECK_SECONDS": "0.5", "WEBHOOK_BACKOFF_SECONDS": "0.1",
+                                                        "WEBHOOK_ALLOWED_NETWORKS": "127.0.0.1"}
     with webhook_receiver() as receiver:
         MonitoringStore(repo.engine).create_webhook(url=receiver.url, secret=SECRET, site_id="site-st",
                                                     min_severity=Severity.WARNING, created_at=datetime.now(UTC), created_by="test")

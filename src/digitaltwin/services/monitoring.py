@@ -18,12 +18,14 @@ from digitaltwin.monitoring.alarms import Hysteresis
 from digitaltwin.monitoring.skill import DriftSettings
 from digitaltwin.monitoring.stale_device import StaleSettings
 from digitaltwin.observability.metrics import Metrics
+from digitaltwin.security.client_address import parse_networks
 from digitaltwin.services.alarms import AlarmService
 from digitaltwin.services.anomaly_alarms import ConsumptionAnomalies
 from digitaltwin.services.detection import BatchDetector, DetectionRunner, StaleDeviceChecker, start_periodic
 from digitaltwin.services.forecast_monitor import ForecastMonitor
 from digitaltwin.services.forecasting import ForecastService
 from digitaltwin.services.live_state import LiveState
+from digitaltwin.services.webhook_targets import TargetPolicy
 from digitaltwin.services.webhooks import WebhookNotifier
 from digitaltwin.storage.monitoring_store import MonitoringStore
 from digitaltwin.storage.repository import Repository
@@ -52,6 +54,11 @@ class Monitoring:
         self.notifier.stop()
 
 
+def webhook_targets(settings: Settings) -> TargetPolicy:
+    """The addresses webhooks may reach: public ones and ``WEBHOOK_ALLOWED_NETWORKS``."""
+    return TargetPolicy(parse_networks(settings.webhook_allowed_networks, field="WEBHOOK_ALLOWED_NETWORKS"))
+
+
 def open_monitoring(settings: Settings, repo: Repository, *, metrics: Metrics | None, live: LiveState | None,
                     forecasts: ForecastService | None = None, detectors: Sequence[BatchDetector] = (),
                     timers: bool = True) -> Monitoring:
@@ -59,7 +66,7 @@ def open_monitoring(settings: Settings, repo: Repository, *, metrics: Metrics | 
     store = MonitoringStore(repo.engine)
     notifier = WebhookNotifier(
         store, metrics=metrics, max_attempts=settings.webhook_max_attempts, backoff_s=settings.webhook_backoff_seconds,
-        timeout_s=settings.webhook_timeout_seconds,
+        timeout_s=settings.webhook_timeout_seconds, targets=webhook_targets(settings),
     )
     alarms = AlarmService(store, repo, metrics=metrics, notifier=notifier, live=live,
                           hysteresis=Hysteresis(settings.alarm_clear_after))

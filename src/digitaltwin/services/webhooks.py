@@ -16,6 +16,10 @@ Signing (the scheme of Stripe's and GitHub's webhooks, HMAC-SHA256 of RFC 2104 /
 A receiver recomputes the HMAC over the raw body bytes with its copy of the secret, compares
 in constant time and rejects timestamps older than a few minutes (replays). Each delivery also
 carries ``X-DT-Event`` (``alarm.raised`` ...) and ``X-DT-Delivery`` (the notification id).
+
+Before each attempt the URL's host is checked against the target policy
+(:mod:`.webhook_targets`): an address webhooks may not reach fails the delivery at once, without
+retries, and the record says why.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ import orjson
 
 from digitaltwin.monitoring.alarms import Alarm
 from digitaltwin.observability.metrics import Metrics
+from digitaltwin.services.webhook_targets import ForbiddenTarget, TargetPolicy
 from digitaltwin.storage.monitoring_store import MonitoringStore, Webhook
 
 log = logging.getLogger(__name__)
@@ -99,13 +104,16 @@ class WebhookNotifier:
         max_attempts: attempts per delivery (>= 1).
         backoff_s: wait before the first retry; doubles after each.
         timeout_s: per attempt.
+        targets: which addresses deliveries may reach; public addresses only by default.
         webhooks_ttl_s: how long the list of webhooks is cached.
     """
 
     def __init__(self, store: MonitoringStore, *, metrics: Metrics | None = None, max_attempts: int = 5,
                  backoff_s: float = 1.0, timeout_s: float = 5.0, threads: int = 2, queue_size: int = 10_000,
-                 webhooks_ttl_s: float = 10.0, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 webhooks_ttl_s: float = 10.0, clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 targets: TargetPolicy | None = None) -> None:
         self.store, self.metrics, self.clock = store, metrics, clock
+        self.targets = targets or TargetPolicy()
         self.max_attempts, self.backoff_s, self.timeout_s = max(1, max_attempts), backoff_s, timeout_s
         self._incoming: queue.Queue[_Delivery] = queue.Queue(queue_size)
         self._retries: list[tuple[float, int, _Delivery]] = []
@@ -212,6 +220,14 @@ class WebhookNotifier:
             TIMESTAMP_HEADER: str(timestamp), SIGNATURE_HEADER: sign(d.webhook.secret, timestamp, d.body),
         }
         status: int | None = None
+        try:
+            self.targets.check(d.webhook.url)
+        except ForbiddenTarget as exc:  # not a transient failure: no retry
+            log.warning("webhook %s: alarm %s %s refused: %s", d.webhook.id, d.alarm_id, d.event, exc)
+            self.store.finish_notification(d.notification_id, result="failed", attempts=d.attempts, status_code=None,
+                                           error=str(exc)[:500], finished_at=self.clock())
+            self._count("failed")
+            return
         try:
             response = self._client.post(d.webhook.url, content=d.body, headers=headers)
             status = response.status_code

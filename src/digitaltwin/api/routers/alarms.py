@@ -14,7 +14,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from digitaltwin.api.deps import AppState, State
 from digitaltwin.api.monitoring_schemas import AlarmOut, CommentIn, WebhookIn, WebhookOut
-from digitaltwin.domain.errors import DomainError
+from digitaltwin.domain.errors import DomainError, ValidationError
 from digitaltwin.domain.timestamps import parse_instant
 from digitaltwin.monitoring import alarm_settings as detector_settings
 from digitaltwin.monitoring.alarms import Severity
@@ -23,6 +23,7 @@ from digitaltwin.security.audit import AuditEvent
 from digitaltwin.security.policy import access
 from digitaltwin.security.roles import Role
 from digitaltwin.services.monitoring import Monitoring
+from digitaltwin.services.webhook_targets import ForbiddenTarget
 
 router = APIRouter(prefix="/api/v1", tags=["alarms"])
 
@@ -117,8 +118,13 @@ def list_webhooks(state: State) -> list[WebhookOut]:
 @router.post("/webhooks", response_model=WebhookOut, status_code=201, openapi_extra=access(Role.ADMIN))
 def create_webhook(body: WebhookIn, state: State, request: Request) -> WebhookOut:
     """Notify alarm events of ``site_id`` (all sites when omitted) at ``min_severity`` or above to ``url``,
-    signed with ``secret`` (docs/alarms.md). 404 naming ``site_id`` for an unknown site; audited."""
+    signed with ``secret`` (docs/alarms.md). 404 naming ``site_id`` for an unknown site; 422 naming ``url``
+    for a host that is or resolves to a non-public address outside ``WEBHOOK_ALLOWED_NETWORKS``; audited."""
     monitoring = monitoring_of(state)
+    try:
+        monitoring.notifier.targets.check(str(body.url), unresolved_ok=True)
+    except ForbiddenTarget as exc:
+        raise ValidationError(str(exc), field="url") from None
     if body.site_id is not None:
         state.repo.get_site(body.site_id)
     hook = monitoring.store.create_webhook(
