@@ -4,29 +4,17 @@ flight do to the process."""
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
 from digitaltwin.config import Settings
 from tests.integration.mqtt_support import child_env
+from tests.serve_support import free_port, serving
 
-STARTUP_DEADLINE_S = 120
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+__all__ = ["Served", "free_port", "serve"]
 
 
 @dataclass(frozen=True)
@@ -51,33 +39,5 @@ def serve(settings: Settings, folder: Path, **env: str) -> Iterator[Served]:
     child = child_env(settings.model_copy(update={"mqtt_broker": None}), folder / "logs")
     child.pop("MQTT_BROKER", None)
     child.update(env)
-    port = free_port()
-    output = folder / "server.out"
-    with output.open("wb") as sink:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "digitaltwin.cli", "serve", "--port", str(port)],
-            cwd=folder, env=child, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + STARTUP_DEADLINE_S
-        while True:
-            if process.poll() is not None:
-                raise AssertionError(f"serve exited: {output.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError(f"serve did not answer /healthz: {output.read_text()[-3000:]}")
-            time.sleep(0.3)
+    with serving(child, folder / "server.out", cwd=folder) as (base, process):
         yield Served(base, process, folder)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()

@@ -4,8 +4,6 @@ on the SSE stream and as a signed webhook on a real loopback receiver (SQLite an
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,7 +20,7 @@ from digitaltwin.storage.monitoring_store import MonitoringStore
 from digitaltwin.storage.repository import Repository
 from tests.api.webhook_receiver import webhook_receiver
 from tests.integration.mqtt_support import child_env, register
-from tests.integration.test_serve_subscriber import free_port
+from tests.serve_support import serving
 
 SECRET = "serve-webhook-secret-0123"
 
@@ -32,23 +30,12 @@ def test_stale_alarm_reaches_the_stream_and_the_webhook(settings: Settings, repo
     security = SecurityService(settings, repo.engine)
     user = security.accounts.create("watcher", "a-long-test-password-1", Role.VIEWER, actor="test")
     token = security.sessions.start(user, amr="pwd").access_token
-    port = free_port()
     env = child_env(settings, tmp_path / "logs") | {"STALE_CHECK_SECONDS": "0.5", "WEBHOOK_BACKOFF_SECONDS": "0.1",
                                                         "WEBHOOK_ALLOWED_NETWORKS": "127.0.0.1"}
     with webhook_receiver() as receiver:
         MonitoringStore(repo.engine).create_webhook(url=receiver.url, secret=SECRET, site_id="site-st",
                                                     min_severity=Severity.WARNING, created_at=datetime.now(UTC), created_by="test")
-        server = subprocess.Popen([sys.executable, "-m", "digitaltwin.cli", "serve", "--port", str(port)], env=env,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        try:
-            base = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                try:
-                    if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    time.sleep(0.2)
+        with serving(env, tmp_path / "server.out") as (base, _):
             events: list[tuple[str, dict]] = []
             headers = {"Authorization": f"Bearer {token}"}
             with httpx.stream("GET", base + "/api/v1/stream", params={"asset_id": "m-quiet"}, headers=headers, timeout=30) as stream:
@@ -74,7 +61,5 @@ def test_stale_alarm_reaches_the_stream_and_the_webhook(settings: Settings, repo
             [delivery] = receiver.wait_for(1)
             signature = {k.lower(): v for k, v in delivery.headers.items()}["x-dt-signature"]
             assert verify(SECRET, signature, delivery.body) and json.loads(delivery.body)["alarm_id"] == alarm["alarm_id"]
-        finally:
-            server.terminate()
-            _, stderr = server.communicate(timeout=30)
-    assert b"Traceback" not in stderr, stderr.decode()[-2000:]
+    output = (tmp_path / "server.out").read_text(errors="replace")
+    assert "Traceback" not in output, output[-2000:]

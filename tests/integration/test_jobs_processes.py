@@ -32,7 +32,7 @@ from digitaltwin.storage.repository import Repository
 from tests.api.test_forecast_api import load_profile, store_hourly
 from tests.api.test_jobs import LONG_BACKTEST
 from tests.integration.mqtt_support import child_env, register
-from tests.integration.test_serve_subscriber import free_port
+from tests.serve_support import free_port
 
 
 def bearer(settings: Settings, repo: Repository) -> dict[str, str]:

@@ -10,8 +10,6 @@ import json
 import os
 import re
 import secrets
-import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -25,10 +23,10 @@ import httpx
 import pytest
 
 from tests.conftest import TEST_SECRET_KEY
+from tests.serve_support import serving
 
 VIEWER_PASSWORD = "viewer password " + secrets.token_hex(4)
 STREAM_CAP = 12
-STARTUP_DEADLINE_S = 120
 
 
 @dataclass(frozen=True)
@@ -38,12 +36,6 @@ class Served:
     redis_url: str
     prefix: str
     token: str
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _redis_url() -> str:
@@ -79,35 +71,10 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     ):
         done = subprocess.run([*cli, *args], env=env, input=stdin, capture_output=True, text=True, cwd=folder, timeout=120)
         assert done.returncode == 0, done.stdout + done.stderr
-    port = _free_port()
-    output = folder / "server.out"
-    with output.open("wb") as sink:
-        process = subprocess.Popen([*cli, "serve", "--port", str(port)], cwd=folder, env=env, stdout=sink,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + STARTUP_DEADLINE_S
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"server exited: {output.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"server did not answer /healthz: {output.read_text()[-3000:]}")
-            time.sleep(0.5)
+    with serving(env, folder / "server.out", cwd=folder) as (base, _):
         answer = httpx.post(f"{base}/api/v1/auth/token", data={"username": "viewer1", "password": VIEWER_PASSWORD})
         assert answer.status_code == 200, answer.text
         yield Served(base, folder, redis_url, prefix, answer.json()["access_token"])
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 def test_no_redirect_is_built_from_the_host_header(served: Served) -> None:

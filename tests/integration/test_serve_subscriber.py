@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,18 +28,13 @@ from tests.integration.mqtt_support import (  # noqa: F401
     register,
     wait_for,
 )
+from tests.serve_support import free_port
 
 BASE = datetime(2025, 6, 1, tzinfo=UTC)
 
 
 def item(seq: int) -> bytes:
     return json.dumps({"ts": (BASE + timedelta(seconds=seq)).isoformat(), "power_kw": seq}).encode()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def serve_env(settings: Settings, log_dir: Path) -> dict[str, str]:

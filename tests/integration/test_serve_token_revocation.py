@@ -10,7 +10,6 @@ Each check sends 16 requests on fresh connections, so both workers take part.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -23,7 +22,7 @@ import pytest
 from digitaltwin.config import Settings
 from digitaltwin.storage.repository import Repository
 from tests.integration.mqtt_support import child_env
-from tests.integration.test_serve_subscriber import free_port
+from tests.serve_support import serving
 
 PASSWORD = "correct horse battery staple 1"
 ROUNDS = 16
@@ -57,31 +56,8 @@ def server(backend_settings: Settings, repo: Repository, tmp_path: Path) -> Iter
     env = _env(backend_settings, tmp_path)
     _cli(env, "users", "create", "alice", "--role", "admin", password=PASSWORD + "\n")
     _cli(env, "users", "create", "bob", "--role", "admin", password=PASSWORD + "\n")
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "digitaltwin.cli", "serve", "--workers", "2", "--port", str(port)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 300  # workers import pandas and LightGBM; the machine may be busy
-        while True:
-            assert process.poll() is None, process.stderr.read().decode() if process.stderr else ""
-            try:
-                if httpx.get(base + "/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "serve did not come up"
-            time.sleep(0.5)
+    with serving(env, tmp_path / "server.out", "--workers", "2") as (base, _):
         yield base, env
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
 
 
 def login(base: str, username: str, password: str = PASSWORD) -> dict[str, str]:

@@ -8,11 +8,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,25 +15,17 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.ops.tools import REPO_ROOT
+from tests.serve_support import serving
 
 pytestmark = pytest.mark.slow  # starts two real worker processes (~30 s on a loaded 2-core machine)
 
 WORKERS = 2
 REQUESTS = 40
-STARTUP_DEADLINE_S = 120
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """Base URL of ``digitaltwin serve --workers 2`` and its folder (data, logs, multiprocess dir)."""
-    port = _free_port()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "PROMETHEUS_", "REDIS_", "MQTT_"))},
         "ENVIRONMENT": "test",
@@ -51,33 +38,8 @@ def served(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     # a stale value from an "earlier run" must not leak into the totals
     (tmp_path / "multiproc").mkdir()
     (tmp_path / "multiproc" / "counter_999999.db").write_bytes(b"stale")
-    command = [sys.executable, "-m", "digitaltwin.cli", "serve", "--port", str(port), "--workers", str(WORKERS)]
-    output = tmp_path / "server.out"
-    with output.open("wb") as sink:
-        process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=sink, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + STARTUP_DEADLINE_S
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"server exited: {output.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"server did not answer /healthz: {output.read_text()[-3000:]}")
-            time.sleep(0.5)
+    with serving(env, tmp_path / "server.out", "--workers", str(WORKERS), cwd=tmp_path) as (base, _):
         yield base, tmp_path
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 def _healthz_total(text: str) -> float:

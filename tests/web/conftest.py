@@ -9,11 +9,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +26,7 @@ from digitaltwin.storage.repository import Repository
 
 from ..conftest import STEEL_CSV, TEST_SECRET_KEY
 from ..integration.mqtt_support import DEFAULT_BROKER, _reachable, broker_address
+from ..serve_support import serving
 
 CHROMIUM = Path("/usr/bin/chromium")
 #: Flags for a headless Chromium as root on a machine without a network (see docs/dashboard.md).
@@ -49,12 +45,6 @@ class Server:
         answer = httpx.post(f"{self.url}/api/v1/auth/token", json={"username": username, "password": password})
         answer.raise_for_status()
         return str(answer.json()["access_token"])
-
-
-def free_port_number() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _browser_path() -> Path:
@@ -88,7 +78,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         accounts.create(f"{role.value}-user", password, role, actor="test")
         users[role.value] = (f"{role.value}-user", password)
     engine.dispose()
-    port = free_port_number()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "MQTT_", "REDIS_", "PROMETHEUS_"))}
     env.update(ENVIRONMENT="test", SECRET_KEY=TEST_SECRET_KEY, DATA_DIR=str(settings.data_dir), LOG_DIR=str(settings.log_dir),
                MODELS_DIR=str(settings.models_dir), API_RATE_LIMIT="100000", AUTH_RATE_LIMIT="100000", MQTT_TOPIC_PREFIX=prefix,
@@ -96,27 +85,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
                MQTT_CLIENT_ID=f"web-{secrets.token_hex(4)}", MQTT_AUTO_REGISTER_ASSETS="false")
     if mqtt:
         env["MQTT_BROKER"] = broker
-    process = subprocess.Popen([sys.executable, "-m", "digitaltwin.cli", "serve", "--port", str(port)], env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        assert process.poll() is None, process.stderr.read().decode() if process.stderr else "serve exited"
-        try:
-            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, "serve did not start"
-        time.sleep(0.3)
-    try:
+    with serving(env, root / "server.out") as (url, _):
         yield Server(url, settings, users)
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 @pytest.fixture(scope="session")
