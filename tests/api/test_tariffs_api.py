@@ -85,7 +85,8 @@ def test_site_bill_is_the_engine_bill_with_line_items(client: TestClient, repo: 
     assert answer.status_code == 200, answer.text
     (bill,) = answer.json()["bills"]
     assert bill["currency"] == "USD" and bill["first_day"] == "2018-11-01" and bill["last_day"] == "2018-11-30"
-    assert bill["completeness"] == {"expected_intervals": 2880, "present_intervals": 2880, "fraction": 1.0, "complete": True}
+    assert bill["completeness"] == {"expected_intervals": 2880, "present_intervals": 2880, "fraction": 1.0, "complete": True,
+                                    "meters": [{"asset_id": "plant", "expected_intervals": 2880, "present_intervals": 2880}]}
     kinds = {i["kind"] for i in bill["line_items"]}
     assert {"fixed", "energy", "demand"} <= kinds
     fixed = next(i for i in bill["line_items"] if i["kind"] == "fixed")

@@ -254,3 +254,45 @@ def test_native_percentages_are_percent_and_amounts_must_be_plausible() -> None:
         with pytest.raises(ValidationError) as err:
             parse_native(record)
         assert err.value.field == field
+
+
+def test_several_meters_with_uneven_coverage_are_summed_where_each_has_data() -> None:
+    """A site's meters: each meter's data counts where it exists, a missing meter counts 0 kWh there,
+    an interval is missing only when no meter has data; completeness and notes name each meter."""
+    n = 744  # January, hourly
+    main = np.ones(n)
+    main[100:110] = np.nan  # main misses 10 hours
+    b = np.full(n, np.nan)
+    b[96:120] = 2.0  # b has one day, overlapping main's gap
+    never = np.full(n, np.nan)  # a meter without any data this month
+    starts = _meter(main).start_s
+    meter = MeterIntervals.combine(starts, 3600, [("main", main, np.zeros(n)), ("b", b, np.full(n, np.nan)), ("never", never, never)])
+    assert meter.meters == ("main", "b", "never") and meter.present.shape == (3, n)
+    assert np.isfinite(meter.import_kwh).all()  # b covers every hour main misses
+    assert meter.import_kwh[100] == 2.0 and meter.import_kwh[96] == 3.0 and meter.import_kwh[0] == 1.0
+    assert np.all(meter.export_kwh == 0.0)
+    demand = _urdb(flatdemandstructure=[[{"rate": 10.0}]], flatdemandmonths=[0] * 12)
+    bill = compute_bill(parse_urdb(demand), meter, _january(), UTC_TZ)
+    assert bill.import_kwh == pytest.approx(734 + 48)
+    assert _amounts(bill, "energy") == pytest.approx(0.1 * (734 + 48))
+    assert bill.peak_kw == pytest.approx(3.0)  # 1 kWh + 2 kWh in the hours both have
+    assert [(m.asset_id, m.expected_intervals, m.present_intervals) for m in bill.meters] == [
+        ("main", 744, 734), ("b", 744, 24), ("never", 744, 0)]
+    assert (bill.expected_intervals, bill.present_intervals, bill.complete) == (3 * 744, 734 + 24, False)
+    missing = [note for note in bill.notes if "missing" in note]
+    assert missing == [
+        "main: 10 of 744 intervals missing (no data there, counted as 0 kWh): charges cover the metered intervals only",
+        "b: 720 of 744 intervals missing (no data there, counted as 0 kWh): charges cover the metered intervals only",
+        "never: 744 of 744 intervals missing (no data there, counted as 0 kWh): charges cover the metered intervals only",
+    ]
+    assert any("below the true coincident peak" in note for note in bill.notes)
+
+
+def test_combined_intervals_missing_in_every_meter_are_missing() -> None:
+    a = np.array([1.0, np.nan, np.nan, 4.0])
+    b = np.array([np.nan, 2.0, np.nan, 1.0])
+    meter = MeterIntervals.combine(np.arange(4) * 900, 900, [("a", a, np.zeros(4)), ("b", b, np.array([0.5, 0, 0, 0]))])
+    np.testing.assert_array_equal(meter.import_kwh, [1.0, 2.0, np.nan, 5.0])
+    np.testing.assert_array_equal(meter.export_kwh, [0.5, 0.0, 0.0, 0.0])
+    window = meter.window(datetime.fromtimestamp(900, UTC), datetime.fromtimestamp(2700, UTC))
+    assert window.meters == ("a", "b") and window.present.tolist() == [[False, False], [True, False]]

@@ -62,14 +62,17 @@ def round_money(amount: float, currency: str = "USD") -> float:
 
 @dataclass(frozen=True, slots=True)
 class MeterIntervals:
-    """One meter's grid exchange per interval.
+    """The grid exchange per interval of one meter, or of several meters summed (a site).
 
     Attributes:
         start_s: interval starts, epoch seconds (int64), ascending, shape ``(n,)``.
         import_kwh, export_kwh: energy from and to the grid per interval (kWh, >= 0;
-            NaN import marks a missing interval).
+            NaN import marks an interval without any data).
         interval_s: interval length in seconds (900 for 15-minute data).
         price_per_kwh: dynamic energy price per interval (native tariffs), or None.
+        meters: the ids of the summed meters (see :meth:`combine`); empty for one unnamed meter.
+        present: shape ``(len(meters), n)`` bool, which meter has data in which interval;
+            None when ``meters`` is empty (then a finite import is the presence).
     """
 
     start_s: np.ndarray
@@ -77,6 +80,42 @@ class MeterIntervals:
     export_kwh: np.ndarray
     interval_s: int
     price_per_kwh: np.ndarray | None = None
+    meters: tuple[str, ...] = ()
+    present: np.ndarray | None = None
+
+    @classmethod
+    def combine(
+        cls, start_s: np.ndarray, interval_s: int, meters: Sequence[tuple[str, np.ndarray, np.ndarray]],
+        price_per_kwh: np.ndarray | None = None,
+    ) -> MeterIntervals:
+        """The sum of several meters on one grid: a site's coincident import and export per interval.
+
+        Args:
+            start_s: interval starts (epoch seconds), shape ``(n,)``, the grid every meter is on.
+            interval_s: interval length in seconds.
+            meters: ``(meter id, import kWh, export kWh)`` per meter, arrays of shape ``(n,)``;
+                NaN import where the meter has no data, NaN export where nothing meters that side.
+            price_per_kwh: dynamic price per interval, or None.
+
+        The rule: every meter's data is summed where it exists. A meter without data in an interval
+        contributes 0 kWh there (its absence is kept in :attr:`present`, so a bill can say which
+        meter lacks how many intervals); an interval is missing (NaN import) only when no meter has
+        data in it. So the sum never drops energy that was metered, and any peak taken from it is
+        the sum over the meters with data: a lower bound of the true coincident peak where a meter
+        is missing. An unmetered export side counts as 0 kWh.
+        """
+        if not meters:
+            raise ValueError("combine needs at least one meter")
+        imports = np.vstack([np.asarray(imp, dtype=np.float64) for _, imp, _ in meters])
+        present = np.isfinite(imports)
+        import_kwh = np.where(present.any(axis=0), np.where(present, imports, 0.0).sum(axis=0), np.nan)
+        export_kwh = np.vstack([np.nan_to_num(np.asarray(exp, dtype=np.float64)) for _, _, exp in meters]).sum(axis=0)
+        return cls(np.asarray(start_s), import_kwh, export_kwh, int(interval_s), price_per_kwh,
+                   tuple(m for m, _, _ in meters), present)
+
+    def presence(self) -> np.ndarray:
+        """Shape ``(max(len(meters), 1), n)`` bool: which meter has data in which interval."""
+        return self.present if self.present is not None else np.isfinite(self.import_kwh)[None, :]
 
     def bounds(self, start: datetime, end: datetime) -> tuple[int, int]:
         """Index range of the intervals starting in ``[start, end)``."""
@@ -87,7 +126,9 @@ class MeterIntervals:
         """The intervals starting in ``[start, end)``."""
         a, b = self.bounds(start, end)
         price = None if self.price_per_kwh is None else self.price_per_kwh[a:b]
-        return MeterIntervals(self.start_s[a:b], self.import_kwh[a:b], self.export_kwh[a:b], self.interval_s, price)
+        present = None if self.present is None else self.present[:, a:b]
+        return MeterIntervals(self.start_s[a:b], self.import_kwh[a:b], self.export_kwh[a:b], self.interval_s, price,
+                              self.meters, present)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,11 +148,22 @@ class LineItem:
 
 
 @dataclass(frozen=True, slots=True)
+class MeterCoverage:
+    """How many of a billing period's intervals one billed meter has data in."""
+
+    asset_id: str
+    expected_intervals: int
+    present_intervals: int
+
+
+@dataclass(frozen=True, slots=True)
 class Bill:
     """The bill of one billing period.
 
-    ``expected_intervals`` and ``present_intervals`` state completeness: a bill computed
-    on incomplete data is marked (``complete`` False) instead of under-billing silently.
+    ``expected_intervals`` and ``present_intervals`` state completeness, counted per meter and
+    summed over the billed meters (one meter: the period's intervals); ``meters`` gives each
+    meter's count. A bill computed on incomplete data is marked (``complete`` False) and its
+    notes name each meter that lacks data, instead of under-billing silently.
     """
 
     period: BillingPeriod
@@ -127,6 +179,7 @@ class Bill:
     notes: list[str] = field(default_factory=list)
     surplus_kwh: tuple[float, ...] | None = None  # net metering: surplus per TOU period left at the end
     minimum_basis: float = 0.0  # fixed + energy + demand, at least 0: what a minimum charge is compared with
+    meters: tuple[MeterCoverage, ...] = ()  # per billed meter, when the meter data names its meters
 
     @property
     def subtotal(self) -> float:
@@ -368,14 +421,23 @@ def compute_bill(
     notes = []
     if carried_kwh is not None and carried_kwh.sum() > 0:
         notes.append(f"{carried_kwh.sum():,.3f} kWh of net metering surplus carried in from the previous bill")
-    present = int(ok.sum())
-    if present < expected:
-        notes.append(f"{expected - present} of {expected} intervals missing: charges cover the metered intervals only")
+    presence = meter.presence()
+    coverage = tuple(MeterCoverage(m, expected, int(presence[i].sum())) for i, m in enumerate(meter.meters))
+    for name, present in [(c.asset_id, c.present_intervals) for c in coverage] or [(None, int(ok.sum()))]:
+        if present < expected:
+            who = f"{name}: " if name is not None else ""
+            counted = " (no data there, counted as 0 kWh)" if len(coverage) > 1 else ""
+            notes.append(f"{who}{expected - present} of {expected} intervals missing{counted}: "
+                         "charges cover the metered intervals only")
+    has_demand = bool(tariff.flat_demand_periods) or tariff.tou_demand is not None or tariff.coincident is not None
+    if has_demand and presence.shape[0] > 1 and bool((presence.any(axis=0) & ~presence.all(axis=0)).any()):
+        notes.append("demand is the sum over the meters with data: where a meter has none it counts as 0 kW, "
+                     "so a billed peak may be below the true coincident peak")
     return Bill(
         period, tariff.name, tariff.currency, lines,
         float(np.nansum(meter.import_kwh)), float(np.nansum(meter.export_kwh)),
-        peak_kw if overall else None, peak_at, expected, present, notes,
-        None if surplus is None else tuple(surplus.tolist()), so_far,
+        peak_kw if overall else None, peak_at, expected * presence.shape[0], int(presence.sum()), notes,
+        None if surplus is None else tuple(surplus.tolist()), so_far, coverage,
     )
 
 

@@ -54,11 +54,19 @@ class LineItemOut(BaseModel):
     peak_at: datetime | None = Field(None, description="demand lines: start of the peak's interval (UTC)")
 
 
+class MeterCompletenessOut(BaseModel):
+    asset_id: str
+    expected_intervals: int = Field(description="intervals of the billing period on the bill's grid")
+    present_intervals: int = Field(description="intervals in which this meter has data")
+
+
 class CompletenessOut(BaseModel):
-    expected_intervals: int
-    present_intervals: int
-    fraction: float
+    expected_intervals: int = Field(description="intervals of the billing period, summed over the billed meters")
+    present_intervals: int = Field(description="intervals with data, summed over the billed meters")
+    fraction: float = Field(description="present_intervals / expected_intervals")
     complete: bool
+    meters: list[MeterCompletenessOut] = Field(
+        default_factory=list, description="per billed meter; a meter without data in an interval counts 0 kWh there")
 
 
 class BillOut(BaseModel):

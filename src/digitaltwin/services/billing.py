@@ -4,7 +4,9 @@ Meter data: a bill reads import and export per 15 minutes (per hour for hourly s
 :func:`~digitaltwin.services.interval_flows.interval_flows`, the energy report's rules: each
 interval's energy split into import and export before any netting, by the series' declared
 sign convention or its separate import and export registers. An asset's bill reads the asset; a site's bill sums the
-site's top-level meters (assets of kind ``meter`` without a parent that carry energy, power or a counter).
+site's top-level meters (assets of kind ``meter`` without a parent that carry energy, power or a counter): each
+meter's data counts where it exists, a meter without data in an interval counts 0 kWh there, and the bill names
+each meter that lacks data and how many intervals it lacks.
 """
 
 from __future__ import annotations
@@ -212,8 +214,12 @@ class BillingService:
         """Import/export per 15 minutes (hourly when every series is hourly and the site's hours are
         whole UTC hours) of the summed assets over ``[start, end)``, split per interval by
         :func:`~digitaltwin.services.interval_flows.interval_flows` (the meter rules and sign
-        conventions of the energy report). A meter without an export side exports nothing; a
-        missing import interval in any meter makes the interval missing."""
+        conventions of the energy report), and summed by :meth:`MeterIntervals.combine`: every meter's
+        data counts where it exists, a meter without data in an interval contributes 0 kWh there
+        (the result keeps which meter lacks which intervals, for the bill's completeness and notes),
+        and an interval is missing only when no meter has data in it. A meter without an export
+        side exports nothing. Meters of different cadences share the finer grid: an hourly value is
+        spread evenly over its quarter hours, as in the energy report."""
         infos = [pick_energy_series(self.repo, a) for a in asset_ids]
         hourly = all((i.interval_seconds or 0) >= 3600 for i in infos)
         edges_us = window_edges_us(start, end, Bucket.HOUR if hourly else Bucket.QUARTER_HOUR, tz)
@@ -222,16 +228,14 @@ class BillingService:
         # A range that does not start or end on the grid (a cost query from 10:07) takes whole intervals.
         step_us = step * 1_000_000
         first, last = first - first % step_us, -(-last // step_us) * step_us
-        imported = np.zeros((last - first) // (step * 1_000_000))
-        exported = np.zeros_like(imported)
+        parts = []
         for asset_id in asset_ids:
             flows = interval_flows(self.repo, asset_id, start=from_epoch_us(first), end=from_epoch_us(last),
                                    step=timedelta(seconds=step), max_hold=self.max_hold, now=now)
-            imported = imported + flows.import_kwh
-            exported = exported + np.nan_to_num(flows.export_kwh)
-        starts = first // 1_000_000 + step * np.arange(imported.size, dtype=np.int64)
+            parts.append((asset_id, flows.import_kwh, flows.export_kwh))
+        starts = first // 1_000_000 + step * np.arange((last - first) // step_us, dtype=np.int64)
         price = self._prices(tariff, starts) if tariff.price_asset_id else None
-        return MeterIntervals(starts, imported, exported, step, price)
+        return MeterIntervals.combine(starts, step, parts, price)
 
     def dynamic_prices(self, tariff: Tariff, starts: np.ndarray) -> np.ndarray:
         """The dynamic price (per kWh) at each interval start (epoch seconds) of a tariff with a price asset."""

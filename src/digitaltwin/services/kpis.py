@@ -90,18 +90,21 @@ def cost_per_kwh(
     repo: Repository, asset_ids: list[str], *, start: datetime, end: datetime, energy_kwh: float | None,
     max_hold: timedelta, site_id: str | None = None,
 ) -> tuple[float | None, str | None]:
-    """Cost per kWh of the energy over ``[start, end)`` and the tariff's currency.
+    """Cost per kWh over ``[start, end)`` and the tariff's currency: the bills' cost over the bills' energy.
 
-    It is the bills' totals (fixed, energy, demand, minimum charges, taxes) over ``energy_kwh``:
-    the site's bills for a site (``site_id``), or for an asset its own tariff's bills, else, when
-    it is its site's only billed meter, the site's. That needs whole billing periods; for a range
-    that cuts one, or an asset billed as part of several meters, only the energy charges of the
-    range's intervals are known (``accounting.cost``, as ``energy?with=cost``), and those are used.
-    None (and no currency) without a tariff, without energy, or for energy of 0.
+    For whole billing periods it is the bills' totals (fixed, energy, demand, minimum charges,
+    taxes) over the net energy (import - export, kWh) those bills count: the site's bills for a
+    site (``site_id``, the sum of the meters the site's bill reads), or for an asset its own
+    tariff's bills, else, when it is its site's only billed meter, the site's. For a range that
+    cuts a billing period, or an asset billed as part of several meters, only the energy charges
+    of the range's intervals are known (``accounting.cost``, as ``energy?with=cost``): those over
+    the net energy of the same intervals. So the figure always matches the bill's own cost and
+    energy; a meter without data in an interval counts nothing there, as in the bill. None (and
+    no currency) without a tariff; None with the currency when that energy is 0 or there is no data.
     """
     from digitaltwin.domain.errors import NotFoundError
     from digitaltwin.services.billing import BillingService
-    from digitaltwin.services.energy_cost import bucket_costs
+    from digitaltwin.services.energy_cost import bucket_costs, site_bucket_costs
 
     if not energy_kwh:
         return None, None
@@ -125,15 +128,20 @@ def cost_per_kwh(
     for subject in candidates:
         bills = whole_bills(**subject)
         if bills is not None:
-            return sum(b.bill.total for b in bills) / energy_kwh, bills[0].bill.currency
-    total, currency = 0.0, None
-    for asset_id in asset_ids:
-        costs = bucket_costs(service, asset_id, [start, end])
-        if costs.costs[0] is None:
+            billed_kwh = sum(b.bill.import_kwh - b.bill.export_kwh for b in bills)
+            currency = bills[0].bill.currency
+            return (sum(b.bill.total for b in bills) / billed_kwh if billed_kwh else None), currency
+    parts = ([site_bucket_costs(service, site_id, [start, end])] if site_id is not None
+             else [bucket_costs(service, a, [start, end]) for a in asset_ids])
+    cost = kwh = 0.0
+    currency = None
+    for part in parts:
+        if part.currency is None:
             return None, None
-        total += costs.costs[0]
-        currency = currency or costs.currency
-    return total / energy_kwh, currency
+        currency = part.currency
+        if part.costs[0] is not None and part.energy_kwh[0] is not None:
+            cost, kwh = cost + part.costs[0], kwh + part.energy_kwh[0]
+    return (cost / kwh if kwh else None), currency
 
 
 def _kpis(

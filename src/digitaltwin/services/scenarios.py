@@ -30,7 +30,6 @@ from digitaltwin.accounting.bill import Bill, MeterIntervals, compute_bills, rou
 from digitaltwin.accounting.carbon import interval_emissions
 from digitaltwin.accounting.periods import billing_periods, local_midnight
 from digitaltwin.accounting.tariff import Tariff
-from digitaltwin.domain.assets import AssetKind
 from digitaltwin.domain.errors import NotFoundError, ValidationError
 from digitaltwin.domain.timestamps import zone
 from digitaltwin.optimization.flexibility import Battery
@@ -38,7 +37,6 @@ from digitaltwin.optimization.pv_production import PVArray, ac_power_kw
 from digitaltwin.optimization.whatif import LoadShift, shift_load, simulate_battery
 from digitaltwin.services.billing import BillingService
 from digitaltwin.services.carbon import site_intensity
-from digitaltwin.services.energy import ENERGY_QUANTITIES
 from digitaltwin.services.scenario_inputs import as_utc_index, backtest_forecast, local_months, plan_prices, weather_on_grid
 from digitaltwin.storage.tariffs import Assignment
 
@@ -171,8 +169,7 @@ class ScenarioService:
             raise ValidationError(f"at most {MAX_PERIODS} billing periods per scenario", field="end")
         if now is not None and periods[-1].end > now:
             raise ValidationError("the replayed periods must have ended", field="end")
-        meters = [a.id for a in self.repo.list_assets(site_id=site_id, kind=AssetKind.METER)
-                  if a.parent_id is None and any(self.repo.find_series(a.id, q) for q in ENERGY_QUANTITIES)]
+        meters = self.billing.site_meters(site_id)  # the meters the site's bill sums, combined as for the bill
         if not meters:
             raise NotFoundError(f"site {site_id!r} has no top-level meter", field="site_id")
         lookbacks = [self.billing._lookback(t, periods[0], tz, assignment) for t in (base_tariff, scen_tariff)]
@@ -218,7 +215,8 @@ class ScenarioService:
         scen_import = np.where(moved, np.clip(new_net_kwh, 0.0, None), meter.import_kwh)
         scen_export = np.where(moved, np.clip(-new_net_kwh, 0.0, None), meter.export_kwh)
         baseline_meter = meter
-        scenario_meter = MeterIntervals(meter.start_s, scen_import, scen_export, step_s, scen_meter.price_per_kwh)
+        scenario_meter = MeterIntervals(meter.start_s, scen_import, scen_export, step_s, scen_meter.price_per_kwh,
+                                        meter.meters, meter.present)  # the same meters' data: the same completeness
         base_bills = compute_bills(base_tariff, baseline_meter, lookbacks[0] + periods, tz)[len(lookbacks[0]):]
         scen_bills = compute_bills(scen_tariff, scenario_meter, lookbacks[1] + periods, tz)[len(lookbacks[1]):]
         intensity = site_intensity(self.repo, site, start=periods[0].start, end=periods[-1].end)

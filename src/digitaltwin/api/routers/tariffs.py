@@ -19,6 +19,7 @@ from digitaltwin.api.tariff_schemas import (
     BillsOut,
     CompletenessOut,
     LineItemOut,
+    MeterCompletenessOut,
     TariffOut,
 )
 from digitaltwin.domain.timestamps import parse_instant
@@ -57,8 +58,12 @@ def _bill_out(sb: SiteBill) -> BillOut:
         start=b.period.start, end=b.period.end, first_day=b.period.first_day, last_day=b.period.last_day,
         line_items=items, subtotal=round_money(b.subtotal, cur), total=round_money(b.total, cur),
         import_kwh=b.import_kwh, export_kwh=b.export_kwh, peak_kw=b.peak_kw, peak_at=b.peak_at,
-        completeness=CompletenessOut(expected_intervals=b.expected_intervals, present_intervals=b.present_intervals,
-                                     fraction=b.completeness, complete=b.complete),
+        completeness=CompletenessOut(
+            expected_intervals=b.expected_intervals, present_intervals=b.present_intervals, fraction=b.completeness,
+            complete=b.complete,
+            meters=[MeterCompletenessOut(asset_id=m.asset_id, expected_intervals=m.expected_intervals,
+                                         present_intervals=m.present_intervals) for m in b.meters],
+        ),
         notes=b.notes,
     )
 
