@@ -55,3 +55,21 @@ def test_bad_mappings_name_the_option_and_viewers_cannot_import(client: TestClie
     assert post(client, "").json()["field"] == "file"
     assert post(client, CSV, delimiter="ab").status_code == 422
     assert post(viewer_client, CSV).status_code == 403
+
+
+def test_replacing_stored_readings_needs_an_admin_and_is_audited(client: TestClient, operator_client: ClientAs) -> None:
+    """Replacing is rewriting history, like deleting: an operator may import but not replace."""
+    site_and_meter(client)
+    assert post(operator_client, CSV).status_code == 200  # operators import
+    refused = post(operator_client, CSV.replace("1.5", "999"), on_conflict="replace")
+    assert refused.status_code == 403 and refused.json()["field"] == "on_conflict"
+    kept = client.get("/api/v1/assets/m-imp/readings", params={"start": "2024-03-01T00:00:00Z", "end": "2024-03-02T00:00:00Z"}).json()
+    assert [r["value"] for r in kept["readings"]] == [1.5, 2.0]
+
+    replaced = post(client, CSV.replace("1.5", "999"), on_conflict="replace").json()
+    assert replaced["replaced"] is True and len(replaced["conflicts"]) == 1
+    stored = client.get("/api/v1/assets/m-imp/readings", params={"start": "2024-03-01T00:00:00Z", "end": "2024-03-02T00:00:00Z"}).json()
+    assert [r["value"] for r in stored["readings"]] == [999.0, 2.0]
+    [entry] = [e for e in client.get("/api/v1/audit").json() if e["event"] == "readings_replaced"]
+    assert entry["subject"] == "m-imp" and entry["detail"]["replaced"] == 1
+    assert entry["detail"]["start"].startswith("2024-03-01T00:00:00")

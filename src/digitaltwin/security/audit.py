@@ -54,6 +54,7 @@ class AuditEvent(StrEnum):
     SITE_UPDATED = "site_updated"
     ASSET_UPDATED = "asset_updated"
     READINGS_DELETED = "readings_deleted"
+    READINGS_REPLACED = "readings_replaced"
     MODEL_ACTIVATED = "model_activated"
     SERIES_UPDATED = "series_updated"
     METER_REPLACED = "meter_replaced"

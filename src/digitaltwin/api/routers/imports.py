@@ -7,13 +7,17 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, File, Form, UploadFile
+from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from digitaltwin.api.deps import State
 from digitaltwin.domain.errors import ValidationError
 from digitaltwin.ingest.csv_import import build_mapping, import_csv
+from digitaltwin.observability.changes import record_change
+from digitaltwin.security.audit import AuditEvent
+from digitaltwin.security.errors import PermissionDeniedError
+from digitaltwin.security.roles import Role
 
 router = APIRouter(prefix="/api/v1", tags=["readings"])
 
@@ -53,6 +57,7 @@ class ImportOut(BaseModel):
 @router.post("/imports", response_model=ImportOut)
 async def import_file(
     state: State,
+    request: Request,
     file: Annotated[UploadFile, File(description="the CSV file (at most MAX_REQUEST_BODY_BYTES)")],
     preset: Annotated[str | None, Form()] = None,
     asset: Annotated[str | None, Form(description="asset of every row (or the preset's)")] = None,
@@ -76,7 +81,16 @@ async def import_file(
     Rows that cannot be read are rejected one by one naming their field, the others are stored;
     a reading stored before with another value is a conflict (kept unless ``on_conflict=replace``).
     422 naming the option for a mapping that does not fit the file.
+
+    ``on_conflict=replace`` rewrites stored readings, like deleting them: it needs an admin (403
+    naming ``on_conflict`` otherwise) and each import that replaced readings is written to the
+    audit log (``readings_replaced``, with the count and the time range replaced).
     """
+    if on_conflict == "replace":
+        principal = getattr(request.state, "principal", None)
+        if principal is not None and (principal.role is None or not principal.role.allows(Role.ADMIN)):
+            raise PermissionDeniedError("on_conflict=replace rewrites stored readings: it needs the admin role",
+                                        field="on_conflict")
     mapping = build_mapping(
         preset=preset, asset=asset, asset_column=asset_column, timestamp_column=timestamp_column,
         value_column=value_column, quantity=quantity, unit=unit, timezone=timezone, label=label,
@@ -92,6 +106,12 @@ async def import_file(
         path.write_bytes(data)
         report = await run_in_threadpool(
             import_csv, state.repo, path, mapping, site_timezone=site_tz, replace_conflicts=on_conflict == "replace"
+        )
+    if report.replaced and report.conflicts:
+        record_change(
+            request, AuditEvent.READINGS_REPLACED, subject=",".join(sorted({c.asset_id for c in report.conflicts}))[:200],
+            replaced=len(report.conflicts), start=min(c.ts for c in report.conflicts).isoformat(),
+            end=max(c.ts for c in report.conflicts).isoformat(), file=file.filename,
         )
     return ImportOut(
         rows_read=report.rows_read, readings_parsed=report.readings_parsed, readings_stored=report.readings_stored,

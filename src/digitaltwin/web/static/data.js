@@ -15,7 +15,7 @@ function uploadSection() {
   const inputs = FIELDS.map(([name, label, example]) => [name, label, el("input", { id: `csv-${name}`, name, placeholder: example })]);
   const label = el("select", { id: "csv-label", name: "label" }, el("option", { value: "start" }, "interval start"), el("option", { value: "end" }, "interval end"));
   const convention = el("select", { id: "csv-hour_convention", name: "hour_convention" }, el("option", { value: "ending" }, "hour ending (1-24)"), el("option", { value: "beginning" }, "hour beginning (0-23)"));
-  const conflict = el("select", { id: "csv-on_conflict", name: "on_conflict" }, el("option", { value: "keep" }, "keep the stored value"), el("option", { value: "replace" }, "replace it"));
+  const conflict = el("select", { id: "csv-on_conflict", name: "on_conflict" }, el("option", { value: "keep" }, "keep the stored value"), el("option", { value: "replace" }, "replace it (admins only)"));
   const result = el("div", { id: "csv-result", "aria-live": "polite" });
   const form = el("form", { class: "grid-form", "aria-label": "CSV upload" },
     el("label", { for: "csv-file" }, "CSV file"), file,
