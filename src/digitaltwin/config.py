@@ -117,8 +117,9 @@ class Settings(BaseSettings):
     mqtt_max_message_bytes: int = Field(
         1024 * 1024, alias="MQTT_MAX_MESSAGE_BYTES", ge=1024, description="larger payloads are dead-lettered"
     )
-    mqtt_auto_register_assets: bool | None = Field(
-        None, alias="MQTT_AUTO_REGISTER_ASSETS", description="register unknown assets; unset: on when embedded, else off"
+    mqtt_auto_register_assets: bool = Field(
+        False, alias="MQTT_AUTO_REGISTER_ASSETS",
+        description="register unknown assets (and sites) from their topics; off: their messages are dead-lettered",
     )
     mqtt_topic_prefix: str = Field("", alias="MQTT_TOPIC_PREFIX", description="prefix of every topic, e.g. 'plant-a/'")
     mqtt_shared_group: str | None = Field(
@@ -403,11 +404,9 @@ class Settings(BaseSettings):
 
     @property
     def mqtt_auto_register(self) -> bool:
-        """Whether MQTT messages of unknown assets register them (MQTT ingestion).
+        """Whether MQTT messages of unknown assets register them (``MQTT_AUTO_REGISTER_ASSETS``).
 
-        ``MQTT_AUTO_REGISTER_ASSETS`` when set; otherwise on for the embedded database
-        (the demo) and off elsewhere, where such messages are dead-lettered.
+        Off by default on every database: anyone who may publish to the broker could otherwise
+        create sites and assets; messages of unknown assets go to the dead letters instead.
         """
-        if self.mqtt_auto_register_assets is not None:
-            return self.mqtt_auto_register_assets
-        return self.embedded
+        return self.mqtt_auto_register_assets
