@@ -103,6 +103,8 @@ def test_stale_device_life_cycle_with_acknowledge_audit_filters_and_gauge(
     # acknowledge: operator only, audited with the comment; twice is a conflict naming state
     url = f"/api/v1/alarms/{alarm['id']}"
     assert viewer_client.post(url + "/acknowledge", json={"comment": "x"}).status_code == 403
+    nul = operator_client.post(url + "/acknowledge", json={"comment": "van\x00"})  # PostgreSQL cannot store it: refused on both
+    assert nul.status_code == 422 and nul.json()["field"] == "comment"
     acked = operator_client.post(url + "/acknowledge", json={"comment": "meter van on the way"})
     assert acked.status_code == 200 and acked.json()["state"] == "acknowledged"
     assert acked.json()["acknowledged_by"].startswith("user:operator-")

@@ -173,3 +173,15 @@ def test_nul_characters_in_path_or_query_are_422(client: TestClient) -> None:
     assert query.status_code == 422 and query.json() == {"detail": "NUL characters are not allowed", "field": "quantity"}
     path = client.get("/api/v1/sites/a%00b")
     assert path.status_code == 422 and path.json()["field"] == "path"
+
+
+def test_nul_characters_in_any_request_body_text_are_422_naming_the_field_on_both_backends(client: TestClient) -> None:
+    """Stored on SQLite, refused by PostgreSQL: refused before storage on both, naming the body's field."""
+    assert client.post("/api/v1/sites", json={"id": "nul-s", "name": "N", "timezone": "UTC"}).status_code == 201
+    site = client.post("/api/v1/sites", json={"id": "nul-t", "name": "N", "timezone": "UTC", "attributes": {"tags": ["a", "b\x00"]}})
+    assert site.status_code == 422 and site.json()["field"] == "attributes.tags.1"
+    patch = client.patch("/api/v1/sites/nul-s", json={"name": "bad\x00name"})
+    assert patch.status_code == 422 and patch.json()["field"] == "name"
+    login = client.post("/api/v1/auth/token", json={"username": "ad\x00min", "password": "x"})
+    assert login.status_code == 422 and login.json()["field"] == "username"
+    assert client.get("/api/v1/sites/nul-s").json()["name"] == "N"

@@ -7,8 +7,9 @@ import re
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AnyHttpUrl, BaseModel, Field, field_validator
 
+from digitaltwin.api.schemas import RequestModel
 from digitaltwin.monitoring.alarms import Alarm
 
 SOURCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -46,13 +47,11 @@ class AlarmOut(BaseModel):
         )
 
 
-class CommentIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class CommentIn(RequestModel):
     comment: str | None = Field(None, max_length=2000)
 
 
-class WebhookIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class WebhookIn(RequestModel):
     url: AnyHttpUrl = Field(description="http(s) URL the alarm events are POSTed to (at most 2000 characters)")
     secret: str = Field(min_length=16, max_length=200, description="HMAC-SHA256 key of the X-DT-Signature header")
     site_id: str | None = Field(None, max_length=64, description="only alarms of this site; all sites when omitted")
@@ -76,8 +75,7 @@ class WebhookOut(BaseModel):
     created_by: str | None
 
 
-class ForecastPointIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ForecastPointIn(RequestModel):
     ts: datetime = Field(description="interval start, RFC 3339 with a UTC offset")
     value: float = Field(description="kWh in the interval")
     quantiles: dict[str, float] | None = Field(None, description='kWh by level, e.g. {"0.1": 3.2, "0.9": 4.8}')
@@ -118,8 +116,7 @@ class ForecastPointIn(BaseModel):
         return value
 
 
-class ExternalForecastIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ExternalForecastIn(RequestModel):
     source: str = Field(description="the vendor or forecast's name; stored as external:<source>")
     issued_at: datetime = Field(description="when the vendor issued it, RFC 3339 with a UTC offset")
     step_seconds: int = Field(3600, ge=60, le=86_400, description="interval length of each point")

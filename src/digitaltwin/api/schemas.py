@@ -5,9 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from digitaltwin.domain.assets import AssetKind
+from digitaltwin.domain.errors import ValidationError
+from digitaltwin.ingest.nul import nul_field
 
 
 _SITE_ATTRIBUTES_DOC = (
@@ -17,11 +19,28 @@ _SITE_ATTRIBUTES_DOC = (
 )
 
 
-class SiteIn(BaseModel):
-    """A site to register; an unknown field is a 422 naming it (as for PATCH), so a misspelt
-    ``country`` is not silently dropped."""
+class RequestModel(BaseModel):
+    """Base of request bodies: unknown keys are refused (422 naming the key), and so is a NUL
+    character (U+0000) in any key or text at any depth (422 naming its dotted path, e.g.
+    ``comment`` or ``attributes.tags.1``). PostgreSQL text cannot hold NUL while SQLite stores
+    it, so refusing it here keeps both backends alike and names the request's field, not a column.
+    """
 
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul(cls, data: Any) -> Any:
+        bad = nul_field(data) if isinstance(data, dict) else None
+        if bad is not None:
+            # a domain error passes through pydantic unchanged and is answered by the API's handler
+            raise ValidationError(f"{bad} contains a NUL character (U+0000), which cannot be stored", field=bad)
+        return data
+
+
+class SiteIn(RequestModel):
+    """A site to register; an unknown field is a 422 naming it (as for PATCH), so a misspelt
+    ``country`` is not silently dropped."""
 
     id: str = Field(description="slug, 1-64 of letters, digits, '.', '_', '-'")
     name: str = Field(min_length=1, max_length=200)
@@ -34,10 +53,8 @@ class SiteOut(SiteIn):
     pass
 
 
-class AssetIn(BaseModel):
+class AssetIn(RequestModel):
     """An asset to register; an unknown field is a 422 naming it (as for PATCH)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     id: str = Field(description="slug, 1-64 of letters, digits, '.', '_', '-'")
     site_id: str
@@ -48,10 +65,8 @@ class AssetIn(BaseModel):
     attributes: dict[str, Any] = Field(default_factory=dict)
 
 
-class SitePatch(BaseModel):
+class SitePatch(RequestModel):
     """Changes to a site: only the fields sent are changed (its id cannot change)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     name: str | None = Field(None, min_length=1, max_length=200)
     timezone: str | None = Field(None, description="IANA timezone; stored readings stay UTC, later days follow the new zone")
@@ -59,11 +74,9 @@ class SitePatch(BaseModel):
     attributes: dict[str, Any] | None = Field(None, description="replaced as a whole; " + _SITE_ATTRIBUTES_DOC)
 
 
-class AssetPatch(BaseModel):
+class AssetPatch(RequestModel):
     """Changes to an asset: only the fields sent are changed; ``null`` clears ``parent_id`` or
     ``rated_power_kw``. Its id and site cannot change; ``attributes`` is replaced as a whole."""
-
-    model_config = ConfigDict(extra="forbid")
 
     name: str | None = Field(None, min_length=1, max_length=200)
     kind: AssetKind | None = None
@@ -161,26 +174,21 @@ class EnergyOut(BaseModel):
     cost_basis: str | None = Field(None, description="with=cost: what the costs include")
 
 
-class SeriesPatch(BaseModel):
+class SeriesPatch(RequestModel):
     """The declared attributes of a series, replaced as a whole (docs/accounting.md)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     attributes: dict[str, Any]
 
 
-class MeterReadingIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class MeterReadingIn(RequestModel):
 
     ts: str = Field(description="RFC 3339 with offset")
     value: float = Field(allow_inf_nan=False, description="register value")
     unit: str = Field("kWh", description="unit of value: Wh, kWh, MWh")
 
 
-class MeterReplacementIn(BaseModel):
+class MeterReplacementIn(RequestModel):
     """A meter swap: the old meter's final reading and the new meter's first reading."""
-
-    model_config = ConfigDict(extra="forbid")
 
     quantity: str = Field("energy_total", description="the counter register: energy_total or energy_export_total")
     old_final: MeterReadingIn

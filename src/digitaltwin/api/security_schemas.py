@@ -5,16 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
+from digitaltwin.api.schemas import RequestModel
 from digitaltwin.security.roles import Role
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class LoginIn(_Strict):
+class LoginIn(RequestModel):
     """JSON form of the token request (the OAuth2 password form is accepted too)."""
 
     username: str = Field(max_length=64)
@@ -34,20 +31,20 @@ class TokenOut(BaseModel):
     mfa_token: str | None = Field(None, description="send with a code to /api/v1/auth/mfa/verify")
 
 
-class RefreshIn(_Strict):
+class RefreshIn(RequestModel):
     refresh_token: str = Field(max_length=512)
 
 
-class MfaVerifyIn(_Strict):
+class MfaVerifyIn(RequestModel):
     mfa_token: str = Field(max_length=4096)
     code: str = Field(max_length=64, description="6-digit TOTP code or a recovery code")
 
 
-class CodeIn(_Strict):
+class CodeIn(RequestModel):
     code: str = Field(max_length=64, description="6-digit TOTP code (or a recovery code where accepted)")
 
 
-class PasswordChangeIn(_Strict):
+class PasswordChangeIn(RequestModel):
     current_password: str = Field(max_length=1024)
     new_password: str = Field(max_length=1024)
 
@@ -69,13 +66,13 @@ class RecoveryCodesOut(BaseModel):
     recovery_codes: list[str] = Field(description="single-use codes, shown once")
 
 
-class UserIn(_Strict):
+class UserIn(RequestModel):
     username: str = Field(max_length=64)
     password: str = Field(max_length=1024)
     role: Role = Role.VIEWER
 
 
-class UserPatch(_Strict):
+class UserPatch(RequestModel):
     role: Role | None = None
     active: bool | None = None
     password: str | None = Field(None, max_length=1024)
@@ -96,11 +93,11 @@ class RoleOut(BaseModel):
     may: str
 
 
-class RolePatch(_Strict):
+class RolePatch(RequestModel):
     mfa_required: bool
 
 
-class ApiKeyIn(_Strict):
+class ApiKeyIn(RequestModel):
     name: str = Field(min_length=1, max_length=100)
     scopes: list[str] = Field(min_length=1, max_length=2, description="read and/or ingest")
     site_id: str | None = Field(None, max_length=64, description="limit ingestion to this site's assets")

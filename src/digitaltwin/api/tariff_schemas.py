@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
+
+from digitaltwin.api.schemas import RequestModel
 
 ROUNDING = (
     "line items and totals are rounded to the currency's minor unit (cents; whole units for KRW, JPY), "
@@ -24,10 +26,8 @@ class TariffOut(BaseModel):
     source: dict[str, Any] | None = Field(None, description="the record as imported (detail route only)")
 
 
-class AssignmentIn(BaseModel):
+class AssignmentIn(RequestModel):
     """Which tariff bills the site or asset, between local calendar dates."""
-
-    model_config = ConfigDict(extra="forbid")
 
     tariff_id: str
     valid_from: date = Field(description="first local date billed under this tariff")
