@@ -241,6 +241,16 @@ def test_webhooks_reach_only_public_addresses_unless_a_network_is_allowed(settin
             assert receiver.received == []
 
 
+def test_a_password_in_a_webhook_url_is_never_shown(client: TestClient) -> None:
+    created = client.post("/api/v1/webhooks", json={"url": "https://hooks:s3cret@8.8.8.8/alarms", "secret": SECRET})
+    assert created.status_code == 201 and created.json()["url"] == "https://hooks:***@8.8.8.8/alarms"
+    assert [h["url"] for h in client.get("/api/v1/webhooks").json()] == ["https://hooks:***@8.8.8.8/alarms"]
+    [entry] = [e for e in client.get("/api/v1/audit").json() if e["event"] == "webhook_created"]
+    assert "s3cret" not in str(entry)
+    stored = monitoring_of(client).store.list_webhooks()
+    assert stored[0].url == "https://hooks:s3cret@8.8.8.8/alarms"  # deliveries still authenticate
+
+
 def test_alarm_events_reach_the_stream_subscribers(client: TestClient) -> None:
     register(client, "m-sse")
     monitoring = monitoring_of(client)

@@ -169,6 +169,8 @@ def test_users_roles_and_last_admin(client: TestClient, viewer_client: ClientAs,
     created = client.post("/api/v1/users", json={"username": "vic", "password": PASSWORD, "role": "viewer"})
     assert created.status_code == 201 and created.json()["role"] == "viewer"
     assert client.post("/api/v1/users", json={"username": "vic", "password": PASSWORD}).status_code == 409
+    look_alike = client.post("/api/v1/users", json={"username": "Vic", "password": PASSWORD})  # a look-alike in the audit log
+    assert look_alike.status_code == 409 and look_alike.json()["field"] == "username" and "'vic'" in look_alike.json()["detail"]
     weak = client.post("/api/v1/users", json={"username": "weak", "password": "short"})
     assert weak.status_code == 422 and weak.json()["field"] == "password"
     assert viewer_client.get("/api/v1/users").status_code == 403

@@ -53,10 +53,14 @@ class Accounts:
 
         Raises:
             ValidationError: naming ``username`` or ``password``.
-            ConflictError: naming ``username`` when it exists.
+            ConflictError: naming ``username`` when it exists, also in another case (``Admin`` beside
+                ``admin`` would be a look-alike in the audit log and in every list of users).
         """
         check_username(username)
         check_password_strength(password, username=username)
+        taken = next((u.username for u in self.store.list_users() if u.username.casefold() == username.casefold()), None)
+        if taken is not None:
+            raise ConflictError(f"user {taken!r} exists (usernames differing only in case are refused)", field="username")
         now = self.clock()
         user = UserRecord(
             id=secrets.token_hex(16), username=username, password_hash=hash_password(password), role=role, active=True,

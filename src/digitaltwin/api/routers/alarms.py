@@ -7,6 +7,7 @@ audit log with the comment; webhooks are admin-only (their secrets sign notifica
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from urllib.parse import urlsplit, urlunsplit
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request, Response
@@ -104,8 +105,18 @@ async def clear_alarm(alarm_id: AlarmId, body: CommentIn, state: State, request:
     return AlarmOut.of(alarm)
 
 
+def masked_url(url: str) -> str:
+    """``url`` with the password of its user information replaced by ``***`` (``https://u:***@host/``),
+    for answers and the audit log; the stored URL keeps it for deliveries."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+
+
 def _webhook_out(hook: object) -> WebhookOut:
-    return WebhookOut(id=hook.id, url=hook.url, site_id=hook.site_id, min_severity=hook.min_severity.value,  # type: ignore[attr-defined]
+    return WebhookOut(id=hook.id, url=masked_url(hook.url), site_id=hook.site_id, min_severity=hook.min_severity.value,  # type: ignore[attr-defined]
                       created_at=hook.created_at, created_by=hook.created_by)  # type: ignore[attr-defined]
 
 
@@ -132,7 +143,7 @@ def create_webhook(body: WebhookIn, state: State, request: Request) -> WebhookOu
         created_at=datetime.now(UTC), created_by=_actor(request),
     )
     monitoring.notifier.invalidate()
-    record_change(request, AuditEvent.WEBHOOK_CREATED, subject=str(hook.id), url=hook.url, site_id=hook.site_id,
+    record_change(request, AuditEvent.WEBHOOK_CREATED, subject=str(hook.id), url=masked_url(hook.url), site_id=hook.site_id,
                   min_severity=hook.min_severity.value)
     return _webhook_out(hook)
 
