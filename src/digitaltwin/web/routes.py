@@ -28,7 +28,7 @@ DASHBOARD_CSP = (
 router = APIRouter(include_in_schema=False)
 
 
-@router.get("/", response_class=HTMLResponse, openapi_extra=access(PUBLIC))
+@router.api_route("/", methods=["GET", "HEAD"], response_class=HTMLResponse, openapi_extra=access(PUBLIC))  # HEAD: uptime probes
 def dashboard() -> HTMLResponse:
     """The dashboard's single page (its views are chosen by the URL fragment)."""
     html = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
