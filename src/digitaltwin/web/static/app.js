@@ -45,9 +45,19 @@ async function refreshTokens() {
 }
 
 /** Call the API; JSON in and out. A 401 refreshes the tokens once, then sends to the login. */
+//: Longest wait honoured from a 429's Retry-After before the one retry (seconds).
+const MAX_RETRY_WAIT_S = 20;
+
 export async function api(path, options = {}) {
   let response = await send(path, { ...options });
   if (response.status === 401 && await refreshTokens()) response = await send(path, { ...options });
+  if (response.status === 429) {
+    // Over the API's per-client rate limit: wait as the server asks (bounded), then try once more,
+    // so a busy page loads late rather than failing.
+    const wait = Math.min(Number(response.headers.get("retry-after")) || 1, MAX_RETRY_WAIT_S);
+    await new Promise((resolve) => { setTimeout(resolve, wait * 1000); });
+    response = await send(path, { ...options });
+  }
   if (response.status === 401) {
     signOut();
     throw new ApiError(401, "Please log in again.");

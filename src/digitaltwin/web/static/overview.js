@@ -24,22 +24,21 @@ function change(current, previous) {
   return ` (${pct >= 0 ? "+" : ""}${fmt(pct, 1)} % vs last month)`;
 }
 
-async function latestDay(site, assets) {
+function latestDay(site, assets, states) {
   // The local day of the newest reading of the site's root meters (whose energy the site KPIs sum).
-  const roots = assets.filter((a) => !a.parent_id);
-  const details = await Promise.all(roots.map((a) => api(`/api/v1/assets/${encodeURIComponent(a.id)}`).catch(() => null)));
-  const newest = details.flatMap((d) => (d ? d.latest.map((r) => r.ts) : [])).sort().pop();
+  const roots = new Set(assets.filter((a) => !a.parent_id).map((a) => a.id));
+  const newest = [...states.values()].filter((s) => roots.has(s.asset_id)).flatMap((s) => s.readings.map((r) => r.ts)).sort().pop();
   return newest ? localTime(newest, site.timezone).slice(0, 10) : null;
 }
 
-async function monthCard(site, assets) {
+async function monthCard(site, assets, states) {
   const query = (r) => `start=${encodeURIComponent(r.start)}&end=${encodeURIComponent(r.end)}`;
   let title = "This month";
   let thisMonth = monthRange(site.timezone);
   let now = await api(`/api/v1/sites/${site.id}/kpis?${query(thisMonth)}`).catch(() => null);
   if (!now || now.energy_kwh === null) {
     // Nothing metered this month (an archive, or a meter that stopped): show the newest month with data.
-    const day = await latestDay(site, assets);
+    const day = latestDay(site, assets, states);
     if (!day) return el("p", { class: "muted" }, "No metered energy yet.");
     thisMonth = monthRange(site.timezone, 0, day);
     title = "Newest month with data";
@@ -60,7 +59,7 @@ async function monthCard(site, assets) {
     ]));
 }
 
-function liveTile(asset, site, stops, streams) {
+function liveTile(asset, site, state, stops, streams) {
   const value = el("span", { class: "live-value" }, "–");
   const when = el("span", { class: "muted" }, "");
   const tile = el("span", { class: "live", "data-asset": asset.id, "aria-live": "polite" }, value, " ", when);
@@ -73,10 +72,10 @@ function liveTile(asset, site, stops, streams) {
   };
   const pickReading = (readings) => readings.find((r) => r.quantity === "power")
     || readings.find((r) => r.quantity === "energy") || readings[0];
-  api(`/api/v1/assets/${encodeURIComponent(asset.id)}/state`).then((state) => {
+  if (state) {
     const latest = pickReading(state.readings);
     if (latest) show(latest);
-  }).catch(() => {});
+  }
   if (streams.count < MAX_STREAMS) {
     streams.count += 1;
     stops.push(follow(asset.id, (name, data) => {
@@ -87,7 +86,7 @@ function liveTile(asset, site, stops, streams) {
   return tile;
 }
 
-function assetTree(assets, site, tree, stops, streams) {
+function assetTree(assets, site, tree, states, stops, streams) {
   const byParent = new Map();
   const ids = new Set(assets.map((a) => a.id));
   for (const asset of assets) {
@@ -104,7 +103,7 @@ function assetTree(assets, site, tree, stops, streams) {
       el("a", { href: `#/assets/${encodeURIComponent(asset.id)}` }, asset.name), " ",
       el("span", { class: "muted" }, `${asset.kind}`), " ",
       meter && meter.energy_kwh !== null ? el("span", {}, `${fmt(meter.energy_kwh, 1)} kWh in the month `) : null,
-      remainder, " ", liveTile(asset, site, stops, streams),
+      remainder, " ", liveTile(asset, site, states.get(asset.id), stops, streams),
       byParent.has(asset.id) ? branch(asset.id) : null);
   }));
   return branch(null);
@@ -119,7 +118,9 @@ export async function renderOverview(main) {
   if (!sites.length) body.append(el("p", {}, "No sites yet: register one with digitaltwin sites add."));
   for (const site of sites) {
     const assets = await api(`/api/v1/assets?site_id=${encodeURIComponent(site.id)}`);
-    const month = await monthCard(site, assets);
+    // every asset's state in one request (the live tiles, and the newest day with data)
+    const states = new Map((await api(`/api/v1/sites/${encodeURIComponent(site.id)}/state`).catch(() => [])).map((s) => [s.asset_id, s]));
+    const month = await monthCard(site, assets, states);
     const range = month.dataset.start ? { start: month.dataset.start, end: month.dataset.end } : monthRange(site.timezone);
     const tree = await api(`/api/v1/sites/${site.id}/metering-tree?start=${encodeURIComponent(range.start)}&end=${encodeURIComponent(range.end)}`).catch(() => null);
     const open = await api(`/api/v1/alarms?site_id=${encodeURIComponent(site.id)}&state=active&state=acknowledged&limit=5`).catch(() => []);
@@ -132,7 +133,7 @@ export async function renderOverview(main) {
       el("h2", { id: `site-${site.id}` }, site.name, " ", el("span", { class: "muted" }, site.id)),
       month, alarms,
       el("h3", {}, "Assets"),
-      assets.length ? assetTree(assets, site, tree, stops, streams) : el("p", { class: "muted" }, "No assets.")));
+      assets.length ? assetTree(assets, site, tree, states, stops, streams) : el("p", { class: "muted" }, "No assets.")));
   }
   return () => stops.forEach((stop) => stop());
 }
