@@ -353,6 +353,7 @@ def energy_report(
             (:mod:`digitaltwin.services.energy_rollups`) and raw readings only for partial
             cells; False computes everything from raw readings (the reference the rollups are
             tested against). Both give the same numbers up to float summation order.
+            Default: the ``ENERGY_ROLLUPS`` setting (on).
 
     Raises:
         NotFoundError: unknown asset or no energy-carrying series.

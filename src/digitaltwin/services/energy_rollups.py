@@ -51,7 +51,7 @@ series at once, while readings are written and meter rules change.
   otherwise (the series was recomputed meanwhile) it reads again, and after
   :data:`_ATTEMPTS` tries the raw path answers.
 
-Whether reads use the cells is one switch, :data:`settings` (``ENERGY_ROLLUPS``, off by default);
+Whether reads use the cells is one switch, :data:`settings` (``ENERGY_ROLLUPS``, on by default);
 the cells are kept either way (every write marks its span). ``use_rollups=False`` asks for the
 raw path explicitly (tests, bench).
 """
@@ -86,7 +86,7 @@ from digitaltwin.storage.rollups import CELL_SECONDS, Cells, RollupStore, StaleS
 class _Switch:
     """Whether energy reads use the rollups by default (set once from ``ENERGY_ROLLUPS`` at start-up)."""
 
-    enabled = False
+    enabled = True
 
 
 settings = _Switch()
