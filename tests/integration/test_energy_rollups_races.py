@@ -9,12 +9,17 @@ timing), lets the other party run, and then compares the rollups' answer with th
   for another there), a refresh between them;
 * two refreshes of one series in different processes (the anomaly detector's and an API
   request's) straddling a meter replacement: the first computed its cells under the old rules;
-* a report reading the cells while another process recomputes the series whole.
+* a report reading the cells while another process recomputes the series whole;
+
+and, without hooks, two processes and this one writing, deleting, recording a meter replacement
+and reading reports of the same series at once.
 """
 
 from __future__ import annotations
 
 import contextlib
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -23,14 +28,17 @@ from typing import Any
 import pytest
 
 from digitaltwin.analytics.buckets import Bucket
+from digitaltwin.config import Settings
 from digitaltwin.domain.assets import Asset, AssetKind, Site
 from digitaltwin.domain.readings import Reading
 from digitaltwin.services import energy_rollups
 from digitaltwin.services.energy import EnergyReport, energy_report
 from digitaltwin.services.meter import ReplacementIn, record_replacement
+from digitaltwin.storage.meter_events import MeterEventStore
 from digitaltwin.storage import repository as repository_module
 from digitaltwin.storage.repository import Repository
 from digitaltwin.storage.rollups import RollupStore
+from tests.conftest import REPO_ROOT
 from tests.integration.test_energy_rollups import assert_same
 
 HOLD = timedelta(hours=1)
@@ -379,4 +387,64 @@ def test_a_report_reading_cells_during_a_whole_recompute_answers_exactly(meter: 
         assert_same(answered, raw_old)
     except AssertionError:
         assert_same(answered, raw_new)
+    assert_rollups_exact(meter, "press")
+
+
+#: One process of the test below: ``rounds`` rounds of a random change to both meters (corrected
+#: power readings; counter readings deleted and written back) and a report of each from rollups;
+#: the process with seed 0 records a meter replacement half way.
+_WRITER = """
+import random, sys
+from datetime import timedelta
+from pathlib import Path
+from digitaltwin.config import Settings
+from digitaltwin.domain.readings import Reading
+from digitaltwin.storage.db import make_engine
+from digitaltwin.storage.meter_events import MeterEventStore
+from digitaltwin.storage.repository import Repository
+from tests.integration.test_energy_rollups_races import DAYS, T0, counter_values, report
+
+database_url, data_dir, seed, rounds = sys.argv[1] or None, Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+repo = Repository(make_engine(Settings(_env_file=None, ENVIRONMENT="test", DATABASE_URL=database_url, DATA_DIR=data_dir)))
+rng = random.Random(seed)
+at = lambda k: T0 + timedelta(minutes=15 * k)
+for i in range(rounds):
+    k, n = rng.randrange(96 * DAYS - 8), rng.randrange(1, 7)
+    repo.store_readings([Reading("press", "power", at(j), rng.uniform(20.0, 60.0)) for j in range(k, k + n)], replace=True)
+    repo.delete_readings("meter", start=at(k), end=at(k + n))
+    report(repo, "meter", rollups=True)
+    repo.write_readings([Reading("meter", "energy_total", at(j), counter_values(j)) for j in range(k, k + n)])
+    if seed == 0 and i == rounds // 2:
+        info = repo.find_series("meter", "energy_total")
+        swap = 96 * 9 + 48
+        MeterEventStore(repo.engine).add_replacement(info.id, old=(at(swap), counter_values(swap)), new=(at(swap + 1), counter_values(swap + 1) - 40.0))
+    report(repo, "press", rollups=True)
+print("done", flush=True)
+"""
+
+
+def test_processes_writing_and_reading_at_once_leave_exact_rollups(meter: Repository, settings: Settings) -> None:
+    """Two processes and this one at once (no hooks): the cells equal the raw path afterwards."""
+    assert_rollups_exact(meter, "meter")
+    assert_rollups_exact(meter, "press")
+    args = [settings.database_url or "", str(settings.data_dir)]
+    writers = [
+        subprocess.Popen([sys.executable, "-c", _WRITER, *args, str(seed), "25"], cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for seed in (0, 1)
+    ]
+    try:
+        for _ in range(200):  # this process reads while they write (bounded; they take a few seconds)
+            if all(w.poll() is not None for w in writers):
+                break
+            report(meter, "meter", rollups=True)
+            report(meter, "press", rollups=True)
+        outputs = [w.communicate(timeout=120) for w in writers]
+    finally:
+        for w in writers:
+            if w.poll() is None:
+                w.kill()
+    for w, (out, err) in zip(writers, outputs, strict=True):
+        assert w.returncode == 0 and out.strip() == "done", err
+    assert MeterEventStore(meter.engine).replacements(meter.find_series("meter", "energy_total").id)  # type: ignore[union-attr]
+    assert_rollups_exact(meter, "meter")
     assert_rollups_exact(meter, "press")
