@@ -184,7 +184,7 @@ class Settings(BaseSettings):
     )
     # Energy rollups (services/energy_rollups.py): kept always, read when on
     energy_rollups: bool = Field(
-        False, alias="ENERGY_ROLLUPS",
+        True, alias="ENERGY_ROLLUPS",
         description="energy reports, bills and forecast targets read the 15-minute rollups instead of every raw reading",
     )
     # Scheduling: the re-planning loop of schedules created with replan=true

@@ -236,13 +236,19 @@ class Flows:
 
 
 def metered_series(
-    repo: Repository, asset: Asset, info: SeriesInfo, start: datetime, end: datetime, *, max_hold: timedelta, until_us: int
+    repo: Repository, asset: Asset, info: SeriesInfo, start: datetime, end: datetime, *, max_hold: timedelta, until_us: int,
+    rules: CounterRules | None = None,
 ) -> tuple[WindowReadings, Metered, dict[str, object]]:
     """The readings of ``info`` over ``[start, end)``, their segments under the meter policies and
-    the series' declared attributes (see :func:`digitaltwin.analytics.energy.metered_for`)."""
+    the series' declared attributes (see :func:`digitaltwin.analytics.energy.metered_for`).
+
+    ``rules``: the meter rules to apply, as :func:`~digitaltwin.services.meter.counter_rules`
+    read them earlier (the energy rollups store cells under the rules they keyed); default: read now.
+    """
     readings = read_window(repo, info, start, end)
     attributes = MeterEventStore(repo.engine).series_attributes(info.id)
-    rules = counter_rules(repo, asset, info, attributes=attributes)
+    if rules is None:
+        rules = counter_rules(repo, asset, info, attributes=attributes)
     metered = metered_for(
         info.kind, readings.ts_s, readings.values, rules=rules, interval_s=info.interval_seconds,
         max_hold_s=max_hold.total_seconds(), until_s=until_us / 1e6,
@@ -347,6 +353,7 @@ def energy_report(
             (:mod:`digitaltwin.services.energy_rollups`) and raw readings only for partial
             cells; False computes everything from raw readings (the reference the rollups are
             tested against). Both give the same numbers up to float summation order.
+            Default: the ``ENERGY_ROLLUPS`` setting (on).
 
     Raises:
         NotFoundError: unknown asset or no energy-carrying series.

@@ -33,10 +33,27 @@ raw path starts it five readings before the range, the rollups five readings bef
 recomputed span, so for a register that dips and never recovers the two can differ after the
 dip. Real registers (and the test data) do not do that.
 
-Whether reads use the cells is one switch, :data:`settings` (``ENERGY_ROLLUPS``, off by default):
-the cells are kept either way (every write marks its span), but a read that refreshes cells while
-another thread records a meter replacement was once seen to keep a stale cell, so the raw path
-answers until that race is closed. ``use_rollups=True`` asks for the cells explicitly (tests, bench).
+Concurrency: API workers, the ingest worker and the anomaly detector's thread may refresh one
+series at once, while readings are written and meter rules change.
+
+* A writer's mark is committed with its readings (same transaction), so a refresh that reads a
+  mark reads the readings too; a mark committed after the refresh read the marks stays, because a
+  refresh deletes only the marks it read (by id), in the transaction that stores their cells.
+* The rules are read once per refresh; the cells are computed under exactly those rules and
+  stored under their key, so a rule changed meanwhile is a changed key for the next refresh.
+  Until its last write a refresh stores the key it started from, so one that stops half way (or
+  loses a race) leaves the changed rules to be found again.
+* Every write of a series' cells is a compare and set on the version of its state
+  (:class:`~digitaltwin.storage.rollups.RollupStore`): a refresh that finds another's write
+  stores nothing and starts again from the new state; in one process refreshes of a series
+  also wait for each other instead of computing the same cells twice.
+* A reader checks after reading the cells that the version is still the one its refresh left;
+  otherwise (the series was recomputed meanwhile) it reads again, and after
+  :data:`_ATTEMPTS` tries the raw path answers.
+
+Whether reads use the cells is one switch, :data:`settings` (``ENERGY_ROLLUPS``, on by default);
+the cells are kept either way (every write marks its span). ``use_rollups=False`` asks for the
+raw path explicitly (tests, bench).
 """
 
 from __future__ import annotations
@@ -44,13 +61,18 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import threading
+import weakref
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+from sqlalchemy.engine import Engine
 
 from digitaltwin.analytics.energy import BucketTotals, aggregate
-from digitaltwin.analytics.meter import EventKind, MeterEvent, split_import_export
+from digitaltwin.analytics.meter import CounterRules, EventKind, MeterEvent, split_import_export
 from digitaltwin.analytics.segments import Segments
 from digitaltwin.domain.assets import Asset
 from digitaltwin.domain.series_attributes import EXPORT_QUANTITIES, energy_flow, export_positive
@@ -58,13 +80,13 @@ from digitaltwin.domain.units import SeriesKind
 from digitaltwin.services.meter import counter_rules
 from digitaltwin.storage.meter_events import MeterEventStore
 from digitaltwin.storage.repository import Repository, SeriesInfo
-from digitaltwin.storage.rollups import CELL_SECONDS, Cells, RollupStore, StoredEvent
+from digitaltwin.storage.rollups import CELL_SECONDS, Cells, RollupStore, StaleState, StoredEvent
 
 
 class _Switch:
     """Whether energy reads use the rollups by default (set once from ``ENERGY_ROLLUPS`` at start-up)."""
 
-    enabled = False
+    enabled = True
 
 
 settings = _Switch()
@@ -84,6 +106,9 @@ _FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
 _EARLIEST_S, _LATEST_S = datetime(1900, 1, 1, tzinfo=UTC).timestamp(), datetime(9998, 1, 1, tzinfo=UTC).timestamp()
 #: Up to this many buckets the cells are summed per bucket in the database.
 GROUPED_BUCKETS = 100
+#: Tries of a refresh, and of a read of the cells, when another process wrote the same series'
+#: cells meanwhile; after them the raw path answers.
+_ATTEMPTS = 4
 
 
 def _utc(seconds: float) -> datetime:
@@ -109,8 +134,11 @@ def rules_key(repo: Repository, asset: Asset, info: SeriesInfo, max_hold: timede
     would depend on the range read (an interval series without a recorded interval)."""
     if info.kind is SeriesKind.INTERVAL and not info.interval_seconds:
         return None
-    attributes = MeterEventStore(repo.engine).series_attributes(info.id)
-    rules = counter_rules(repo, asset, info, attributes=attributes)
+    return _key(info, counter_rules(repo, asset, info), max_hold)
+
+
+def _key(info: SeriesInfo, rules: CounterRules, max_hold: timedelta) -> str:
+    """:func:`rules_key` of rules already read."""
     swaps = sorted([r.old_ts_s, r.old_final_kwh, r.new_ts_s, r.new_first_kwh] for r in rules.replacements)
     payload = repr((info.kind.value, info.interval_seconds, replace(rules, replacements=()), max_hold.total_seconds()))
     return hashlib.sha256(payload.encode()).hexdigest()[:32] + "|" + json.dumps(swaps)
@@ -138,16 +166,19 @@ def _target_frontier(repo: Repository, info: SeriesInfo) -> int | None:
 
 
 def compute_cells(
-    repo: Repository, asset: Asset, info: SeriesInfo, lo_s: int, hi_s: int, *, max_hold: timedelta
+    repo: Repository, asset: Asset, info: SeriesInfo, lo_s: int, hi_s: int, *, max_hold: timedelta, rules: CounterRules | None = None
 ) -> tuple[Cells, list[StoredEvent]]:
     """Totals of the cells in ``[lo_s, hi_s)`` (cell edges, epoch seconds) and the events starting there.
 
     The segments are those of the raw path (:func:`digitaltwin.services.energy.metered_series`),
-    spread by :func:`digitaltwin.analytics.energy.aggregate` over the cell edges.
+    spread by :func:`digitaltwin.analytics.energy.aggregate` over the cell edges, under ``rules``
+    (the series' meter rules as read for the key the cells are stored under; default: read now).
     """
     from digitaltwin.services.energy import metered_series  # services.energy uses this module
 
-    readings, metered, _ = metered_series(repo, asset, info, _utc(lo_s), _utc(hi_s), max_hold=max_hold, until_us=hi_s * 1_000_000)
+    readings, metered, _ = metered_series(
+        repo, asset, info, _utc(lo_s), _utc(hi_s), max_hold=max_hold, until_us=hi_s * 1_000_000, rules=rules
+    )
     edges = np.arange(lo_s, hi_s + CELL_SECONDS, CELL_SECONDS, dtype=np.int64)
     stats = _piece_stats(metered.segments, edges.astype(np.float64), readings.ts_s)
     keep = (stats.covered_s > 0) | (stats.sample_count > 0)
@@ -180,34 +211,96 @@ def _piece_stats(seg: Segments, edges_s: np.ndarray, sample_ts_s: np.ndarray) ->
     )
 
 
-def refresh(repo: Repository, asset: Asset, info: SeriesInfo, *, max_hold: timedelta) -> int | None:
-    """Bring the stored cells of a series up to date; returns its frontier (epoch seconds), or
-    None when the series takes the raw path (see the module docstring)."""
-    key = rules_key(repo, asset, info, max_hold)
-    target = _target_frontier(repo, info) if key is not None else None
-    if key is None or target is None:
+@dataclass(frozen=True, slots=True)
+class Refreshed:
+    """A series whose stored cells are up to date: its frontier (epoch seconds) and the version
+    of its rollup state after the refresh."""
+
+    frontier_s: int
+    version: int
+
+
+class _SeriesLock:
+    """A lock of one series in this process (weakly kept: gone when no refresh holds it)."""
+
+    __slots__ = ("lock", "__weakref__")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+
+
+_locks_guard = threading.Lock()
+_locks: weakref.WeakValueDictionary[tuple[int, int], _SeriesLock] = weakref.WeakValueDictionary()
+
+
+@contextmanager
+def _process_lock(engine: Engine, series_id: int) -> Iterator[None]:
+    """Refreshes of one series in this process run one after the other: the second finds the
+    cells the first stored instead of computing them again. Correctness does not depend on it
+    (other processes do not share it): that is the version check of every write."""
+    with _locks_guard:
+        holder = _locks.get((id(engine), series_id))
+        if holder is None:
+            holder = _locks[(id(engine), series_id)] = _SeriesLock()
+    with holder.lock:
+        yield
+
+
+def refresh(repo: Repository, asset: Asset, info: SeriesInfo, *, max_hold: timedelta) -> Refreshed | None:
+    """Bring the stored cells of a series up to date.
+
+    Returns:
+        Its frontier and state version, or None when the series takes the raw path (see the
+        module docstring) or other processes kept writing its cells for :data:`_ATTEMPTS` tries.
+    """
+    if info.kind is SeriesKind.INTERVAL and not info.interval_seconds:
         return None
+    with _process_lock(repo.engine, info.id):
+        for _ in range(_ATTEMPTS):
+            try:
+                return _refresh_once(repo, asset, info, max_hold=max_hold)
+            except StaleState:  # another process stored cells of the series meanwhile: start from its state
+                continue
+    return None
+
+
+def _refresh_once(repo: Repository, asset: Asset, info: SeriesInfo, *, max_hold: timedelta) -> Refreshed | None:
+    """One try of :func:`refresh`; raises :class:`~digitaltwin.storage.rollups.StaleState`
+    when another write of the series' cells came first."""
     store = RollupStore(repo.engine)
+    # The state first: the marks, rules and readings read next are at least as new, and every
+    # write below stores only if the state is still this version.
     state = store.state(info.id)
-    mark_id, spans = store.dirty(info.id)
-    swaps = _changed_swaps(state[0], key) if state is not None else None
+    marks = store.dirty(info.id)
+    rules = counter_rules(repo, asset, info)
+    key = _key(info, rules, max_hold)
+    target = _target_frontier(repo, info)
+    if target is None:
+        return None
+    version = state.version if state is not None else None
+    swaps = _changed_swaps(state.rules_key, key) if state is not None else None
     if state is None or swaps is None:
         extent = repo.series_extent(info.id)
         lo = _floor(extent[0].timestamp()) if extent else target
-        _build(repo, store, asset, info, lo, target, key=key, max_hold=max_hold, reset=True, marks=mark_id)
-        return target
-    frontier = state[1]
+        version = _build(store, repo, asset, info, lo, target, rules, key=key, interim_key=key, max_hold=max_hold,
+                         version=version, reset=True, consumed=marks.ids)
+        return Refreshed(target, version)
+    assert version is not None
+    frontier = state.frontier_s
     final = min(frontier, target)
-    for lo, hi in _widened(repo, info, spans + swaps, final):
-        cells, events = compute_cells(repo, asset, info, lo, hi, max_hold=max_hold)
-        store.write(info.id, lo, hi, cells, events, rules_key=key, frontier_s=frontier)
+    # Until the last write the state keeps the key it had: cells computed under new rules but
+    # stored under the old key are recomputed once more if this refresh goes no further.
+    for lo, hi in _widened(repo, info, marks.spans + swaps, final):
+        cells, events = compute_cells(repo, asset, info, lo, hi, max_hold=max_hold, rules=rules)
+        version = store.write(info.id, lo, hi, cells, events, rules_key=state.rules_key, frontier_s=frontier, version=version)
     if target > frontier:
-        _build(repo, store, asset, info, frontier, target, key=key, max_hold=max_hold, reset=False, marks=mark_id)
-    elif target < frontier or mark_id or state[0] != key:
+        version = _build(store, repo, asset, info, frontier, target, rules, key=key, interim_key=state.rules_key, max_hold=max_hold,
+                         version=version, reset=False, consumed=marks.ids)
+    elif target < frontier or marks.ids or state.rules_key != key:
         # Marks processed; when the end of the series was deleted, cells past the new frontier
         # are no longer final and go.
-        store.write(info.id, target, frontier, _no_cells(), [], rules_key=key, frontier_s=target, clear_marks_upto=mark_id)
-    return target
+        version = store.write(info.id, target, frontier, _no_cells(), [], rules_key=key, frontier_s=target, version=version, consumed=marks.ids)
+    return Refreshed(target, version)
 
 
 def _no_cells() -> Cells:
@@ -216,16 +309,22 @@ def _no_cells() -> Cells:
 
 
 def _build(
-    repo: Repository, store: RollupStore, asset: Asset, info: SeriesInfo, lo: int, hi: int, *, key: str, max_hold: timedelta, reset: bool, marks: int
-) -> None:
-    """Compute and store the cells of ``[lo, hi)`` in passes, moving the frontier with each."""
+    store: RollupStore, repo: Repository, asset: Asset, info: SeriesInfo, lo: int, hi: int, rules: CounterRules, *,
+    key: str, interim_key: str, max_hold: timedelta, version: int | None, reset: bool, consumed: Sequence[int],
+) -> int:
+    """Compute and store the cells of ``[lo, hi)`` in passes, moving the frontier with each; the
+    last pass stores ``key`` and deletes the ``consumed`` marks. Returns the state's version."""
     step = _BUILD_CELLS * CELL_SECONDS
     first = True
     for a in range(lo, max(hi, lo + 1), step):
         b = min(a + step, hi)
-        cells, events = compute_cells(repo, asset, info, a, b, max_hold=max_hold)
-        store.write(info.id, a, b, cells, events, rules_key=key, frontier_s=b, reset=reset and first, clear_marks_upto=marks if b >= hi else 0)
+        last = b >= hi
+        cells, events = compute_cells(repo, asset, info, a, b, max_hold=max_hold, rules=rules)
+        version = store.write(info.id, a, b, cells, events, rules_key=key if last else interim_key, frontier_s=b, version=version,
+                              reset=reset and first, consumed=consumed if last else ())
         first = False
+    assert version is not None
+    return version
 
 
 def _widened(repo: Repository, info: SeriesInfo, spans: list[tuple[float, float]], frontier: int) -> list[tuple[int, int]]:
@@ -279,15 +378,32 @@ def rollup_totals(
     cell_us = CELL_SECONDS * 1_000_000
     if np.any(edges_us[1:-1] % cell_us != 0):
         return None
+    for _ in range(_ATTEMPTS):
+        totals = _read_totals(repo, asset, info, pair, edges_us, max_hold=max_hold, until_us=until_us)
+        if totals is not _CHANGED:
+            return totals  # type: ignore[return-value]
+    return None
+
+
+#: What :func:`_read_totals` returns when the cells changed while it read them.
+_CHANGED = object()
+
+
+def _read_totals(
+    repo: Repository, asset: Asset, info: SeriesInfo, pair: SeriesInfo | None, edges_us: np.ndarray, *, max_hold: timedelta, until_us: int
+) -> RollupTotals | None | object:
+    """One try of :func:`rollup_totals`: refresh, read, then check that no write of the cells
+    came in between (:data:`_CHANGED` if one did)."""
+    cell_us = CELL_SECONDS * 1_000_000
     a_us, b_us = int(edges_us[0]), int(edges_us[-1])
     c1, c2 = -(-a_us // cell_us) * CELL_SECONDS, (b_us // cell_us) * CELL_SECONDS
     series = [info] + ([pair] if pair is not None else [])
-    frontiers = [refresh(repo, asset, s, max_hold=max_hold) for s in series]
-    if any(f is None for f in frontiers):
+    refreshed = [refresh(repo, asset, s, max_hold=max_hold) for s in series]
+    if any(r is None for r in refreshed):
         return None
     # Not past ``until`` either: a power sample held at the end of the range stops there (raw
     # path), which a stored cell cannot know (only readings stamped after ``now`` make it matter).
-    f = min(c2, (until_us // cell_us) * CELL_SECONDS, *frontiers)  # type: ignore[type-var]
+    f = min(c2, (until_us // cell_us) * CELL_SECONDS, *(r.frontier_s for r in refreshed if r is not None))
     if f <= c1:
         return None
     a_s, b_s = a_us / 1e6, b_us / 1e6
@@ -296,6 +412,12 @@ def rollup_totals(
     piece_edges = np.concatenate(([a_s] if head else [], np.arange(c1, c2 + 1, CELL_SECONDS, dtype=np.float64), [b_s] if b_s > c2 else []))
     store = RollupStore(repo.engine)
     stats = {s.id: _series_pieces(repo, store, asset, s, piece_edges, c1, f, head, tail, max_hold, until_us, edges_us / 1e6) for s in series}
+    # A write in between (another process recomputing the series) may have left cells of two
+    # states, or none yet past its first pass: read again.
+    for s, r in zip(series, refreshed, strict=True):
+        now = store.state(s.id)
+        if now is None or r is None or now.version != r.version:
+            return _CHANGED
     idx = np.searchsorted(piece_edges, edges_us / 1e6)
     own = stats[info.id][0]
     totals = _reduce(own, idx)

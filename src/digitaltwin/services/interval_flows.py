@@ -90,7 +90,7 @@ def interval_flows(
         now: power samples are not held past this instant (default: the current time).
         use_rollups: take whole 15-minute cells from the energy rollups (steps of 15, 30 and 60
             minutes); False reads every reading (the reference; same numbers up to float
-            summation order).
+            summation order). Default: the ``ENERGY_ROLLUPS`` setting (on).
 
     Raises:
         NotFoundError: unknown asset or no energy-carrying series.

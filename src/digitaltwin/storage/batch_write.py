@@ -19,6 +19,10 @@ series. When none does (new data, the common case), the batch is ``COPY``-ed str
 ``COPY``-ed into a temporary table, one join reports the keys stored with another value, and
 ``INSERT ... ON CONFLICT DO NOTHING`` (``DO UPDATE`` when replacing) moves the rest in.
 SQLite follows the same steps with a temporary table and ``INSERT OR IGNORE``.
+
+The same transaction marks each series' time span for the energy rollups
+(:func:`digitaltwin.storage.rollups.mark_changed_raw`), so the mark and the readings become
+visible together: a refresh of the rollups never sees the mark without the readings.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ from typing import Any
 import numpy as np
 import psycopg
 from sqlalchemy import Engine
+
+from digitaltwin.storage.rollups import mark_changed_raw
 
 #: Microseconds between the Unix epoch and PostgreSQL's (2000-01-01), for binary COPY timestamps.
 PG_EPOCH_OFFSET_US = 946_684_800_000_000
@@ -153,6 +159,7 @@ def _write_postgres(
     raw = engine.raw_connection()
     try:
         cursor: Any = raw.cursor()
+        mark_changed_raw(cursor, "postgresql", span_sids, lows, highs)  # kept by the savepoint's rollback below
         # One probe for all series of the batch (a batch of MQTT messages spans many series).
         cursor.execute(
             "SELECT 1 FROM unnest(%s::int4[], %s::int8[], %s::int8[]) AS s(sid, low, high) "
@@ -212,6 +219,7 @@ def _write_sqlite(
     raw = engine.raw_connection()
     try:
         cursor: Any = raw.cursor()
+        mark_changed_raw(cursor, "sqlite", span_sids, lows, highs)
         overlap = any(
             cursor.execute(
                 "SELECT 1 FROM readings WHERE series_id = ? AND ts BETWEEN ? AND ? LIMIT 1", (sid, low, high)

@@ -431,26 +431,13 @@ class Repository:
             sids[i] = sid
         ts_us = np.fromiter((to_epoch_us(r.ts) for r in batch), dtype=np.int64, count=len(batch))
         values = np.fromiter((r.value for r in batch), dtype=np.float64, count=len(batch))
-        self._mark_rollups_changed(sids, ts_us)
         return write_arrays(self.engine, sids, ts_us, values, replace=replace)
 
     def store_arrays(self, sids: np.ndarray, ts_us: np.ndarray, values: np.ndarray, *, replace: bool = False) -> WriteOutcome:
         """:meth:`store_readings` for a batch already in arrays: series ids (from
         :meth:`ensure_series`), Unix epoch microseconds (int64) and canonical values (float64);
         what bulk import uses, with no object per row."""
-        self._mark_rollups_changed(sids, ts_us)
         return write_arrays(self.engine, sids, ts_us, values, replace=replace)
-
-    def _mark_rollups_changed(self, sids: np.ndarray, ts_us: np.ndarray) -> None:
-        """Mark the time span of each series' written readings for the energy rollups (before
-        writing them: a mark whose write fails only costs a recomputation, see storage/rollups.py)."""
-        sids, ts_us = np.asarray(sids), np.asarray(ts_us)
-        spans = []
-        for sid in np.unique(sids).tolist():
-            mine = ts_us[sids == sid]
-            spans.append((int(sid), from_epoch_us(int(mine.min())), from_epoch_us(int(mine.max()))))
-        with self.engine.begin() as conn:
-            mark_changed(conn, spans)
 
     def read_page(
         self,

@@ -5,18 +5,29 @@ the raw energy path; this module only reads and writes the four tables of ``tabl
 
 * ``energy_rollups``: one row per (series, cell) with energy, covered seconds, import and export
   (the energy of the positive and of the negative segments), sample count and peak power;
-* ``energy_rollup_state``: per series, the key of the rules the rows were computed under and the
-  *frontier*, the end of the cells that are stored and final;
-* ``energy_rollup_dirty``: time spans of readings written or deleted since, marked by
-  :class:`~digitaltwin.storage.repository.Repository` before it writes; processed at query time;
+* ``energy_rollup_state``: per series, the key of the rules the rows were computed under, the
+  *frontier* (the end of the cells that are stored and final) and a *version* that every write
+  of the series' cells bumps;
+* ``energy_rollup_dirty``: time spans of readings written or deleted since, marked in the
+  writer's own transaction (:func:`mark_changed`, :func:`mark_changed_raw`); processed at query
+  time;
 * ``energy_rollup_events``: the meter events found while computing the cells.
+
+Concurrency. Several processes (API workers, the ingest worker, the anomaly detector's thread)
+may refresh one series at once. A write of cells is a compare and set on the version: it is the
+transaction's first statement, so on PostgreSQL it locks the state row until commit (a second
+writer waits, then finds another version), and on SQLite it takes the database's write lock.
+A refresh whose version is no longer the stored one stores nothing (:class:`StaleState`) and
+starts again from the new state. A refresh deletes only the marks it read, by id: a mark
+committed meanwhile (PostgreSQL commits need not follow id order) stays for the next refresh.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 from sqlalchemy import BigInteger, and_, delete, func, insert, literal, select, union_all, update
@@ -33,6 +44,8 @@ from digitaltwin.storage.tables import (
 #: Length of a rollup cell in seconds. Every UTC offset in use (+05:45 included) is a multiple of
 #: 15 minutes, so every local 15-minute, hour, day, week and month edge is a cell edge.
 CELL_SECONDS = 900
+#: Mark ids deleted per statement (SQLite's older builds allow 999 bound parameters).
+_IDS_PER_DELETE = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,15 +71,49 @@ class StoredEvent:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class RollupState:
+    """What the stored cells of a series were computed under: the rules key, the frontier (epoch
+    seconds) and the version of the last write."""
+
+    rules_key: str
+    frontier_s: int
+    version: int
+
+
+@dataclass(frozen=True, slots=True)
+class Marks:
+    """Change marks of a series as read: their ids and spans (epoch seconds, ``lo <= hi``)."""
+
+    ids: tuple[int, ...]
+    spans: list[tuple[float, float]]
+
+
+class StaleState(Exception):
+    """The series' rollups were written by someone else since their state was read: nothing was
+    stored; read the state again."""
+
+
 def mark_changed(conn: Connection, spans: Iterable[tuple[int, datetime, datetime]]) -> None:
     """Record that readings of series changed in ``[low, high]`` (series id, UTC instants).
 
-    Called inside the writer's transaction or just before it, so rollups are never stale: a
-    mark whose write then fails only costs a recomputation.
+    Called inside the writer's transaction: the mark becomes visible together with the change,
+    so a refresh that sees the mark also sees the readings, and one that does not leaves the
+    mark for the next. A mark that sees no change only costs a recomputation.
     """
     rows = [{"series_id": sid, "lo_s": low.timestamp(), "hi_s": high.timestamp()} for sid, low, high in spans]
     if rows:
         conn.execute(insert(energy_rollup_dirty), rows)
+
+
+def mark_changed_raw(cursor: Any, dialect: str, series_ids: Sequence[int], lows_us: Sequence[int], highs_us: Sequence[int]) -> None:
+    """:func:`mark_changed` on a DBAPI cursor inside the batch writer's transaction
+    (:mod:`digitaltwin.storage.batch_write`), spans in epoch microseconds."""
+    rows = [(int(sid), lo / 1e6, hi / 1e6) for sid, lo, hi in zip(series_ids, lows_us, highs_us, strict=True)]
+    if not rows:
+        return
+    marker = "%s" if dialect == "postgresql" else "?"
+    cursor.executemany(f"INSERT INTO energy_rollup_dirty (series_id, lo_s, hi_s) VALUES ({marker}, {marker}, {marker})", rows)
 
 
 class RollupStore:
@@ -75,24 +122,21 @@ class RollupStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def state(self, series_id: int) -> tuple[str, int] | None:
-        """(rules key, frontier epoch seconds) of a series, or None when it has no rollups."""
+    def state(self, series_id: int) -> RollupState | None:
+        """The rollup state of a series, or None when it has no rollups."""
+        s = energy_rollup_state.c
         with self.engine.connect() as conn:
-            row = conn.execute(
-                select(energy_rollup_state.c.rules_key, energy_rollup_state.c.frontier_s).where(energy_rollup_state.c.series_id == series_id)
-            ).first()
-        return (row.rules_key, int(row.frontier_s)) if row else None
+            row = conn.execute(select(s.rules_key, s.frontier_s, s.version).where(s.series_id == series_id)).first()
+        return RollupState(row.rules_key, int(row.frontier_s), int(row.version)) if row else None
 
-    def dirty(self, series_id: int) -> tuple[int, list[tuple[float, float]]]:
-        """The highest mark id and the changed spans (epoch seconds) of a series; (0, []) when clean."""
+    def dirty(self, series_id: int) -> Marks:
+        """The change marks of a series (no ids and no spans when it is clean)."""
         with self.engine.connect() as conn:
             rows = conn.execute(
                 select(energy_rollup_dirty.c.id, energy_rollup_dirty.c.lo_s, energy_rollup_dirty.c.hi_s)
                 .where(energy_rollup_dirty.c.series_id == series_id)
             ).all()
-        if not rows:
-            return 0, []
-        return max(int(r.id) for r in rows), [(float(r.lo_s), float(r.hi_s)) for r in rows]
+        return Marks(tuple(int(r.id) for r in rows), [(float(r.lo_s), float(r.hi_s)) for r in rows])
 
     def write(
         self,
@@ -104,30 +148,49 @@ class RollupStore:
         *,
         rules_key: str,
         frontier_s: int,
-        clear_marks_upto: int = 0,
+        version: int | None,
+        consumed: Sequence[int] = (),
         reset: bool = False,
-    ) -> None:
-        """Replace the cells and events of ``[lo_s, hi_s)`` and set the state, in one transaction.
-
-        Two queries refreshing the same series at once compute the same cells; the second to
-        commit fails on the primary key and is dropped (the first one's rows stand).
+    ) -> int:
+        """Replace the cells and events of ``[lo_s, hi_s)`` and set the state, in one transaction,
+        if the state's version is still ``version``.
 
         Args:
+            version: the version read with the state; None when the series had no state.
             reset: drop every stored cell and event of the series first (rules changed).
-            clear_marks_upto: dirty marks with an id up to this are processed and deleted.
+            consumed: ids of the marks these cells account for; they are deleted.
+
+        Returns:
+            The new version.
+
+        Raises:
+            StaleState: another write came first; nothing was stored.
         """
         try:
-            self._write(series_id, lo_s, hi_s, cells, events, rules_key=rules_key, frontier_s=frontier_s, clear_marks_upto=clear_marks_upto, reset=reset)
-        except IntegrityError:
-            pass
+            return self._write(series_id, lo_s, hi_s, cells, events, rules_key=rules_key, frontier_s=frontier_s, version=version, consumed=consumed, reset=reset)
+        except IntegrityError as exc:  # a first state inserted by another writer (or the series deleted meanwhile)
+            raise StaleState(series_id) from exc
 
     def _write(
         self, series_id: int, lo_s: int, hi_s: int, cells: Cells, events: list[StoredEvent], *,
-        rules_key: str, frontier_s: int, clear_marks_upto: int, reset: bool,
-    ) -> None:
+        rules_key: str, frontier_s: int, version: int | None, consumed: Sequence[int], reset: bool,
+    ) -> int:
         cell_of = energy_rollups.c.series_id == series_id
         event_of = energy_rollup_events.c.series_id == series_id
+        state = energy_rollup_state.c
+        values = {"rules_key": rules_key, "frontier_s": frontier_s}
         with self.engine.begin() as conn:
+            # The compare and set comes first: it takes the row's lock (PostgreSQL) or the write lock (SQLite).
+            if version is None:
+                conn.execute(insert(energy_rollup_state).values(series_id=series_id, version=1, **values))
+                new_version = 1
+            else:
+                new_version = version + 1
+                swapped = conn.execute(
+                    update(energy_rollup_state).where(state.series_id == series_id, state.version == version).values(version=new_version, **values)
+                ).rowcount
+                if swapped != 1:
+                    raise StaleState(series_id)  # leaving the block rolls the transaction back
             if reset:
                 conn.execute(delete(energy_rollups).where(cell_of))
                 conn.execute(delete(energy_rollup_events).where(event_of))
@@ -155,11 +218,11 @@ class RollupStore:
                     insert(energy_rollup_events),
                     [{"series_id": series_id, "start_s": e.start_s, "end_s": e.end_s, "kind": e.kind, "reason": e.reason} for e in events],
                 )
-            if clear_marks_upto:
-                conn.execute(delete(energy_rollup_dirty).where(energy_rollup_dirty.c.series_id == series_id, energy_rollup_dirty.c.id <= clear_marks_upto))
-            values = {"rules_key": rules_key, "frontier_s": frontier_s}
-            if conn.execute(update(energy_rollup_state).where(energy_rollup_state.c.series_id == series_id).values(**values)).rowcount == 0:
-                conn.execute(insert(energy_rollup_state).values(series_id=series_id, **values))
+            ids = sorted(set(consumed))
+            for at in range(0, len(ids), _IDS_PER_DELETE):
+                chunk = ids[at : at + _IDS_PER_DELETE]
+                conn.execute(delete(energy_rollup_dirty).where(energy_rollup_dirty.c.series_id == series_id, energy_rollup_dirty.c.id.in_(chunk)))
+        return new_version
 
     def cells(self, series_id: int, lo_s: int, hi_s: int) -> Cells:
         """Stored cells of a series with ``lo_s <= cell_s < hi_s`` (cells without data are absent)."""

@@ -477,6 +477,8 @@ energy_rollup_state = Table(
     Column("series_id", Integer, ForeignKey("series.id", ondelete="CASCADE"), primary_key=True),
     Column("rules_key", Text, nullable=False),  # what else the cells depend on (services/energy_rollups.py)
     Column("frontier_s", BigInteger, nullable=False),  # cells before it are stored and final
+    # bumped by every write of the series' cells: compare and set (storage/rollups.py)
+    Column("version", BigInteger, nullable=False, server_default="0"),
 )
 
 energy_rollup_dirty = Table(
