@@ -1,8 +1,15 @@
-"""CSV import over HTTP: the CLI's mapping, every rejected row answered, conflicts, roles, errors by field."""
+"""CSV import over HTTP: the CLI's mapping, every rejected row answered, conflicts, roles, errors by field,
+interval-end labels on DST days."""
 
 from __future__ import annotations
 
+from datetime import date, timedelta
+
+import pytest
 from fastapi.testclient import TestClient
+
+from tests.integration.test_import_fidelity import BERLIN_FALL_BACK_HOUR_ENDING, BERLIN_FALL_BACK_STARTS
+from tests.local_days import end_labelled_csv
 
 from .conftest import ClientAs
 
@@ -55,3 +62,33 @@ def test_bad_mappings_name_the_option_and_viewers_cannot_import(client: TestClie
     assert post(client, "").json()["field"] == "file"
     assert post(client, CSV, delimiter="ab").status_code == 422
     assert post(viewer_client, CSV).status_code == 403
+
+
+def _iso(ts: object) -> str:
+    return ts.isoformat().replace("+00:00", "Z")  # type: ignore[attr-defined]
+
+
+def test_hour_ending_fall_back_day_keeps_25_hours_and_its_total(client: TestClient) -> None:
+    site_and_meter(client)
+    body = post(client, BERLIN_FALL_BACK_HOUR_ENDING, label="end", interval_seconds="3600", site="imp")
+    assert body.status_code == 200, body.text
+    answer = body.json()
+    assert (answer["readings_stored"], answer["duplicates"], answer["rows_rejected"], answer["conflicts"]) == (25, 0, 0, [])
+    day = {"start": "2025-10-25T22:00:00Z", "end": "2025-10-26T23:00:00Z"}
+    daily = client.get("/api/v1/assets/m-imp/energy", params={**day, "bucket": "day"}).json()
+    assert daily["total_energy_kwh"] == pytest.approx(337.5)
+    assert [b["sample_count"] for b in daily["buckets"]] == [25]
+    hourly = client.get("/api/v1/assets/m-imp/energy", params={**day, "bucket": "hour"}).json()["buckets"]
+    assert [b["start"] for b in hourly] == [_iso(ts) for ts in BERLIN_FALL_BACK_STARTS]
+    assert [b["energy_kwh"] for b in hourly] == pytest.approx([k + 1.5 for k in range(25)])  # no null hour
+
+
+@pytest.mark.parametrize(("day", "count"), [(date(2025, 10, 26), 100), (date(2025, 3, 30), 92)])
+def test_quarter_hour_ending_labels_of_dst_days(client: TestClient, day: date, count: int) -> None:
+    site_and_meter(client)
+    text, expected = end_labelled_csv("Europe/Berlin", day, 15)
+    answer = post(client, text, label="end", site="imp").json()
+    assert (answer["readings_stored"], answer["duplicates"], answer["rows_rejected"], answer["conflicts"]) == (count, 0, 0, [])
+    span = {"start": _iso(min(expected)), "end": _iso(max(expected) + timedelta(minutes=15)), "limit": 1000}
+    stored = client.get("/api/v1/assets/m-imp/readings", params=span).json()["readings"]
+    assert {r["ts"]: r["value"] for r in stored} == {_iso(ts): value for ts, value in expected.items()}

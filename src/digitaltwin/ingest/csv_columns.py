@@ -26,7 +26,7 @@ from digitaltwin.domain.units import check_range, quantity_spec, to_canonical
 if TYPE_CHECKING:
     from digitaltwin.ingest.csv_import import ColumnMapping, ValueColumn
 
-_DECIMAL = r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?"  # as digitaltwin.domain.readings.parse_value
+_DECIMAL = r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?"  # as digitaltwin.domain.readings.parse_value: ASCII digits
 #: pandas 2 parses floats to the nearest double only with float_precision="round_trip" (pandas 3
 #: always does and deprecates the argument).
 _ROUND_TRIP: dict[str, str] = {"float_precision": "round_trip"} if int(pd.__version__.split(".")[0]) < 3 else {}

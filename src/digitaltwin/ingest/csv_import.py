@@ -11,13 +11,18 @@ Timestamps: values with a UTC offset are taken as they are; offset-less values
 take the mapping's timezone, else the site's; with neither the row is
 rejected ("no UTC offset", field case ``time/naive-timestamps``).
 
-Local labels are turned into local interval starts *before* they are placed in time, so
-that the fall-back day's repeated hour and the spring-forward gap resolve on the hour each
-row measures:
+Local labels are placed in time so that the fall-back day's repeated hour and the
+spring-forward gap resolve on the interval each row measures (docs/ingestion.md, "Interval-end
+labels"):
 
-* ``label="end"``: the interval start is the label minus ``interval_seconds`` on the wall
-  clock; when that start falls in a DST gap (the hour 01:00-02:00 EST labelled with its end
-  03:00 EDT) the end label is placed in time and the interval subtracted.
+* ``label="end"``: the end label is placed in time (a label shown twice on the fall-back day,
+  Berlin's 02:00, by file order), then ``interval_seconds`` is subtracted in elapsed time; the
+  gap's first wall-clock time (02:00 on the spring-forward day) is the instant of the change.
+  Files that label an interval with its start's wall-clock time plus the interval (New York's
+  "hour ending 02:00" twice) are read that way when reading their labels as ends leaves rows of
+  an asset unplaced or on one instant and this does not
+  (:func:`~digitaltwin.ingest.csv_times.localize_ends`). Whole-day intervals are local days.
+* ``24:00`` ends its date (ISO 8601), in ISO timestamps and with ``timestamp_format``.
 * a separate hour column (``hour_column``) of hour numbers, "hour ending" 1-24 or "hour
   beginning" 0-23 of the date in ``timestamp_column``. A fall-back day is numbered either
   with a repeated hour number (resolved by file order) or up to 25 (24 beginning); a date
@@ -48,7 +53,7 @@ import pandas as pd
 from digitaltwin.domain.errors import ValidationError
 from digitaltwin.domain.units import quantity_spec
 from digitaltwin.ingest.csv_columns import RowChecks, RowError, parse_values, read_columns
-from digitaltwin.ingest.csv_times import hour_starts, instant_starts, localize_starts, reject_implausible
+from digitaltwin.ingest.csv_times import hour_starts, instant_labels, localize_ends, localize_starts, reject_implausible
 from digitaltwin.storage.repository import Repository
 from digitaltwin.storage.tables import from_epoch_us
 
@@ -234,16 +239,15 @@ def import_csv(
                 rows.reject(i, mapping.asset_column or "asset_id", "asset id is missing")
     tz_name = mapping.timezone or site_timezone
     column = mapping.timestamp_column
-    end_shift_us = 0
     if mapping.hour_column:
         us, wall = hour_starts(cols, mapping, tz_name, rows)
     else:
-        us, wall = instant_starts(cols, mapping, rows)
-        if mapping.label == "end":
-            end_shift_us = interval * _US_PER_S  # type: ignore[operator]
-            us -= end_shift_us  # wall-clock labels too: the start is placed in time, not the end
+        us, wall = instant_labels(cols, mapping, rows)
     values = [parse_values(texts, col, rows) for texts, col in zip(cols.values, mapping.values, strict=True)]
-    localize_starts(us, wall, cols, tz_name, mapping.hour_column or column, rows, end_shift_us)
+    if mapping.label == "end" and not mapping.hour_column:
+        localize_ends(us, wall, cols, tz_name, column, rows, interval * _US_PER_S)  # type: ignore[operator]
+    else:
+        localize_starts(us, wall, cols, tz_name, mapping.hour_column or column, rows)
     reject_implausible(us, mapping.hour_column or column, rows)
     named = {a for a in set(cols.assets) if a}
     known = repo.known_asset_ids(named)
