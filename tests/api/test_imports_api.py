@@ -1,5 +1,5 @@
 """CSV import over HTTP: the CLI's mapping, every rejected row answered, conflicts, roles, errors by field,
-interval-end labels on DST days."""
+interval-end labels on DST days, 422 when no row is accepted."""
 
 from __future__ import annotations
 
@@ -92,3 +92,36 @@ def test_quarter_hour_ending_labels_of_dst_days(client: TestClient, day: date, c
     span = {"start": _iso(min(expected)), "end": _iso(max(expected) + timedelta(minutes=15)), "limit": 1000}
     stored = client.get("/api/v1/assets/m-imp/readings", params=span).json()["readings"]
     assert {r["ts"]: r["value"] for r in stored} == {_iso(ts): value for ts, value in expected.items()}
+
+
+def test_unknown_asset_or_site_is_one_answer_naming_the_field(client: TestClient) -> None:
+    site_and_meter(client)
+    unknown_asset = post(client, CSV, asset="nope")
+    assert unknown_asset.status_code == 404 and unknown_asset.json()["field"] == "asset", unknown_asset.text
+    unknown_site = post(client, CSV, site="nowhere")
+    assert unknown_site.status_code == 404 and unknown_site.json()["field"] == "site", unknown_site.text
+
+
+def test_nothing_accepted_is_422_with_every_rejected_row(client: TestClient) -> None:
+    site_and_meter(client)
+    text = "ts,kwh\n2024-03-01T00:00:00Z,n/a\n2024-03-01T00:15:00Z,\u0665\n2024-03-01 00:30,1\n"
+    answer = post(client, text)
+    assert answer.status_code == 422, answer.text
+    body = answer.json()
+    assert (body["rows_read"], body["readings_stored"], body["rows_rejected"]) == (3, 0, 3)
+    assert [(r["line"], r["field"]) for r in body["rejected"]] == [(2, "kwh"), (3, "kwh"), (4, "ts")]
+    assert body["rejected"][1]["reason"] == "value '\u0665' is not a number"  # an Arabic-Indic five is not 5
+    assert post(client, "ts,kwh\n").status_code == 200  # no rows: nothing was rejected either
+    assert post(client, CSV).status_code == 200  # two of four rows accepted
+    again = post(client, CSV)
+    assert again.status_code == 200 and again.json()["duplicates"] == 2  # already stored: accepted, not rejected
+
+
+def test_decimal_commas_by_option(client: TestClient) -> None:
+    site_and_meter(client)
+    text = "ts;kwh\n2024-03-01T00:00:00Z;1,5\n2024-03-01T00:15:00Z;0,25\n2024-03-01T00:30:00Z;1.5\n"
+    body = post(client, text, delimiter=";", decimal=",").json()
+    assert (body["readings_stored"], [(r["line"], r["field"]) for r in body["rejected"]]) == (2, [(4, "kwh")])
+    stored = client.get("/api/v1/assets/m-imp/readings", params={"start": "2024-03-01T00:00:00Z", "end": "2024-03-02T00:00:00Z"}).json()
+    assert [r["value"] for r in stored["readings"]] == [1.5, 0.25]
+    assert post(client, text, delimiter=";", decimal=";").status_code == 422

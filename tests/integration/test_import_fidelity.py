@@ -1,6 +1,6 @@
 """CSV import fidelity on SQLite and PostgreSQL: conflicts told apart from duplicates, hour-numbering
 conventions and DST days of utility load files, interval-end labels on DST days in several zones,
-every rejected row available, ``;`` files.
+every rejected row available, ``;`` files, decimal commas.
 
 The load-file rows follow the field report of a public utility's hourly file ("hour ending" labels
 in local prevailing time, unordered rows) and the cases ``time/csv-ambiguous-local-times``,
@@ -182,7 +182,9 @@ def test_cli_semicolon_file_with_conflicts_and_the_rejected_file(settings: Setti
     assert result.exit_code == 1, result.output
     out = " ".join(result.output.split())  # the console wraps long lines
     assert "readings stored 1" in out and "rejected rows 1" in out
-    assert rejected.read_text().splitlines()[1] == "2,rejected,verbrauch,\"value '1,5' is not a number\""
+    assert rejected.read_text().splitlines()[1] == (
+        "2,rejected,verbrauch,\"value '1,5' is not a number; for decimal commas give the decimal option ','\""
+    )
     path.write_text("zeit;verbrauch\n2024-05-01 01:00;7.5\n", encoding="utf-8")
     result = CliRunner().invoke(app, [*args, "--on-conflict", "replace"], env=_env(settings))
     assert result.exit_code == 1, result.output
@@ -312,3 +314,20 @@ def test_cli_imports_the_hour_ending_fall_back_day(settings: Settings, repo: Rep
     result = CliRunner().invoke(app, args, env=_env(settings))
     assert result.exit_code == 0, result.output
     assert stored(repo, "q") == expected and len(expected) == 92
+
+
+def test_cli_decimal_commas_and_an_unknown_asset(settings: Settings, repo: Repository, tmp_path: Path) -> None:
+    register(repo, "Europe/Berlin", "m")
+    path = tmp_path / "export.csv"
+    path.write_text("zeit;verbrauch\n2024-05-01 00:00;1,5\n2024-05-01 01:00;2\n2024-05-01 02:00;1.500\n", encoding="utf-8")
+    args = ["import", str(path), "--timestamp-column", "zeit", "--value-column", "verbrauch", "--unit", "kWh",
+            "--interval-seconds", "3600", "--timezone", "Europe/Berlin", "--delimiter", ";"]
+    result = CliRunner().invoke(app, [*args, "--asset", "m", "--decimal", ","], env=_env(settings))
+    assert result.exit_code == 1, result.output
+    out = " ".join(result.output.split())
+    assert "readings stored 2" in out and "line 4: verbrauch: value '1.500' is not a number with a decimal comma" in out
+    assert stored(repo, "m") == {utc(2024, 4, 30, 22): 1.5, utc(2024, 4, 30, 23): 2.0}
+    unknown = CliRunner().invoke(app, [*args, "--asset", "nope"], env=_env(settings))
+    assert unknown.exit_code == 2 and "(asset)" in unknown.output and "'nope' not found" in unknown.output
+    bad = CliRunner().invoke(app, [*args, "--asset", "m", "--decimal", ";"], env=_env(settings))
+    assert bad.exit_code == 2 and "(decimal)" in bad.output

@@ -92,6 +92,7 @@ class ColumnMapping:
         hour_column: column of hour numbers of the date in ``timestamp_column`` (see the module docstring).
         hour_convention: ``ending`` (hour 1 is 00:00-01:00) or ``beginning`` (hour 0 is 00:00-01:00).
         delimiter: the field separator, e.g. ``;`` for exports of spreadsheet programs in many locales.
+        decimal: the values' decimal separator, ``.`` or ``,`` (``1,5``; a point is then refused).
     """
 
     timestamp_column: str
@@ -107,6 +108,7 @@ class ColumnMapping:
     encoding: str = "utf-8-sig"
     hour_column: str | None = None
     hour_convention: Literal["ending", "beginning"] = "ending"
+    decimal: Literal[".", ","] = "."
 
 
 #: UCI "Steel Industry Energy Consumption" (DAEWOO Steel, 2018): see digitaltwin/demo_data/steel_industry/.
@@ -208,17 +210,24 @@ def import_csv(
             (default: the stored value stays; either way the conflict is reported).
 
     Returns:
-        Counts, the conflicts and every rejected row. Rows of unknown assets are rejected
-        naming the asset column.
+        Counts, the conflicts and every rejected row. Rows of unknown assets in the asset
+        column are rejected naming the column.
 
     Raises:
         ValidationError: the mapping does not fit the file's header, or names an unknown
-            quantity, a bad delimiter or interval (an unknown unit rejects every row).
+            quantity, a bad delimiter, decimal separator or interval (an unknown unit
+            rejects every row).
+        NotFoundError: naming ``asset`` when the mapping's asset of every row does not
+            exist (checked before any row is read).
     """
     for col in mapping.values:
         quantity_spec(col.quantity, field=col.column)
     if not isinstance(mapping.delimiter, str) or len(mapping.delimiter) != 1 or mapping.delimiter in "\r\n\"":
         raise ValidationError(f"delimiter must be one character (not a quote or line break), not {mapping.delimiter!r}", field="delimiter")
+    if mapping.decimal not in (".", ","):
+        raise ValidationError(f"decimal must be '.' or ',', not {mapping.decimal!r}", field="decimal")
+    if mapping.asset_column is None and mapping.asset_id:
+        repo.get_asset(mapping.asset_id, field="asset")  # one answer, not one rejected row per line
     interval = mapping.interval_seconds or (3600 if mapping.hour_column else None)
     if mapping.label == "end" and not interval:
         raise ValidationError("interval-end labels need interval_seconds", field="interval_seconds")
@@ -243,7 +252,7 @@ def import_csv(
         us, wall = hour_starts(cols, mapping, tz_name, rows)
     else:
         us, wall = instant_labels(cols, mapping, rows)
-    values = [parse_values(texts, col, rows) for texts, col in zip(cols.values, mapping.values, strict=True)]
+    values = [parse_values(texts, col, rows, decimal=mapping.decimal) for texts, col in zip(cols.values, mapping.values, strict=True)]
     if mapping.label == "end" and not mapping.hour_column:
         localize_ends(us, wall, cols, tz_name, column, rows, interval * _US_PER_S)  # type: ignore[operator]
     else:
@@ -317,14 +326,18 @@ def build_mapping(
     delimiter: str = ",",
     hour_column: str | None = None,
     hour_convention: str = "ending",
+    decimal: str = ".",
 ) -> ColumnMapping:
     """The mapping the command line's and the HTTP import's options describe (a preset, or columns).
 
     Raises:
-        ValidationError: naming the option (``preset``, ``value_column``, ``label``, ``hour_convention``).
+        ValidationError: naming the option (``preset``, ``value_column``, ``label``, ``hour_convention``,
+            ``decimal``).
     """
     if hour_convention not in ("ending", "beginning"):
         raise ValidationError("must be ending or beginning", field="hour_convention")
+    if decimal not in (".", ","):
+        raise ValidationError(f"decimal must be '.' or ',', not {decimal!r}", field="decimal")
     if preset:
         if preset not in PRESETS:
             raise ValidationError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}", field="preset")
@@ -346,4 +359,6 @@ def build_mapping(
             hour_column=hour_column,
             hour_convention=hour_convention,  # type: ignore[arg-type]
         )
-    return replace(mapping, delimiter=delimiter) if delimiter != "," else mapping
+    if delimiter != ",":
+        mapping = replace(mapping, delimiter=delimiter)
+    return replace(mapping, decimal=decimal) if decimal != "." else mapping  # type: ignore[arg-type]
