@@ -284,6 +284,7 @@ def import_cmd(
     timestamp_format: Annotated[Optional[str], typer.Option(help="strptime format; default ISO 8601")] = None,
     site_timezone_from: Annotated[Optional[str], typer.Option("--site", help="use this site's timezone for naive timestamps")] = None,
     delimiter: Annotated[str, typer.Option(help="field separator, e.g. ';'")] = ",",
+    decimal: Annotated[str, typer.Option(help="decimal separator of the values, '.' or ',' (1,5)")] = ".",
     hour_column: Annotated[Optional[str], typer.Option(help="column of hour numbers; --timestamp-column then holds dates")] = None,
     hour_convention: Annotated[str, typer.Option(help="hour numbers are 'ending' (1-24, 25) or 'beginning' (0-23, 24)")] = "ending",
     on_conflict: Annotated[str, typer.Option(help="a reading stored with another value: 'keep' it or 'replace' it")] = "keep",
@@ -304,11 +305,11 @@ def import_cmd(
             preset=preset, asset=asset, asset_column=asset_column, timestamp_column=timestamp_column,
             value_column=value_column, quantity=quantity, unit=unit, timezone=timezone, label=label,
             interval_seconds=interval_seconds, timestamp_format=timestamp_format, delimiter=delimiter,
-            hour_column=hour_column, hour_convention=hour_convention,
+            hour_column=hour_column, hour_convention=hour_convention, decimal=decimal,
         )
         if preset in demo_service.PRESET_SETUP:
             demo_service.PRESET_SETUP[preset](repo)  # the preset's site and asset, registered if missing
-        site_tz = repo.get_site(site_timezone_from).timezone if site_timezone_from else None
+        site_tz = repo.get_site(site_timezone_from, field="site").timezone if site_timezone_from else None
         with _progress() as bar:
             task = bar.add_task("import", total=None)
             report = import_csv(

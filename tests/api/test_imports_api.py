@@ -1,8 +1,15 @@
-"""CSV import over HTTP: the CLI's mapping, every rejected row answered, conflicts, roles, errors by field."""
+"""CSV import over HTTP: the CLI's mapping, every rejected row answered, conflicts, roles, errors by field,
+interval-end labels on DST days, 422 when no row is accepted."""
 
 from __future__ import annotations
 
+from datetime import date, timedelta
+
+import pytest
 from fastapi.testclient import TestClient
+
+from tests.integration.test_import_fidelity import BERLIN_FALL_BACK_HOUR_ENDING, BERLIN_FALL_BACK_STARTS
+from tests.local_days import end_labelled_csv
 
 from .conftest import ClientAs
 
@@ -55,6 +62,69 @@ def test_bad_mappings_name_the_option_and_viewers_cannot_import(client: TestClie
     assert post(client, "").json()["field"] == "file"
     assert post(client, CSV, delimiter="ab").status_code == 422
     assert post(viewer_client, CSV).status_code == 403
+
+
+def _iso(ts: object) -> str:
+    return ts.isoformat().replace("+00:00", "Z")  # type: ignore[attr-defined]
+
+
+def test_hour_ending_fall_back_day_keeps_25_hours_and_its_total(client: TestClient) -> None:
+    site_and_meter(client)
+    body = post(client, BERLIN_FALL_BACK_HOUR_ENDING, label="end", interval_seconds="3600", site="imp")
+    assert body.status_code == 200, body.text
+    answer = body.json()
+    assert (answer["readings_stored"], answer["duplicates"], answer["rows_rejected"], answer["conflicts"]) == (25, 0, 0, [])
+    day = {"start": "2025-10-25T22:00:00Z", "end": "2025-10-26T23:00:00Z"}
+    daily = client.get("/api/v1/assets/m-imp/energy", params={**day, "bucket": "day"}).json()
+    assert daily["total_energy_kwh"] == pytest.approx(337.5)
+    assert [b["sample_count"] for b in daily["buckets"]] == [25]
+    hourly = client.get("/api/v1/assets/m-imp/energy", params={**day, "bucket": "hour"}).json()["buckets"]
+    assert [b["start"] for b in hourly] == [_iso(ts) for ts in BERLIN_FALL_BACK_STARTS]
+    assert [b["energy_kwh"] for b in hourly] == pytest.approx([k + 1.5 for k in range(25)])  # no null hour
+
+
+@pytest.mark.parametrize(("day", "count"), [(date(2025, 10, 26), 100), (date(2025, 3, 30), 92)])
+def test_quarter_hour_ending_labels_of_dst_days(client: TestClient, day: date, count: int) -> None:
+    site_and_meter(client)
+    text, expected = end_labelled_csv("Europe/Berlin", day, 15)
+    answer = post(client, text, label="end", site="imp").json()
+    assert (answer["readings_stored"], answer["duplicates"], answer["rows_rejected"], answer["conflicts"]) == (count, 0, 0, [])
+    span = {"start": _iso(min(expected)), "end": _iso(max(expected) + timedelta(minutes=15)), "limit": 1000}
+    stored = client.get("/api/v1/assets/m-imp/readings", params=span).json()["readings"]
+    assert {r["ts"]: r["value"] for r in stored} == {_iso(ts): value for ts, value in expected.items()}
+
+
+def test_unknown_asset_or_site_is_one_answer_naming_the_field(client: TestClient) -> None:
+    site_and_meter(client)
+    unknown_asset = post(client, CSV, asset="nope")
+    assert unknown_asset.status_code == 404 and unknown_asset.json()["field"] == "asset", unknown_asset.text
+    unknown_site = post(client, CSV, site="nowhere")
+    assert unknown_site.status_code == 404 and unknown_site.json()["field"] == "site", unknown_site.text
+
+
+def test_nothing_accepted_is_422_with_every_rejected_row(client: TestClient) -> None:
+    site_and_meter(client)
+    text = "ts,kwh\n2024-03-01T00:00:00Z,n/a\n2024-03-01T00:15:00Z,\u0665\n2024-03-01 00:30,1\n"
+    answer = post(client, text)
+    assert answer.status_code == 422, answer.text
+    body = answer.json()
+    assert (body["rows_read"], body["readings_stored"], body["rows_rejected"]) == (3, 0, 3)
+    assert [(r["line"], r["field"]) for r in body["rejected"]] == [(2, "kwh"), (3, "kwh"), (4, "ts")]
+    assert body["rejected"][1]["reason"] == "value '\u0665' is not a number"  # an Arabic-Indic five is not 5
+    assert post(client, "ts,kwh\n").status_code == 200  # no rows: nothing was rejected either
+    assert post(client, CSV).status_code == 200  # two of four rows accepted
+    again = post(client, CSV)
+    assert again.status_code == 200 and again.json()["duplicates"] == 2  # already stored: accepted, not rejected
+
+
+def test_decimal_commas_by_option(client: TestClient) -> None:
+    site_and_meter(client)
+    text = "ts;kwh\n2024-03-01T00:00:00Z;1,5\n2024-03-01T00:15:00Z;0,25\n2024-03-01T00:30:00Z;1.5\n"
+    body = post(client, text, delimiter=";", decimal=",").json()
+    assert (body["readings_stored"], [(r["line"], r["field"]) for r in body["rejected"]]) == (2, [(4, "kwh")])
+    stored = client.get("/api/v1/assets/m-imp/readings", params={"start": "2024-03-01T00:00:00Z", "end": "2024-03-02T00:00:00Z"}).json()
+    assert [r["value"] for r in stored["readings"]] == [1.5, 0.25]
+    assert post(client, text, delimiter=";", decimal=";").status_code == 422
 
 
 def test_replacing_stored_readings_needs_an_admin_and_is_audited(client: TestClient, operator_client: ClientAs) -> None:

@@ -61,6 +61,13 @@ def test_reading_values_units_and_plausibility(meter: TestClient) -> None:
     assert post({"asset_id": "meter-1", "ts": True, "power_kw": 1})["reason"].endswith("not a boolean")
     lowercase = post({"asset_id": "meter-1", "ts": "2025-01-01t00:15:00z", "power_kw": 2})
     assert lowercase["status"] == "accepted"
+    # Numbers in strings are ASCII decimals: float() and int() would read other scripts' digits.
+    for text in ("\u0665", "\u0661.\u0665", "\uff15"):  # Arabic-Indic 5 and 1.5, fullwidth 5
+        other_digits = post({**base, "value": text, "unit": "kW"})
+        assert (other_digits["status"], other_digits["field"]) == ("rejected", "value"), other_digits
+    arabic_ms = post({"asset_id": "meter-1", "ts": "\u0661\u0667\u0663\u0665\u0666\u0668\u0669\u0666\u0660\u0660\u0660\u0660\u0660", "power_kw": 1})
+    assert (arabic_ms["status"], arabic_ms["field"]) == ("rejected", "ts")
+    assert post({**base, "ts": "2025-01-01T00:30:00Z", "value": " 5 ", "unit": "kW"})["status"] == "accepted"
 
 
 def test_bodies_and_query_parameters(meter: TestClient) -> None:

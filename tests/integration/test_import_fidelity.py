@@ -1,5 +1,6 @@
 """CSV import fidelity on SQLite and PostgreSQL: conflicts told apart from duplicates, hour-numbering
-conventions and DST days of utility load files, every rejected row available, ``;`` files.
+conventions and DST days of utility load files, interval-end labels on DST days in several zones,
+every rejected row available, ``;`` files, decimal commas.
 
 The load-file rows follow the field report of a public utility's hourly file ("hour ending" labels
 in local prevailing time, unordered rows) and the cases ``time/csv-ambiguous-local-times``,
@@ -9,18 +10,22 @@ in local prevailing time, unordered rows) and the cases ``time/csv-ambiguous-loc
 from __future__ import annotations
 
 import csv
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from typer.testing import CliRunner
 
+from digitaltwin.analytics.buckets import Bucket
 from digitaltwin.cli import app
 from digitaltwin.config import Settings
 from digitaltwin.domain.assets import Asset, AssetKind, Site
 from digitaltwin.ingest.csv_import import ColumnMapping, ImportReport, ValueColumn, import_csv
+from digitaltwin.services.energy import energy_report
 from digitaltwin.storage.repository import Repository
 from tests.integration.test_cli_forecast import _env
+from tests.local_days import day_intervals, end_labelled_csv
 
 
 def utc(*args: int) -> datetime:
@@ -177,7 +182,9 @@ def test_cli_semicolon_file_with_conflicts_and_the_rejected_file(settings: Setti
     assert result.exit_code == 1, result.output
     out = " ".join(result.output.split())  # the console wraps long lines
     assert "readings stored 1" in out and "rejected rows 1" in out
-    assert rejected.read_text().splitlines()[1] == "2,rejected,verbrauch,\"value '1,5' is not a number\""
+    assert rejected.read_text().splitlines()[1] == (
+        "2,rejected,verbrauch,\"value '1,5' is not a number; for decimal commas give the decimal option ','\""
+    )
     path.write_text("zeit;verbrauch\n2024-05-01 01:00;7.5\n", encoding="utf-8")
     result = CliRunner().invoke(app, [*args, "--on-conflict", "replace"], env=_env(settings))
     assert result.exit_code == 1, result.output
@@ -185,3 +192,142 @@ def test_cli_semicolon_file_with_conflicts_and_the_rejected_file(settings: Setti
     assert "conflicts (another value already stored, replaced) 1" in out
     assert "stored 2.5, file 7.5" in out
     assert stored(repo, "m") == {utc(2024, 4, 30, 23): 7.5}
+
+
+# -- interval-end labels on DST days -------------------------------------------------------------
+
+#: The hour-ending file of Berlin's fall-back day as a meter export writes it: 25 rows, the label
+#: 02:00 twice (00:00Z, the end of 01:00-02:00 CEST, then 01:00Z, the end of 02:00-03:00 CEST,
+#: which the clock shows as 02:00 CET), the last 24:00. Values 1.5 ... 25.5: 337.5 kWh.
+BERLIN_FALL_BACK_HOUR_ENDING = "ts,kwh\n" + "".join(
+    f"2025-10-26 {label},{k + 1.5}\n"
+    for k, label in enumerate(["01:00", "02:00", "02:00", *(f"{h:02d}:00" for h in range(3, 25))])
+)
+BERLIN_FALL_BACK_STARTS = [utc(2025, 10, 25, 22) + timedelta(hours=k) for k in range(25)]
+
+
+def _end_mapping(asset_id: str, zone: str, minutes: int) -> ColumnMapping:
+    return ColumnMapping("ts", (ValueColumn("kwh", "energy", "kWh"),), asset_id=asset_id, timezone=zone, label="end",
+                         interval_seconds=minutes * 60)
+
+
+def _day_total(repo: Repository, asset_id: str, zone: str, day: date) -> tuple[float | None, int, int | None]:
+    """(kWh, samples, expected samples) of the site-local day."""
+    starts = day_intervals(zone, day, 60)
+    (row,) = energy_report(repo, asset_id, start=starts[0], end=starts[-1] + timedelta(hours=1), bucket=Bucket.DAY,
+                           max_hold=timedelta(hours=1)).rows
+    return row.energy_kwh, row.sample_count, row.expected_count
+
+
+def test_hour_ending_labels_of_the_fall_back_day_keep_all_25_hours(repo: Repository, tmp_path: Path) -> None:
+    register(repo, "Europe/Berlin", "m")
+    rep = load(repo, tmp_path, BERLIN_FALL_BACK_HOUR_ENDING, _end_mapping("m", "Europe/Berlin", 60))
+    assert (rep.readings_stored, rep.duplicates, rep.conflicts, rep.errors) == (25, 0, [], [])
+    assert stored(repo, "m") == {start: k + 1.5 for k, start in enumerate(BERLIN_FALL_BACK_STARTS)}
+    assert _day_total(repo, "m", "Europe/Berlin", date(2025, 10, 26)) == (pytest.approx(337.5), 25, 25)
+
+
+@pytest.mark.parametrize(
+    ("zone", "day", "minutes", "count"),
+    [
+        ("Europe/Berlin", date(2025, 10, 26), 15, 100),
+        ("Europe/Berlin", date(2025, 3, 30), 60, 23),
+        ("Europe/Berlin", date(2025, 3, 30), 15, 92),
+        ("America/New_York", date(2025, 11, 2), 60, 25),  # repeated hour 01:00-02:00: the label 01:00 twice
+        ("America/New_York", date(2025, 3, 9), 15, 92),
+        ("Australia/Sydney", date(2025, 4, 6), 60, 25),  # the southern fall-back, in April
+        ("Australia/Sydney", date(2025, 4, 6), 15, 100),
+        ("Australia/Sydney", date(2025, 10, 5), 15, 92),
+        ("Asia/Kathmandu", date(2025, 4, 6), 15, 96),  # UTC+05:45, no DST
+        ("America/Santiago", date(2025, 9, 6), 60, 24),  # its 24:00 is the start of the next day's gap
+    ],
+)
+def test_interval_end_labels_of_dst_days_place_every_interval(
+    repo: Repository, tmp_path: Path, zone: str, day: date, minutes: int, count: int
+) -> None:
+    register(repo, zone, "m")
+    text, expected = end_labelled_csv(zone, day, minutes)
+    assert len(expected) == count
+    rep = load(repo, tmp_path, text, _end_mapping("m", zone, minutes))
+    assert (rep.readings_stored, rep.duplicates, rep.conflicts, rep.errors) == (count, 0, [], [])
+    assert stored(repo, "m") == expected
+    total, samples, _ = _day_total(repo, "m", zone, day)
+    assert (total, samples) == (pytest.approx(sum(expected.values())), count)
+
+
+def test_hour_ending_labels_counted_from_the_start_hour_are_read_too(repo: Repository, tmp_path: Path) -> None:
+    """Some utility files label an interval with its start's wall-clock time plus the interval: the
+    hours 02:00-03:00 CEST and CET both end at "03:00", and 01:00-02:00 at "02:00" once. The same
+    25 hours (and quarter hours) are stored."""
+    register(repo, "Europe/Berlin", "h", "q")
+    labels = ["01:00", "02:00", "03:00", "03:00", *(f"{h:02d}:00" for h in range(4, 25))]
+    text = "ts,kwh\n" + "".join(f"2025-10-26 {label},{k + 1.5}\n" for k, label in enumerate(labels))
+    rep = load(repo, tmp_path, text, _end_mapping("h", "Europe/Berlin", 60))
+    assert (rep.readings_stored, rep.conflicts, rep.errors) == (25, [], [])
+    assert stored(repo, "h") == {start: k + 1.5 for k, start in enumerate(BERLIN_FALL_BACK_STARTS)}
+
+    quarters = day_intervals("Europe/Berlin", date(2025, 10, 26), 15)
+    walls = [(start.astimezone(ZoneInfo("Europe/Berlin")).replace(tzinfo=None) + timedelta(minutes=15)) for start in quarters]
+    text = "ts,kwh\n" + "".join(f"{wall:%Y-%m-%d %H:%M},{k + 0.5}\n" for k, wall in enumerate(walls))
+    assert text.count("2025-10-26 03:00,") == 2
+    rep = load(repo, tmp_path, text, _end_mapping("q", "Europe/Berlin", 15))
+    assert (rep.readings_stored, rep.conflicts, rep.errors) == (100, [], [])
+    assert stored(repo, "q") == {start: k + 0.5 for k, start in enumerate(quarters)}
+
+
+def test_end_labels_in_the_spring_forward_gap(repo: Repository, tmp_path: Path) -> None:
+    """02:00 on Berlin's spring-forward day is the instant the clock jumps to 03:00 (01:00Z), so it may
+    end the quarter hour 01:45-02:00 CET; 02:30 is shown by no clock and is rejected."""
+    register(repo, "Europe/Berlin", "m")
+    text = "ts,kwh\n2025-03-30 01:45,1\n2025-03-30 02:00,2\n2025-03-30 02:30,9\n2025-03-30 03:15,3\n"
+    rep = load(repo, tmp_path, text, _end_mapping("m", "Europe/Berlin", 15))
+    assert stored(repo, "m") == {utc(2025, 3, 30, 0, 30): 1.0, utc(2025, 3, 30, 0, 45): 2.0, utc(2025, 3, 30, 1): 3.0}
+    assert [(e.line, e.field) for e in rep.errors] == [(4, "ts")] and "DST gap" in rep.errors[0].reason
+
+
+def test_end_labels_of_whole_days_are_local_days(repo: Repository, tmp_path: Path) -> None:
+    """A daily value labelled with its day's end covers the local day before the label, 25 or 23 hours."""
+    register(repo, "Europe/Berlin", "m")
+    text = "ts,kwh\n2025-10-26 24:00,25\n2025-03-31 00:00,23\n"
+    rep = load(repo, tmp_path, text, _end_mapping("m", "Europe/Berlin", 24 * 60))
+    assert rep.errors == []
+    assert stored(repo, "m") == {utc(2025, 10, 25, 22): 25.0, utc(2025, 3, 29, 23): 23.0}
+
+
+def test_cli_imports_the_hour_ending_fall_back_day(settings: Settings, repo: Repository, tmp_path: Path) -> None:
+    register(repo, "Europe/Berlin", "m")
+    path = tmp_path / "berlin.csv"
+    path.write_text(BERLIN_FALL_BACK_HOUR_ENDING, encoding="utf-8")
+    args = ["import", str(path), "--asset", "m", "--value-column", "kwh", "--unit", "kWh", "--label", "end",
+            "--interval-seconds", "3600", "--site", "site-europe-berlin"]
+    result = CliRunner().invoke(app, args, env=_env(settings))
+    assert result.exit_code == 0, result.output
+    assert "readings stored 25" in " ".join(result.output.split())
+    assert stored(repo, "m") == {start: k + 1.5 for k, start in enumerate(BERLIN_FALL_BACK_STARTS)}
+    assert _day_total(repo, "m", "Europe/Berlin", date(2025, 10, 26)) == (pytest.approx(337.5), 25, 25)
+
+    quarters, expected = end_labelled_csv("Europe/Berlin", date(2025, 3, 30), 15)
+    path.write_text(quarters.replace("ts,kwh", "ts,kwh_q"), encoding="utf-8")
+    register(repo, "Europe/Berlin", "q")
+    args = ["import", str(path), "--asset", "q", "--value-column", "kwh_q", "--unit", "kWh", "--label", "end",
+            "--interval-seconds", "900", "--timezone", "Europe/Berlin"]
+    result = CliRunner().invoke(app, args, env=_env(settings))
+    assert result.exit_code == 0, result.output
+    assert stored(repo, "q") == expected and len(expected) == 92
+
+
+def test_cli_decimal_commas_and_an_unknown_asset(settings: Settings, repo: Repository, tmp_path: Path) -> None:
+    register(repo, "Europe/Berlin", "m")
+    path = tmp_path / "export.csv"
+    path.write_text("zeit;verbrauch\n2024-05-01 00:00;1,5\n2024-05-01 01:00;2\n2024-05-01 02:00;1.500\n", encoding="utf-8")
+    args = ["import", str(path), "--timestamp-column", "zeit", "--value-column", "verbrauch", "--unit", "kWh",
+            "--interval-seconds", "3600", "--timezone", "Europe/Berlin", "--delimiter", ";"]
+    result = CliRunner().invoke(app, [*args, "--asset", "m", "--decimal", ","], env=_env(settings))
+    assert result.exit_code == 1, result.output
+    out = " ".join(result.output.split())
+    assert "readings stored 2" in out and "line 4: verbrauch: value '1.500' is not a number with a decimal comma" in out
+    assert stored(repo, "m") == {utc(2024, 4, 30, 22): 1.5, utc(2024, 4, 30, 23): 2.0}
+    unknown = CliRunner().invoke(app, [*args, "--asset", "nope"], env=_env(settings))
+    assert unknown.exit_code == 2 and "(asset)" in unknown.output and "'nope' not found" in unknown.output
+    bad = CliRunner().invoke(app, [*args, "--asset", "m", "--decimal", ";"], env=_env(settings))
+    assert bad.exit_code == 2 and "(decimal)" in bad.output

@@ -121,3 +121,20 @@ def test_factory_topic_keeps_its_status_rules() -> None:
     readings, letters, statuses = decoded(payload, "p/factory/line-1/m1/power")
     assert readings == [] and statuses == []
     assert [(d.field, d.reason_code) for d in letters] == [("status", "invalid_item")]  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        (item(value="\u0665").encode(), "value"),  # ARABIC-INDIC DIGIT FIVE: float() reads it as 5.0
+        (item(value="\uff11\uff12").encode(), "value"),  # FULLWIDTH 12
+        (item(ts="\u0661\u0667\u0663\u0665\u0666\u0668\u0669\u0666\u0660\u0660\u0660\u0660\u0660").encode(), "ts"),  # epoch ms
+        (b'{"ts": %d, "power_kw": "\\u0665"}' % NOW_MS, "power_kw"),
+    ],
+)
+def test_numbers_in_strings_are_ascii_digits_only(payload: bytes, field: str) -> None:
+    readings, letters, _ = decoded(payload)
+    assert readings == []
+    assert [(d.field, d.reason_code) for d in letters] == [(field, "invalid_item")]  # type: ignore[attr-defined]
+    readings, letters, _ = decoded(item(value="5").encode())  # an ASCII decimal string is still read
+    assert [r.value for r in readings] == [5.0] and letters == []  # type: ignore[attr-defined]

@@ -185,3 +185,13 @@ def test_a_csv_upload_lists_every_rejected_row(page: object, server: Server, tmp
     assert [rows.nth(i).locator("td").first.text_content() for i in range(2)] == ["3", "5"]
     assert "Readingsstored2" in (page.locator("#csv-result dl").text_content() or "").replace(" ", "")  # type: ignore[attr-defined]
     screenshot(page, "data", tmp_path)
+
+    # Every row rejected: the API answers 422 with the same body, and the page still lists the rows.
+    text = "ts,kwh\n2024-01-02T00:00:00Z,x\n2024-01-02T00:15:00Z,\u0665\n"
+    page.set_input_files("#csv-file", files=[{"name": "m.csv", "mimeType": "text/csv", "buffer": text.encode()}])  # type: ignore[attr-defined]
+    with page.expect_response("**/api/v1/imports") as answer:  # type: ignore[attr-defined]
+        page.get_by_role("button", name="Import").click()  # type: ignore[attr-defined]
+    assert answer.value.status == 422
+    page.get_by_role("alert").filter(has_text="Not imported: all 2 rows were rejected").wait_for()  # type: ignore[attr-defined]
+    assert [rows.nth(i).locator("td").first.text_content() for i in range(rows.count())] == ["2", "3"]
+    assert "null" not in (page.locator("#csv-result").text_content() or "")  # type: ignore[attr-defined]

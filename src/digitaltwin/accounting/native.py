@@ -63,7 +63,7 @@ def _only(obj: object, allowed: set[str], field: str) -> Mapping[str, Any]:
 
 
 def _hour(text: object, field: str) -> int:
-    if not isinstance(text, str) or len(text) != 5 or text[2] != ":" or text[3:] != "00" or not text[:2].isdigit():
+    if not isinstance(text, str) or len(text) != 5 or text[2] != ":" or text[3:] != "00" or not (text[:2].isascii() and text[:2].isdigit()):
         raise ValidationError(f"{field} must be a whole local hour HH:00, got {text!r}", field=field)
     hour = int(text[:2])
     if hour > 24:

@@ -9,7 +9,7 @@ from digitaltwin.domain.errors import ValidationError
 
 #: Longest accepted duration; longer ones are surely mistakes and overflow date arithmetic.
 MAX_DURATION = timedelta(days=3660)
-_DURATION = re.compile(r"^P(?:(?P<d>\d+)D)?(?:T(?:(?P<h>\d+)H)?(?:(?P<m>\d+)M)?(?:(?P<s>\d+)S)?)?$")
+_DURATION = re.compile(r"^P(?:(?P<d>\d+)D)?(?:T(?:(?P<h>\d+)H)?(?:(?P<m>\d+)M)?(?:(?P<s>\d+)S)?)?$", re.ASCII)  # ASCII digits only
 
 
 def parse_duration(text: str, *, field: str) -> timedelta:

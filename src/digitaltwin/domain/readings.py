@@ -35,7 +35,8 @@ from digitaltwin.domain.series_attributes import check_serial
 from digitaltwin.domain.timestamps import parse_instant
 from digitaltwin.domain.units import FIELD_ALIASES, check_range, quantity_spec, to_canonical
 
-_DECIMAL = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
+#: A plain decimal of ASCII digits: a regex ``\d`` (and ``float()``) also takes other scripts' digits ('٥' is 5.0).
+_DECIMAL = re.compile(r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?$")
 _ASSET_KEYS = ("asset_id", "device_id", "machine_id")
 _TS_KEYS = ("ts", "timestamp", "time")
 _ENVELOPE_KEYS = {*_ASSET_KEYS, *_TS_KEYS, "quantity", "value", "unit", "values", "status", "site_id", "interval", "meter_serial"}

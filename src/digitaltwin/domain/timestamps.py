@@ -83,7 +83,7 @@ def from_epoch_ms(value: float, *, field: str = "ts") -> datetime:
     return check_plausible(_from_epoch_ms_unchecked(value, field=field), field=field)
 
 
-_EPOCH_MS_TEXT = re.compile(r"^\d{12,14}$")
+_EPOCH_MS_TEXT = re.compile(r"^[0-9]{12,14}$")  # ASCII digits: int() also reads other scripts' digits
 
 
 def parse_instant(

@@ -4,13 +4,17 @@ A file without quotes, blank lines or ragged rows is read by pandas' C parser; a
 :mod:`csv` (both give each row's line number). Value columns are checked the way
 :func:`~digitaltwin.domain.readings.parse_value` checks one value (plain finite decimals), then
 converted to the canonical unit and checked against the quantity's plausible range; rows that
-fail are rejected naming the column. Used by :mod:`digitaltwin.ingest.csv_import`.
+fail are rejected naming the column. Digits are ASCII only (``float()`` would read other scripts'
+digits, '٥' as 5). A mapping with ``decimal=","`` reads decimal commas (``1,5``); a point in
+such a file's values is then refused (``1.500`` may mean 1500). Used by
+:mod:`digitaltwin.ingest.csv_import`.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,7 +30,8 @@ from digitaltwin.domain.units import check_range, quantity_spec, to_canonical
 if TYPE_CHECKING:
     from digitaltwin.ingest.csv_import import ColumnMapping, ValueColumn
 
-_DECIMAL = r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?"  # as digitaltwin.domain.readings.parse_value
+_DECIMAL = r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?"  # as digitaltwin.domain.readings.parse_value: ASCII digits
+_DECIMAL_COMMA = r"[+-]?([0-9]+(,[0-9]*)?|,[0-9]+)([eE][+-]?[0-9]+)?"  # the same with a comma
 #: pandas 2 parses floats to the nearest double only with float_precision="round_trip" (pandas 3
 #: always does and deprecates the argument).
 _ROUND_TRIP: dict[str, str] = {"float_precision": "round_trip"} if int(pd.__version__.split(".")[0]) < 3 else {}
@@ -106,6 +111,8 @@ def _read_columns_fast(path: Path, mapping: ColumnMapping) -> Columns | None:
     if any(c not in header for c in needed) or len(set(header)) != len(header):
         return None  # the csv path reports missing columns
     texts = [c for c in (mapping.timestamp_column, mapping.asset_column, mapping.hour_column) if c]
+    if mapping.decimal != ".":
+        texts += [v.column for v in mapping.values]  # decimal commas are read by parse_values
     try:
         # Value columns are left to the C parser's float conversion (pandas 3: the same double as
         # Python's float(), checked on 400,000 random decimals); a column with any text that is
@@ -172,10 +179,23 @@ def _plain_decimals(texts: list[str | None]) -> tuple[np.ndarray, np.ndarray] | 
         return None
 
 
-def parse_values(texts: list[str | None] | np.ndarray, col: ValueColumn, rows: RowChecks) -> np.ndarray:
+def _comma_decimals(texts: list[str | None], column: str, rows: RowChecks) -> list[str | None]:
+    """Decimal-comma texts (``1,5``) written with a point; a text that is not such a number (a
+    point in it included) rejects its row naming ``column`` and is left as it is."""
+    stripped = pd.Series([t if t is not None else "" for t in texts], dtype="object").str.strip()
+    plain = np.asarray(stripped.str.fullmatch(_DECIMAL_COMMA), dtype=bool)
+    for i in np.flatnonzero(~plain & rows.ok).tolist():
+        rows.reject(i, column, f"value {str(texts[i])[:40]!r} is not a number with a decimal comma")
+    return [t.replace(",", ".") if ok and t is not None else t for t, ok in zip(texts, plain.tolist(), strict=True)]
+
+
+def parse_values(texts: list[str | None] | np.ndarray, col: ValueColumn, rows: RowChecks, *, decimal: str = ".") -> np.ndarray:
     """A value column in the quantity's canonical unit; rows with a value that is not a plain finite
-    decimal, or outside the quantity's plausible range, are rejected naming the column."""
+    decimal (with a comma for ``decimal=","``), or outside the quantity's plausible range, are
+    rejected naming the column."""
     spec = quantity_spec(col.quantity)
+    if decimal == "," and not isinstance(texts, np.ndarray):
+        texts = _comma_decimals(texts, col.column, rows)
     try:
         to_canonical(col.quantity, 0.0, col.unit, field=col.column)
     except ValidationError as exc:  # an unknown unit: every row is rejected naming the column, as before
@@ -210,5 +230,7 @@ def parse_values(texts: list[str | None] | np.ndarray, col: ValueColumn, rows: R
             reason = f"value {texts[i]!r} could not be read"  # not reached: the checks above agree
         except ValidationError as exc:
             reason = exc.message
+            if decimal == "." and isinstance(text, str) and "," in text and re.fullmatch(_DECIMAL_COMMA, text.strip()):
+                reason += "; for decimal commas give the decimal option ','"
         rows.reject(i, col.column, reason)
     return canonical

@@ -11,13 +11,18 @@ Timestamps: values with a UTC offset are taken as they are; offset-less values
 take the mapping's timezone, else the site's; with neither the row is
 rejected ("no UTC offset", field case ``time/naive-timestamps``).
 
-Local labels are turned into local interval starts *before* they are placed in time, so
-that the fall-back day's repeated hour and the spring-forward gap resolve on the hour each
-row measures:
+Local labels are placed in time so that the fall-back day's repeated hour and the
+spring-forward gap resolve on the interval each row measures (docs/ingestion.md, "Interval-end
+labels"):
 
-* ``label="end"``: the interval start is the label minus ``interval_seconds`` on the wall
-  clock; when that start falls in a DST gap (the hour 01:00-02:00 EST labelled with its end
-  03:00 EDT) the end label is placed in time and the interval subtracted.
+* ``label="end"``: the end label is placed in time (a label shown twice on the fall-back day,
+  Berlin's 02:00, by file order), then ``interval_seconds`` is subtracted in elapsed time; the
+  gap's first wall-clock time (02:00 on the spring-forward day) is the instant of the change.
+  Files that label an interval with its start's wall-clock time plus the interval (New York's
+  "hour ending 02:00" twice) are read that way when reading their labels as ends leaves rows of
+  an asset unplaced or on one instant and this does not
+  (:func:`~digitaltwin.ingest.csv_times.localize_ends`). Whole-day intervals are local days.
+* ``24:00`` ends its date (ISO 8601), in ISO timestamps and with ``timestamp_format``.
 * a separate hour column (``hour_column``) of hour numbers, "hour ending" 1-24 or "hour
   beginning" 0-23 of the date in ``timestamp_column``. A fall-back day is numbered either
   with a repeated hour number (resolved by file order) or up to 25 (24 beginning); a date
@@ -48,7 +53,7 @@ import pandas as pd
 from digitaltwin.domain.errors import ValidationError
 from digitaltwin.domain.units import quantity_spec
 from digitaltwin.ingest.csv_columns import RowChecks, RowError, parse_values, read_columns
-from digitaltwin.ingest.csv_times import hour_starts, instant_starts, localize_starts, reject_implausible
+from digitaltwin.ingest.csv_times import hour_starts, instant_labels, localize_ends, localize_starts, reject_implausible
 from digitaltwin.storage.repository import Repository
 from digitaltwin.storage.tables import from_epoch_us
 
@@ -87,6 +92,7 @@ class ColumnMapping:
         hour_column: column of hour numbers of the date in ``timestamp_column`` (see the module docstring).
         hour_convention: ``ending`` (hour 1 is 00:00-01:00) or ``beginning`` (hour 0 is 00:00-01:00).
         delimiter: the field separator, e.g. ``;`` for exports of spreadsheet programs in many locales.
+        decimal: the values' decimal separator, ``.`` or ``,`` (``1,5``; a point is then refused).
     """
 
     timestamp_column: str
@@ -102,6 +108,7 @@ class ColumnMapping:
     encoding: str = "utf-8-sig"
     hour_column: str | None = None
     hour_convention: Literal["ending", "beginning"] = "ending"
+    decimal: Literal[".", ","] = "."
 
 
 #: UCI "Steel Industry Energy Consumption" (DAEWOO Steel, 2018): see digitaltwin/demo_data/steel_industry/.
@@ -203,17 +210,24 @@ def import_csv(
             (default: the stored value stays; either way the conflict is reported).
 
     Returns:
-        Counts, the conflicts and every rejected row. Rows of unknown assets are rejected
-        naming the asset column.
+        Counts, the conflicts and every rejected row. Rows of unknown assets in the asset
+        column are rejected naming the column.
 
     Raises:
         ValidationError: the mapping does not fit the file's header, or names an unknown
-            quantity, a bad delimiter or interval (an unknown unit rejects every row).
+            quantity, a bad delimiter, decimal separator or interval (an unknown unit
+            rejects every row).
+        NotFoundError: naming ``asset`` when the mapping's asset of every row does not
+            exist (checked before any row is read).
     """
     for col in mapping.values:
         quantity_spec(col.quantity, field=col.column)
     if not isinstance(mapping.delimiter, str) or len(mapping.delimiter) != 1 or mapping.delimiter in "\r\n\"":
         raise ValidationError(f"delimiter must be one character (not a quote or line break), not {mapping.delimiter!r}", field="delimiter")
+    if mapping.decimal not in (".", ","):
+        raise ValidationError(f"decimal must be '.' or ',', not {mapping.decimal!r}", field="decimal")
+    if mapping.asset_column is None and mapping.asset_id:
+        repo.get_asset(mapping.asset_id, field="asset")  # one answer, not one rejected row per line
     interval = mapping.interval_seconds or (3600 if mapping.hour_column else None)
     if mapping.label == "end" and not interval:
         raise ValidationError("interval-end labels need interval_seconds", field="interval_seconds")
@@ -234,16 +248,15 @@ def import_csv(
                 rows.reject(i, mapping.asset_column or "asset_id", "asset id is missing")
     tz_name = mapping.timezone or site_timezone
     column = mapping.timestamp_column
-    end_shift_us = 0
     if mapping.hour_column:
         us, wall = hour_starts(cols, mapping, tz_name, rows)
     else:
-        us, wall = instant_starts(cols, mapping, rows)
-        if mapping.label == "end":
-            end_shift_us = interval * _US_PER_S  # type: ignore[operator]
-            us -= end_shift_us  # wall-clock labels too: the start is placed in time, not the end
-    values = [parse_values(texts, col, rows) for texts, col in zip(cols.values, mapping.values, strict=True)]
-    localize_starts(us, wall, cols, tz_name, mapping.hour_column or column, rows, end_shift_us)
+        us, wall = instant_labels(cols, mapping, rows)
+    values = [parse_values(texts, col, rows, decimal=mapping.decimal) for texts, col in zip(cols.values, mapping.values, strict=True)]
+    if mapping.label == "end" and not mapping.hour_column:
+        localize_ends(us, wall, cols, tz_name, column, rows, interval * _US_PER_S)  # type: ignore[operator]
+    else:
+        localize_starts(us, wall, cols, tz_name, mapping.hour_column or column, rows)
     reject_implausible(us, mapping.hour_column or column, rows)
     named = {a for a in set(cols.assets) if a}
     known = repo.known_asset_ids(named)
@@ -313,14 +326,18 @@ def build_mapping(
     delimiter: str = ",",
     hour_column: str | None = None,
     hour_convention: str = "ending",
+    decimal: str = ".",
 ) -> ColumnMapping:
     """The mapping the command line's and the HTTP import's options describe (a preset, or columns).
 
     Raises:
-        ValidationError: naming the option (``preset``, ``value_column``, ``label``, ``hour_convention``).
+        ValidationError: naming the option (``preset``, ``value_column``, ``label``, ``hour_convention``,
+            ``decimal``).
     """
     if hour_convention not in ("ending", "beginning"):
         raise ValidationError("must be ending or beginning", field="hour_convention")
+    if decimal not in (".", ","):
+        raise ValidationError(f"decimal must be '.' or ',', not {decimal!r}", field="decimal")
     if preset:
         if preset not in PRESETS:
             raise ValidationError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}", field="preset")
@@ -342,4 +359,6 @@ def build_mapping(
             hour_column=hour_column,
             hour_convention=hour_convention,  # type: ignore[arg-type]
         )
-    return replace(mapping, delimiter=delimiter) if delimiter != "," else mapping
+    if delimiter != ",":
+        mapping = replace(mapping, delimiter=delimiter)
+    return replace(mapping, decimal=decimal) if decimal != "." else mapping  # type: ignore[arg-type]

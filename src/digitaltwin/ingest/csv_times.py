@@ -1,12 +1,17 @@
 """Placing the timestamps of CSV rows in time: instant labels or date and hour-number columns
 (see :mod:`digitaltwin.ingest.csv_import` for the rules), in epoch microseconds, whole columns
 at once. Used by :mod:`digitaltwin.ingest.csv_import`.
+
+A label may end its day as ``24:00`` (ISO 8601's end of day, ``2025-10-26 24:00`` is
+``2025-10-27 00:00``), the usual last label of hour-ending files.
 """
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
@@ -21,10 +26,34 @@ if TYPE_CHECKING:
 
 _US_PER_S = 1_000_000
 _US_PER_HOUR = 3600 * _US_PER_S
-_HOUR_NUMBER = r"\d{1,2}"
+_US_PER_DAY = 24 * _US_PER_HOUR
+_EPOCH_NAIVE = datetime(1970, 1, 1)  # wall-clock microseconds count from here
+_HOUR_NUMBER = r"[0-9]{1,2}"  # ASCII digits only (a regex \d also matches other scripts' digits)
+#: ISO 8601's end of day, ``24:00`` (``24:00:00``, ``24:00:00.000``), not part of a longer number.
+_END_OF_DAY = re.compile(r"(?<![0-9:])24:00(?::00(?:\.0+)?)?(?![0-9:])")
+
+
+def _end_of_day(text: str) -> tuple[str, bool]:
+    """``text`` with an end-of-day time ``24:00`` written as ``00:00`` of the same date, and whether
+    it was (the caller then adds the day). Python's parsers refuse hour 24."""
+    found = _END_OF_DAY.search(text)
+    if found is None or _END_OF_DAY.search(text, found.end()) is not None:
+        return text, False
+    return text[: found.start()] + "00" + text[found.start() + 2 :], True
 
 
 def _parse_ts(text: str, mapping: ColumnMapping) -> datetime:
+    midnight, end_of_day = _end_of_day(text)
+    if end_of_day:
+        try:
+            # The date's midnight, wall-clock or with a fixed offset: the next midnight is 24 hours later.
+            return _parse_one(midnight, mapping, midnight_ends_day=False) + timedelta(days=1)
+        except ValidationError:
+            pass  # reported as written, below
+    return _parse_one(text, mapping, midnight_ends_day=mapping.midnight_ends_day)
+
+
+def _parse_one(text: str, mapping: ColumnMapping, *, midnight_ends_day: bool) -> datetime:
     column = mapping.timestamp_column
     if mapping.timestamp_format is None:
         return parse_instant(text, field=column, tz=None) if _has_offset(text) else _naive_iso(text, column)
@@ -32,7 +61,7 @@ def _parse_ts(text: str, mapping: ColumnMapping) -> datetime:
         parsed = datetime.strptime(text.strip(), mapping.timestamp_format)
     except ValueError:
         raise ValidationError(f"timestamp {text!r} does not match {mapping.timestamp_format!r}", field=column) from None
-    if mapping.midnight_ends_day and parsed.hour == 0 and parsed.minute == 0:
+    if midnight_ends_day and parsed.hour == 0 and parsed.minute == 0:
         parsed += timedelta(days=1)
     return parsed
 
@@ -110,9 +139,11 @@ def _fixed_width_strptime(texts: list[str], fmt: str) -> tuple[np.ndarray, np.nd
     return np.where(ok, us * _US_PER_S, 0), ok
 
 
-def instant_starts(cols: Columns, mapping: ColumnMapping, rows: RowChecks) -> tuple[np.ndarray, np.ndarray]:
-    """Instant labels: (int64 microseconds, bool "is a naive wall-clock time"); UTC epoch for
-    labels with an offset, wall-clock microseconds counted the same way for the others."""
+def instant_labels(cols: Columns, mapping: ColumnMapping, rows: RowChecks) -> tuple[np.ndarray, np.ndarray]:
+    """Instant labels (interval starts or ends, as the mapping's ``label``): (int64 microseconds,
+    bool "is a naive wall-clock time"); UTC epoch for labels with an offset, wall-clock
+    microseconds counted the same way for the others. Rows that cannot be read are rejected
+    naming the timestamp column."""
     n = len(cols.lines)
     us = np.zeros(n, dtype=np.int64)
     wall = np.zeros(n, dtype=bool)
@@ -208,36 +239,126 @@ def hour_starts(cols: Columns, mapping: ColumnMapping, tz_name: str | None, rows
     return us, wall
 
 
-def localize_starts(
-    us: np.ndarray, wall: np.ndarray, cols: Columns, tz_name: str | None, column: str, rows: RowChecks, gap_shift_us: int
-) -> None:
+def _asset_groups(todo: np.ndarray, cols: Columns) -> list[np.ndarray]:
+    """Positions of ``todo`` (row indices) per asset, each in file order. File order resolves the
+    repeated hour per asset: in a file that interleaves meters, one meter's rows are not a step
+    back in another meter's time."""
+    assets = np.asarray(cols.assets, dtype=object)[todo]
+    groups = pd.Series(np.arange(len(todo))).groupby(assets, sort=False).indices
+    return [todo[positions] for positions in groups.values()]
+
+
+def _reject_naive(todo: np.ndarray, column: str, rows: RowChecks) -> None:
+    for i in todo.tolist():
+        rows.reject(i, column, "timestamp has no UTC offset and no timezone is configured")
+
+
+def _start_reading(starts: np.ndarray, tz: ZoneInfo, gap_shift_us: int) -> tuple[np.ndarray, dict[int, str]]:
+    """Wall-clock interval starts of one asset (int64 wall microseconds, file order) placed in time:
+    (UTC epoch microseconds, ``{position: reason}``), the repeated hour resolved by
+    :func:`~digitaltwin.domain.timestamps.localize_walls`. ``gap_shift_us``: for starts computed
+    from interval-end labels, the interval; a start in a DST gap is then placed as its end
+    label minus the interval (0: such a start is reported)."""
+    resolved, errors = localize_walls(starts.astype("datetime64[us]"), tz)
+    if gap_shift_us:
+        for p in [p for p, reason in errors.items() if "DST gap" in reason]:
+            end, end_errors = localize_walls(np.array([starts[p] + gap_shift_us], dtype="datetime64[us]"), tz)
+            if not end_errors:
+                resolved[p] = end[0] - gap_shift_us
+                del errors[p]
+    return resolved, errors
+
+
+def _end_reading(ends: np.ndarray, tz: ZoneInfo, interval_us: int) -> tuple[np.ndarray, dict[int, str]]:
+    """Wall-clock interval-end labels of one asset (int64 wall microseconds, file order) as UTC
+    interval starts: each end placed in time (the repeated hour resolved by file order, as
+    :func:`~digitaltwin.domain.timestamps.localize_walls`), then the interval subtracted in
+    elapsed time. A label at the first wall-clock time of a DST gap (02:00 in Berlin on the
+    spring-forward day, which the clock reaches and skips to 03:00) is the instant of the
+    change; any later time in the gap is reported."""
+    resolved, errors = localize_walls(ends.astype("datetime64[us]"), tz)
+    for p in [p for p, reason in errors.items() if "DST gap" in reason]:
+        naive = _EPOCH_NAIVE + timedelta(microseconds=int(ends[p]))
+        # In a gap, fold=0 reads the wall time with the offset in force before the change
+        # (PEP 495); the label is the gap's start when the clock read the microsecond before it.
+        instant = naive.replace(tzinfo=tz, fold=0).astimezone(UTC)
+        before = (instant - timedelta(microseconds=1)).astimezone(tz).replace(tzinfo=None)
+        if before == naive - timedelta(microseconds=1):
+            resolved[p] = to_epoch_us(instant)
+            del errors[p]
+    return resolved - interval_us, errors
+
+
+def _faults(starts: np.ndarray, errors: dict[int, str]) -> int:
+    """Rows of a reading that are unplaced (``errors``) or share their instant with an earlier row."""
+    placed = np.delete(starts, list(errors)) if errors else starts
+    if len(placed) < 2 or bool((np.diff(placed) > 0).all()):
+        return len(errors)
+    return len(errors) + len(placed) - len(np.unique(placed))
+
+
+def localize_starts(us: np.ndarray, wall: np.ndarray, cols: Columns, tz_name: str | None, column: str, rows: RowChecks) -> None:
     """Turn the wall-clock entries of ``us`` (interval starts) into UTC epoch microseconds in place,
-    per asset in file order. ``gap_shift_us``: for interval-end labels, the interval; a start in a
-    DST gap is then placed as its end label minus the interval."""
+    per asset in file order; a start in a DST gap, or in the repeated hour when file order does
+    not resolve it, is rejected naming ``column``. Without a timezone every wall-clock entry is
+    rejected."""
     todo = np.flatnonzero(wall & rows.ok)
     if len(todo) == 0:
         return
     if tz_name is None:
-        for i in todo.tolist():
-            rows.reject(i, column, "timestamp has no UTC offset and no timezone is configured")
+        _reject_naive(todo, column, rows)
         return
     tz = zone(tz_name)
-    # File order resolves the repeated hour per asset: in a file that interleaves
-    # meters, one meter's rows are not a step back in another meter's time.
-    assets = np.asarray(cols.assets, dtype=object)[todo]
-    groups = pd.Series(np.arange(len(todo))).groupby(assets, sort=False).indices
-    for positions in groups.values():
-        idx = todo[positions]
-        resolved, errors = localize_walls(us[idx].astype("datetime64[us]"), tz)
+    for idx in _asset_groups(todo, cols):
+        resolved, errors = _start_reading(us[idx], tz, 0)
         for p, reason in errors.items():
-            i = int(idx[p])
-            if gap_shift_us and "DST gap" in reason:
-                end, end_errors = localize_walls(np.array([us[i] + gap_shift_us], dtype="datetime64[us]"), tz)
-                if not end_errors:
-                    resolved[p] = end[0] - gap_shift_us
-                    continue
-            rows.reject(i, column, reason)
+            rows.reject(int(idx[p]), column, reason)
         us[idx] = resolved
+
+
+def localize_ends(
+    us: np.ndarray, wall: np.ndarray, cols: Columns, tz_name: str | None, column: str, rows: RowChecks, interval_us: int
+) -> None:
+    """Turn interval-end labels (``us``: UTC epoch microseconds, or wall-clock ones where ``wall``)
+    into UTC epoch microseconds of interval starts, in place.
+
+    Labels with a UTC offset, and wall-clock labels of intervals shorter than a day, are placed
+    in time first and the interval is subtracted in elapsed time, so that the hour ending 03:00
+    on a fall-back day starts at the repeated 02:00, whichever of the two it is. Wall-clock
+    labels are placed per asset in file order: the first of two equal labels is the summer
+    instant (:func:`~digitaltwin.domain.timestamps.localize_walls`). Some utility files label
+    an interval with its start's wall-clock time plus the interval instead (New York's hour
+    01:00-02:00 is "hour ending 02:00" in both EDT and EST, a label that names one instant
+    only); for an asset whose labels read as ends leave rows unplaced or two rows on one
+    instant, the labels are read that way (start = label minus the interval on the wall
+    clock) when that leaves fewer such rows. Whole-day intervals are local days: their start is
+    the label minus the days on the wall clock.
+
+    Raises nothing: rows that cannot be placed are rejected naming ``column``.
+    """
+    us[~wall] -= interval_us
+    todo = np.flatnonzero(wall & rows.ok)
+    if len(todo) == 0:
+        return
+    if tz_name is None:
+        _reject_naive(todo, column, rows)
+        return
+    tz = zone(tz_name)
+    whole_days = interval_us % _US_PER_DAY == 0
+    for idx in _asset_groups(todo, cols):
+        labels = us[idx]
+        if whole_days:
+            starts, errors = _start_reading(labels - interval_us, tz, interval_us)
+        else:
+            starts, errors = _end_reading(labels, tz, interval_us)
+            faults = _faults(starts, errors)
+            if faults:
+                other, other_errors = _start_reading(labels - interval_us, tz, interval_us)
+                if _faults(other, other_errors) < faults:
+                    starts, errors = other, other_errors
+        for p, reason in errors.items():
+            rows.reject(int(idx[p]), column, reason)
+        us[idx] = starts
 
 
 def reject_implausible(us: np.ndarray, column: str, rows: RowChecks) -> None:

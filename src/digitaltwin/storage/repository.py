@@ -177,12 +177,12 @@ class Repository:
                     raise ConflictError(f"site {site.id!r} exists", field="id") from None
         return site
 
-    def get_site(self, site_id: str) -> Site:
-        """Raises NotFoundError naming ``site_id``."""
+    def get_site(self, site_id: str, *, field: str = "site_id") -> Site:
+        """Raises NotFoundError naming ``field``."""
         with self.engine.connect() as conn:
             row = conn.execute(_GET_SITE, {"site_id": site_id}).first()
         if row is None:
-            raise NotFoundError(f"site {site_id!r} not found", field="site_id")
+            raise NotFoundError(f"site {site_id!r} not found", field=field)
         return _site(row)
 
     def list_sites(self) -> list[Site]:

@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from digitaltwin.api.deps import State
@@ -54,7 +55,11 @@ class ImportOut(BaseModel):
     conflicts: list[ConflictOut]
 
 
-@router.post("/imports", response_model=ImportOut)
+@router.post(
+    "/imports",
+    response_model=ImportOut,
+    responses={422: {"model": ImportOut, "description": "every row was rejected (or the mapping or a form field is unusable)"}},
+)
 async def import_file(
     state: State,
     request: Request,
@@ -72,15 +77,19 @@ async def import_file(
     interval_seconds: Annotated[int | None, Form(gt=0)] = None,
     timestamp_format: Annotated[str | None, Form()] = None,
     delimiter: Annotated[str, Form(min_length=1, max_length=1)] = ",",
+    decimal: Annotated[Literal[".", ","], Form(description="decimal separator of the values (1,5 with ',')")] = ".",
     hour_column: Annotated[str | None, Form()] = None,
     hour_convention: Annotated[Literal["ending", "beginning"], Form()] = "ending",
     on_conflict: Annotated[Literal["keep", "replace"], Form()] = "keep",
-) -> ImportOut:
+) -> JSONResponse:
     """Import a CSV file of readings (operator), mapped as ``digitaltwin import`` maps it.
 
     Rows that cannot be read are rejected one by one naming their field, the others are stored;
     a reading stored before with another value is a conflict (kept unless ``on_conflict=replace``).
-    422 naming the option for a mapping that does not fit the file.
+    The answer is 200 when at least one row was accepted, 422 with the same body (every rejected
+    row listed) when the file has rows and none was, as ``POST /readings`` answers a batch.
+    Before any row is read: 404 naming ``asset`` or ``site`` when that asset or site does not
+    exist, 422 naming the option for a mapping that does not fit the file.
 
     ``on_conflict=replace`` rewrites stored readings, like deleting them: it needs an admin (403
     naming ``on_conflict`` otherwise) and each import that replaced readings is written to the
@@ -95,9 +104,9 @@ async def import_file(
         preset=preset, asset=asset, asset_column=asset_column, timestamp_column=timestamp_column,
         value_column=value_column, quantity=quantity, unit=unit, timezone=timezone, label=label,
         interval_seconds=interval_seconds, timestamp_format=timestamp_format, delimiter=delimiter,
-        hour_column=hour_column, hour_convention=hour_convention,
+        hour_column=hour_column, hour_convention=hour_convention, decimal=decimal,
     )
-    site_tz = state.repo.get_site(site).timezone if site else None
+    site_tz = state.repo.get_site(site, field="site").timezone if site else None
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "upload.csv"
         data = await file.read()
@@ -113,7 +122,7 @@ async def import_file(
             replaced=len(report.conflicts), start=min(c.ts for c in report.conflicts).isoformat(),
             end=max(c.ts for c in report.conflicts).isoformat(), file=file.filename,
         )
-    return ImportOut(
+    out = ImportOut(
         rows_read=report.rows_read, readings_parsed=report.readings_parsed, readings_stored=report.readings_stored,
         duplicates=report.duplicates, rows_rejected=len(report.errors), rejected_by_field=report.rejected_by_field,
         replaced=report.replaced,
@@ -121,3 +130,5 @@ async def import_file(
         conflicts=[ConflictOut(line=c.line, asset_id=c.asset_id, quantity=c.quantity, ts=c.ts, stored_value=c.stored_value,
                                new_value=c.new_value) for c in report.conflicts[:MAX_LISTED]],
     )
+    code = 422 if report.rows_read and len(report.errors) == report.rows_read else 200
+    return JSONResponse(out.model_dump(mode="json"), status_code=code)

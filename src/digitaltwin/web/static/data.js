@@ -15,6 +15,7 @@ function uploadSection() {
   const inputs = FIELDS.map(([name, label, example]) => [name, label, el("input", { id: `csv-${name}`, name, placeholder: example })]);
   const label = el("select", { id: "csv-label", name: "label" }, el("option", { value: "start" }, "interval start"), el("option", { value: "end" }, "interval end"));
   const convention = el("select", { id: "csv-hour_convention", name: "hour_convention" }, el("option", { value: "ending" }, "hour ending (1-24)"), el("option", { value: "beginning" }, "hour beginning (0-23)"));
+  const decimal = el("select", { id: "csv-decimal", name: "decimal" }, el("option", { value: "." }, "point (1.5)"), el("option", { value: "," }, "comma (1,5)"));
   const conflict = el("select", { id: "csv-on_conflict", name: "on_conflict" }, el("option", { value: "keep" }, "keep the stored value"), el("option", { value: "replace" }, "replace it (admins only)"));
   const result = el("div", { id: "csv-result", "aria-live": "polite" });
   const form = el("form", { class: "grid-form", "aria-label": "CSV upload" },
@@ -22,6 +23,7 @@ function uploadSection() {
     inputs.flatMap(([name, text, input]) => [el("label", { for: `csv-${name}` }, text), input]),
     el("label", { for: "csv-label" }, "Timestamps label the"), label,
     el("label", { for: "csv-hour_convention" }, "Hour numbers are"), convention,
+    el("label", { for: "csv-decimal" }, "Decimal separator of the values"), decimal,
     el("label", { for: "csv-on_conflict" }, "A reading stored with another value:"), conflict,
     el("span", {}), el("button", { type: "submit" }, "Import"));
   form.addEventListener("submit", async (event) => {
@@ -31,14 +33,19 @@ function uploadSection() {
     for (const [name, , input] of inputs) if (input.value.trim()) body.append(name, input.value.trim());
     body.append("label", label.value);
     body.append("hour_convention", convention.value);
+    body.append("decimal", decimal.value);
     body.append("on_conflict", conflict.value);
     const response = await authorizedFetch("/api/v1/imports", { method: "POST", body });
     const answer = await response.json().catch(() => ({}));
-    if (!response.ok) {
+    // 422 with the import's body: the file was read and every row rejected (listed below).
+    const allRejected = response.status === 422 && Array.isArray(answer.rejected);
+    if (!response.ok && !allRejected) {
       result.replaceChildren(el("p", { class: "error", role: "alert" }, `Not imported (${answer.field ?? "file"}): ${answer.detail ?? response.status}`));
       return;
     }
-    result.replaceChildren(
+    // Only the parts there are (replaceChildren would show a null as the text "null").
+    result.replaceChildren(...[
+      allRejected ? el("p", { class: "error", role: "alert" }, `Not imported: all ${answer.rows_rejected} rows were rejected.`) : null,
       facts([["Rows read", answer.rows_read], ["Readings stored", answer.readings_stored], ["Already stored", answer.duplicates],
         ["Rejected rows", answer.rows_rejected], ["Conflicts", answer.conflicts.length]]),
       answer.rejected.length ? el("div", { class: "scroll" }, el("table", { id: "csv-rejected" }, el("caption", {}, "Every rejected row"),
@@ -47,7 +54,8 @@ function uploadSection() {
       answer.conflicts.length ? el("div", { class: "scroll" }, el("table", {}, el("caption", {}, "Conflicts (stored value against the file's)"),
         el("thead", {}, el("tr", {}, ["line", "series", "time (UTC)", "stored", "file"].map((h) => el("th", { scope: "col" }, h)))),
         el("tbody", {}, answer.conflicts.map((c) => el("tr", {}, el("td", {}, c.line), el("td", {}, `${c.asset_id} ${c.quantity}`),
-          el("td", {}, c.ts), el("td", {}, c.stored_value), el("td", {}, c.new_value)))))) : null);
+          el("td", {}, c.ts), el("td", {}, c.stored_value), el("td", {}, c.new_value)))))) : null,
+    ].filter(Boolean));
   });
   return el("section", { class: "card", "aria-labelledby": "csv-title" },
     el("h2", { id: "csv-title" }, "Import a CSV file"),
