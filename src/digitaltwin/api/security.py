@@ -61,6 +61,11 @@ def client_ip(request: Request) -> str | None:
     return request.scope.get("state", {}).get(CLIENT_IP_KEY) or (request.client.host if request.client else None)
 
 
+async def get_security_dependency(request: Request) -> SecurityService:
+    """:func:`get_security` as a dependency (``async``: a plain ``def`` dependency costs a thread hop)."""
+    return get_security(request)
+
+
 def get_security(request: Request) -> SecurityService:
     return request.app.state.dt.security
 
@@ -130,6 +135,16 @@ async def authorize(request: Request) -> Principal | None:
     return principal
 
 
+async def current_principal_dependency(request: Request) -> Principal:
+    """:func:`current_principal` as a dependency (``async``: a plain ``def`` dependency costs a thread hop)."""
+    return current_principal(request)
+
+
+async def current_user_dependency(request: Request) -> Principal:
+    """:func:`current_user` as a dependency (``async``: a plain ``def`` dependency costs a thread hop)."""
+    return current_user(request)
+
+
 def current_principal(request: Request) -> Principal:
     """The caller checked by :func:`authorize`."""
     principal = getattr(request.state, "principal", None)
@@ -146,9 +161,9 @@ def current_user(request: Request) -> Principal:
     return principal
 
 
-CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
-CurrentUser = Annotated[Principal, Depends(current_user)]
-Security = Annotated[SecurityService, Depends(get_security)]
+CurrentPrincipal = Annotated[Principal, Depends(current_principal_dependency)]
+CurrentUser = Annotated[Principal, Depends(current_user_dependency)]
+Security = Annotated[SecurityService, Depends(get_security_dependency)]
 
 _METHODS = frozenset({"get", "head", "options", "post", "put", "patch", "delete"})
 _POLICY_KEYS = (ROLE_KEY, SCOPE_KEY, MFA_ENROLMENT_KEY)

@@ -137,10 +137,13 @@ class MemoryMovingWindow:
             del self.events[key]
 
 
-#: One API hit on Redis: ``limits``' moving window (``acquire_moving_window.lua``: refused when the
-#: ``limit``-th newest hit is younger than ``expiry``; else the time is pushed, the list trimmed to
-#: ``limit`` and given the window's expiry), then its stats (``moving_window.lua``: a binary search
-#: for the oldest hit at or after ``now - expiry``), then the value of ``KEYS[2]`` when given.
+#: One API hit on Redis, with the decisions and window stats of ``limits``' moving window
+#: (``acquire_moving_window.lua``, ``moving_window.lua``): the list holds hit times, newest first;
+#: a hit is refused when ``limit`` hits are at or after ``now - expiry``; the stats count those hits
+#: and give the oldest. Unlike ``limits``, hits older than the window are popped from the tail
+#: first (each once), so the count is ``LLEN`` and the oldest ``LINDEX -1``: O(1) per request, where
+#: ``limits`` binary-searches with ``LINDEX`` (O(list) each) and, under a high limit, keeps every
+#: hit of a busy client for as long as its traffic goes on. Then the value of ``KEYS[2]``, if given.
 #: KEYS: the client's window, [the key read along]. ARGV: now (epoch seconds), limit, expiry (s).
 #: Returns {allowed 0/1, hits in the window, the oldest of them ('' when none), KEYS[2]'s value or '0'}.
 HIT_SCRIPT = """
@@ -148,31 +151,24 @@ local key = KEYS[1]
 local now = tonumber(ARGV[1])
 local limit = tonumber(ARGV[2])
 local expiry = tonumber(ARGV[3])
-local allowed = 0
-local entry = redis.call('lindex', key, limit - 1)
-if not (entry and tonumber(entry) >= now - expiry) then
-    redis.call('lpush', key, ARGV[1])
-    redis.call('ltrim', key, 0, limit - 1)
-    redis.call('expire', key, expiry)
-    allowed = 1
-end
 local target = now - expiry
-local low, high, found = 0, redis.call('llen', key) - 1, nil
-while low <= high do
-    local mid = math.floor((low + high) / 2)
-    local value = tonumber(redis.call('lindex', key, mid))
-    if value and value >= target then
-        found = mid
-        low = mid + 1
+while true do
+    local last = redis.call('lindex', key, -1)
+    if last and tonumber(last) < target then
+        redis.call('rpop', key)
     else
-        high = mid - 1
+        break
     end
 end
-local count, oldest = 0, ''
-if found then
-    count = found + 1
-    oldest = redis.call('lindex', key, found)
+local count = redis.call('llen', key)
+local allowed = 0
+if count < limit then
+    redis.call('lpush', key, ARGV[1])
+    redis.call('expire', key, expiry)
+    count = count + 1
+    allowed = 1
 end
+local oldest = redis.call('lindex', key, -1) or ''
 local along = '0'
 if #KEYS > 1 then
     along = redis.call('get', KEYS[2]) or '0'
@@ -185,8 +181,8 @@ class RedisMovingWindow:
     """``limits``' moving window on Redis in one script call per hit (:data:`HIT_SCRIPT`).
 
     The keys are ``limits``' (``<prefix>:LIMITER/<identifiers>/<amount>/<multiples>/<granularity>``)
-    and so is the list in them (hit times, newest first), so decisions are those of its
-    ``MovingWindowRateLimiter`` on ``RedisStorage``.
+    and so is the list in them (hit times, newest first), and the decisions and stats are those of
+    its ``MovingWindowRateLimiter`` on ``RedisStorage`` (tests/integration/test_ratelimit_redis.py).
 
     Args:
         client: an asyncio Redis client.
