@@ -39,3 +39,36 @@ def test_unknown_asset_is_404_after_the_parameters_are_checked(client: TestClien
     assert missing.status_code == 404 and missing.json()["field"] == "asset_id"
     bad = client.get("/api/v1/assets/nowhere/readings", params={"start": "yesterday"})
     assert bad.status_code == 422 and bad.json()["field"] == "start"
+
+
+def test_the_one_statement_page_of_postgresql_is_the_generic_page(repo: Repository) -> None:
+    if repo.engine.dialect.name != "postgresql":
+        return  # SQLite has only the generic page
+    repo.create_site(Site("s", "S", "Europe/Berlin"))
+    repo.create_asset(Asset("m", "s", "M", AssetKind.METER))
+    repo.create_asset(Asset("empty", "s", "E", AssetKind.METER))
+    repo.write_readings([Reading("m", "power", T0 + timedelta(minutes=5 * i), float(i)) for i in range(40)])
+    repo.write_readings([Reading("m", "energy", T0 + timedelta(minutes=15 * i), 0.5 * i) for i in range(14)])
+    cases = [
+        {}, {"quantity": "energy"}, {"quantity": "voltage"}, {"start": T0 + timedelta(minutes=30)},
+        {"end": T0 + timedelta(hours=2)}, {"start": T0 + timedelta(minutes=15), "end": T0 + timedelta(hours=1), "quantity": "power"},
+        {"start": T0 + timedelta(days=3)},
+    ]
+    for case in cases:
+        for asset in ("m", "empty", "nowhere"):
+            cursor = None
+            while True:
+                args = dict(start=case.get("start"), end=case.get("end"), quantity=case.get("quantity"), limit=6)
+                after = None if cursor is None else _decode(cursor)
+                fast = repo._read_page_postgres(asset, args["start"], args["end"], args["quantity"], 6, after, False)
+                generic = repo._read_page_generic(asset, args["start"], args["end"], args["quantity"], 6, after, False)
+                assert fast == generic, (case, asset, cursor)
+                if fast.next_cursor is None:
+                    break
+                cursor = fast.next_cursor
+
+
+def _decode(cursor: str) -> tuple[datetime, int]:
+    from digitaltwin.storage.repository import _decode_cursor
+
+    return _decode_cursor(cursor)

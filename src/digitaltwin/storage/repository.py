@@ -134,6 +134,25 @@ _ASSET_SERIES = (
 )
 
 
+# latest: the asset (a row of nulls without series), each series and its newest reading (nulls without
+# any), in one query; the newest reading is found through the primary key (series_id, ts).
+_NEWEST = readings.alias("newest")
+_ASSET_LATEST = (
+    select(assets.c.id.label("asset"), series.c.quantity, series.c.unit, readings.c.ts, readings.c.value)
+    .select_from(
+        assets.outerjoin(series, series.c.asset_id == assets.c.id).outerjoin(
+            readings,
+            and_(
+                readings.c.series_id == series.c.id,
+                readings.c.ts == select(func.max(_NEWEST.c.ts)).where(_NEWEST.c.series_id == series.c.id).scalar_subquery(),
+            ),
+        )
+    )
+    .where(assets.c.id == bindparam("asset_id"))
+    .order_by(series.c.quantity)
+)
+
+
 def _page_query(with_start: bool, with_end: bool, with_after: bool) -> Any:
     """read_page's statement for the bounds given (built once each: building costs more than running it)."""
     query = select(readings.c.series_id, readings.c.ts, readings.c.value).where(
@@ -150,6 +169,35 @@ def _page_query(with_start: bool, with_end: bool, with_after: bool) -> Any:
 
 
 _PAGE_QUERIES = {(a, b, c): _page_query(a, b, c) for a in (False, True) for b in (False, True) for c in (False, True)}
+
+
+def _page_sql_postgres(with_quantity: bool, with_start: bool, with_end: bool, with_after: bool) -> str:
+    """read_page on PostgreSQL in one statement: the asset, its series and, per series (LATERAL),
+    its first ``rows`` readings in range through the primary key, then the first ``rows`` of all.
+
+    Only the bounds given are in the text, so the prepared statement's plan keeps them as index
+    conditions. A known asset always yields a row (series and reading columns null when it has none).
+    """
+    inner = ["series_id = s.id"]
+    if with_start:
+        inner.append("ts >= %(start)s")
+    if with_end:
+        inner.append("ts < %(end)s")
+    if with_after:
+        inner.append("(ts > %(after_ts)s OR (ts = %(after_ts)s AND s.id > %(after_sid)s))")
+    quantity = " AND s.quantity = %(quantity)s" if with_quantity else ""
+    return (
+        "SELECT s.id, s.quantity, s.unit, r.ts, r.value FROM assets a"
+        f" LEFT JOIN series s ON s.asset_id = a.id{quantity}"
+        " LEFT JOIN LATERAL (SELECT ts, value FROM readings"
+        f" WHERE {' AND '.join(inner)} ORDER BY ts LIMIT %(rows)s) r ON true"
+        " WHERE a.id = %(asset_id)s ORDER BY r.ts, s.id LIMIT %(rows)s"
+    )
+
+
+_PAGE_SQL_POSTGRES = {
+    key: _page_sql_postgres(*key) for key in ((a, b, c, d) for a in (False, True) for b in (False, True) for c in (False, True) for d in (False, True))
+}
 _OF_SERIES = readings.c.series_id == bindparam("series_id")
 _PREVIOUS_READING = (
     select(readings.c.ts, readings.c.value).where(_OF_SERIES, readings.c.ts < bindparam("ts")).order_by(readings.c.ts.desc()).limit(1)
@@ -497,6 +545,15 @@ class Repository:
         NotFoundError naming ``asset_id`` for an unknown asset (else its page is empty).
         """
         after = _decode_cursor(cursor) if cursor is not None else None
+        if self.engine.dialect.name == "postgresql":
+            return self._read_page_postgres(asset_id, start, end, quantity, limit, after, asset_must_exist)
+        return self._read_page_generic(asset_id, start, end, quantity, limit, after, asset_must_exist)
+
+    def _read_page_generic(
+        self, asset_id: str, start: datetime | None, end: datetime | None, quantity: str | None, limit: int,
+        after: tuple[datetime, int] | None, asset_must_exist: bool,
+    ) -> ReadingPage:
+        """:meth:`read_page` in two statements on one connection (any database)."""
         with self.reads.connect() as conn:
             found = conn.execute(_ASSET_SERIES, {"asset_id": asset_id}).all()
             if not found and asset_must_exist:
@@ -515,6 +572,29 @@ class Repository:
         fetched = fetched[:limit]
         rows = [ReadingRow(ts, *infos[sid], value) for sid, ts, value in fetched]
         next_cursor = _encode_cursor(fetched[-1].ts, fetched[-1].series_id) if more else None
+        return ReadingPage(rows, next_cursor)
+
+    def _read_page_postgres(
+        self, asset_id: str, start: datetime | None, end: datetime | None, quantity: str | None, limit: int,
+        after: tuple[datetime, int] | None, asset_must_exist: bool,
+    ) -> ReadingPage:
+        """:meth:`read_page` in one round trip (:func:`_page_sql_postgres`), rows read by psycopg directly."""
+        sql = _PAGE_SQL_POSTGRES[(quantity is not None, start is not None, end is not None, after is not None)]
+        params: dict[str, object] = {"asset_id": asset_id, "quantity": quantity, "rows": limit + 1}
+        for name, value in (("start", start), ("end", end)):
+            if value is not None:
+                params[name] = value.astimezone(UTC)
+        if after is not None:
+            params["after_ts"], params["after_sid"] = after[0].astimezone(UTC), after[1]
+        with self.reads.connect() as conn:
+            fetched = conn.connection.driver_connection.execute(sql, params).fetchall()  # type: ignore[union-attr]
+        if not fetched and asset_must_exist:
+            raise NotFoundError(f"asset {asset_id!r} not found", field="asset_id")
+        fetched = [r for r in fetched if r[3] is not None]
+        more = len(fetched) > limit
+        fetched = fetched[:limit]
+        rows = [ReadingRow(ts.astimezone(UTC), q, unit, value) for _, q, unit, ts, value in fetched]
+        next_cursor = _encode_cursor(rows[-1].ts, fetched[-1][0]) if more else None
         return ReadingPage(rows, next_cursor)
 
     def delete_readings(
@@ -614,14 +694,16 @@ class Repository:
             return None
         return edges[0], edges[1]
 
-    def latest(self, asset_id: str) -> list[ReadingRow]:
-        """The latest reading (by timestamp) of each series of an asset."""
-        out: list[ReadingRow] = []
-        for info in self.list_series(asset_id):
-            last = self.previous_reading(info.id, datetime.max.replace(tzinfo=UTC))
-            if last is not None:
-                out.append(ReadingRow(last[0], info.quantity, info.unit, last[1]))
-        return out
+    def latest(self, asset_id: str, *, asset_must_exist: bool = False) -> list[ReadingRow]:
+        """The latest reading (by timestamp) of each series of an asset, by quantity (one query).
+
+        ``asset_must_exist``: raise NotFoundError naming ``asset_id`` for an unknown asset (else ``[]``).
+        """
+        with self.reads.connect() as conn:
+            found = conn.execute(_ASSET_LATEST, {"asset_id": asset_id}).all()
+        if not found and asset_must_exist:
+            raise NotFoundError(f"asset {asset_id!r} not found", field="asset_id")
+        return [ReadingRow(r.ts, r.quantity, r.unit, r.value) for r in found if r.ts is not None]
 
     # -- MQTT ingestion ---------------------------------------------
     def asset_sites(self, asset_ids: Iterable[str]) -> dict[str, str]:
