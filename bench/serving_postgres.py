@@ -4,7 +4,8 @@ Builds a fresh PostgreSQL database (the steel plant: 35,040 readings, a trained 
 then serves it with ``digitaltwin serve --workers 2`` (``REDIS_URL`` set: live state, rate limit
 and the session cache in Redis) and, in the same run, the bare reference app
 (bench/serving_reference.py: FastAPI + psycopg, ``uvicorn --workers 2``, the last 100 readings of
-the same series, no authentication). The app reads energy from the rollups (``ENERGY_ROLLUPS=true``).
+the same series, no authentication). The app reads energy from the rollups (``ENERGY_ROLLUPS=true``;
+``BENCH_ENERGY_ROLLUPS=false`` measures the raw path).
 The database is analysed after the import (a production server's autovacuum does that within a
 minute; without statistics PostgreSQL sorts the whole series for the reference's ``ORDER BY ts
 DESC LIMIT 100``). Each route is driven for BENCH_SECONDS with 16 keep-alive connections
@@ -94,7 +95,7 @@ def connections_per_worker(port: int) -> list[int]:
 def drive(port: int, path: str, headers: dict[str, str]) -> tuple[float, float, float, list[int]]:
     """(requests/s, p50 ms, p99 ms, connections per worker) of ``path`` with CONNECTIONS keep-alive connections for SECONDS."""
     if CLIENT == "wrk":
-        args = ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{SECONDS:g}s", "--latency"]
+        args = ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{SECONDS:g}s", "--latency", "--timeout", "10s"]
         for key, value in headers.items():
             args += ["-H", f"{key}: {value}"]
         client = subprocess.Popen([*args, f"http://127.0.0.1:{port}{path}"], stdout=subprocess.PIPE, text=True)
@@ -222,7 +223,7 @@ def main() -> None:
         "DATABASE_URL": pg_url, "REDIS_URL": args.redis, "DATA_DIR": str(folder / "data"), "MODELS_DIR": str(folder / "models"),
         "LOG_DIR": str(folder / "logs"), "SECRET_KEY": secrets.token_hex(32), "API_RATE_LIMIT": "100000000",
         "LOG_LEVEL": "WARNING", "RATE_LIMIT_KEY_PREFIX": prefix, "LIVE_STATE_KEY_PREFIX": f"{prefix}:live", "MQTT_BROKER": "",
-        "ENERGY_ROLLUPS": "true",
+        "ENERGY_ROLLUPS": os.environ.get("BENCH_ENERGY_ROLLUPS", "true"),
     }
     results: dict[str, tuple[float, float, float, list[int]]] = {}
     reference: dict[str, tuple[float, float, float, list[int]]] = {}
@@ -257,7 +258,8 @@ def main() -> None:
     imported, copied = import_ratio(args.postgres)
 
     client = f"wrk -t1 -c{CONNECTIONS} -d{SECONDS:g}s" if CLIENT == "wrk" else f"raw-socket client, {CONNECTIONS} connections, {SECONDS:g} s"
-    print(f"\nPostgreSQL, serve --workers 2 with Redis, vs bare FastAPI + psycopg (uvicorn --workers 2); {client}")
+    rollups = "rollups" if env["ENERGY_ROLLUPS"] == "true" else "raw readings"
+    print(f"\nPostgreSQL, serve --workers 2 with Redis (energy from {rollups}), vs bare FastAPI + psycopg (uvicorn --workers 2); {client}")
     print(f"{'route':<30}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'ref req/s':>11}{'ratio':>7}{'target':>8}  p99<50ms  conns/worker")
     for name, path, ref_path in ROUTES:
         rate, p50, p99, spread = results[name]
