@@ -4,10 +4,14 @@ Builds a fresh PostgreSQL database (the steel plant: 35,040 readings, a trained 
 then serves it with ``digitaltwin serve --workers 2`` (``REDIS_URL`` set: live state, rate limit
 and the session cache in Redis) and, in the same run, the bare reference app
 (bench/serving_reference.py: FastAPI + psycopg, ``uvicorn --workers 2``, the last 100 readings of
-the same series, no authentication). Each route is driven for BENCH_SECONDS with 16 keep-alive
-connections (``wrk -t1 -c16 --latency`` when on the PATH, else a raw-socket client in one thread
-that times every request), and the table prints requests/s, p50 and p99 and the ratio to the
-reference. Then the import of the steel file is timed against a raw COPY of the same rows
+the same series, no authentication). The app reads energy from the rollups (``ENERGY_ROLLUPS=true``;
+``BENCH_ENERGY_ROLLUPS=false`` measures the raw path).
+The database is analysed after the import (a production server's autovacuum does that within a
+minute; without statistics PostgreSQL sorts the whole series for the reference's ``ORDER BY ts
+DESC LIMIT 100``). Each route is driven for BENCH_SECONDS with 16 keep-alive connections
+(``wrk -t1 -c16 --latency`` when on the PATH, else a raw-socket client in one thread that times
+every request), and the table prints requests/s, p50 and p99, the ratio to the reference and how
+the 16 connections were spread over the worker processes (``ss``, with wrk only). Then the import of the steel file is timed against a raw COPY of the same rows
 (bench/import_throughput.py), also in this run.
 
 Targets: readings >= 0.6x the reference, energy of one year by month >= 0.5x, p99 < 50 ms on
@@ -78,13 +82,27 @@ def wait_up(base: str, process: subprocess.Popen[bytes]) -> None:
     raise RuntimeError(f"{base} did not come up")
 
 
-def drive(port: int, path: str, headers: dict[str, str]) -> tuple[float, float, float]:
-    """(requests/s, p50 ms, p99 ms) of ``path`` with CONNECTIONS keep-alive connections for SECONDS."""
+def connections_per_worker(port: int) -> list[int]:
+    """Established connections to ``port`` per server process, largest first (``ss``; empty without it)."""
+    try:
+        out = subprocess.run(["ss", "-Htnp", "state", "established", f"( sport = :{port} )"], capture_output=True, text=True).stdout
+    except OSError:
+        return []
+    pids = re.findall(r"pid=(\d+)", out)
+    return sorted((pids.count(pid) for pid in set(pids)), reverse=True)
+
+
+def drive(port: int, path: str, headers: dict[str, str]) -> tuple[float, float, float, list[int]]:
+    """(requests/s, p50 ms, p99 ms, connections per worker) of ``path`` with CONNECTIONS keep-alive connections for SECONDS."""
     if CLIENT == "wrk":
-        args = ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{SECONDS:g}s", "--latency"]
+        args = ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{SECONDS:g}s", "--latency", "--timeout", "10s"]
         for key, value in headers.items():
             args += ["-H", f"{key}: {value}"]
-        out = subprocess.run([*args, f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True, check=True).stdout
+        client = subprocess.Popen([*args, f"http://127.0.0.1:{port}{path}"], stdout=subprocess.PIPE, text=True)
+        time.sleep(min(1.0, SECONDS / 3))
+        spread = connections_per_worker(port)
+        out, _ = client.communicate()
+        assert client.returncode == 0, out
         assert "Non-2xx" not in out and "Socket errors" not in out, out
 
         def ms(label: str) -> float:
@@ -92,8 +110,8 @@ def drive(port: int, path: str, headers: dict[str, str]) -> tuple[float, float, 
             return float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
 
         rate = float(re.search(r"Requests/sec:\s+([0-9.]+)", out).group(1))  # type: ignore[union-attr]
-        return rate, ms("50%"), ms("99%")
-    return raw_client(port, path, headers)
+        return rate, ms("50%"), ms("99%"), spread
+    return (*raw_client(port, path, headers), [])
 
 
 def raw_client(port: int, path: str, headers: dict[str, str]) -> tuple[float, float, float]:
@@ -113,6 +131,10 @@ def prepare(pg_url: str, env: dict[str, str]) -> tuple[str, int]:
                    env=env, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
     subprocess.run([*cli, "train", "--asset", "steel-plant", "--algorithm", "lightgbm"], env=env, cwd=ROOT, check=True,
                    stdout=subprocess.DEVNULL)
+    analysed = create_engine(pg_url.replace("postgresql://", "postgresql+psycopg://", 1), isolation_level="AUTOCOMMIT")
+    with analysed.connect() as conn:
+        conn.execute(text("ANALYZE"))  # what autovacuum does after an import of this size
+    analysed.dispose()
     saved = dict(os.environ)
     os.environ.update(env)
     try:
@@ -201,9 +223,10 @@ def main() -> None:
         "DATABASE_URL": pg_url, "REDIS_URL": args.redis, "DATA_DIR": str(folder / "data"), "MODELS_DIR": str(folder / "models"),
         "LOG_DIR": str(folder / "logs"), "SECRET_KEY": secrets.token_hex(32), "API_RATE_LIMIT": "100000000",
         "LOG_LEVEL": "WARNING", "RATE_LIMIT_KEY_PREFIX": prefix, "LIVE_STATE_KEY_PREFIX": f"{prefix}:live", "MQTT_BROKER": "",
+        "ENERGY_ROLLUPS": os.environ.get("BENCH_ENERGY_ROLLUPS", "true"),
     }
-    results: dict[str, tuple[float, float, float]] = {}
-    reference: dict[str, tuple[float, float, float]] = {}
+    results: dict[str, tuple[float, float, float, list[int]]] = {}
+    reference: dict[str, tuple[float, float, float, list[int]]] = {}
     try:
         token, sid = prepare(pg_url, env)
         port = free_port()
@@ -235,18 +258,19 @@ def main() -> None:
     imported, copied = import_ratio(args.postgres)
 
     client = f"wrk -t1 -c{CONNECTIONS} -d{SECONDS:g}s" if CLIENT == "wrk" else f"raw-socket client, {CONNECTIONS} connections, {SECONDS:g} s"
-    print(f"\nPostgreSQL, serve --workers 2 with Redis, vs bare FastAPI + psycopg (uvicorn --workers 2); {client}")
-    print(f"{'route':<30}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'ref req/s':>11}{'ratio':>7}{'target':>8}  p99<50ms")
+    rollups = "rollups" if env["ENERGY_ROLLUPS"] == "true" else "raw readings"
+    print(f"\nPostgreSQL, serve --workers 2 with Redis (energy from {rollups}), vs bare FastAPI + psycopg (uvicorn --workers 2); {client}")
+    print(f"{'route':<30}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'ref req/s':>11}{'ratio':>7}{'target':>8}  p99<50ms  conns/worker")
     for name, path, ref_path in ROUTES:
-        rate, p50, p99 = results[name]
+        rate, p50, p99, spread = results[name]
         ref_rate = reference[ref_path][0]
         target = TARGETS.get(name)
         print(
             f"{name:<30}{rate:>9.0f}{p50:>9.1f}{p99:>9.1f}{ref_rate:>11.0f}{rate / ref_rate:>7.2f}"
-            f"{(f'{target:.1f}x' if target else '-'):>8}  {'yes' if p99 < P99_TARGET_MS else 'NO'}"
+            f"{(f'{target:.1f}x' if target else '-'):>8}  {'yes' if p99 < P99_TARGET_MS else 'NO ':<8}  {'/'.join(map(str, spread)) or '-'}"
         )
-    for ref_path, (rate, p50, p99) in reference.items():
-        print(f"{'reference ' + ref_path:<30}{rate:>9.0f}{p50:>9.1f}{p99:>9.1f}")
+    for ref_path, (rate, p50, p99, spread) in reference.items():
+        print(f"{'reference ' + ref_path:<30}{rate:>9.0f}{p50:>9.1f}{p99:>9.1f}{'':>26}{'':>10}{'/'.join(map(str, spread)) or '-'}")
     print(f"import of the steel file: {imported:,.0f} rows/s, raw COPY {copied:,.0f} rows/s: ratio {imported / copied:.2f} (target 0.5)")
 
 

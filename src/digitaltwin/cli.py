@@ -460,6 +460,11 @@ def serve_cmd(
 ) -> None:
     """Serve the REST API (docs at /docs).
 
+    With --workers N > 1 on Linux, N worker processes each listen on their own socket of the
+    same address (SO_REUSEPORT), so the kernel spreads connections evenly over them; serve
+    restarts a worker that dies and stops them all gracefully on SIGTERM/SIGINT
+    (digitaltwin.api.workers). Elsewhere uvicorn's own supervisor runs the N workers.
+
     With MQTT_BROKER set (and MQTT_API_SUBSCRIBER not false) exactly one MQTT subscriber runs per
     serve: in the API process with one worker; with --workers N > 1 in one ingest worker process
     that serve starts and restarts if it dies (as `digitaltwin ingest` would), the N API
@@ -467,6 +472,8 @@ def serve_cmd(
     each other every 2 s.
     """
     import uvicorn
+
+    from digitaltwin.api.workers import reuse_port_supported, run_api_workers
 
     settings = Settings()
     configure_logging(settings.log_dir, level=settings.log_level, secrets=secret_values(settings))
@@ -481,11 +488,17 @@ def serve_cmd(
     if workers > 1:
         ingest = _serve_ingest_process(settings, multiproc_dir)
         try:
-            # a worker imports pandas/LightGBM before it answers uvicorn's health check: give it 60 s, not 5
-            uvicorn.run(
-                "digitaltwin.api.asgi:app", host=host, port=port, workers=workers, access_log=False,
-                timeout_worker_healthcheck=60, proxy_headers=False,
-            )
+            if reuse_port_supported():
+                try:
+                    run_api_workers(host, port, workers)
+                except OSError as exc:
+                    raise _fail(exc) from None
+            else:
+                # a worker imports pandas/LightGBM before it answers uvicorn's health check: give it 60 s, not 5
+                uvicorn.run(
+                    "digitaltwin.api.asgi:app", host=host, port=port, workers=workers, access_log=False,
+                    timeout_worker_healthcheck=60, proxy_headers=False,
+                )
         finally:
             if ingest is not None:
                 ingest[0].set()

@@ -79,3 +79,28 @@ def test_purpose_is_checked() -> None:
         codec.decode(codec.issue_mfa_challenge(user_id="u1").token, purpose="access")
     with pytest.raises(AuthenticationError):
         codec.decode(_token(NEW), purpose="mfa", field="mfa_token")
+
+
+def test_a_remembered_token_still_expires_and_keeps_its_purpose(monkeypatch: pytest.MonkeyPatch) -> None:
+    import digitaltwin.security.tokens as tokens
+
+    codec = _codec(SigningKeys(NEW), leeway_s=5)
+    token = _token(NEW, exp=_now() + timedelta(seconds=60))
+    assert codec.decode(token, purpose="access")["sub"] == "u1"
+    assert token in codec._verified  # verified once, with the current key
+    with pytest.raises(AuthenticationError, match="not an MFA token"):
+        codec.decode(token, purpose="mfa")
+    later = tokens.time.time() + 64  # past exp, within the leeway: still valid
+    monkeypatch.setattr(tokens.time, "time", lambda: later)
+    assert codec.decode(token, purpose="access")["sub"] == "u1"
+    monkeypatch.setattr(tokens.time, "time", lambda: later + 2)  # past exp + leeway: checked again, and refused
+    monkeypatch.setattr(jwt.api_jwt, "datetime", type("D", (), {"now": staticmethod(lambda tz=None: datetime.fromtimestamp(later + 2, tz))}))
+    with pytest.raises(AuthenticationError, match="expired"):
+        codec.decode(token, purpose="access")
+
+
+def test_tokens_of_the_previous_key_are_not_remembered() -> None:
+    codec = _codec(SigningKeys(NEW, previous=OLD, previous_until=_now() + timedelta(hours=1)))
+    token = _token(OLD)
+    assert codec.decode(token, purpose="access")["sub"] == "u1"
+    assert token not in codec._verified  # so the grace period's end stops it

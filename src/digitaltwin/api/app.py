@@ -37,6 +37,7 @@ from digitaltwin.ingest.mqtt_subscriber import build_subscriber
 from digitaltwin.jobs.run import JobRunner, JobsCollector
 from digitaltwin.jobs.service import JobService
 from digitaltwin.jobs.store import JobStore
+from digitaltwin.observability.logs import ACCESS_LOG
 from digitaltwin.observability.metrics import Metrics, MetricsMiddleware
 from digitaltwin.observability.requests import RequestIdMiddleware
 from digitaltwin.registry.backtests import BacktestStore
@@ -50,6 +51,7 @@ from digitaltwin.security.middleware import (
     SecurityHeadersMiddleware,
     TimeoutMiddleware,
 )
+from digitaltwin.security.principal_cache import epoch_key
 from digitaltwin.security.ratelimit import RateLimiter
 from digitaltwin.security.secret_key import resolve_signing_keys
 from digitaltwin.security.service import SecurityService
@@ -154,6 +156,8 @@ def create_app(settings: Settings) -> FastAPI:
         redis_password=settings.redis_password,
         key_prefix=settings.rate_limit_key_prefix,
         registry=metrics.registry,
+        # the security epoch of the session cache, read in the same round trip as each count
+        epoch_key=epoch_key(settings.rate_limit_key_prefix) if settings.auth_cache_seconds > 0 else None,
     )
 
     @asynccontextmanager
@@ -221,6 +225,7 @@ def create_app(settings: Settings) -> FastAPI:
             if state.redis is not None:
                 state.redis.close()  # type: ignore[attr-defined]
             engine.dispose()
+            ACCESS_LOG.flush()  # the last requests' lines
 
     app = FastAPI(
         title="Digital Twin Energy",
@@ -239,6 +244,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     install_error_handlers(app)
     install_docs(app)
+    app.router.routes.append(health.HEALTHZ)  # outside FastAPI's routing (see the route)
     for router in (health.router, sites.router, assets.router, readings.router, forecast.router, live.router):
         app.include_router(router)
     app.include_router(meters.router)  # meter declarations and replacements (docs/accounting.md)
@@ -258,7 +264,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.include_router(router)
     app.include_router(tariffs_router.router)  # accounting: tariffs, assignments, bills
     mount_dashboard(app)  # the operator dashboard under / (static, reads the same API)
-    annotate_openapi(app)
+    annotate_openapi(app, extra_paths={"/healthz": health.HEALTHZ_OPENAPI})
     app.state.rate_limiter = limiter
     # bodies over MAX_REQUEST_BODY_BYTES get a JSON 413 without being read whole (innermost).
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_body_bytes)

@@ -42,7 +42,9 @@ class AppState:
     monitoring: Monitoring | None = None
 
 
-def get_state(request: Request) -> AppState:
+async def get_state(request: Request) -> AppState:
+    """The app's shared state. ``async`` because FastAPI runs a plain ``def`` dependency in the
+    thread pool: a thread hop per request for an attribute read."""
     return request.app.state.dt
 
 

@@ -20,11 +20,17 @@ from digitaltwin.security.errors import AuthenticationError, PermissionDeniedErr
 from digitaltwin.security.middleware import CLIENT_IP_KEY
 from digitaltwin.security.policy import MFA_ENROLMENT_KEY, PUBLIC, ROLE_KEY, SCOPE_KEY, Requirement, requirement
 from digitaltwin.security.principal import Principal
+from digitaltwin.security.principal_cache import EPOCH_STATE_KEY
 from digitaltwin.security.service import SecurityService
 
 TOKEN_URL = "/api/v1/auth/token"
+#: The two ways to authenticate, as the OpenAPI document states them (see :func:`annotate_openapi`).
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl=TOKEN_URL, auto_error=False, scheme_name="bearer")
 api_key_scheme = APIKeyHeader(name="X-API-Key", auto_error=False, scheme_name="apiKey")
+SECURITY_SCHEMES = {
+    scheme.scheme_name: scheme.model.model_dump(mode="json", by_alias=True, exclude_none=True)
+    for scheme in (oauth2_scheme, api_key_scheme)
+}
 
 
 def route_template(route: APIRoute, path: str, path_params: dict[str, Any]) -> str:
@@ -55,6 +61,11 @@ def client_ip(request: Request) -> str | None:
     return request.scope.get("state", {}).get(CLIENT_IP_KEY) or (request.client.host if request.client else None)
 
 
+async def get_security_dependency(request: Request) -> SecurityService:
+    """:func:`get_security` as a dependency (``async``: a plain ``def`` dependency costs a thread hop)."""
+    return get_security(request)
+
+
 def get_security(request: Request) -> SecurityService:
     return request.app.state.dt.security
 
@@ -78,16 +89,32 @@ def enforce(req: Requirement, principal: Principal) -> None:
         raise PermissionDeniedError(f"role {principal.role.value} may not call this route; it needs {req.role.value}", field="role")
 
 
-async def authorize(
-    request: Request,
-    bearer: Annotated[str | None, Depends(oauth2_scheme)],
-    api_key: Annotated[str | None, Depends(api_key_scheme)],
-) -> Principal | None:
+def credentials(request: Request) -> tuple[str | None, str | None]:
+    """(bearer token, API key) of a request, as the ``bearer`` and ``apiKey`` schemes of the
+    OpenAPI document read them: the token of an ``Authorization: Bearer`` header (any other
+    scheme counts as none) and a non-empty ``X-API-Key`` header."""
+    authorization = request.headers.get("authorization")
+    bearer = None
+    if authorization:
+        scheme, _, param = authorization.partition(" ")
+        if scheme.lower() == "bearer":
+            bearer = param
+    return bearer, request.headers.get("x-api-key") or None
+
+
+async def authorize(request: Request) -> Principal | None:
     """App-wide dependency: authenticate the caller and check the route's requirement.
 
     Sets ``request.state.principal`` (None on public routes). Public routes are decided on the
-    event loop; authentication (which may read storage) runs in the thread pool, as a
-    synchronous dependency did for every route.
+    event loop. A bearer token whose session this process has cached, checked against the
+    security epoch that the rate limiter read along with its count
+    (:data:`~digitaltwin.security.principal_cache.EPOCH_STATE_KEY`), is answered on the event
+    loop too; anything that may read storage runs in the thread pool.
+
+    The credentials are read here rather than through FastAPI's ``OAuth2PasswordBearer`` and
+    ``APIKeyHeader`` dependencies: resolving those two sub-dependencies on every request cost
+    more than the rest of the check. :func:`annotate_openapi` states the same two schemes in
+    the OpenAPI document.
 
     Raises:
         AuthenticationError: 401 naming ``Authorization`` or ``X-API-Key``.
@@ -97,10 +124,25 @@ async def authorize(
     request.state.principal = None
     if req.public:
         return None
-    principal = await run_in_threadpool(get_security(request).authenticate, bearer=bearer, api_key=api_key)
+    bearer, api_key = credentials(request)
+    security = get_security(request)
+    epoch = request.scope.get("state", {}).get(EPOCH_STATE_KEY)
+    principal = security.cached_principal(bearer=bearer, api_key=api_key, epoch=epoch)
+    if principal is None:
+        principal = await run_in_threadpool(security.authenticate, bearer=bearer, api_key=api_key, epoch=epoch)
     enforce(req, principal)
     request.state.principal = principal
     return principal
+
+
+async def current_principal_dependency(request: Request) -> Principal:
+    """:func:`current_principal` as a dependency (``async``: a plain ``def`` dependency costs a thread hop)."""
+    return current_principal(request)
+
+
+async def current_user_dependency(request: Request) -> Principal:
+    """:func:`current_user` as a dependency (``async``: a plain ``def`` dependency costs a thread hop)."""
+    return current_user(request)
 
 
 def current_principal(request: Request) -> Principal:
@@ -119,9 +161,9 @@ def current_user(request: Request) -> Principal:
     return principal
 
 
-CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
-CurrentUser = Annotated[Principal, Depends(current_user)]
-Security = Annotated[SecurityService, Depends(get_security)]
+CurrentPrincipal = Annotated[Principal, Depends(current_principal_dependency)]
+CurrentUser = Annotated[Principal, Depends(current_user_dependency)]
+Security = Annotated[SecurityService, Depends(get_security_dependency)]
 
 _METHODS = frozenset({"get", "head", "options", "post", "put", "patch", "delete"})
 _POLICY_KEYS = (ROLE_KEY, SCOPE_KEY, MFA_ENROLMENT_KEY)
@@ -132,13 +174,22 @@ _ERROR_SCHEMA = {
 }
 
 
-def annotate_openapi(app: FastAPI) -> None:
-    """Make ``app.openapi()`` state each operation's access (and drop security from public ones)."""
+def annotate_openapi(app: FastAPI, *, extra_paths: dict[str, dict[str, Any]] | None = None) -> None:
+    """Make ``app.openapi()`` state each operation's access (and drop security from public ones).
+
+    Every operation that is not public accepts either scheme of :data:`SECURITY_SCHEMES`;
+    ``extra_paths`` are path items of routes served outside FastAPI's routing (``/healthz``).
+    """
     default_openapi = app.openapi
 
     def openapi() -> dict[str, Any]:
         schema = default_openapi()  # cached by FastAPI; annotating again is idempotent
-        for path, item in schema.get("paths", {}).items():
+        schema.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
+        missing = {path: item for path, item in (extra_paths or {}).items() if path not in schema.get("paths", {})}
+        if missing:
+            schema["paths"] = {**missing, **schema.get("paths", {})}
+        paths = schema.setdefault("paths", {})
+        for path, item in paths.items():
             for method, operation in item.items():
                 if method not in _METHODS or not isinstance(operation, dict):
                     continue
@@ -152,6 +203,7 @@ def annotate_openapi(app: FastAPI) -> None:
                 if req.public:
                     operation["security"] = []
                 else:
+                    operation["security"] = [{name: []} for name in SECURITY_SCHEMES]
                     responses.setdefault("401", {"description": "not authenticated", **error})
                     responses.setdefault("403", {"description": f"needs role {req.role.value}", **error})  # type: ignore[union-attr]
         return schema

@@ -173,11 +173,17 @@ def enable_multiprocess(path: Path) -> Path:
 
 
 class MetricsMiddleware:
-    """Pure ASGI middleware that counts and times every HTTP request by route template."""
+    """Pure ASGI middleware that counts and times every HTTP request by route template.
+
+    The labelled children are looked up once per (method, route, status) and kept: the
+    registry's ``labels()`` takes a lock and builds a key on every call.
+    """
 
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
+        self._counters: dict[tuple[str, str, int], Counter] = {}
+        self._timers: dict[tuple[str, str], Histogram] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -198,5 +204,11 @@ class MetricsMiddleware:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
             method = scope.get("method", "GET")
-            self.metrics.http_requests.labels(method, template, str(status)).inc()
-            self.metrics.http_duration.labels(method, template).observe(time.perf_counter() - started)
+            counter = self._counters.get((method, template, status))
+            if counter is None:
+                counter = self._counters[(method, template, status)] = self.metrics.http_requests.labels(method, template, str(status))
+            timer = self._timers.get((method, template))
+            if timer is None:
+                timer = self._timers[(method, template)] = self.metrics.http_duration.labels(method, template)
+            counter.inc()
+            timer.observe(time.perf_counter() - started)

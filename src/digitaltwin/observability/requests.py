@@ -24,13 +24,13 @@ import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from digitaltwin.observability.logs import ACCESS_LOGGER, REQUEST_ID
+from digitaltwin.observability.logs import ACCESS_LOG, REQUEST_ID
 
 HEADER = "X-Request-ID"
 _VALID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
-access_log = logging.getLogger(ACCESS_LOGGER)
 log = logging.getLogger(__name__)
+_X_REQUEST_ID = b"x-request-id"
 
 
 def request_id_from(scope: Scope) -> str:
@@ -63,8 +63,8 @@ class RequestIdMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"]
-                headers.append((b"x-request-id", request_id.encode("latin-1")))
+                headers = [(k, v) for k, v in message.get("headers", ()) if k.lower() != _X_REQUEST_ID]
+                headers.append((_X_REQUEST_ID, request_id.encode("latin-1")))
                 message = {**message, "headers": headers}
             await send(message)
 
@@ -74,20 +74,14 @@ class RequestIdMiddleware:
             log.exception("unhandled error in %s %s", scope.get("method"), scope.get("path"))
             raise
         finally:
-            route = getattr(scope.get("route"), "path", None)
             client = scope.get("client")
-            access_log.info(
-                "%s %s %s",
-                scope.get("method"),
-                scope.get("path"),
-                status,
-                extra={
-                    "method": scope.get("method"),
-                    "route": route,
-                    "path": scope.get("path"),
-                    "status": status,
-                    "duration_ms": round((time.perf_counter() - started) * 1000.0, 3),
-                    "client": scope.get("state", {}).get("client_ip") or (client[0] if client else None),
-                },
+            ACCESS_LOG.write(
+                request_id=request_id,
+                method=scope.get("method"),
+                route=getattr(scope.get("route"), "path", None),
+                path=scope.get("path"),
+                status=status,
+                duration_ms=round((time.perf_counter() - started) * 1000.0, 3),
+                client=scope.get("state", {}).get("client_ip") or (client[0] if client else None),
             )
             REQUEST_ID.reset(token)

@@ -11,8 +11,11 @@ database again: a token stops working at once, in every worker, as before.
 
 Where the counter lives (:func:`epoch_for`):
 
-* ``REDIS_URL`` set: a Redis key (``INCR`` to bump, one ``GET`` per request, a fraction of the
-  database join's cost). Redis unreachable: the request reads the database (no cache).
+* ``REDIS_URL`` set: a Redis key (``INCR`` to bump, read on every request, a fraction of the
+  database join's cost). The rate limiter reads it in the same Redis round trip as its count
+  and leaves it in the request's state (:data:`EPOCH_STATE_KEY`), so a cached session costs no
+  round trip of its own and is answered on the event loop. Redis unreachable: the request reads
+  the database (no cache).
 * the embedded SQLite database: an 8-byte file in ``DATA_DIR`` read with ``pread`` (no round
   trip); every process on the host shares it, as they share the database file.
 * PostgreSQL without Redis: none; processes may run on several hosts with nothing shared but
@@ -43,10 +46,22 @@ log = logging.getLogger(__name__)
 
 #: Sessions kept per process (least recently used dropped first).
 MAX_ENTRIES = 10_000
+#: Key of the security epoch in ``scope["state"]`` when the rate limiter read it along with its count.
+EPOCH_STATE_KEY = "security_epoch"
+
+
+def epoch_key(prefix: str) -> str:
+    """The Redis key of the security epoch of a deployment whose keys start with ``prefix`` (``RATE_LIMIT_KEY_PREFIX``)."""
+    return f"{prefix}:security-epoch"
 
 
 class Epoch(Protocol):
-    """A counter shared by all processes of one deployment."""
+    """A counter shared by all processes of one deployment.
+
+    ``local`` is True when reading it costs no round trip (it may then be read on the event loop).
+    """
+
+    local: bool
 
     def read(self) -> int | None:
         """The current value; None when it cannot be read (then nothing is cached or served from cache)."""
@@ -58,10 +73,12 @@ class Epoch(Protocol):
 class RedisEpoch:
     """The counter as a Redis key (``<prefix>:security-epoch``)."""
 
+    local = False
+
     def __init__(self, url: str, *, password: str | None = None, prefix: str = "digitaltwin") -> None:
         import redis
 
-        self.key = f"{prefix}:security-epoch"
+        self.key = epoch_key(prefix)
         self.client = redis.Redis.from_url(url, password=password, socket_timeout=0.5, socket_connect_timeout=0.5)
 
     def read(self) -> int | None:
@@ -80,6 +97,8 @@ class RedisEpoch:
 
 class FileEpoch:
     """The counter as 8 bytes of a file shared by the processes of one host (``DATA_DIR``)."""
+
+    local = True
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,10 @@
 Failed logins are throttled per account and address by :mod:`.login_throttle` (in the database).
 
 Counters live in Redis (``REDIS_URL``) so every worker shares them, or in process memory
-without Redis. **When Redis fails the API keeps serving**: the request is counted in this
+without Redis. On Redis one script per request (:data:`HIT_SCRIPT`) counts the hit and returns
+the window's stats, in the keys and list layout of ``limits``' moving window, and reads the
+security epoch along (:mod:`.principal_cache`): one round trip per request instead of the three
+that ``limits``' hit, its window stats and the epoch's own ``GET`` took. **When Redis fails the API keeps serving**: the request is counted in this
 process's memory instead (the limit then holds per worker rather than globally), the failure
 is logged (at most once a minute) and counted in ``rate_limit_backend_errors_total``, and
 Redis is retried after :data:`RETRY_REDIS_AFTER_S`. Availability of the API is judged worth
@@ -25,13 +28,10 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
 
 from limits import RateLimitItem, RateLimitItemPerMinute, WindowStats
-from limits.aio.storage import RedisStorage
-from limits.aio.strategies import MovingWindowRateLimiter
 from prometheus_client import CollectorRegistry, Counter
 
 log = logging.getLogger(__name__)
@@ -41,17 +41,16 @@ RETRY_REDIS_AFTER_S = 5.0
 #: Seconds a Redis command may take before the fallback is used.
 REDIS_TIMEOUT_S = 0.5
 
-T = TypeVar("T")
-
-
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """Outcome of one counted request: allowed or not, the limit, what is left, seconds until a slot frees."""
+    """Outcome of one counted request: allowed or not, the limit, what is left, seconds until a slot frees,
+    and the security epoch when it was read along (Redis only)."""
 
     allowed: bool
     limit: int
     remaining: int
     reset_after_s: int
+    epoch: int | None = None
 
     def headers(self, window_s: int) -> dict[str, str]:
         """``RateLimit-*`` headers, plus ``Retry-After`` when refused."""
@@ -138,8 +137,71 @@ class MemoryMovingWindow:
             del self.events[key]
 
 
-def _async_redis_uri(url: str) -> str:
-    return url if url.startswith("async+") else f"async+{url}"
+#: One API hit on Redis, with the decisions and window stats of ``limits``' moving window
+#: (``acquire_moving_window.lua``, ``moving_window.lua``): the list holds hit times, newest first;
+#: a hit is refused when ``limit`` hits are at or after ``now - expiry``; the stats count those hits
+#: and give the oldest. Unlike ``limits``, hits older than the window are popped from the tail
+#: first (each once), so the count is ``LLEN`` and the oldest ``LINDEX -1``: O(1) per request, where
+#: ``limits`` binary-searches with ``LINDEX`` (O(list) each) and, under a high limit, keeps every
+#: hit of a busy client for as long as its traffic goes on. Then the value of ``KEYS[2]``, if given.
+#: KEYS: the client's window, [the key read along]. ARGV: now (epoch seconds), limit, expiry (s).
+#: Returns {allowed 0/1, hits in the window, the oldest of them ('' when none), KEYS[2]'s value or '0'}.
+HIT_SCRIPT = """
+local key = KEYS[1]
+local now = tonumber(ARGV[1])
+local limit = tonumber(ARGV[2])
+local expiry = tonumber(ARGV[3])
+local target = now - expiry
+while true do
+    local last = redis.call('lindex', key, -1)
+    if last and tonumber(last) < target then
+        redis.call('rpop', key)
+    else
+        break
+    end
+end
+local count = redis.call('llen', key)
+local allowed = 0
+if count < limit then
+    redis.call('lpush', key, ARGV[1])
+    redis.call('expire', key, expiry)
+    count = count + 1
+    allowed = 1
+end
+local oldest = redis.call('lindex', key, -1) or ''
+local along = '0'
+if #KEYS > 1 then
+    along = redis.call('get', KEYS[2]) or '0'
+end
+return {allowed, count, oldest, along}
+"""
+
+
+class RedisMovingWindow:
+    """``limits``' moving window on Redis in one script call per hit (:data:`HIT_SCRIPT`).
+
+    The keys are ``limits``' (``<prefix>:LIMITER/<identifiers>/<amount>/<multiples>/<granularity>``)
+    and so is the list in them (hit times, newest first), and the decisions and stats are those of
+    its ``MovingWindowRateLimiter`` on ``RedisStorage`` (tests/integration/test_ratelimit_redis.py).
+
+    Args:
+        client: an asyncio Redis client.
+        prefix: prefix of the keys.
+    """
+
+    def __init__(self, client: object, prefix: str) -> None:
+        self.client = client
+        self.prefix = prefix
+        self._script = client.register_script(HIT_SCRIPT)  # type: ignore[attr-defined]
+
+    async def hit(self, item: RateLimitItem, *identifiers: str, read: str | None = None) -> tuple[bool, WindowStats, bytes | None]:
+        """Count one hit unless the window is full: (allowed, window stats as ``limits`` gives them,
+        the value of the key ``read`` or None)."""
+        now = time.time()
+        keys = [f"{self.prefix}:{item.key_for(*identifiers)}"] + ([read] if read else [])
+        allowed, count, oldest, along = await self._script(keys=keys, args=[repr(now), item.amount, item.get_expiry()])
+        start = float(oldest) if oldest else now
+        return bool(allowed), WindowStats(start + item.get_expiry(), item.amount - int(count)), along if read else None
 
 
 class RateLimiter:
@@ -152,6 +214,8 @@ class RateLimiter:
         redis_password: password when the URL has none.
         key_prefix: prefix of every Redis key (tests and deployments sharing a Redis separate by it).
         registry: where the limiter's Prometheus counters go.
+        epoch_key: a Redis key read in the same round trip as each API hit (the security epoch,
+            :func:`digitaltwin.security.principal_cache.epoch_key`), returned in the decision.
     """
 
     def __init__(
@@ -163,14 +227,15 @@ class RateLimiter:
         redis_password: str | None = None,
         key_prefix: str = "digitaltwin",
         registry: CollectorRegistry | None = None,
+        epoch_key: str | None = None,
     ) -> None:
         self.api_item: RateLimitItem = RateLimitItemPerMinute(per_minute)
         self.auth_item: RateLimitItem = RateLimitItemPerMinute(auth_per_minute)
         self.redis_url = redis_url
         self.redis_password = redis_password
         self.key_prefix = f"{key_prefix}:ratelimit"
-        self._redis: MovingWindowRateLimiter | None = None
-        self._redis_storage: RedisStorage | None = None
+        self.epoch_key = epoch_key
+        self._redis: RedisMovingWindow | None = None
         self._memory: MemoryMovingWindow | None = None
         self._bypass_until = 0.0
         self._last_log = 0.0
@@ -185,57 +250,58 @@ class RateLimiter:
         """Create the storages inside the running event loop (call from the app's lifespan)."""
         self._memory = MemoryMovingWindow()
         if self.redis_url:
-            options: dict[str, float | str | bool] = {"socket_timeout": REDIS_TIMEOUT_S, "socket_connect_timeout": REDIS_TIMEOUT_S}
-            if self.redis_password:
-                options["password"] = self.redis_password
-            self._redis_storage = RedisStorage(
-                _async_redis_uri(self.redis_url), implementation="redispy", key_prefix=self.key_prefix, **options
+            import redis.asyncio
+
+            client = redis.asyncio.Redis.from_url(
+                self.redis_url, password=self.redis_password, socket_timeout=REDIS_TIMEOUT_S,
+                socket_connect_timeout=REDIS_TIMEOUT_S,
             )
-            self._redis = MovingWindowRateLimiter(self._redis_storage)
+            self._redis = RedisMovingWindow(client, self.key_prefix)
 
     async def close(self) -> None:
         """Drop the storages."""
-        self._redis = self._redis_storage = self._memory = None
+        if self._redis is not None:
+            await self._redis.client.aclose()  # type: ignore[attr-defined]
+        self._redis = self._memory = None
 
     @property
     def backend(self) -> str:
         """``redis`` or ``memory``: where counters currently go."""
         return "redis" if self._redis is not None and time.monotonic() >= self._bypass_until else "memory"
 
-    async def _run(self, call: Callable[[MovingWindowRateLimiter | MemoryMovingWindow], Awaitable[T]]) -> T:
+    async def _decide(self, item: RateLimitItem, *identifiers: str, read_epoch: bool = False) -> Decision:
+        """Count one hit of ``identifiers`` against ``item``: on Redis, or in memory while Redis fails."""
         if self._memory is None:
             await self.open()
         assert self._memory is not None
         if self._redis is not None and time.monotonic() >= self._bypass_until:
             try:
-                return await call(self._redis)
+                allowed, stats, along = await self._redis.hit(item, *identifiers, read=self.epoch_key if read_epoch else None)
+                return self._decision(item, allowed, stats, int(along) if along is not None else None)
             except Exception as exc:  # noqa: BLE001 - any Redis failure: keep serving
                 self.backend_errors.inc()
                 self._bypass_until = time.monotonic() + RETRY_REDIS_AFTER_S
                 if time.monotonic() - self._last_log >= 60:
                     self._last_log = time.monotonic()
                     log.warning("rate limiter: Redis unavailable (%s: %s); counting in process memory", type(exc).__name__, exc)
-        return await call(self._memory)
+        allowed = await self._memory.hit(item, *identifiers)
+        return self._decision(item, allowed, await self._memory.get_window_stats(item, *identifiers), None)
 
-    async def _decide(self, item: RateLimitItem, *identifiers: str, hit: bool) -> Decision:
-        async def call(limiter: MovingWindowRateLimiter | MemoryMovingWindow) -> Decision:
-            allowed = await (limiter.hit(item, *identifiers) if hit else limiter.test(item, *identifiers))
-            stats = await limiter.get_window_stats(item, *identifiers)
-            reset = max(0, math.ceil(stats.reset_time - time.time()))
-            return Decision(allowed, item.amount, max(0, stats.remaining), reset)
-
-        return await self._run(call)
+    @staticmethod
+    def _decision(item: RateLimitItem, allowed: bool, stats: WindowStats, epoch: int | None) -> Decision:
+        reset = max(0, math.ceil(stats.reset_time - time.time()))
+        return Decision(allowed, item.amount, max(0, stats.remaining), reset, epoch)
 
     async def hit_api(self, client: str) -> Decision:
         """Count one request of ``client`` and say whether it is allowed."""
-        decision = await self._decide(self.api_item, "api", client, hit=True)
+        decision = await self._decide(self.api_item, "api", client, read_epoch=True)
         if not decision.allowed:
             self.rejected.labels("api").inc()
         return decision
 
     async def hit_auth(self, client: str) -> Decision:
         """Count one login or MFA request of ``client`` and say whether it is allowed."""
-        decision = await self._decide(self.auth_item, "auth", client, hit=True)
+        decision = await self._decide(self.auth_item, "auth", client)
         if not decision.allowed:
             self.rejected.labels("auth").inc()
         return decision

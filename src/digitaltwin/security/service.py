@@ -81,8 +81,23 @@ class SecurityService:
         #: Bounds the password checks running at once in this process (see :mod:`.hash_gate`).
         self.hash_gate = HashGate(concurrency=settings.login_hash_concurrency or default_concurrency(), queue=settings.login_hash_queue)
 
-    def authenticate(self, *, bearer: str | None, api_key: str | None) -> Principal:
+    def cached_principal(self, *, bearer: str | None, api_key: str | None, epoch: int | None) -> Principal | None:
+        """The caller behind a bearer token whose session this process has cached under the
+        security ``epoch`` (read by the rate limiter for this request), found without I/O; None
+        when :meth:`authenticate` must run (API keys, nothing cached, no epoch).
+
+        Raises:
+            AuthenticationError: naming ``Authorization`` for a token that fails verification.
+        """
+        if not bearer or api_key:
+            return None
+        return self.sessions.cached(bearer, epoch)
+
+    def authenticate(self, *, bearer: str | None, api_key: str | None, epoch: int | None = None) -> Principal:
         """The caller behind an access token or an API key (exactly one of them).
+
+        ``epoch``: the security epoch read at the start of the request, if any (see
+        :mod:`.principal_cache`); read here otherwise.
 
         Raises:
             AuthenticationError: naming ``Authorization`` or ``X-API-Key``.
@@ -92,5 +107,5 @@ class SecurityService:
         if api_key:
             return self.api_keys.authenticate(api_key)
         if bearer:
-            return self.sessions.authenticate(bearer)
+            return self.sessions.authenticate(bearer, epoch=epoch)
         raise AuthenticationError("not authenticated: send 'Authorization: Bearer <access token>' or 'X-API-Key: <key>'")

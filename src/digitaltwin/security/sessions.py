@@ -244,11 +244,35 @@ class Sessions:
 
     # --- per request ---------------------------------------------------------------------------------
 
-    def authenticate(self, access_token: str) -> Principal:
+    def cached(self, access_token: str, epoch: int | None) -> Principal | None:
+        """The principal of ``access_token`` from the per-process cache, without any I/O, or None
+        when storage must be read (nothing cached, or no epoch: none read along by the rate
+        limiter and none readable locally).
+
+        Raises:
+            AuthenticationError: naming ``Authorization`` for a token that fails verification.
+        """
+        if self.cache is None:
+            return None
+        if epoch is None:
+            if not self.cache.epoch.local:
+                return None
+            epoch = self.cache.epoch.read()
+            if epoch is None:
+                return None
+        claims = self.codec.decode(access_token, purpose="access")
+        session_id = claims.get("sid")
+        if not isinstance(session_id, str):
+            raise AuthenticationError("invalid token")
+        return self.cache.get((str(claims["sub"]), session_id), epoch, self.clock())
+
+    def authenticate(self, access_token: str, *, epoch: int | None = None) -> Principal:
         """The user behind a valid access token of an open session, with their current role.
 
         The session check is answered from the per-process cache while the shared security
         epoch is unchanged (:mod:`digitaltwin.security.principal_cache`), else read from storage.
+        ``epoch``: the epoch as read at the start of this request (by the rate limiter), read
+        here when None.
 
         Raises:
             AuthenticationError: naming ``Authorization``.
@@ -258,9 +282,10 @@ class Sessions:
         if not isinstance(session_id, str):
             raise AuthenticationError("invalid token")
         key = (str(claims["sub"]), session_id)
-        epoch = self.cache.epoch.read() if self.cache is not None else None
-        if epoch is not None:
-            cached = self.cache.get(key, epoch, self.clock())  # type: ignore[union-attr]
+        if self.cache is not None and epoch is None:
+            epoch = self.cache.epoch.read()
+        if self.cache is not None and epoch is not None:
+            cached = self.cache.get(key, epoch, self.clock())
             if cached is not None:
                 return cached
         user, family, mfa_required = self.store.session_state(claims["sub"], session_id)
@@ -276,6 +301,6 @@ class Sessions:
             kind="user", id=user.id, name=user.username, role=user.role, session_id=family.id,
             mfa_missing=mfa_required and family.amr != "mfa",
         )
-        if epoch is not None:
-            self.cache.put(key, principal, family.expires_at, epoch)  # type: ignore[union-attr]
+        if self.cache is not None and epoch is not None:
+            self.cache.put(key, principal, family.expires_at, epoch)
         return principal

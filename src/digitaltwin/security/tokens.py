@@ -13,6 +13,7 @@ current key's signature does not match and the grace period has not ended.
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -27,6 +28,8 @@ from digitaltwin.security.secret_key import SigningKeys
 MFA_CHALLENGE_TTL = timedelta(minutes=5)
 #: Longest token accepted before parsing (bytes).
 MAX_TOKEN_LENGTH = 4096
+#: Verified tokens remembered per codec (see :meth:`TokenCodec.decode`); emptied when full.
+MAX_VERIFIED = 4096
 
 Purpose = Literal["access", "mfa"]
 
@@ -65,6 +68,7 @@ class TokenCodec:
         self.access_ttl = access_ttl
         self.leeway_s = leeway_s
         self.clock = clock
+        self._verified: dict[str, tuple[dict[str, Any], float]] = {}
 
     def _encode(self, claims: dict[str, Any], ttl: timedelta) -> IssuedToken:
         now = self.clock()
@@ -89,12 +93,24 @@ class TokenCodec:
     def decode(self, token: str, *, purpose: Purpose, field: str = "Authorization") -> dict[str, Any]:
         """Verified claims of ``token``.
 
+        A token verified with the current key is remembered with its ``exp``: the same string
+        presented again has the same signature and claims, so only its expiry (with the leeway)
+        and purpose are checked again, instead of parsing it and computing its HMAC (about 70 us
+        with PyJWT, on every request of a client). Tokens verified with the previous key are
+        not remembered, so they stop at the end of its grace period as before.
+
         Raises:
             AuthenticationError: naming ``field`` for a malformed, wrongly signed, expired,
                 not-yet-valid or wrong-purpose token (the reason is in the message).
         """
         if not token or len(token) > MAX_TOKEN_LENGTH:
             raise AuthenticationError("invalid token", field=field)
+        known = self._verified.get(token)
+        if known is not None and time.time() < known[1] + self.leeway_s:
+            claims = known[0]
+            if claims.get("use") != purpose:
+                raise AuthenticationError(f"not an {purpose} token" if purpose == "access" else "not an MFA token", field=field)
+            return claims
         last: Exception | None = None
         for key in self._keys_to_try():
             try:
@@ -114,5 +130,9 @@ class TokenCodec:
                 raise AuthenticationError("invalid token", field=field) from None
             if claims.get("use") != purpose:
                 raise AuthenticationError(f"not an {purpose} token" if purpose == "access" else "not an MFA token", field=field)
+            if key == self.keys.current and isinstance(claims.get("exp"), int | float):
+                if len(self._verified) >= MAX_VERIFIED:
+                    self._verified.clear()
+                self._verified[token] = (claims, float(claims["exp"]))
             return claims
         raise AuthenticationError("invalid token", field=field) from last

@@ -7,11 +7,13 @@ package, so ``digitaltwin migrate`` works from an installed wheel too.
 
 from __future__ import annotations
 
+import select
+import time
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, create_engine, event, exc, text
 from sqlalchemy.engine import make_url
 
 from digitaltwin.config import Settings
@@ -20,6 +22,9 @@ from digitaltwin.private_files import PRIVATE_DIR_MODE, create_private_file
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 #: Pooled connections kept to an SQLite file (anyio's default worker-thread limit).
 SQLITE_POOL_SIZE = 40
+#: A pooled PostgreSQL connection idle for longer than this is pinged before use (seconds).
+POOL_PING_IDLE_S = 30.0
+_POLL_ANY = select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP
 
 
 def make_engine(settings: Settings, *, echo: bool = False) -> Engine:
@@ -47,7 +52,71 @@ def make_engine(settings: Settings, *, echo: bool = False) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    engine = create_engine(url, echo=echo, pool_size=10, max_overflow=20)
+    check_pooled_connections(engine)
+    return engine
+
+
+def read_engine(engine: Engine) -> Engine:
+    """``engine`` for reads of one statement per connection: in autocommit on PostgreSQL.
+
+    A plain ``engine.connect()`` in psycopg's default mode sends ``BEGIN`` before the first query
+    and SQLAlchemy sends ``ROLLBACK`` when the connection goes back to the pool: three round trips
+    for one ``SELECT``. Under PostgreSQL's default READ COMMITTED each statement takes its own
+    snapshot anyway, so a read-only block sees the same data without the transaction. Shares
+    ``engine``'s pool (SQLAlchemy switches the connection's mode at checkout and back at checkin,
+    locally). Never for a block that writes: each statement would commit alone. SQLite: ``engine``.
+    """
+    if engine.dialect.name != "postgresql":
+        return engine
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
+
+
+def _socket_has_news(dbapi_connection: object) -> bool:
+    """True when an idle connection's socket is readable or closed: the server said something
+    (a termination notice, an EOF) although no query is running."""
+    try:
+        poller = select.poll()
+        poller.register(dbapi_connection.fileno(), _POLL_ANY)  # type: ignore[attr-defined]
+        return bool(poller.poll(0))
+    except (OSError, ValueError, AttributeError):
+        return True
+
+
+def check_pooled_connections(engine: Engine) -> None:
+    """Check each PostgreSQL connection as it leaves the pool, without a round trip when it was used recently.
+
+    SQLAlchemy's ``pool_pre_ping`` sends a query on every checkout: a round trip per checkout,
+    several per API request. Instead:
+
+    * a connection back in the pool for less than :data:`POOL_PING_IDLE_S` is checked locally:
+      its socket is polled without waiting; an idle PostgreSQL connection receives nothing, so a
+      readable or hung-up socket means the server ended it (a restart, ``pg_terminate_backend``,
+      an idle timeout: the server sends its FATAL notice and closes);
+    * one idle for longer is pinged (``SELECT 1``), as ``pool_pre_ping`` would, which also catches
+      a silently dropped network path (no close ever arrives).
+
+    A failed check raises ``DisconnectionError``, on which the pool drops the connection and
+    hands out a new one (SQLAlchemy's "pessimistic disconnect handling" with a custom check).
+    """
+
+    @event.listens_for(engine, "connect")
+    def _connected(dbapi_connection, record) -> None:  # type: ignore[no-untyped-def]
+        record.info["returned_at"] = time.monotonic()
+
+    @event.listens_for(engine, "checkin")
+    def _returned(dbapi_connection, record) -> None:  # type: ignore[no-untyped-def]
+        record.info["returned_at"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _check(dbapi_connection, record, proxy) -> None:  # type: ignore[no-untyped-def]
+        if _socket_has_news(dbapi_connection):
+            raise exc.DisconnectionError("the server closed the pooled connection")
+        if time.monotonic() - record.info.get("returned_at", 0.0) > POOL_PING_IDLE_S:
+            try:
+                engine.dialect.do_ping(dbapi_connection)  # what pool_pre_ping runs (no transaction left open)
+            except Exception as error:  # noqa: BLE001 - any failure: a new connection
+                raise exc.DisconnectionError(f"ping failed: {error}") from error
 
 
 def alembic_config(engine: Engine, settings: Settings | None = None, *, timescaledb: str = "auto") -> Config:

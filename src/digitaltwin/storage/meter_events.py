@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
+from digitaltwin.storage.db import read_engine
 from digitaltwin.storage.tables import meter_events, series
 
 
@@ -41,6 +42,7 @@ class MeterEventStore:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self.reads = read_engine(engine)  # the one-statement reads below: no BEGIN/ROLLBACK round trips
 
     def add_replacement(
         self,
@@ -72,7 +74,7 @@ class MeterEventStore:
     def replacements(self, series_id: int) -> list[StoredReplacement]:
         """Replacements of a series, oldest first (by the old meter's final reading)."""
         query = select(meter_events).where(meter_events.c.series_id == series_id, meter_events.c.kind == "replacement")
-        with self.engine.connect() as conn:
+        with self.reads.connect() as conn:
             rows = conn.execute(query.order_by(meter_events.c.old_ts, meter_events.c.id)).all()
         return [
             StoredReplacement(
@@ -84,6 +86,6 @@ class MeterEventStore:
 
     def series_attributes(self, series_id: int) -> dict[str, Any]:
         """The declared attributes of a series, read now (not from a cache)."""
-        with self.engine.connect() as conn:
+        with self.reads.connect() as conn:
             value = conn.execute(select(series.c.attributes).where(series.c.id == series_id)).scalar()
         return dict(value or {})

@@ -24,6 +24,7 @@ from digitaltwin.domain.errors import ConflictError, NotFoundError, ValidationEr
 from digitaltwin.domain.readings import Reading
 from digitaltwin.domain.units import SeriesKind, quantity_spec
 from digitaltwin.storage.batch_write import WriteOutcome, series_arrays_postgres, write_arrays
+from digitaltwin.storage.db import read_engine
 from digitaltwin.storage.rollups import mark_changed
 from digitaltwin.storage.tables import (
     assets,
@@ -124,6 +125,79 @@ SPACING_READINGS = 48
 # statement's compiled form without computing its cache key on every call.
 _GET_SITE = select(sites).where(sites.c.id == bindparam("site_id"))
 _GET_ASSET = select(assets).where(assets.c.id == bindparam("asset_id"))
+# read_page: the asset (one row with null series columns when it has none) and its series, in one query.
+_ASSET_SERIES = (
+    select(assets.c.id.label("asset"), series.c.id, series.c.quantity, series.c.unit)
+    .select_from(assets.outerjoin(series, series.c.asset_id == assets.c.id))
+    .where(assets.c.id == bindparam("asset_id"))
+    .order_by(series.c.quantity)
+)
+
+
+# latest: the asset (a row of nulls without series), each series and its newest reading (nulls without
+# any), in one query; the newest reading is found through the primary key (series_id, ts).
+_NEWEST = readings.alias("newest")
+_ASSET_LATEST = (
+    select(assets.c.id.label("asset"), series.c.quantity, series.c.unit, readings.c.ts, readings.c.value)
+    .select_from(
+        assets.outerjoin(series, series.c.asset_id == assets.c.id).outerjoin(
+            readings,
+            and_(
+                readings.c.series_id == series.c.id,
+                readings.c.ts == select(func.max(_NEWEST.c.ts)).where(_NEWEST.c.series_id == series.c.id).scalar_subquery(),
+            ),
+        )
+    )
+    .where(assets.c.id == bindparam("asset_id"))
+    .order_by(series.c.quantity)
+)
+
+
+def _page_query(with_start: bool, with_end: bool, with_after: bool) -> Any:
+    """read_page's statement for the bounds given (built once each: building costs more than running it)."""
+    query = select(readings.c.series_id, readings.c.ts, readings.c.value).where(
+        readings.c.series_id.in_(bindparam("series_ids", expanding=True))
+    )
+    if with_start:
+        query = query.where(readings.c.ts >= bindparam("start"))
+    if with_end:
+        query = query.where(readings.c.ts < bindparam("end"))
+    if with_after:
+        after_ts, after_sid = bindparam("after_ts"), bindparam("after_sid")
+        query = query.where(or_(readings.c.ts > after_ts, and_(readings.c.ts == after_ts, readings.c.series_id > after_sid)))
+    return query.order_by(readings.c.ts, readings.c.series_id).limit(bindparam("rows"))
+
+
+_PAGE_QUERIES = {(a, b, c): _page_query(a, b, c) for a in (False, True) for b in (False, True) for c in (False, True)}
+
+
+def _page_sql_postgres(with_quantity: bool, with_start: bool, with_end: bool, with_after: bool) -> str:
+    """read_page on PostgreSQL in one statement: the asset, its series and, per series (LATERAL),
+    its first ``rows`` readings in range through the primary key, then the first ``rows`` of all.
+
+    Only the bounds given are in the text, so the prepared statement's plan keeps them as index
+    conditions. A known asset always yields a row (series and reading columns null when it has none).
+    """
+    inner = ["series_id = s.id"]
+    if with_start:
+        inner.append("ts >= %(start)s")
+    if with_end:
+        inner.append("ts < %(end)s")
+    if with_after:
+        inner.append("(ts > %(after_ts)s OR (ts = %(after_ts)s AND s.id > %(after_sid)s))")
+    quantity = " AND s.quantity = %(quantity)s" if with_quantity else ""
+    return (
+        "SELECT s.id, s.quantity, s.unit, r.ts, r.value FROM assets a"
+        f" LEFT JOIN series s ON s.asset_id = a.id{quantity}"
+        " LEFT JOIN LATERAL (SELECT ts, value FROM readings"
+        f" WHERE {' AND '.join(inner)} ORDER BY ts LIMIT %(rows)s) r ON true"
+        " WHERE a.id = %(asset_id)s ORDER BY r.ts, s.id LIMIT %(rows)s"
+    )
+
+
+_PAGE_SQL_POSTGRES = {
+    key: _page_sql_postgres(*key) for key in ((a, b, c, d) for a in (False, True) for b in (False, True) for c in (False, True) for d in (False, True))
+}
 _OF_SERIES = readings.c.series_id == bindparam("series_id")
 _PREVIOUS_READING = (
     select(readings.c.ts, readings.c.value).where(_OF_SERIES, readings.c.ts < bindparam("ts")).order_by(readings.c.ts.desc()).limit(1)
@@ -152,6 +226,8 @@ class Repository:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        #: for the read-only ``connect()`` blocks below (no BEGIN/ROLLBACK round trips, see read_engine)
+        self.reads = read_engine(engine)
         self._series_cache: dict[tuple[str, str], SeriesInfo] = {}
 
     # -- sites ---------------------------------------------------------------
@@ -179,14 +255,14 @@ class Repository:
 
     def get_site(self, site_id: str, *, field: str = "site_id") -> Site:
         """Raises NotFoundError naming ``field``."""
-        with self.engine.connect() as conn:
+        with self.reads.connect() as conn:
             row = conn.execute(_GET_SITE, {"site_id": site_id}).first()
         if row is None:
             raise NotFoundError(f"site {site_id!r} not found", field=field)
         return _site(row)
 
     def list_sites(self) -> list[Site]:
-        with self.engine.connect() as conn:
+        with self.reads.connect() as conn:
             return [_site(r) for r in conn.execute(select(sites).order_by(sites.c.id))]
 
     # -- assets --------------------------------------------------------------
@@ -300,7 +376,7 @@ class Repository:
 
     def get_asset(self, asset_id: str, *, field: str = "asset_id") -> Asset:
         """Raises NotFoundError naming ``field``."""
-        with self.engine.connect() as conn:
+        with self.reads.connect() as conn:
             row = conn.execute(_GET_ASSET, {"asset_id": asset_id}).first()
         if row is None:
             raise NotFoundError(f"asset {asset_id!r} not found", field=field)
@@ -312,7 +388,7 @@ class Repository:
             query = query.where(assets.c.site_id == site_id)
         if kind is not None:
             query = query.where(assets.c.kind == kind.value)
-        with self.engine.connect() as conn:
+        with self.reads.connect() as conn:
             return [_asset(r) for r in conn.execute(query)]
 
     def known_asset_ids(self, asset_ids: Iterable[str]) -> set[str]:
@@ -320,12 +396,12 @@ class Repository:
         wanted = sorted(set(asset_ids))
         if not wanted:
             return set()
-        with self.engine.connect() as conn:
+        with self.reads.connect() as conn:
             return {r.id for r in conn.execute(select(assets.c.id).where(assets.c.id.in_(wanted)))}
 
     # -- series --------------------------------------------------------------
     def list_series(self, asset_id: str) -> list[SeriesInfo]:
-        with self.engine.connect() as conn:
+        with self.reads.connect() as conn:
             rows = conn.execute(select(series).where(series.c.asset_id == asset_id).order_by(series.c.quantity))
             return [_series(r) for r in rows]
 
@@ -340,7 +416,7 @@ class Repository:
             self._series_cache.pop(key, None)
         if key in self._series_cache:
             return self._series_cache[key]
-        with self.engine.connect() as conn:
+        with self.reads.connect() as conn:
             row = conn.execute(
                 select(series).where(series.c.asset_id == asset_id, series.c.quantity == quantity)
             ).first()
@@ -448,27 +524,64 @@ class Repository:
         quantity: str | None = None,
         limit: int = 1000,
         cursor: str | None = None,
+        asset_must_exist: bool = False,
     ) -> ReadingPage:
-        """Raw readings of an asset in ``[start, end)``, oldest first, ``limit`` per page."""
+        """Raw readings of an asset in ``[start, end)``, oldest first, ``limit`` per page.
+
+        One connection for the asset's series and the page. ``asset_must_exist``: raise
+        NotFoundError naming ``asset_id`` for an unknown asset (else its page is empty).
+        """
         after = _decode_cursor(cursor) if cursor is not None else None
-        infos = {s.id: s for s in self.list_series(asset_id) if quantity is None or s.quantity == quantity}
-        if not infos:
-            return ReadingPage([], None)
-        query = select(readings.c.series_id, readings.c.ts, readings.c.value).where(readings.c.series_id.in_(infos))
-        if start is not None:
-            query = query.where(readings.c.ts >= start)
-        if end is not None:
-            query = query.where(readings.c.ts < end)
-        if after is not None:
-            c_ts, c_sid = after
-            query = query.where(or_(readings.c.ts > c_ts, and_(readings.c.ts == c_ts, readings.c.series_id > c_sid)))
-        query = query.order_by(readings.c.ts, readings.c.series_id).limit(limit + 1)
-        with self.engine.connect() as conn:
-            fetched = conn.execute(query).all()
+        if self.engine.dialect.name == "postgresql":
+            return self._read_page_postgres(asset_id, start, end, quantity, limit, after, asset_must_exist)
+        return self._read_page_generic(asset_id, start, end, quantity, limit, after, asset_must_exist)
+
+    def _read_page_generic(
+        self, asset_id: str, start: datetime | None, end: datetime | None, quantity: str | None, limit: int,
+        after: tuple[datetime, int] | None, asset_must_exist: bool,
+    ) -> ReadingPage:
+        """:meth:`read_page` in two statements on one connection (any database)."""
+        with self.reads.connect() as conn:
+            found = conn.execute(_ASSET_SERIES, {"asset_id": asset_id}).all()
+            if not found and asset_must_exist:
+                raise NotFoundError(f"asset {asset_id!r} not found", field="asset_id")
+            infos = {
+                r.id: (r.quantity, r.unit) for r in found if r.id is not None and (quantity is None or r.quantity == quantity)
+            }
+            if not infos:
+                return ReadingPage([], None)
+            query = _PAGE_QUERIES[(start is not None, end is not None, after is not None)]
+            params: dict[str, object] = {"series_ids": list(infos), "start": start, "end": end, "rows": limit + 1}
+            if after is not None:
+                params["after_ts"], params["after_sid"] = after
+            fetched = conn.execute(query, params).all()
         more = len(fetched) > limit
         fetched = fetched[:limit]
-        rows = [ReadingRow(r.ts, infos[r.series_id].quantity, infos[r.series_id].unit, r.value) for r in fetched]
+        rows = [ReadingRow(ts, *infos[sid], value) for sid, ts, value in fetched]
         next_cursor = _encode_cursor(fetched[-1].ts, fetched[-1].series_id) if more else None
+        return ReadingPage(rows, next_cursor)
+
+    def _read_page_postgres(
+        self, asset_id: str, start: datetime | None, end: datetime | None, quantity: str | None, limit: int,
+        after: tuple[datetime, int] | None, asset_must_exist: bool,
+    ) -> ReadingPage:
+        """:meth:`read_page` in one round trip (:func:`_page_sql_postgres`), rows read by psycopg directly."""
+        sql = _PAGE_SQL_POSTGRES[(quantity is not None, start is not None, end is not None, after is not None)]
+        params: dict[str, object] = {"asset_id": asset_id, "quantity": quantity, "rows": limit + 1}
+        for name, value in (("start", start), ("end", end)):
+            if value is not None:
+                params[name] = value.astimezone(UTC)
+        if after is not None:
+            params["after_ts"], params["after_sid"] = after[0].astimezone(UTC), after[1]
+        with self.reads.connect() as conn:
+            fetched = conn.connection.driver_connection.execute(sql, params).fetchall()  # type: ignore[union-attr]
+        if not fetched and asset_must_exist:
+            raise NotFoundError(f"asset {asset_id!r} not found", field="asset_id")
+        fetched = [r for r in fetched if r[3] is not None]
+        more = len(fetched) > limit
+        fetched = fetched[:limit]
+        rows = [ReadingRow(ts.astimezone(UTC), q, unit, value) for _, q, unit, ts, value in fetched]
+        next_cursor = _encode_cursor(rows[-1].ts, fetched[-1][0]) if more else None
         return ReadingPage(rows, next_cursor)
 
     def delete_readings(
@@ -511,7 +624,7 @@ class Repository:
             .order_by(readings.c.ts.desc())
             .limit(readings_count)
         )
-        with self.engine.connect() as conn:
+        with self.reads.connect() as conn:
             stamps = [r.ts for r in conn.execute(query)]
         if len(stamps) < 2:
             return None
@@ -529,7 +642,7 @@ class Repository:
         if self.engine.dialect.name == "postgresql":
             return series_arrays_postgres(self.engine, series_id, start, end)
         query = _SERIES_ARRAYS[self.engine.dialect.name]
-        with self.engine.connect() as conn:
+        with self.reads.connect() as conn:
             fetched = conn.execute(query, {"series_id": series_id, "start": start, "end": end}).all()
         ts = np.fromiter((r[0] for r in fetched), dtype=np.int64, count=len(fetched)) / 1e6
         values = np.fromiter((r[1] for r in fetched), dtype=np.float64, count=len(fetched))
@@ -537,13 +650,13 @@ class Repository:
 
     def previous_reading(self, series_id: int, before: datetime) -> tuple[datetime, float] | None:
         """The last reading of a series strictly before ``before``, if any."""
-        with self.engine.connect() as conn:
+        with self.reads.connect() as conn:
             row = conn.execute(_PREVIOUS_READING, {"series_id": series_id, "ts": before}).first()
         return (row.ts, row.value) if row else None
 
     def next_reading(self, series_id: int, at_or_after: datetime) -> tuple[datetime, float] | None:
         """The first reading of a series at or after ``at_or_after``, if any."""
-        with self.engine.connect() as conn:
+        with self.reads.connect() as conn:
             row = conn.execute(_NEXT_READING, {"series_id": series_id, "ts": at_or_after}).first()
         return (row.ts, row.value) if row else None
 
@@ -555,27 +668,29 @@ class Repository:
         of = readings.c.series_id == series_id
         head = select(readings.c.ts, readings.c.value).where(of, readings.c.ts < before).order_by(readings.c.ts.desc()).limit(count)
         tail = select(readings.c.ts, readings.c.value).where(of, readings.c.ts >= at_or_after).order_by(readings.c.ts).limit(count)
-        with self.engine.connect() as conn:
+        with self.reads.connect() as conn:
             earlier = [(r.ts, r.value) for r in conn.execute(head)]
             later = [(r.ts, r.value) for r in conn.execute(tail)]
         return earlier[::-1], later
 
     def series_extent(self, series_id: int) -> tuple[datetime, datetime] | None:
         """(first ts, last ts) of a series, or None when empty; two index seeks, no scan."""
-        with self.engine.connect() as conn:
+        with self.reads.connect() as conn:
             edges = [conn.execute(query, {"series_id": series_id}).scalar() for query in (_FIRST_TS, _LAST_TS)]
         if edges[0] is None:
             return None
         return edges[0], edges[1]
 
-    def latest(self, asset_id: str) -> list[ReadingRow]:
-        """The latest reading (by timestamp) of each series of an asset."""
-        out: list[ReadingRow] = []
-        for info in self.list_series(asset_id):
-            last = self.previous_reading(info.id, datetime.max.replace(tzinfo=UTC))
-            if last is not None:
-                out.append(ReadingRow(last[0], info.quantity, info.unit, last[1]))
-        return out
+    def latest(self, asset_id: str, *, asset_must_exist: bool = False) -> list[ReadingRow]:
+        """The latest reading (by timestamp) of each series of an asset, by quantity (one query).
+
+        ``asset_must_exist``: raise NotFoundError naming ``asset_id`` for an unknown asset (else ``[]``).
+        """
+        with self.reads.connect() as conn:
+            found = conn.execute(_ASSET_LATEST, {"asset_id": asset_id}).all()
+        if not found and asset_must_exist:
+            raise NotFoundError(f"asset {asset_id!r} not found", field="asset_id")
+        return [ReadingRow(r.ts, r.quantity, r.unit, r.value) for r in found if r.ts is not None]
 
     # -- MQTT ingestion ---------------------------------------------
     def asset_sites(self, asset_ids: Iterable[str]) -> dict[str, str]:
@@ -583,7 +698,7 @@ class Repository:
         wanted = sorted(set(asset_ids))
         if not wanted:
             return {}
-        with self.engine.connect() as conn:
+        with self.reads.connect() as conn:
             rows = conn.execute(select(assets.c.id, assets.c.site_id).where(assets.c.id.in_(wanted)))
             return {r.id: r.site_id for r in rows}
 
@@ -644,7 +759,7 @@ class Repository:
 
     def latest_machine_status(self, asset_id: str) -> tuple[str, datetime] | None:
         """``(status, ts)`` of the latest stored machine state of ``asset_id``, or None."""
-        with self.engine.connect() as conn:
+        with self.reads.connect() as conn:
             row = conn.execute(
                 select(machine_status.c.status, machine_status.c.ts).where(machine_status.c.asset_id == asset_id)
             ).first()
@@ -679,7 +794,7 @@ class Repository:
             query = query.where(dead_letters.c.received_at >= since)
         if before_id is not None:
             query = query.where(dead_letters.c.id < before_id)
-        with self.engine.connect() as conn:
+        with self.reads.connect() as conn:
             return [
                 DeadLetter(
                     r.topic, r.payload, r.payload_bytes, r.item_index, r.field, r.reason, r.reason_code, r.received_at, r.id
@@ -689,7 +804,7 @@ class Repository:
 
     def ping(self) -> None:
         """Run a trivial query; raises when the database is unreachable."""
-        with self.engine.connect() as conn:
+        with self.reads.connect() as conn:
             conn.execute(text("SELECT 1"))
 
 

@@ -34,6 +34,7 @@ from sqlalchemy import BigInteger, and_, delete, func, insert, literal, select, 
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
+from digitaltwin.storage.db import read_engine
 from digitaltwin.storage.tables import (
     energy_rollup_dirty,
     energy_rollup_events,
@@ -121,17 +122,18 @@ class RollupStore:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self.reads = read_engine(engine)  # the one-statement reads below: no BEGIN/ROLLBACK round trips
 
     def state(self, series_id: int) -> RollupState | None:
         """The rollup state of a series, or None when it has no rollups."""
         s = energy_rollup_state.c
-        with self.engine.connect() as conn:
+        with self.reads.connect() as conn:
             row = conn.execute(select(s.rules_key, s.frontier_s, s.version).where(s.series_id == series_id)).first()
         return RollupState(row.rules_key, int(row.frontier_s), int(row.version)) if row else None
 
     def dirty(self, series_id: int) -> Marks:
         """The change marks of a series (no ids and no spans when it is clean)."""
-        with self.engine.connect() as conn:
+        with self.reads.connect() as conn:
             rows = conn.execute(
                 select(energy_rollup_dirty.c.id, energy_rollup_dirty.c.lo_s, energy_rollup_dirty.c.hi_s)
                 .where(energy_rollup_dirty.c.series_id == series_id)
@@ -232,7 +234,7 @@ class RollupStore:
             .where(c.series_id == series_id, c.cell_s >= lo_s, c.cell_s < hi_s)
             .order_by(c.cell_s)
         )
-        with self.engine.connect() as conn:
+        with self.reads.connect() as conn:
             rows = conn.execute(query).all()
         return _cells(rows)
 
@@ -251,7 +253,7 @@ class RollupStore:
             for lo, hi in zip(edges_s[:-1], edges_s[1:], strict=True)
         ]
         query = union_all(*parts)
-        with self.engine.connect() as conn:
+        with self.reads.connect() as conn:
             rows = [r[:7] for r in conn.execute(query).all() if r[7]]
         return _cells(rows)
 
@@ -261,12 +263,12 @@ class RollupStore:
         query = select(e.start_s, e.end_s, e.kind, e.reason).where(
             e.series_id == series_id, e.start_s < hi_s, func.coalesce(e.end_s, e.start_s) >= lo_s
         ).order_by(e.start_s, e.end_s)
-        with self.engine.connect() as conn:
+        with self.reads.connect() as conn:
             return [StoredEvent(float(r.start_s), float(r.end_s), r.kind, r.reason) for r in conn.execute(query)]
 
     def count(self, series_id: int) -> int:
         """Number of stored cells of a series (for tests and the benchmark)."""
-        with self.engine.connect() as conn:
+        with self.reads.connect() as conn:
             return int(conn.execute(select(func.count()).select_from(energy_rollups).where(and_(energy_rollups.c.series_id == series_id))).scalar() or 0)
 
 

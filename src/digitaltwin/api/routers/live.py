@@ -56,6 +56,8 @@ class LiveUnavailableError(DomainError):
 def _merged(state: State, asset_id: str) -> tuple[TwinState, bool]:
     """The twin state of ``asset_id`` and whether the live cache could be read.
 
+    Raises NotFoundError naming ``asset_id`` for an unknown asset.
+
     Readings are the latest stored reading of each series (one index seek per series): the
     state never shows a value that storage does not hold, nor an older one. The live cache is
     read *before* storage and only updated after a commit, so any live reading newer than the
@@ -71,7 +73,8 @@ def _merged(state: State, asset_id: str) -> tuple[TwinState, bool]:
     except Exception as exc:  # noqa: BLE001 - e.g. Redis down: fall back to storage
         log.warning("live cache unavailable for %s (%s: %s); state from storage", asset_id, type(exc).__name__, str(exc)[:200])
         live, available = TwinState(asset_id, [], None), False
-    stored = {r.quantity: LiveReading(r.quantity, r.unit, r.ts, r.value) for r in state.repo.latest(asset_id)}
+    latest = state.repo.latest(asset_id, asset_must_exist=True)  # one query: the asset, its series, their newest readings
+    stored = {r.quantity: LiveReading(r.quantity, r.unit, r.ts, r.value) for r in latest}
     stale = [
         r.quantity
         for r in live.readings
@@ -98,8 +101,7 @@ async def get_state(asset_id: str, state: State) -> StateOut:
     cache (Redis) down, answered from storage with ``"live_cache": "unavailable"``.
     404 naming ``asset_id`` for an unknown asset.
     """
-    await run_in_threadpool(state.repo.get_asset, asset_id)
-    return _twin_out(*await run_in_threadpool(_merged, state, asset_id))
+    return _twin_out(*await run_in_threadpool(_merged, state, asset_id))  # one thread hop for everything
 
 
 def _twin_out(twin: TwinState, available: bool) -> StateOut:
