@@ -99,3 +99,18 @@ def repo(settings: Settings) -> Iterator[Repository]:
             conn.execute(table.delete())
     yield Repository(engine)
     engine.dispose()
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """The test Redis (``DT_TEST_REDIS_URL``); skipped when unreachable, failed when CI requires the services."""
+    import redis
+
+    url = os.environ.get("DT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=1).ping()
+    except redis.RedisError as exc:
+        if os.environ.get("DT_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"Redis required but unreachable at {url}: {exc}")
+        pytest.skip(f"Redis unreachable at {url}: {exc}")
+    return url

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
 import time
 import uuid
@@ -69,18 +68,6 @@ def test_t5_asymmetric_algorithms_are_refused_at_start(settings: Settings) -> No
 
 
 # --- rate-limit-behind-proxy.md -------------------------------------------------------------------
-
-
-@pytest.fixture
-def redis_url() -> str:
-    url = os.environ.get("DT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-    try:
-        redis.Redis.from_url(url, socket_connect_timeout=1).ping()
-    except redis.RedisError as exc:
-        if os.environ.get("DT_REQUIRE_POSTGRES") == "1":
-            pytest.fail(f"Redis required but unreachable at {url}: {exc}")
-        pytest.skip(f"Redis unreachable at {url}: {exc}")
-    return url
 
 
 @pytest.fixture(params=["redis", "memory"])

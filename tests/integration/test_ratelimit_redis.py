@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 import uuid
 
@@ -15,18 +14,6 @@ from limits.aio.storage import RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 
 from digitaltwin.security.ratelimit import RateLimiter, RedisMovingWindow
-
-
-@pytest.fixture
-def redis_url() -> str:
-    url = os.environ.get("DT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-    try:
-        redis.Redis.from_url(url, socket_connect_timeout=1).ping()
-    except redis.RedisError as exc:
-        if os.environ.get("DT_REQUIRE_POSTGRES") == "1":
-            pytest.fail(f"Redis required but unreachable at {url}: {exc}")
-        pytest.skip(f"Redis unreachable at {url}: {exc}")
-    return url
 
 
 @pytest.fixture

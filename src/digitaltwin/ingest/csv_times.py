@@ -297,18 +297,28 @@ def _faults(starts: np.ndarray, errors: dict[int, str]) -> int:
     return len(errors) + len(placed) - len(np.unique(placed))
 
 
+def _walls_to_place(wall: np.ndarray, rows: RowChecks, tz_name: str | None, column: str) -> tuple[np.ndarray, ZoneInfo] | None:
+    """Positions of the rows still accepted whose timestamps are wall-clock times, and the zone to
+    place them in; None when there are none, or when there is no zone (then they are rejected
+    naming ``column``)."""
+    todo = np.flatnonzero(wall & rows.ok)
+    if len(todo) == 0:
+        return None
+    if tz_name is None:
+        _reject_naive(todo, column, rows)
+        return None
+    return todo, zone(tz_name)
+
+
 def localize_starts(us: np.ndarray, wall: np.ndarray, cols: Columns, tz_name: str | None, column: str, rows: RowChecks) -> None:
     """Turn the wall-clock entries of ``us`` (interval starts) into UTC epoch microseconds in place,
     per asset in file order; a start in a DST gap, or in the repeated hour when file order does
     not resolve it, is rejected naming ``column``. Without a timezone every wall-clock entry is
     rejected."""
-    todo = np.flatnonzero(wall & rows.ok)
-    if len(todo) == 0:
+    placing = _walls_to_place(wall, rows, tz_name, column)
+    if placing is None:
         return
-    if tz_name is None:
-        _reject_naive(todo, column, rows)
-        return
-    tz = zone(tz_name)
+    todo, tz = placing
     for idx in _asset_groups(todo, cols):
         resolved, errors = _start_reading(us[idx], tz, 0)
         for p, reason in errors.items():
@@ -337,13 +347,10 @@ def localize_ends(
     Raises nothing: rows that cannot be placed are rejected naming ``column``.
     """
     us[~wall] -= interval_us
-    todo = np.flatnonzero(wall & rows.ok)
-    if len(todo) == 0:
+    placing = _walls_to_place(wall, rows, tz_name, column)
+    if placing is None:
         return
-    if tz_name is None:
-        _reject_naive(todo, column, rows)
-        return
-    tz = zone(tz_name)
+    todo, tz = placing
     whole_days = interval_us % _US_PER_DAY == 0
     for idx in _asset_groups(todo, cols):
         labels = us[idx]
