@@ -46,7 +46,7 @@ def main() -> None:
     engine = make_engine(settings)
     migrate(engine)
     repo = Repository(engine)
-    demo.setup_and_import(repo, ROOT / "datasets" / "steel_industry" / "Steel_industry_data.csv")
+    demo.setup_and_import(repo, demo.find_dataset())
     demo.assign_demo_tariff(repo)
     service = ScenarioService(BillingService(repo, max_hold=timedelta(hours=1)))
     start, end = date.fromisoformat(args.start), date.fromisoformat(args.end)

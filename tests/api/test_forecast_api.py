@@ -114,6 +114,11 @@ def test_legacy_predict_shape_and_aliases(client: TestClient, meter: str) -> Non
     assert plain["result"]["points"][0]["quantiles"] is None
     bad = client.post("/api/v1/predict", json={"machine_id": meter, "horizon_min": 90, "algo": "rf"})
     assert bad.status_code == 422 and bad.json()["field"] == "horizon_min"
+    # The schema documents the server's cap (31 days), not a larger number the server then refuses.
+    schema = client.get("/openapi.json").json()["components"]["schemas"]["PredictIn"]["properties"]["horizon_min"]
+    assert schema["maximum"] == 31 * 24 * 60 and "31 days" in schema["description"]
+    beyond = client.post("/api/v1/predict", json={"machine_id": meter, "horizon_min": 31 * 24 * 60 + 60, "algo": "rf"})
+    assert beyond.status_code == 422 and beyond.json()["field"] == "horizon_min"
     missing = client.post("/api/v1/predict", json={"machine_id": meter, "horizon_min": 60, "algo": "xgboost"})
     assert missing.status_code == 404 and missing.json()["field"] == "algo"
     assert 'predictions_total{algorithm="xgboost",status="error"} 1.0' in client.get("/metrics").text

@@ -115,12 +115,32 @@ def test_the_sunk_peak_of_the_billing_period_is_the_floor(plant: TestClient, rep
         (plan_body(import_price=[0.1, 0.2]), "import_price"),
         (plan_body(load_asset_id="nowhere"), "load_asset_id"),
         (plan_body(demand_charge_per_kw=-1), "demand_charge_per_kw"),
+        (plan_body(import_price=1e200), "import_price"),
+        (plan_body(import_price=-1e12), "import_price"),
+        (plan_body(import_price=[0.1] * 95 + [1e7]), "import_price"),
+        (plan_body(export_price=1e308), "export_price"),
+        (plan_body(demand_charge_per_kw=1e308), "demand_charge_per_kw"),
     ],
 )
 def test_bad_requests_name_the_field(plant: TestClient, body: dict[str, object], field: str) -> None:
     answer = plant.post("/api/v1/sites/plant/schedules", json=body)
     assert answer.status_code in (404, 422), answer.text
     assert answer.json()["field"] == field
+
+
+@pytest.mark.parametrize(("import_price", "export_price"), [(-5.0, 0.0), (0.1, 0.2)])
+def test_negative_prices_and_export_above_import_give_a_plan(plant: TestClient, import_price: float, export_price: float) -> None:
+    # A negative import price and an export price above the import price are market situations, not errors:
+    # the plan never imports and exports in one step, and a paid import fills the battery.
+    answer = plant.post("/api/v1/sites/plant/schedules", json=plan_body(
+        horizon="PT6H", import_price=import_price, export_price=export_price, demand_charge_per_kw=0.0, publish=False))
+    assert answer.status_code == 201, answer.text
+    plan = answer.json()["plan"]
+    assert all(min(i, e) <= 1e-6 for i, e in zip(plan["grid_import_kw"], plan["grid_export_kw"], strict=True))
+    assert plan["solver"]["status"] in ("optimal", "time_limit") and plan["solver"]["binaries"] > 0
+    soc = plan["batteries"]["bat"]["soc"]
+    if import_price < 0:  # every kWh imported earns: the battery fills up (to its soc_max)
+        assert max(soc) == pytest.approx(0.9, abs=1e-6)
 
 
 def test_a_load_of_another_site_is_refused(plant: TestClient) -> None:

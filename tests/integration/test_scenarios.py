@@ -59,6 +59,22 @@ def test_battery_saves_and_savings_add_up_by_line_item(service: ScenarioService)
     assert _total(perfect, 1) <= _total(result, 1) + 1e-6
 
 
+def test_a_battery_exports_nothing_unpaid_and_earns_no_co2_credit_for_grid_energy(service: ScenarioService) -> None:
+    # The KEPCO tariff pays nothing for export. Plans made on the forecast discharge more than the actual
+    # load in places (and plan ties: emptying the battery into the grid at a price of zero), but the local
+    # controller under a zero-export setpoint keeps the discharge at the load: nothing reaches the grid.
+    guarded = service.run(demo.SITE.id, ScenarioRequest(**MARCH, battery=BatteryChange(BATTERY, forecast_algorithm=FAST)))
+    base, scen = guarded.periods[0]
+    assert base.export_kwh == 0.0 and scen.export_kwh == pytest.approx(0.0, abs=1e-6)
+    assert scen.avoided_co2_kg == pytest.approx(0.0, abs=1e-9)
+    # A battery playing its setpoints blindly does push energy into the grid; that energy was bought from the
+    # grid (the site has no generation), so no avoided CO2 is credited for it.
+    blind = service.run(demo.SITE.id, ScenarioRequest(**MARCH, battery=BatteryChange(BATTERY, forecast_algorithm=FAST, guard=False)))
+    _, blind_scen = blind.periods[0]
+    assert blind_scen.export_kwh > 100.0
+    assert blind_scen.avoided_co2_kg == pytest.approx(0.0, abs=1e-9)
+
+
 def _weather(repo: Repository) -> None:
     """A weather station at the plant with a clear-sky-like GHI (peak 800 W/m2 at local noon) and 10 degC, hourly."""
     repo.create_asset(Asset("weather", demo.SITE.id, "Weather", AssetKind.WEATHER))
@@ -82,6 +98,8 @@ def test_pv_lowers_energy_and_co2(service: ScenarioService) -> None:
     assert scen.amounts()["energy"] < base.amounts()["energy"]
     assert scen.co2_kg is not None and base.co2_kg is not None and scen.co2_kg < base.co2_kg
     assert base.import_kwh - scen.import_kwh == pytest.approx(result.pv_kwh - scen.export_kwh + base.export_kwh, rel=1e-6)
+    # without a battery every exported kWh is the PV's own: credited at the site's 459.4 g/kWh
+    assert scen.export_kwh > 0 and scen.avoided_co2_kg == pytest.approx(scen.export_kwh * demo.KR_GRID_G_PER_KWH / 1000, rel=1e-9)
     with pytest.raises(ValidationError) as err:
         service.run(demo.SITE.id, ScenarioRequest(**MARCH, pv=PVChange(500.0, 30.0, 180.0, "weather")))
     assert err.value.field == "pv.latitude"

@@ -103,6 +103,34 @@ def test_the_local_controller_holds_the_planned_peak_and_refuses_unplanned_expor
     assert power.tolist() == pytest.approx([-2.0]) and soc.tolist() == pytest.approx([0.0])
 
 
+def test_the_local_controller_exports_nothing_where_export_earns_nothing() -> None:
+    bat = Battery("bat", 20.0, 10.0, 10.0, 1.0, 1.0, 0.0, 1.0, 0.9)
+    actual = np.array([2.0, 2.0])
+    setpoint = np.array([-6.0, -6.0])  # the plan discharged 6 kW into 4 kW of expected load: 2 kW exported
+    planned = np.array([-2.0, -2.0])
+    paid, _ = follow_plan(actual, setpoint, planned, bat, cap_kw=10.0, step_s=3600, export_earns=np.array([True, True]))
+    assert paid.tolist() == pytest.approx([-6.0, -6.0])  # an export that earns: played as planned
+    unpaid, soc = follow_plan(actual, setpoint, planned, bat, cap_kw=10.0, step_s=3600, export_earns=np.array([False, True]))
+    assert unpaid.tolist() == pytest.approx([-2.0, -6.0]) and soc.tolist() == pytest.approx([0.8, 0.5])
+
+
+def test_a_replayed_battery_does_not_export_at_a_price_of_zero() -> None:
+    # Import costs 0.1 in the morning and pays 0.5 in the afternoon; export earns nothing. The plan empties
+    # the full battery into the grid in the morning to make room for the paid afternoon import; a
+    # controller under a zero-export setpoint only covers the load with it.
+    index = hourly(1)
+    local = index.tz_convert(TZ)
+    load = pd.Series(1.0, index=index)
+    price = pd.Series(np.where(local.hour < 12, 0.1, -0.5), index=index)
+    zero = pd.Series(0.0, index=index)
+    full = Battery("bat", 20.0, 10.0, 10.0, 0.95, 0.95, 0.1, 0.9, 0.9)
+    blind = simulate_battery(load, full, step_s=3600, timezone=TZ, import_price=price, export_price=zero)
+    assert blind.net_kw.min() < -1.0  # the plan did export
+    guarded = simulate_battery(load, full, step_s=3600, timezone=TZ, import_price=price, export_price=zero, guard=True)
+    assert guarded.net_kw.min() >= -1e-9
+    assert (guarded.net_kw[local.hour >= 12] > 1.0).any()  # and it still charges at the paid import
+
+
 def test_the_billing_month_peak_is_sunk_within_a_month_only() -> None:
     index = hourly(2, start="2026-03-31")  # 31 March and 1 April: a new billing period on the second day
     local = index.tz_convert(TZ)

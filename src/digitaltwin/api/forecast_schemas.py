@@ -7,6 +7,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from digitaltwin.services.forecasting import MAX_HORIZON
+
+#: The legacy ``/predict``'s ``horizon_min`` bound: the forecast service's longest horizon, in minutes.
+_MAX_HORIZON_MIN = int(MAX_HORIZON.total_seconds() // 60)
+
 
 class ForecastPoint(BaseModel):
     ts: datetime = Field(description="interval start, UTC")
@@ -107,7 +112,8 @@ class PredictIn(BaseModel):
     """The replaced system's request body."""
 
     machine_id: str = Field(description="asset id")
-    horizon_min: int = Field(1440, ge=1, le=5_270_400, description="minutes ahead (at most 3660 days)")
+    horizon_min: int = Field(1440, ge=1, le=_MAX_HORIZON_MIN,
+                             description=f"minutes ahead (at most {MAX_HORIZON.days} days, the server's longest horizon)")
     algo: str = Field("best", description="algorithm (lstm, gru, xgboost, rf, lightgbm, ... or best)")
     want_quantiles: bool = Field(False, description="add the 0.1, 0.5 and 0.9 quantiles")
 

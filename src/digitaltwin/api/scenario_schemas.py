@@ -88,7 +88,9 @@ class SideOut(BaseModel):
     import_kwh: float
     export_kwh: float
     co2_kg: float | None
-    avoided_co2_kg: float | None = Field(description="CO2 of exported energy at the grid's intensity")
+    avoided_co2_kg: float | None = Field(description=(
+        "CO2 of exported energy at the grid's intensity; in a scenario only the export of the site's own generation "
+        "(at most the surplus before the battery, per interval), never battery discharge into the grid"))
     peak_kw: float | None
     complete: bool = True
 

@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from digitaltwin.optimization.flexibility import MAX_DEMAND_RATE_PER_KW, MAX_PRICE_PER_KWH
+
 
 class ScheduleIn(BaseModel):
     """What to plan. Prices are in ``currency`` per kWh: one number for every step or one per step."""
@@ -21,10 +23,14 @@ class ScheduleIn(BaseModel):
     quantile: float = Field(0.9, gt=0.5, lt=1.0, description="upper load quantile of robust mode")
     algorithm: str = Field("best", description="forecast model; best: the asset's champion")
     import_price: float | list[float] | None = Field(
-        None, description="energy price per kWh imported; omitted: the site's tariff in force (with its export credit and demand rate)")
-    export_price: float | list[float] | None = Field(None, description="price per kWh exported (may be negative); omitted: the tariff's, or 0")
+        None, description=f"energy price per kWh imported (may be negative, at most {MAX_PRICE_PER_KWH:g} either way); "
+        "omitted: the site's tariff in force (with its export credit and demand rate)")
+    export_price: float | list[float] | None = Field(
+        None, description=f"price per kWh exported (may be negative or above the import price, at most {MAX_PRICE_PER_KWH:g} "
+        "either way); omitted: the tariff's, or 0")
     demand_charge_per_kw: float | None = Field(
-        None, ge=0.0, description="price per kW of the billing period's peak; omitted: the tariff's monthly rate, or 0")
+        None, ge=0.0, le=MAX_DEMAND_RATE_PER_KW,
+        description="price per kW of the billing period's peak; omitted: the tariff's monthly rate, or 0")
     currency: str | None = Field(None, pattern=r"^[A-Z]{3}$", description="of the prices given; omitted: the tariff's, or EUR")
     publish: bool = Field(True, description="publish battery setpoints on MQTT (retained, QoS 1)")
     replan: bool = Field(False, description="solve again as new data and forecasts arrive")
@@ -47,7 +53,8 @@ class ScheduleOut(BaseModel):
         "timestamps (UTC interval starts); load_kw, grid_import_kw, grid_export_kw, pv_kw per step; "
         "batteries: {asset_id: {setpoint_kw (+ charging), soc (fraction at the step's end)}}; deferrables: "
         "{asset_id: kW per step}; peaks_kw; cost {energy, export_credit, demand, degradation, total}; currency; "
-        "mode and risk; inputs (models, SOC source, windows, sunk peak)"))
+        "mode and risk; solver {status: optimal or time_limit, gap (currency the plan may cost above the optimum), "
+        "binaries, time_limit_s}; inputs (models, SOC source, windows, sunk peak)"))
     published: dict[str, Any]
 
 

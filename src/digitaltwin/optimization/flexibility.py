@@ -14,6 +14,28 @@ from datetime import time as time_of_day
 
 from digitaltwin.domain.errors import ValidationError
 
+# --- Magnitudes ---------------------------------------------------------------------------------
+# Bounds of every number the scheduler takes. Beyond them no real asset or tariff exists, and the
+# program's coefficients would span more orders of magnitude than HiGHS's feasibility tolerances
+# (1e-7) can separate: 1e308 overflows to infinity, 1e200 times a power does too.
+
+#: Power and energy of one asset or connection: 10 GW and 10 GWh, above any single site.
+MAX_POWER_KW = 1e7
+MAX_ENERGY_KWH = 1e7
+#: Smallest battery (kWh): 1 Wh; smaller capacities only make the stored-energy bounds noise.
+MIN_CAPACITY_KWH = 1e-3
+#: Smallest one-way efficiency: 0.1. Lithium-ion is 0.95-0.98 one way, lead-acid about 0.9,
+#: hydrogen storage (30-40 % round trip) about 0.6; the floor keeps ``dt / efficiency`` tame.
+MIN_EFFICIENCY = 0.1
+#: Largest magnitude of an energy price (currency per kWh, either sign). The highest wholesale price
+#: cap in force, the Australian NEM's market price cap (AUD 17,500/MWh for 2024-25, about
+#: 11.5 USD/kWh; EU day-ahead coupling caps at 4 EUR/kWh, intraday at 10), stays under it in any
+#: currency down to about 85,000 units per US dollar (Vietnamese dong and Indonesian rupiah included).
+MAX_PRICE_PER_KWH = 1e6
+#: Largest demand charge (currency per kW of the billing period's peak). Real rates reach about
+#: 60 USD/kW-month (US commercial tariffs); 1e8 holds ten times that in the same weakest currency.
+MAX_DEMAND_RATE_PER_KW = 1e8
+
 
 def _finite(value: float, *, field: str, low: float | None = None, high: float | None = None, strict_low: bool = False) -> float:
     """``value`` as a float if finite and inside the bounds, else a ValidationError naming ``field``."""
@@ -32,15 +54,15 @@ class Battery:
 
     Attributes:
         asset_id: the battery asset.
-        capacity_kwh: usable capacity (kWh, > 0); SOC fractions refer to it.
-        max_charge_kw, max_discharge_kw: AC power limits (kW, >= 0).
-        charge_efficiency, discharge_efficiency: one-way efficiencies in (0, 1]; stored energy
+        capacity_kwh: usable capacity (kWh, :data:`MIN_CAPACITY_KWH` to :data:`MAX_ENERGY_KWH`); SOC fractions refer to it.
+        max_charge_kw, max_discharge_kw: AC power limits (kW, 0 to :data:`MAX_POWER_KW`).
+        charge_efficiency, discharge_efficiency: one-way efficiencies in [:data:`MIN_EFFICIENCY`, 1]; stored energy
             rises by ``charge_kw * eta_ch * dt`` and falls by ``discharge_kw / eta_dis * dt``.
         soc_min, soc_max: SOC bounds (fractions, ``0 <= soc_min <= soc_max <= 1``).
         soc_initial: SOC at the start of the horizon (from the live state in the service).
         soc_final: SOC the battery must hold at least at the end of the horizon, or None.
         degradation_cost_per_kwh: cost per kWh of throughput (charge plus discharge, AC side),
-            in the tariff's currency; 0 by default.
+            in the tariff's currency (0 to :data:`MAX_PRICE_PER_KWH`); 0 by default.
     """
 
     asset_id: str
@@ -56,18 +78,17 @@ class Battery:
     degradation_cost_per_kwh: float = 0.0
 
     def __post_init__(self) -> None:
-        # 10 GWh and 10 GW: above any real battery; larger numbers only break the program's scaling
-        _finite(self.capacity_kwh, field="battery.capacity_kwh", low=0.0, high=1e7, strict_low=True)
-        _finite(self.max_charge_kw, field="battery.max_charge_kw", low=0.0, high=1e7)
-        _finite(self.max_discharge_kw, field="battery.max_discharge_kw", low=0.0, high=1e7)
-        _finite(self.charge_efficiency, field="battery.charge_efficiency", low=0.0, high=1.0, strict_low=True)
-        _finite(self.discharge_efficiency, field="battery.discharge_efficiency", low=0.0, high=1.0, strict_low=True)
+        _finite(self.capacity_kwh, field="battery.capacity_kwh", low=MIN_CAPACITY_KWH, high=MAX_ENERGY_KWH)
+        _finite(self.max_charge_kw, field="battery.max_charge_kw", low=0.0, high=MAX_POWER_KW)
+        _finite(self.max_discharge_kw, field="battery.max_discharge_kw", low=0.0, high=MAX_POWER_KW)
+        _finite(self.charge_efficiency, field="battery.charge_efficiency", low=MIN_EFFICIENCY, high=1.0)
+        _finite(self.discharge_efficiency, field="battery.discharge_efficiency", low=MIN_EFFICIENCY, high=1.0)
         _finite(self.soc_min, field="battery.soc_min", low=0.0, high=1.0)
         _finite(self.soc_max, field="battery.soc_max", low=0.0, high=1.0)
         _finite(self.soc_initial, field="battery.soc_initial", low=0.0, high=1.0)
         if self.soc_final is not None:
             _finite(self.soc_final, field="battery.soc_final", low=0.0, high=1.0)
-        _finite(self.degradation_cost_per_kwh, field="battery.degradation_cost_per_kwh", low=0.0)
+        _finite(self.degradation_cost_per_kwh, field="battery.degradation_cost_per_kwh", low=0.0, high=MAX_PRICE_PER_KWH)
         if self.soc_min > self.soc_max:
             raise ValidationError("soc_min must not exceed soc_max", field="battery.soc_min")
 
@@ -97,8 +118,8 @@ class DeferrableLoad:
     contiguous: bool = False
 
     def __post_init__(self) -> None:
-        _finite(self.energy_kwh, field="deferrable.energy_kwh", low=0.0, high=1e7, strict_low=True)
-        _finite(self.max_power_kw, field="deferrable.max_power_kw", low=0.0, high=1e7, strict_low=True)
+        _finite(self.energy_kwh, field="deferrable.energy_kwh", low=0.0, high=MAX_ENERGY_KWH, strict_low=True)
+        _finite(self.max_power_kw, field="deferrable.max_power_kw", low=0.0, high=MAX_POWER_KW, strict_low=True)
         if self.window_start_step < 0 or self.window_end_step <= self.window_start_step:
             raise ValidationError("the window must be a non-empty span inside the horizon", field="deferrable.window")
 
@@ -110,16 +131,16 @@ class DeferrableLoad:
 
 @dataclass(frozen=True, slots=True)
 class GridConnection:
-    """Limits of the site's grid connection (kW, None for unlimited)."""
+    """Limits of the site's grid connection (kW, 0 to :data:`MAX_POWER_KW`, None for unlimited)."""
 
     import_limit_kw: float | None = None
     export_limit_kw: float | None = None
 
     def __post_init__(self) -> None:
         if self.import_limit_kw is not None:
-            _finite(self.import_limit_kw, field="grid.import_limit_kw", low=0.0)
+            _finite(self.import_limit_kw, field="grid.import_limit_kw", low=0.0, high=MAX_POWER_KW)
         if self.export_limit_kw is not None:
-            _finite(self.export_limit_kw, field="grid.export_limit_kw", low=0.0)
+            _finite(self.export_limit_kw, field="grid.export_limit_kw", low=0.0, high=MAX_POWER_KW)
 
 
 # --- Asset attributes ---------------------------------------------------------------------------
@@ -208,8 +229,8 @@ def deferrable_from_attributes(attributes: dict[str, object]) -> DeferrableSpec:
     """
     spec = _object(attributes, DEFERRABLE, _DEFERRABLE_KEYS, {"energy_kwh", "max_power_kw", "window_start", "window_end"})
     prefix = "attributes.deferrable"
-    energy = _finite(spec["energy_kwh"], field=f"{prefix}.energy_kwh", low=0.0, strict_low=True)  # type: ignore[arg-type]
-    power = _finite(spec["max_power_kw"], field=f"{prefix}.max_power_kw", low=0.0, strict_low=True)  # type: ignore[arg-type]
+    energy = _finite(spec["energy_kwh"], field=f"{prefix}.energy_kwh", low=0.0, high=MAX_ENERGY_KWH, strict_low=True)  # type: ignore[arg-type]
+    power = _finite(spec["max_power_kw"], field=f"{prefix}.max_power_kw", low=0.0, high=MAX_POWER_KW, strict_low=True)  # type: ignore[arg-type]
     start = _local_time(spec["window_start"], field=f"{prefix}.window_start")
     end = _local_time(spec["window_end"], field=f"{prefix}.window_end")
     if start == end:

@@ -60,8 +60,13 @@ class LinearProgram:
         self.row_family.append(family)
         return index
 
-    def solve(self, *, time_limit_s: float = 10.0, mip_rel_gap: float = 1e-6) -> SolveResult:
-        """Solve with HiGHS; ``x`` is None unless an optimum was found."""
+    def solve(self, *, time_limit_s: float, mip_rel_gap: float = 1e-3) -> SolveResult:
+        """Solve with HiGHS, stopping at ``time_limit_s`` seconds (wall clock) or when a mixed-integer
+        program's best plan is proven within ``mip_rel_gap`` (relative) of the optimum.
+
+        ``x`` is the optimum, or at the time limit a mixed-integer program's best feasible point (None
+        if none was found, and for a linear program stopped early).
+        """
         n_rows = len(self.row_lower)
         matrix = coo_matrix((self._vals, (self._rows, self._cols)), shape=(n_rows, self.n_cols)).tocsr()
         constraints = [LinearConstraint(matrix, np.array(self.row_lower), np.array(self.row_upper))] if n_rows else []
@@ -72,24 +77,44 @@ class LinearProgram:
             constraints=constraints,
             options={"time_limit": time_limit_s, "mip_rel_gap": mip_rel_gap, "presolve": True},
         )
-        ok = result.status == 0 and result.x is not None
+        # At a limit only a mixed-integer program's incumbent is known to be feasible (an LP stopped
+        # early holds an unfinished simplex basis).
+        integers = int(sum(self.integer))
+        found = result.x is not None and (result.status == 0 or (result.status == 1 and integers > 0))
+        bound = result.get("mip_dual_bound")
         return SolveResult(
-            x=np.asarray(result.x) if ok else None,
-            objective=float(result.fun) if ok else None,
+            x=np.asarray(result.x) if found else None,
+            objective=float(result.fun) if found else None,
             status=int(result.status),
             message=str(result.message),
+            dual_bound=float(bound) if bound is not None and np.isfinite(bound) else None,
+            integers=integers,
         )
 
 
 @dataclass(frozen=True, slots=True)
 class SolveResult:
-    """HiGHS's answer: ``status`` 0 optimal, 1 iteration or time limit, 2 infeasible, 3 unbounded, 4 other."""
+    """HiGHS's answer: ``status`` 0 optimal, 1 iteration or time limit, 2 infeasible, 3 unbounded, 4 other.
+
+    Attributes:
+        x: the optimum, or the best feasible point found before a limit stopped the search; else None.
+        objective: the objective at ``x``.
+        dual_bound: for a mixed-integer program, the proven lower bound of the objective (None for an LP
+            or when none was proven); ``objective - dual_bound`` bounds how far ``x`` can be from the optimum.
+        integers: the number of integer columns.
+    """
 
     x: np.ndarray | None
     objective: float | None
     status: int
     message: str
+    dual_bound: float | None = None
+    integers: int = 0
 
     @property
     def infeasible(self) -> bool:
         return self.status == 2
+
+    @property
+    def optimal(self) -> bool:
+        return self.status == 0 and self.x is not None

@@ -24,6 +24,21 @@ planned peak. Energy prices always use the expected values. The risk statement i
 interval: each interval's realised demand exceeds the plan with probability at most
 ``1 - q`` under the forecast's calibrated quantiles; it is not a joint guarantee.
 
+Simultaneous flows: the meter's import and export and a battery's charge and discharge are
+each one physical flow with a direction. Where import costs at least what export earns and
+absorbing energy costs something, no optimum uses both directions at once, and the program is
+a linear program. Where exporting earns more than importing costs, or one more kWh is free or
+paid for (negative prices, surplus PV that cannot be sold), both at once would be an exploit
+(buying and selling the same kWh, or burning energy in a battery's losses): a binary per such
+step picks the direction, and the program becomes a mixed-integer one.
+
+Solving stops at :data:`SOLVE_TIME_LIMIT_S` or once the plan is proven within 0.1 % of the
+optimum. At the time limit the best plan found is returned with the proven bound on what it may
+cost above the optimum (``Schedule.solver``); without any plan by then the answer is a
+:class:`ScheduleTimeoutError` (HTTP 504); any other solver failure a :class:`ScheduleSolverError`
+(HTTP 503). Prices, rates and sizes are bounded (see :mod:`.flexibility`'s magnitudes), so the
+program stays within the solver's numerical range.
+
 Infeasible inputs are diagnosed before solving where a single constraint is to blame
 (initial SOC outside its bounds, a deferrable load that cannot fit its window, a final
 SOC that cannot be reached); otherwise an elastic copy of the program with penalised
@@ -40,16 +55,69 @@ from datetime import datetime, timedelta
 
 import numpy as np
 
-from digitaltwin.domain.errors import ValidationError
-from digitaltwin.optimization.flexibility import Battery, DeferrableLoad, GridConnection
+from digitaltwin.domain.errors import DomainError, ValidationError
+from digitaltwin.optimization.flexibility import (
+    MAX_DEMAND_RATE_PER_KW,
+    MAX_POWER_KW,
+    MAX_PRICE_PER_KWH,
+    Battery,
+    DeferrableLoad,
+    GridConnection,
+)
 from digitaltwin.optimization.lp import LinearProgram
 
 #: Tolerance (kWh or kW) for comparisons of energy and power in the pre-checks.
 _EPS = 1e-9
+#: Wall-clock seconds HiGHS may spend on one schedule (the elastic diagnosis of an infeasible one
+#: gets as much again). Linear programs and mixed-integer ones from ordinary prices solve in well
+#: under a second for 96 steps; the limit bounds adversarial prices (e.g. export above import on
+#: every step of a large battery), whose best plan is then returned with its proven gap.
+SOLVE_TIME_LIMIT_S = 5.0
+#: Relative optimality gap at which a mixed-integer solve stops (0.1 % of the plan's cost).
+MIP_REL_GAP = 1e-3
 
 
 class ScheduleInfeasibleError(ValidationError):
     """No schedule satisfies the constraints; ``field`` names the constraint that cannot hold (HTTP 422)."""
+
+
+class ScheduleTimeoutError(DomainError):
+    """The solver found no schedule at all within its time limit (HTTP 504)."""
+
+    status_code = 504
+
+
+class ScheduleSolverError(DomainError):
+    """The solver stopped without a schedule for another reason than infeasibility (HTTP 503)."""
+
+    status_code = 503
+
+
+def check_prices(values: np.ndarray, *, field: str) -> np.ndarray:
+    """``values`` (currency per kWh, any shape) if all finite and within +-:data:`MAX_PRICE_PER_KWH`.
+
+    Raises:
+        ValidationError: naming ``field``.
+    """
+    arr = np.asarray(values, dtype=float)
+    if not np.all(np.isfinite(arr)):
+        raise ValidationError("must be finite numbers", field=field)
+    if arr.size and float(np.max(np.abs(arr))) > MAX_PRICE_PER_KWH:
+        raise ValidationError(f"prices must lie within +-{MAX_PRICE_PER_KWH:g} per kWh", field=field)
+    return arr
+
+
+def check_demand_rate(value: float, *, field: str) -> float:
+    """``value`` (currency per kW) if finite and in ``[0, MAX_DEMAND_RATE_PER_KW]``.
+
+    Raises:
+        ValidationError: naming ``field``.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValidationError("must be a finite number", field=field)
+    if not 0.0 <= value <= MAX_DEMAND_RATE_PER_KW:
+        raise ValidationError(f"must lie in [0, {MAX_DEMAND_RATE_PER_KW:g}] per kW", field=field)
+    return float(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +191,10 @@ class Schedule:
             ``demand`` (the cost of raising each component's peak), ``degradation`` and ``total``,
             in the tariff's currency.
         peaks_kw: each demand charge's planned peak (kW), by name.
+        solver: ``status`` (``optimal``: proven within :data:`MIP_REL_GAP`, or ``time_limit`` for
+            the best plan found in the time limit), ``gap`` (currency: the most the plan may cost
+            above the optimum; 0 for a linear program), ``binaries`` (direction and on/off
+            variables; 0 means a linear program) and ``time_limit_s``.
     """
 
     problem: ScheduleProblem
@@ -137,6 +209,7 @@ class Schedule:
     cost: dict[str, float]
     solve_time_s: float
     risk: str
+    solver: dict[str, object] = field(default_factory=dict)
 
     def battery_setpoints_kw(self, asset_id: str) -> np.ndarray:
         """Net battery power per step (kW): positive charging, negative discharging."""
@@ -224,10 +297,9 @@ def _build(problem: ScheduleProblem, arrays: dict[str, np.ndarray], *, elastic: 
     # In the elastic copy only the slacks cost: the program is always feasible, and the
     # families whose slack stays positive are the ones that cannot hold together.
     price = (lambda a: 0.0) if elastic else (lambda a: a)  # noqa: E731
-    imp_up = problem.grid.import_limit_kw if problem.grid.import_limit_kw is not None else np.inf
-    exp_up = problem.grid.export_limit_kw if problem.grid.export_limit_kw is not None else np.inf
-    imp = lp.add(n, cost=price(arrays["import_price"] * dt), upper=imp_up)
-    exp = lp.add(n, cost=price(-arrays["export_price"] * dt), upper=exp_up)
+    imp_cap, exp_cap = _flow_caps(problem, arrays)
+    imp = lp.add(n, cost=price(arrays["import_price"] * dt), upper=imp_cap)
+    exp = lp.add(n, cost=price(-arrays["export_price"] * dt), upper=exp_cap)
     pv_cols = lp.add(n, upper=pv) if problem.pv_curtailable else None
     slack: dict[str, np.ndarray] = {}
     if elastic:
@@ -319,24 +391,68 @@ def _build(problem: ScheduleProblem, arrays: dict[str, np.ndarray], *, elastic: 
         for t in np.flatnonzero(np.asarray(dc.mask, dtype=bool)):
             lp.row([(col, 1.0), (imp[t], -1.0), (exp[t], 1.0)], lower=margin[t], family="demand")
 
-    # Import and export at once only pays where importing is cheaper than exporting earns;
-    # a binary per such step makes the meter's two directions exclusive there, as they are physically.
-    both = np.flatnonzero(arrays["import_price"] < arrays["export_price"])
-    if both.size and not elastic:
-        big = _big_m(problem, arrays)
-        for t in both:
-            z = int(lp.add(1, upper=1.0, integer=True)[0])
-            lp.row([(imp[t], 1.0), (z, -big)], upper=0.0, family="grid.direction")
-            lp.row([(exp[t], 1.0), (z, big)], upper=big, family="grid.direction")
+    # Import and export at once is one net flow through one meter. Where exporting earns more than
+    # importing costs (a negative import price, a feed-in price above the retail one), the program
+    # would buy and sell the same kWh: a binary per such step picks the meter's direction, with the
+    # step's flow caps as big-M coefficients (the tightest valid ones, see _flow_caps).
+    arbitrage = (arrays["export_price"] > arrays["import_price"]) & (imp_cap > 0) & (exp_cap > 0)
+    for t in np.flatnonzero(arbitrage):
+        z = int(lp.add(1, upper=1.0, integer=True)[0])
+        lp.row([(imp[t], 1.0), (z, -imp_cap[t])], upper=0.0, family="grid.direction")
+        lp.row([(exp[t], 1.0), (z, exp_cap[t])], upper=exp_cap[t], family="grid.direction")
+    # A battery charging and discharging in the same step dissipates energy through its losses,
+    # which no real inverter does. It pays only where absorbing energy earns or costs nothing (see
+    # _dissipation_pays); a binary per such step and battery picks the direction there.
+    dissipate = _dissipation_pays(problem, arrays)
+    for b in problem.batteries:
+        if b.max_charge_kw <= 0 or b.max_discharge_kw <= 0:
+            continue
+        c, dis = charge[b.asset_id], discharge[b.asset_id]
+        for t in np.flatnonzero(dissipate):
+            u = int(lp.add(1, upper=1.0, integer=True)[0])
+            lp.row([(c[t], 1.0), (u, -b.max_charge_kw)], upper=0.0, family="battery.direction")
+            lp.row([(dis[t], 1.0), (u, b.max_discharge_kw)], upper=b.max_discharge_kw, family="battery.direction")
     return lp, _Columns(imp, exp, pv_cols, charge, discharge, stored, loads, peaks, slack)
 
 
-def _big_m(problem: ScheduleProblem, arrays: dict[str, np.ndarray]) -> float:
-    """An upper bound on any step's import or export (kW), for the direction binaries."""
-    total = float(np.max(np.abs(arrays["load"]))) + float(np.max(arrays["pv"]))
-    total += sum(b.max_charge_kw + b.max_discharge_kw for b in problem.batteries)
-    total += sum(d.max_power_kw for d in problem.deferrables)
-    return max(total, 1.0) * 2.0
+def _flow_caps(problem: ScheduleProblem, arrays: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The most any step can import and export (kW, shape ``(n,)`` each), within the grid limits.
+
+    With the meter's two directions exclusive, import is at most the load, less PV that cannot
+    be curtailed, plus every battery charging and every deferrable load on at full power; export
+    at most PV plus every battery discharging, less the load. Any schedule that imports and
+    exports in one step can be netted to one inside these caps at no higher cost where import
+    costs at least what export earns (the demand rows see only ``import - export``), so they are
+    valid bounds there, and the big-M coefficients of the direction binaries elsewhere.
+    """
+    n = problem.n
+    load, pv = arrays["load"], arrays["pv"]
+    deferrable = np.zeros(n)
+    for d in problem.deferrables:
+        deferrable[d.window_start_step:d.window_end_step] += d.max_power_kw
+    pv_floor = np.zeros(n) if problem.pv_curtailable else pv
+    imp = np.maximum(load - pv_floor + sum(b.max_charge_kw for b in problem.batteries) + deferrable, 0.0)
+    exp = np.maximum(pv - load + sum(b.max_discharge_kw for b in problem.batteries), 0.0)
+    if problem.grid.import_limit_kw is not None:
+        imp = np.minimum(imp, problem.grid.import_limit_kw)
+    if problem.grid.export_limit_kw is not None:
+        exp = np.minimum(exp, problem.grid.export_limit_kw)
+    return imp, exp
+
+
+def _dissipation_pays(problem: ScheduleProblem, arrays: dict[str, np.ndarray]) -> np.ndarray:
+    """Steps (boolean, shape ``(n,)``) where burning energy in a battery's losses could cost nothing or earn.
+
+    Charging and discharging at once absorbs energy at no change of the stored energy. That is
+    worth it only where one more kWh at the site is free or paid for: an import price at or
+    below zero, or a surplus (PV above the load) that is exported at a price at or below zero or
+    may exceed the export limit. Elsewhere the marginal kWh is imported at a positive price or
+    exported for a positive credit, and dissipating it strictly costs.
+    """
+    surplus = arrays["pv"] - arrays["load"]
+    limit = problem.grid.export_limit_kw
+    over_limit = surplus > limit if limit is not None else np.zeros(problem.n, dtype=bool)
+    return (arrays["import_price"] <= 0) | ((surplus > 0) & ((arrays["export_price"] <= 0) | over_limit))
 
 
 def _arrays(problem: ScheduleProblem) -> dict[str, np.ndarray]:
@@ -352,52 +468,72 @@ def _arrays(problem: ScheduleProblem) -> dict[str, np.ndarray]:
     if np.any(pv < 0):
         raise ValidationError("PV production must not be negative", field="pv_kw")
     margin = np.zeros(n)
+    upper, lower = load, pv
     if problem.mode == "robust":
         upper = _arr(problem.load_upper_kw, n, field="load_upper_kw") if problem.load_upper_kw is not None else load
         lower = _arr(problem.pv_lower_kw, n, field="pv_lower_kw") if problem.pv_lower_kw is not None else pv
         margin = np.maximum(upper - load, 0.0) + np.maximum(pv - lower, 0.0)
+    for name, arr in (("load_kw", load), ("pv_kw", pv), ("load_upper_kw", upper), ("pv_lower_kw", lower)):
+        if float(np.max(np.abs(arr))) > MAX_POWER_KW:
+            raise ValidationError(f"must lie within +-{MAX_POWER_KW:g} kW", field=name)
     for dc in problem.demand_charges:
         if np.asarray(dc.mask).shape != (n,):
             raise ValidationError(f"demand charge {dc.name!r}: mask must have one value per step", field="demand_charges")
-        if not math.isfinite(dc.rate_per_kw) or dc.rate_per_kw < 0:
-            raise ValidationError(f"demand charge {dc.name!r}: rate must be finite and >= 0", field="demand_charges")
+        check_demand_rate(dc.rate_per_kw, field="demand_charges")
+        if not math.isfinite(dc.sunk_peak_kw) or abs(dc.sunk_peak_kw) > MAX_POWER_KW:
+            raise ValidationError(f"demand charge {dc.name!r}: sunk peak must be finite", field="demand_charges")
     return {
         "load": load,
         "pv": pv,
-        "import_price": _arr(problem.import_price, n, field="import_price"),
-        "export_price": _arr(problem.export_price, n, field="export_price"),
+        "import_price": check_prices(_arr(problem.import_price, n, field="import_price"), field="import_price"),
+        "export_price": check_prices(_arr(problem.export_price, n, field="export_price"), field="export_price"),
         "margin": margin,
     }
 
 
-def solve(problem: ScheduleProblem, *, time_limit_s: float = 10.0) -> Schedule:
+def solve(problem: ScheduleProblem, *, time_limit_s: float = SOLVE_TIME_LIMIT_S) -> Schedule:
     """The cheapest schedule of ``problem``'s flexible assets.
 
+    Args:
+        time_limit_s: wall-clock seconds for the solver (the elastic diagnosis of an infeasible
+            problem gets as much again).
+
     Returns:
-        A :class:`Schedule` with per-step powers, SOC, planned peaks and the cost breakdown.
+        A :class:`Schedule` with per-step powers, SOC, planned peaks, the cost breakdown and
+        ``solver`` (optimal, or the best plan of the time limit with its proven gap).
 
     Raises:
-        ValidationError: malformed inputs, naming the field.
+        ValidationError: malformed or out-of-range inputs, naming the field.
         ScheduleInfeasibleError: no schedule satisfies the constraints; ``field`` names the constraint.
-        RuntimeError: the solver stopped without an optimum for another reason (time limit).
+        ScheduleTimeoutError: no schedule found within ``time_limit_s`` (HTTP 504).
+        ScheduleSolverError: the solver failed otherwise, e.g. numerical trouble (HTTP 503).
     """
     arrays = _arrays(problem)
     _precheck(problem)
     began = time.perf_counter()
     lp, cols = _build(problem, arrays, elastic=False)
-    result = lp.solve(time_limit_s=time_limit_s)
+    result = lp.solve(time_limit_s=time_limit_s, mip_rel_gap=MIP_REL_GAP)
     if result.infeasible:
-        raise _diagnose(problem, arrays)
+        raise _diagnose(problem, arrays, time_limit_s=time_limit_s)
     if result.x is None:
-        raise RuntimeError(f"the scheduler found no optimum: {result.message}")
+        if result.status == 1:
+            raise ScheduleTimeoutError(
+                f"the scheduler found no schedule within its {time_limit_s:g} s time limit; retry, or shorten the horizon",
+                field=None)
+        raise ScheduleSolverError(f"the scheduler's solver failed: {result.message}", field=None)
     elapsed = time.perf_counter() - began
-    return _schedule(problem, arrays, cols, result.x, elapsed)
+    gap = 0.0  # a linear program's optimum is exact; a mixed-integer one's is proven within objective - bound
+    if result.integers and result.dual_bound is not None and result.objective is not None:
+        gap = max(result.objective - result.dual_bound, 0.0)
+    solver = {"status": "optimal" if result.optimal else "time_limit", "gap": gap,
+              "binaries": result.integers, "time_limit_s": time_limit_s}
+    return _schedule(problem, arrays, cols, result.x, elapsed, solver)
 
 
-def _diagnose(problem: ScheduleProblem, arrays: dict[str, np.ndarray]) -> ScheduleInfeasibleError:
+def _diagnose(problem: ScheduleProblem, arrays: dict[str, np.ndarray], *, time_limit_s: float) -> ScheduleInfeasibleError:
     """Solve the elastic copy and name the constraint family whose slack stays positive."""
     lp, cols = _build(problem, arrays, elastic=True)
-    result = lp.solve()
+    result = lp.solve(time_limit_s=time_limit_s, mip_rel_gap=MIP_REL_GAP)
     if result.x is not None:
         worst = max(cols.slack.items(), key=lambda kv: float(np.sum(result.x[kv[1]])) if kv[1].size else 0.0)
         amount = float(np.sum(result.x[worst[1]])) if worst[1].size else 0.0
@@ -413,7 +549,8 @@ def _diagnose(problem: ScheduleProblem, arrays: dict[str, np.ndarray]) -> Schedu
     return ScheduleInfeasibleError("the constraints contradict each other", field="constraints")
 
 
-def _schedule(problem: ScheduleProblem, arrays: dict[str, np.ndarray], cols: _Columns, x: np.ndarray, elapsed: float) -> Schedule:
+def _schedule(problem: ScheduleProblem, arrays: dict[str, np.ndarray], cols: _Columns, x: np.ndarray, elapsed: float,
+              solver: dict[str, object]) -> Schedule:
     dt = problem.dt_h
     clean = lambda idx: np.maximum(np.round(x[idx], 9), 0.0)  # noqa: E731  (solver noise below 1e-9)
     imp, exp = clean(cols.imp), clean(cols.exp)
@@ -455,4 +592,5 @@ def _schedule(problem: ScheduleProblem, arrays: dict[str, np.ndarray], cols: _Co
         cost=cost,
         solve_time_s=elapsed,
         risk=risk,
+        solver=solver,
     )

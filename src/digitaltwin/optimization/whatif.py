@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from digitaltwin.domain.errors import ValidationError
-from digitaltwin.optimization.flexibility import Battery
+from digitaltwin.optimization.flexibility import MAX_ENERGY_KWH, Battery
 from digitaltwin.optimization.scheduler import DemandCharge, ScheduleProblem, solve
 
 #: ``forecast(day_start, n)`` -> (expected kW, upper-quantile kW or None) for the ``n`` intervals from ``day_start``.
@@ -44,8 +44,8 @@ class LoadShift:
     to_end: time_of_day
 
     def __post_init__(self) -> None:
-        if not np.isfinite(self.energy_kwh_per_day) or self.energy_kwh_per_day <= 0:
-            raise ValidationError("must be a finite number > 0", field="shift.energy_kwh_per_day")
+        if not np.isfinite(self.energy_kwh_per_day) or not 0 < self.energy_kwh_per_day <= MAX_ENERGY_KWH:
+            raise ValidationError(f"must be a number in (0, {MAX_ENERGY_KWH:g}]", field="shift.energy_kwh_per_day")
         for name in ("from", "to"):
             if getattr(self, f"{name}_start") >= getattr(self, f"{name}_end"):
                 raise ValidationError("the window must start before it ends (same local day)", field=f"shift.{name}_end")
@@ -119,6 +119,7 @@ def simulate_battery(
 
     Raises:
         ValidationError: series of different indexes, or a plan that cannot be solved (naming the constraint).
+        ScheduleTimeoutError, ScheduleSolverError: a daily plan the solver could not make (HTTP 504, 503).
     """
     if not (load_kw.index.equals(import_price.index) and load_kw.index.equals(export_price.index)):
         raise ValidationError("load and prices must share their intervals", field="prices")
@@ -162,7 +163,8 @@ def simulate_battery(
         if guard:
             planned_net = plan.grid_import_kw - plan.grid_export_kw
             cap = max(float(np.max(planned_net)) if n else 0.0, month_peak if sunk_peak else 0.0)
-            setpoint, day_soc = follow_plan(actual, setpoint, planned_net, bat, cap_kw=cap, step_s=step_s)
+            setpoint, day_soc = follow_plan(actual, setpoint, planned_net, bat, cap_kw=cap, step_s=step_s,
+                                            export_earns=export_price.to_numpy()[rows] > 0)
         net = actual + setpoint
         net_parts.append(net)
         soc_parts.append(day_soc)
@@ -174,17 +176,21 @@ def simulate_battery(
 
 
 def follow_plan(actual_kw: np.ndarray, setpoint_kw: np.ndarray, planned_net_kw: np.ndarray, battery: Battery, *,
-                cap_kw: float, step_s: int) -> tuple[np.ndarray, np.ndarray]:
+                cap_kw: float, step_s: int, export_earns: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The battery power (kW, charge positive) and SOC (fraction, at each interval's end) of a local controller
     that follows a day's plan on the actual load, as site controllers that track a schedule do:
 
     * it never charges the grid import above ``cap_kw`` (the plan's peak, at least the billing period's
       peak so far) and discharges, within its limits and stored energy, to hold the import at ``cap_kw``;
     * where the plan did not export, it does not discharge into the grid (exports the plan did not price);
+    * where exporting earns nothing (``export_earns`` False), it does not discharge into the grid at all, as
+      a controller under a zero-export setpoint: a plan's export at a price of zero or below only empties the
+      battery (the planner was indifferent between exporting and keeping the energy);
     * otherwise it plays the setpoint, limited by its power and SOC bounds.
 
     Args:
         actual_kw, setpoint_kw, planned_net_kw: shape ``(n,)``; load, planned battery power and planned grid net.
+        export_earns: shape ``(n,)`` booleans, True where the export price is positive; None: as the plan exported.
     """
     dt_h = step_s / 3600.0
     cap_e = battery.capacity_kwh
@@ -197,7 +203,8 @@ def follow_plan(actual_kw: np.ndarray, setpoint_kw: np.ndarray, planned_net_kw: 
         p = float(setpoint_kw[t])
         if load + p > cap_kw:  # charging less, or discharging more, to hold the peak
             p = cap_kw - load
-        if planned_net_kw[t] >= -1e-9 and load + p < 0 and p < 0:  # no unplanned export
+        exports_allowed = planned_net_kw[t] < -1e-9 and (export_earns is None or bool(export_earns[t]))
+        if not exports_allowed and load + p < 0 and p < 0:  # no unplanned or unpaid export
             p = min(0.0, -load)
         max_charge = min(battery.max_charge_kw, max(hi - stored, 0.0) / (battery.charge_efficiency * dt_h))
         max_discharge = min(battery.max_discharge_kw, max(stored - lo, 0.0) * battery.discharge_efficiency / dt_h)

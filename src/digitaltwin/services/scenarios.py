@@ -12,7 +12,9 @@ day's modelled output (persistence). A ``tariff_id`` bills the scenario under an
 
 Both are billed by the same engine (:func:`~digitaltwin.accounting.bill.compute_bills`), with the
 same CO2 rules (:mod:`~digitaltwin.accounting.carbon`, the site's intensity), per billing period
-and in total. Billing periods are those of the site's tariff assignment in force at the start.
+and in total; the scenario's avoided CO2 counts only the export of the site's own generation (at
+most the surplus of the net load before the battery, interval by interval), never the battery's
+discharge into the grid. Billing periods are those of the site's tariff assignment in force at the start.
 Where the changes leave an interval's net energy unchanged, its metered import and export are kept
 as they are; elsewhere the new net energy is split into import (positive) and export (negative).
 """
@@ -202,6 +204,7 @@ class ScenarioService:
             if no_weather:
                 assumptions.append(f"{no_weather} intervals of the period have no weather: the added PV produces nothing in them")
         battery_info = None
+        before_battery = changed
         if request.battery is not None:
             changed, battery_info = self._battery(site, request.battery, request.shift, changed, pv_kw, in_period,
                                                   scen_tariff, scen_meter, step_s, periods[0].first_day, periods[-1].last_day)
@@ -214,6 +217,13 @@ class ScenarioService:
         new_net_kwh = changed.to_numpy() * dt_h
         scen_import = np.where(moved, np.clip(new_net_kwh, 0.0, None), meter.import_kwh)
         scen_export = np.where(moved, np.clip(-new_net_kwh, 0.0, None), meter.export_kwh)
+        # Avoided CO2 is credited only for what the site's own generation exports: the metered export, or the
+        # surplus of the net load after the shift and the added PV. The battery's discharge into the grid is
+        # not credited: its energy may have been bought from the grid, and a round trip avoids nothing.
+        own = before_battery.to_numpy() - net_kw.to_numpy()
+        own_kwh = np.where(np.isfinite(own) & (np.abs(own) > 1e-9), np.clip(-before_battery.to_numpy() * dt_h, 0.0, None),
+                           np.nan_to_num(meter.export_kwh))
+        credited_export = np.where(np.isnan(scen_export), scen_export, np.minimum(scen_export, own_kwh))
         baseline_meter = meter
         scenario_meter = MeterIntervals(meter.start_s, scen_import, scen_export, step_s, scen_meter.price_per_kwh,
                                         meter.meters, meter.present)  # the same meters' data: the same completeness
@@ -224,7 +234,8 @@ class ScenarioService:
         out = []
         for period, bb, sb in zip(periods, base_bills, scen_bills, strict=True):
             a, b = baseline_meter.bounds(period.start, period.end)
-            out.append((self._side(bb, baseline_meter, a, b, g_per_kwh), self._side(sb, scenario_meter, a, b, g_per_kwh)))
+            out.append((self._side(bb, baseline_meter, a, b, g_per_kwh),
+                        self._side(sb, scenario_meter, a, b, g_per_kwh, credited_export=credited_export)))
         if request.tariff_id:
             assumptions.append(f"scenario billed under tariff {scen_tariff_id!r}, the baseline under {assignment.tariff_id!r}")
         return ScenarioResult(
@@ -235,11 +246,15 @@ class ScenarioService:
         )
 
     @staticmethod
-    def _side(bill: Bill, meter: MeterIntervals, a: int, b: int, g_per_kwh: np.ndarray | None) -> Side:
+    def _side(bill: Bill, meter: MeterIntervals, a: int, b: int, g_per_kwh: np.ndarray | None, *,
+              credited_export: np.ndarray | None = None) -> Side:
+        """One side of billing period ``[a, b)``; avoided CO2 counts ``credited_export`` (kWh per interval)
+        where given, else every exported kWh."""
         imp, exp = meter.import_kwh[a:b], np.nan_to_num(meter.export_kwh[a:b])
+        credited = exp if credited_export is None else np.nan_to_num(credited_export[a:b])
         co2 = avoided = None
         if g_per_kwh is not None:
-            c, v = interval_emissions(np.nan_to_num(imp), exp, g_per_kwh[a:b])
+            c, v = interval_emissions(np.nan_to_num(imp), credited, g_per_kwh[a:b])
             co2, avoided = float(np.nansum(c)), float(np.nansum(v))
         kw = imp / (meter.interval_s / 3600.0)
         peak = float(np.nanmax(kw)) if np.isfinite(kw).any() else None

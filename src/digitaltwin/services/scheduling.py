@@ -46,7 +46,14 @@ from digitaltwin.optimization.flexibility import (
     grid_from_attributes,
     pv_curtailable,
 )
-from digitaltwin.optimization.scheduler import DemandCharge, Schedule, ScheduleProblem, solve
+from digitaltwin.optimization.scheduler import (
+    DemandCharge,
+    Schedule,
+    ScheduleProblem,
+    check_demand_rate,
+    check_prices,
+    solve,
+)
 from digitaltwin.services.billing import BillingService
 from digitaltwin.services.energy import energy_report
 from digitaltwin.services.forecasting import ForecastService
@@ -128,12 +135,12 @@ class _Prices:
 
 
 def _per_step(value: float | list[float], n: int, *, field: str) -> np.ndarray:
+    """``value`` (one price or one per step) as an array ``(n,)``; ValidationError naming ``field``
+    unless finite and within the scheduler's price bound (:func:`check_prices`)."""
     arr = np.full(n, float(value)) if isinstance(value, int | float) else np.asarray(value, dtype=float)
     if arr.shape != (n,):
         raise ValidationError(f"must be one number or {n} numbers (one per step of the horizon)", field=field)
-    if not np.all(np.isfinite(arr)):
-        raise ValidationError("must be finite numbers", field=field)
-    return arr
+    return check_prices(arr, field=field)
 
 
 class SchedulingService:
@@ -151,8 +158,11 @@ class SchedulingService:
 
         Raises:
             NotFoundError: unknown site or asset, or no model to forecast with.
-            ValidationError: a bad request field, asset attribute or forecast, naming it.
+            ValidationError: a bad request field, asset attribute or forecast, naming it (prices beyond
+                +-``MAX_PRICE_PER_KWH`` per kWh, a demand charge beyond ``MAX_DEMAND_RATE_PER_KW``).
             ScheduleInfeasibleError: no schedule satisfies the constraints (HTTP 422 naming the constraint).
+            ScheduleTimeoutError: no schedule within the solver's time limit (HTTP 504).
+            ScheduleSolverError: the solver failed otherwise (HTTP 503).
         """
         site = self.repo.get_site(site_id)
         self._check_request(site_id, request)
@@ -213,9 +223,11 @@ class SchedulingService:
             raise ValidationError("must lie in (0.5, 1): the upper quantile planned for", field="quantile")
         if not timedelta(0) < request.horizon <= MAX_HORIZON:
             raise ValidationError(f"must be positive and at most {MAX_HORIZON.total_seconds() / 3600:g} hours", field="horizon")
-        if request.demand_charge_per_kw is not None and (
-                not math.isfinite(request.demand_charge_per_kw) or request.demand_charge_per_kw < 0):
-            raise ValidationError("must be a finite number >= 0", field="demand_charge_per_kw")
+        if request.demand_charge_per_kw is not None:
+            check_demand_rate(request.demand_charge_per_kw, field="demand_charge_per_kw")
+        for name in ("import_price", "export_price"):  # the lengths are checked once the horizon's steps are known
+            if getattr(request, name) is not None:
+                check_prices(np.asarray(getattr(request, name), dtype=float), field=name)
         for name in ("load_asset_id", "pv_asset_id"):
             asset_id = getattr(request, name)
             if asset_id is not None and self.repo.get_asset(asset_id, field=name).site_id != site_id:
@@ -472,5 +484,6 @@ def _plan_json(schedule: Schedule, prices: _Prices, notes: dict[str, Any]) -> di
         "mode": p.mode,
         "risk": schedule.risk,
         "solve_time_ms": round(1000 * schedule.solve_time_s, 3),
+        "solver": schedule.solver,
         "inputs": notes,
     }

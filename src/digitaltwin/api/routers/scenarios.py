@@ -57,9 +57,9 @@ def run_scenario(site_id: str, body: ScenarioIn, state: State) -> ScenarioOut:
     on daily plans from the forecasts available then (or, labelled so, with perfect foresight), another
     tariff. Baseline and scenario are billed by the same engine, with CO2 and peaks, per period and in total.
 
-    422 names the field (``end``, ``battery.capacity_kwh``, ``pv.latitude``, ``pv.weather_asset_id``,
-    ``battery.forecast_algorithm``, ``shift.from_end``, ``tariff_id`` ...); 404 an unknown site, tariff or asset, or
-    a site without a tariff assignment (``tariff``).
+    422 names the field (``end``, ``battery.capacity_kwh``, ``battery.charge_efficiency`` below 0.1, ``pv.latitude``,
+    ``pv.weather_asset_id``, ``battery.forecast_algorithm``, ``shift.from_end``, ``tariff_id`` ...); 404 an unknown site,
+    tariff or asset, or a site without a tariff assignment (``tariff``); 504/503 a daily plan the solver could not make.
     """
     request = scenario_request(body)
     service = ScenarioService(BillingService(state.repo, max_hold=state.settings.power_max_hold))

@@ -39,9 +39,12 @@ def plan_schedule(site_id: str, body: ScheduleIn, state: State, request: Request
     """Solve the cheapest schedule of the site's batteries and deferrable loads for the next horizon (operator).
 
     The result is stored as the site's next version and, with ``publish``, each battery's setpoints
-    go to ``dt/{site_id}/{asset_id}/setpoint`` (retained, QoS 1). 422 names a bad field, a bad
-    asset attribute (``attributes.battery.*``), or the constraint that cannot hold
-    (``battery.soc_initial``, ``deferrable.window``, ``grid.import_limit_kw`` ...).
+    go to ``dt/{site_id}/{asset_id}/setpoint`` (retained, QoS 1). Negative prices and an export price
+    above the import price are planned (never importing and exporting, or charging and discharging, at
+    once). 422 names a bad field (prices beyond +-1e6 per kWh, ``demand_charge_per_kw`` beyond 1e8), a bad
+    asset attribute (``attributes.battery.*``), or the constraint that cannot hold (``battery.soc_initial``,
+    ``deferrable.window``, ``grid.import_limit_kw`` ...). The solver stops after 5 s with its best plan
+    (``plan.solver``: ``time_limit`` and the proven ``gap``); 504 when it found none, 503 when it failed.
     """
     plan = PlanRequest(
         load_asset_id=body.load_asset_id, pv_asset_id=body.pv_asset_id,
