@@ -47,22 +47,38 @@ from __future__ import annotations
 import time
 import zlib
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from digitaltwin.analytics.buckets import Bucket
+from digitaltwin.domain.assets import Asset, Site
+from digitaltwin.domain.timestamps import zone
 from digitaltwin.domain.units import SeriesKind
 from digitaltwin.monitoring import ConsumptionDetector, DetectorSettings
 from digitaltwin.monitoring.alarms import Detection, Severity, evidence
 from digitaltwin.monitoring.events import AnomalyEvent, AnomalyType
 from digitaltwin.monitoring.sliding import SlidingWindow
-from digitaltwin.services.energy import ENERGY_QUANTITIES, EnergyReport, energy_report
-from digitaltwin.services.energy_rollups import rules_key
-from digitaltwin.storage.repository import Repository
+from digitaltwin.services import energy_rollups
+from digitaltwin.services.detection import IntervalRequest
+from digitaltwin.services.energy import (
+    COUNTER_CONTEXT_READINGS,
+    ENERGY_QUANTITIES,
+    EnergyReport,
+    WindowReadings,
+    bucket_totals,
+    energy_report,
+    hold_until_us,
+    window_edges_us,
+)
+from digitaltwin.services.energy_rollups import rules_key, rules_key_of
+from digitaltwin.services.meter import counter_rules
+from digitaltwin.storage.meter_events import MeterEventStore, StoredReplacement
+from digitaltwin.storage.repository import ReadingSpan, Repository, SeriesInfo
 
 #: Weeks of hourly history scored per closed hour (the profile's trailing window).
 HISTORY_WEEKS = 8
@@ -132,6 +148,31 @@ def hour_detections(asset_id: str, start: datetime, end: datetime, events: Itera
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class _Step:
+    """An evaluation that moves a kept window: read ``[from_s, end)`` and move the window to end there."""
+
+    index: int  # of the request
+    key: tuple[str, str]
+    info: SeriesInfo
+    kept: _Kept
+    start: datetime
+    end: datetime
+    lo_s: int
+    from_s: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Fetched:
+    """What the steps of one batch read from storage, a few queries for all of them."""
+
+    assets: dict[str, Asset]
+    sites: dict[str, Site]
+    attributes: dict[int, dict[str, Any]]
+    replacements: dict[int, list[StoredReplacement]]
+    readings: dict[int, tuple[np.ndarray, np.ndarray]]
+
+
 class ConsumptionAnomalies:
     """Interval detector of consumption anomalies (see the module docstring).
 
@@ -178,54 +219,137 @@ class ConsumptionAnomalies:
         Raises:
             NotFoundError: unknown asset or no series of ``quantity`` (from the energy report).
         """
-        if quantity not in ENERGY_QUANTITIES:
-            return []
-        events = self._newest_events(asset_id, quantity, start, end, repo)
-        return [] if events is None else hour_detections(asset_id, start, end, events)
+        result = self.detect_intervals([IntervalRequest(asset_id, quantity, start, end)], repo)[0]
+        if isinstance(result, Exception):
+            raise result
+        return result
 
-    def _newest_events(self, asset_id: str, quantity: str, start: datetime, end: datetime,
-                       repo: Repository) -> list[AnomalyEvent] | None:
-        """Events of the window ending with the hour (those covering it among them), None with
-        fewer than two hours of energy in the window."""
-        key = (asset_id, quantity)
-        end_s = int(end.timestamp())
+    def detect_intervals(self, requests: Sequence[IntervalRequest], repo: Repository) -> list[list[Detection] | Exception]:
+        """:meth:`detect_interval` for the closed hours of one batch, in order: the series whose kept
+        window moves on are read together (assets, sites, meter rules and readings in a few
+        queries for all), the others one by one. One result per request: its detections or the
+        exception that stopped it."""
+        out: list[list[Detection] | Exception] = [[] for _ in requests]
+        per_series: dict[tuple[str, str], list[int]] = {}
+        for i, r in enumerate(requests):
+            if r.quantity in ENERGY_QUANTITIES:
+                per_series.setdefault((r.asset_id, r.quantity), []).append(i)
+        steps: list[_Step] = []
+        for key, indexes in per_series.items():
+            step = self._step(indexes[0], requests[indexes[0]], repo) if len(indexes) == 1 else None
+            if step is not None:
+                steps.append(step)
+                continue
+            for i in indexes:  # several hours of one series (late data), or no window to move: one by one, in order
+                out[i] = self._guarded(lambda i=i: self._one(i, requests[i], repo))
+        if steps:
+            fetched = self._guarded(lambda: self._fetch(steps, repo))
+            for step in steps:
+                r = requests[step.index]
+                if isinstance(fetched, Exception):
+                    out[step.index] = fetched
+                else:
+                    out[step.index] = self._guarded(lambda st=step, r=r, f=fetched: self._moved(st, f, r, repo))
+        return out
+
+    def _one(self, index: int, r: IntervalRequest, repo: Repository) -> list[Detection]:
+        step = self._step(index, r, repo)
+        return self._full(r, repo) if step is None else self._moved(step, self._fetch([step], repo), r, repo)
+
+    @staticmethod
+    def _guarded(run: Callable[[], Any]) -> Any:
+        try:
+            return run()
+        except Exception as exc:  # noqa: BLE001 - handed to the runner, which logs and counts it per interval
+            return exc
+
+    def _step(self, index: int, r: IntervalRequest, repo: Repository) -> _Step | None:
+        """The move of the series' kept window to the end of ``r``, or None when it must be read whole."""
+        key = (r.asset_id, r.quantity)
+        kept = self._kept.get(key)
+        end_s = int(r.end.timestamp())
+        if kept is None or time.monotonic() >= kept.expires or end_s <= kept.window.end_s or end_s % _HOUR_S:
+            return None
+        if energy_rollups.settings.enabled:
+            return None  # energy from the rollups' cells: read as the full computation reads it
+        info = repo.find_series(r.asset_id, r.quantity)
+        frontier = kept.frontier_s()
         lo_s = end_s - HISTORY_WEEKS * 7 * 86_400
-        lo = end - timedelta(weeks=HISTORY_WEEKS)
-        info = repo.find_series(asset_id, quantity)
-        rules = rules_key(repo, repo.get_asset(asset_id), info, self.max_hold) if info is not None else None
-        kept = self._kept.pop(key, None)
-        if (kept is not None and rules is not None and kept.rules == rules and time.monotonic() < kept.expires
-                and end_s > kept.window.end_s and end_s % _HOUR_S == 0):
-            frontier = kept.frontier_s()
-            from_s = max(frontier, lo_s) if frontier is not None else lo_s
-            if from_s > lo_s:
-                report = self._report(repo, asset_id, quantity, datetime.fromtimestamp(from_s, end.tzinfo), end)
-                hourly = _hourly(report, from_s, end_s)
-                if hourly is not None and report.timezone == kept.timezone:
-                    old_start = kept.window.start_s
-                    kept.window.move(lo_s, from_s, hourly[0])
-                    kept.counts = np.concatenate([kept.counts[(lo_s - old_start) // _HOUR_S : (from_s - old_start) // _HOUR_S], hourly[1]])
-                    self.reads["incremental"] += 1
-                    return self._scored(key, kept)
+        if info is None or frontier is None or frontier <= lo_s:
+            return None
+        return _Step(index, key, info, kept, r.start, r.end, lo_s, frontier)
+
+    def _fetch(self, steps: list[_Step], repo: Repository) -> _Fetched:
+        assets = repo.get_assets({st.key[0] for st in steps})
+        sites = repo.get_sites({a.site_id for a in assets.values()})
+        events = MeterEventStore(repo.engine)
+        ids = [st.info.id for st in steps]
+        counters = [st.info.id for st in steps if st.info.kind is SeriesKind.CUMULATIVE]
+        context = {SeriesKind.CUMULATIVE: (COUNTER_CONTEXT_READINGS, COUNTER_CONTEXT_READINGS)}  # as read_window reads
+        spans = [ReadingSpan(st.info.id, datetime.fromtimestamp(st.from_s, UTC), st.end, *context.get(st.info.kind, (1, 0))) for st in steps]
+        return _Fetched(assets, sites, events.series_attributes_many(ids), events.replacements_many(counters),
+                        repo.readings_with_context(spans))
+
+    def _moved(self, st: _Step, fetched: _Fetched, r: IntervalRequest, repo: Repository) -> list[Detection]:
+        moved = self._advance(st, fetched, repo)
+        return self._full(r, repo) if moved is None else moved
+
+    def _advance(self, st: _Step, fetched: _Fetched, repo: Repository) -> list[Detection] | None:
+        """Move the kept window by ``st`` and score it; None when it must be read whole instead
+        (the series' meter rules or site time zone changed, or its hours are not UTC hours)."""
+        asset = fetched.assets.get(st.key[0])
+        site = fetched.sites.get(asset.site_id) if asset is not None else None
+        if asset is None or site is None or site.timezone != st.kept.timezone:
+            return None
+        rules = counter_rules(repo, asset, st.info, attributes=fetched.attributes.get(st.info.id, {}),
+                              stored=fetched.replacements.get(st.info.id, []))
+        if rules_key_of(st.info, rules, self.max_hold) != st.kept.rules:
+            return None
+        edges_us = window_edges_us(datetime.fromtimestamp(st.from_s, UTC), st.end, Bucket.HOUR, zone(site.timezone))
+        hours = np.arange(edges_us.size, dtype=np.int64) * (_HOUR_S * 1_000_000) + st.from_s * 1_000_000
+        if not np.array_equal(edges_us, hours):
+            return None
+        ts_s, values = fetched.readings[st.info.id]
+        totals = bucket_totals(st.info, WindowReadings(ts_s, values), edges_us, max_hold=self.max_hold,
+                               until_us=hold_until_us(edges_us, st.end), rules=rules)
+        energy = np.where(np.isfinite(totals.energy_kwh), totals.energy_kwh, np.nan)  # as the report's rows
+        kept, old_start = st.kept, st.kept.window.start_s
+        kept.window.move(st.lo_s, st.from_s, energy)
+        kept.counts = np.concatenate([kept.counts[(st.lo_s - old_start) // _HOUR_S : (st.from_s - old_start) // _HOUR_S],
+                                      np.asarray(totals.sample_count, dtype=np.int64)])
+        self.reads["incremental"] += 1
+        events = self._scored(st.key, kept)
+        return [] if events is None else hour_detections(st.key[0], st.start, st.end, events)
+
+    def _full(self, r: IntervalRequest, repo: Repository) -> list[Detection]:
+        """The hour scored from its whole window read from storage (and the window kept when it can be)."""
+        key = (r.asset_id, r.quantity)
+        self._kept.pop(key, None)
         self.reads["full"] += 1
-        report = self._report(repo, asset_id, quantity, lo, end)
+        end_s = int(r.end.timestamp())
+        lo_s = end_s - HISTORY_WEEKS * 7 * 86_400
+        report = energy_report(repo, r.asset_id, start=r.end - timedelta(weeks=HISTORY_WEEKS), end=r.end, bucket=Bucket.HOUR,
+                               max_hold=self.max_hold, quantity=r.quantity, now=r.end)
+        info = repo.find_series(r.asset_id, r.quantity)
+        rules = rules_key(repo, repo.get_asset(r.asset_id), info, self.max_hold) if info is not None else None
         hourly = _hourly(report, lo_s, end_s) if end_s % _HOUR_S == 0 else None
         if hourly is None or rules is None or info is None:  # scored in full every time (see the module docstring)
-            y = pd.Series([r.energy_kwh for r in report.rows], index=pd.DatetimeIndex([r.start for r in report.rows]), dtype=float)
-            return None if y.notna().sum() < 2 else self.detector.detect(y, timezone=report.timezone).events
+            y = pd.Series([x.energy_kwh for x in report.rows], index=pd.DatetimeIndex([x.start for x in report.rows]), dtype=float)
+            if y.notna().sum() < 2:
+                return []
+            return hour_detections(r.asset_id, r.start, r.end, self.detector.detect(y, timezone=report.timezone).events)
         window = SlidingWindow(lo_s, hourly[0], step_s=_HOUR_S, timezone=report.timezone, settings=self.settings)
-        spread = zlib.crc32(f"{asset_id}\0{quantity}".encode()) / 2**32  # expiry spread over [1, 2) x refresh_after
+        spread = zlib.crc32(f"{r.asset_id}\0{r.quantity}".encode()) / 2**32  # expiry spread over [1, 2) x refresh_after
         kept = _Kept(window, hourly[1], report.timezone, rules, _CONTEXT.get(info.kind, 1),
                      time.monotonic() + self.refresh_after_s * (1.0 + spread))
-        return self._scored(key, kept)
-
-    def _report(self, repo: Repository, asset_id: str, quantity: str, start: datetime, end: datetime) -> EnergyReport:
-        return energy_report(repo, asset_id, start=start, end=end, bucket=Bucket.HOUR, max_hold=self.max_hold,
-                             quantity=quantity, now=end)
+        events = self._scored(key, kept)
+        return [] if events is None else hour_detections(r.asset_id, r.start, r.end, events)
 
     def _scored(self, key: tuple[str, str], kept: _Kept) -> list[AnomalyEvent] | None:
-        """Keep the window (most recently used last, the oldest dropped past ``max_series``) and score it."""
+        """Keep the window (most recently used last, the oldest dropped past ``max_series``) and
+        score it; None with fewer than two hours of energy in it."""
         self._kept[key] = kept
+        self._kept.move_to_end(key)
         while len(self._kept) > self.max_series:
             self._kept.popitem(last=False)
         if np.count_nonzero(np.isfinite(kept.window.values)) < 2:

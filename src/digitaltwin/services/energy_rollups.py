@@ -50,7 +50,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 
 from digitaltwin.analytics.energy import BucketTotals, aggregate
-from digitaltwin.analytics.meter import EventKind, MeterEvent, split_import_export
+from digitaltwin.analytics.meter import CounterRules, EventKind, MeterEvent, split_import_export
 from digitaltwin.analytics.segments import Segments
 from digitaltwin.domain.assets import Asset
 from digitaltwin.domain.series_attributes import EXPORT_QUANTITIES, energy_flow, export_positive
@@ -110,7 +110,13 @@ def rules_key(repo: Repository, asset: Asset, info: SeriesInfo, max_hold: timede
     if info.kind is SeriesKind.INTERVAL and not info.interval_seconds:
         return None
     attributes = MeterEventStore(repo.engine).series_attributes(info.id)
-    rules = counter_rules(repo, asset, info, attributes=attributes)
+    return rules_key_of(info, counter_rules(repo, asset, info, attributes=attributes), max_hold)
+
+
+def rules_key_of(info: SeriesInfo, rules: CounterRules, max_hold: timedelta) -> str | None:
+    """:func:`rules_key` from a series' meter rules already read (:func:`digitaltwin.services.meter.counter_rules`)."""
+    if info.kind is SeriesKind.INTERVAL and not info.interval_seconds:
+        return None
     swaps = sorted([r.old_ts_s, r.old_final_kwh, r.new_ts_s, r.new_first_kwh] for r in rules.replacements)
     payload = repr((info.kind.value, info.interval_seconds, replace(rules, replacements=()), max_hold.total_seconds()))
     return hashlib.sha256(payload.encode()).hexdigest()[:32] + "|" + json.dumps(swaps)
