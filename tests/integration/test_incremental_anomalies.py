@@ -99,8 +99,11 @@ def site(repo: Repository) -> Repository:
 
 def test_interval_energy_across_dst_with_late_hours_and_gaps(site: Repository) -> None:
     """Two buildings in the same batches; 697's hours 20-22 arrive late with hour 30, 50-51 never,
-    80-83 together after an outage."""
+    80-83 together after an outage; 1074's meter reads zero for 30 hours (one event longer than
+    the tail the detector scores first)."""
     loads = {"b697": building(697), "b1074": building(1074)}
+    dropout = (loads["b1074"].index >= P + timedelta(hours=100)) & (loads["b1074"].index < P + timedelta(hours=130))
+    loads["b1074"][dropout] = 0.0
     for asset_id, y in loads.items():
         history = y[(y.index >= P - timedelta(weeks=HISTORY_WEEKS, days=1)) & (y.index < P)]
         site.write_readings([Reading(asset_id, "energy", ts.to_pydatetime(), float(v)) for ts, v in history.items()], interval_seconds=3600)
@@ -126,6 +129,8 @@ def test_interval_energy_across_dst_with_late_hours_and_gaps(site: Repository) -
     assert feed.detector.reads["incremental"] > 290 and feed.detector.reads["full"] < 12, feed.detector.reads
     kinds = {d.type for d in feed.active if d.asset_id == "b697"}
     assert "profile_residual" in kinds and len(feed.active) >= 10, kinds  # the labelled days of late March
+    longest = max(d.end - d.start for d in feed.active if d.asset_id == "b1074")
+    assert longest >= timedelta(hours=25), longest  # the dropout, reported as one event to its last hour
 
 
 def test_counter_with_a_meter_replacement_recorded_later(site: Repository) -> None:

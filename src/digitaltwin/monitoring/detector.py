@@ -181,7 +181,8 @@ def _z_of(threshold: float) -> float:
 
 
 def rule_codes(actual: np.ndarray, profile: Expectation, settings: DetectorSettings, step_s: int,
-               failures: dict[str, str], series: object = None) -> np.ndarray:
+               failures: dict[str, str], series: object = None, *, spread: float | None = None,
+               typical: float | None = None) -> np.ndarray:
     """The rule finding of each interval (codes of :data:`RULE_CODES`, 0: none), shape ``(T,)`` int8.
 
     A later (more specific) rule takes precedence: spike, then flatline, then zero in busy hours.
@@ -192,6 +193,8 @@ def rule_codes(actual: np.ndarray, profile: Expectation, settings: DetectorSetti
         profile: the profile expectation of each interval (its median is the busy-hours reference,
             its range the spike's ceiling).
         settings: thresholds; ``step_s``: the grid's cadence in seconds.
+        spread, typical: :func:`.rules.change_spread` and :func:`.rules.typical_expected` of the
+            whole series when ``actual`` is a part of it (default: of ``actual``).
     """
     s = settings
     _, profile_high = profile.bounds(z_threshold(s))
@@ -201,13 +204,13 @@ def rule_codes(actual: np.ndarray, profile: Expectation, settings: DetectorSetti
         # a jump above both neighbours is a spike only when it is also above the profile's range
         # (a working day starting right after a dropout is a jump, not a spike)
         with np.errstate(invalid="ignore"):
-            return rules.spike(actual, z=s.rules.spike_z) & ~(actual <= profile_high)
+            return rules.spike(actual, z=s.rules.spike_z, spread=spread) & ~(actual <= profile_high)
 
     rule = np.zeros(actual.size, dtype=np.int8)
     for code, name, run in (
         (3, "spike", spikes),
         (1, "flatline", lambda: rules.flatline(actual, min_intervals=intervals_for(s.rules.flatline_hours, step_s), tolerance=s.rules.flatline_tolerance)),
-        (2, "zero_in_busy_hours", lambda: rules.zero_in_busy_hours(actual, profile.median, zero_fraction=s.rules.zero_fraction, busy_fraction=s.rules.busy_fraction)),
+        (2, "zero_in_busy_hours", lambda: rules.zero_in_busy_hours(actual, profile.median, zero_fraction=s.rules.zero_fraction, busy_fraction=s.rules.busy_fraction, typical=typical)),
     ):
         rule[_guarded(name, run, no_rule, failures, series)] = code
     return rule

@@ -29,6 +29,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from digitaltwin.monitoring import rules
 from digitaltwin.monitoring.detector import Scored, combine, rule_codes, run_event, z_threshold
 from digitaltwin.monitoring.events import AnomalyEvent
 from digitaltwin.monitoring.profile import Expectation, profile_expectation, weekly_slots
@@ -126,20 +127,54 @@ class SlidingWindow:
 
     def newest_events(self) -> list[AnomalyEvent]:
         """The residual and rule events covering the window's last interval (none or one: the
-        flagged run that ends there), as ``detect`` on the window reports them."""
+        flagged run that ends there), as ``detect`` on the window reports them.
+
+        Only a tail of the window is scored, with the window-wide statistics of the rules (the
+        spread of the changes for spikes, the typical expected value for busy hours). The tail
+        starts at the first reading of the run of equal readings reaching into it (a flatline is
+        judged on its whole run), so every interval from ``b`` on scores as in the whole window,
+        and the persistence of every interval from ``b + n - 1`` on (it looks ``n - 1`` back). When
+        the flagged run ending at the last interval does not start inside that exact part, the
+        tail grows fourfold, up to the whole window.
+        """
         s, actual = self.settings, self.values
-        if actual.size < 2:
+        size = actual.size
+        if size < 2:
             return []
-        rule = rule_codes(actual, self.profile, s, self.step_s, {}, None)
-        no_model = np.full(actual.size, np.nan)
-        combined, _, flagged = combine(actual, surprise(self.profile.z(actual)), no_model, rule, s)
-        if not flagged[-1]:
-            return []
-        quiet = np.flatnonzero(~flagged)
-        a = int(quiet[-1]) + 1 if quiet.size else 0  # the flagged run ending at the last interval
-        part = slice(a, actual.size)
-        profile = Expectation(*(x[part] for x in (self.profile.median, self.profile.low, self.profile.high, self.profile.floor)))
-        low, high = profile.bounds(z_threshold(s))
-        index = pd.DatetimeIndex(pd.to_datetime(self.start_s + self.step_s * np.arange(a, actual.size, dtype=np.int64), unit="s", utc=True))
-        scored = Scored(index, actual[part], profile.median, low, high, combined[part], rule[part], no_model[part])
-        return [run_event(scored, 0, actual.size - a, pd.Timedelta(seconds=self.step_s), s)]
+        n = s.persistence.n
+        spread = rules.change_spread(actual)
+        typical = rules.typical_expected(self.profile.median)
+        length = 4 * n
+        while True:
+            b = max(0, size - length)
+            c = self._run_start(b - 1) if b > 0 else 0
+            part = slice(c, size)
+            profile = Expectation(*(x[part] for x in (self.profile.median, self.profile.low, self.profile.high, self.profile.floor)))
+            values = actual[part]
+            rule = rule_codes(values, profile, s, self.step_s, {}, None, spread=spread, typical=typical)
+            no_model = np.full(values.size, np.nan)
+            combined, _, flagged = combine(values, surprise(profile.z(values)), no_model, rule, s)
+            exact_from = 0 if c == 0 else (b - c) + n - 1  # first index of the part whose flag is the window's
+            if not flagged[-1]:
+                return []
+            quiet = np.flatnonzero(~flagged)
+            if c == 0 or (quiet.size and int(quiet[-1]) >= exact_from):
+                a = int(quiet[-1]) + 1 if quiet.size else 0  # the flagged run ending at the last interval
+                break
+            length *= 4
+        run = slice(a, values.size)
+        low, high = Expectation(*(x[run] for x in (profile.median, profile.low, profile.high, profile.floor))).bounds(z_threshold(s))
+        first = self.start_s + self.step_s * (c + a)
+        index = pd.DatetimeIndex(pd.to_datetime(first + self.step_s * np.arange(values.size - a, dtype=np.int64), unit="s", utc=True))
+        scored = Scored(index, values[run], profile.median[run], low, high, combined[run], rule[run], no_model[run])
+        return [run_event(scored, 0, values.size - a, pd.Timedelta(seconds=self.step_s), s)]
+
+    def _run_start(self, i: int) -> int:
+        """First index of the run of equal readings (as :func:`.rules.flatline` compares them) that holds ``i``."""
+        v, tolerance = self.values, self.settings.rules.flatline_tolerance
+        while i > 0:
+            a, b = v[i - 1], v[i]
+            if not abs(b - a) <= max(max(abs(b), abs(a)) * tolerance, 1e-12):  # NaN never equal
+                break
+            i -= 1
+        return i
