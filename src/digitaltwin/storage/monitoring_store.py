@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Engine, and_, func, insert, select, update
+from sqlalchemy import Engine, and_, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from digitaltwin.domain.errors import NotFoundError
@@ -202,6 +202,14 @@ class MonitoringStore:
         """Write ``alarm`` (stored before) back."""
         with self.engine.begin() as conn:
             conn.execute(update(alarms).where(alarms.c.id == alarm.id).values(**_values(alarm)))
+
+    def update_alarms(self, stored: Sequence[Alarm]) -> None:
+        """Write many alarms (each stored before) back in one transaction (one statement, executed for each)."""
+        if not stored:
+            return
+        with self.engine.begin() as conn:
+            conn.execute(update(alarms).where(alarms.c.id == bindparam("alarm_id")),
+                         [{"alarm_id": a.id, **_values(a)} for a in stored])
 
     def get_alarm(self, alarm_id: int) -> Alarm:
         """Raises: NotFoundError naming ``alarm_id``."""
