@@ -48,3 +48,21 @@ def test_an_alarm_cleared_and_raised_again_in_one_batch(repo: Repository) -> Non
     assert store.get_alarm(first.id).state is AlarmState.CLEARED
     second = store.open_alarms()[("m", "profile_residual")]
     assert second.id != first.id and second.score == 9.0 and second.state is AlarmState.ACTIVE
+
+
+def test_an_alarm_raised_meanwhile_by_another_process_is_continued(repo: Repository) -> None:
+    """The insert conflicts with the other process's open alarm inside the batch's transaction: the
+    savepoint undoes it alone and the detection updates the other process's alarm."""
+    repo.create_site(Site("s", "s", "UTC"))
+    repo.create_asset(Asset("m", "s", "m", AssetKind.METER))
+    other = AlarmService(MonitoringStore(repo.engine), repo)
+    raised = other.apply([detection("m", True)])[0].alarm
+
+    class Stale(MonitoringStore):
+        def open_alarms(self, keys=None):  # type: ignore[no-untyped-def]
+            return {}  # read before the other process raised its alarm
+
+    store = Stale(repo.engine)
+    changes = AlarmService(store, repo).apply([detection("m", True, score=8.0, hour=1), detection("n-unknown", True)])
+    assert [(c.change.value, c.alarm.id) for c in changes] == [("updated", raised.id)]
+    assert MonitoringStore(repo.engine).open_alarms()[("m", "profile_residual")].score == 8.0
