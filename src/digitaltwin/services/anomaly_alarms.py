@@ -19,27 +19,35 @@ the profile), and the next closed hour reads from storage only the hours that ca
   reading), nor, for counters, before the hour of the fifth-from-last reading (a glitch is
   recognised with up to four readings of look-ahead): the frontier of the energy rollups
   (:mod:`digitaltwin.services.energy_rollups`). The sample counts of the kept hours place it. The
-  next evaluation reads :func:`~digitaltwin.services.energy.energy_report` from the frontier to the
-  new end (usually two hours) and moves the window; only the weekly slots whose values changed or
-  left the window get their profile recomputed, and only the run ending at the closed hour is
-  built into an event. The result is that of the full computation (tested against it on a real
-  building over hundreds of closed hours with late data, gaps and a DST change).
+  next evaluation reads from the frontier to the new end (usually two hours) and moves the window;
+  only the weekly slots whose values changed or left the window get their profile recomputed, and
+  only the tail that decides the closed hour is scored. The result is that of the full
+  computation (tested against it on real buildings over hundreds of closed hours with late data,
+  gaps, a dropout, a meter replacement and a DST change).
+* **Batches.** The runner hands over all the closed hours of a committed batch
+  (:meth:`ConsumptionAnomalies.detect_intervals`): the assets, sites, meter rules and readings of
+  all their series are read in a few queries (:meth:`Repository.readings_with_context` reads what
+  :func:`~digitaltwin.services.energy.read_window` reads, for many series), and each series' hours
+  come from energy's own :func:`~digitaltwin.services.energy.bucket_totals` (the numbers of
+  :func:`~digitaltwin.services.energy.energy_report` on raw readings; the detector reads raw
+  readings whether or not ``ENERGY_ROLLUPS`` is on). A window read whole (a new series, the first
+  evaluation after a start) is read the same way, with the other series of its batch.
 * **Late data.** A closed hour evaluated again (a late reading touched it, so it is not after the
-  window) is computed in full from storage, and the window starts over from it; the runner
-  evaluates the touched hours in order, so later ones move on from there.
+  window) is read whole, and the window starts over from it; the runner evaluates the touched
+  hours of a series in order, so later ones move on from there.
 * **Meter rules.** The window depends on the series' kind, interval, meter rules (modulus, power
   limit, meter replacements recorded through the API, which change past energy) and the power
-  hold: the same key as the rollups' (:func:`~digitaltwin.services.energy_rollups.rules_key`),
+  hold: the same key as the rollups' (:func:`~digitaltwin.services.energy_rollups.rules_key_of`),
   checked at every evaluation; a changed key, or another site time zone, reads the window anew.
 * **Time to live.** What the runner of this process does not see (readings written or deleted by
   another process inside the window) is picked up when the window expires: after
   ``refresh_after``, spread per series over up to twice that so the fleet does not expire at once.
 
 Series whose energy depends on the range read (an interval series without a recorded interval),
-sites whose hours are not whole UTC hours, and series beyond ``max_series`` kept windows are scored
-in full every time, as before. Counter arithmetic carries its baseline from five readings before
-the range read, as the rollups do, so for a register that dips and never recovers the two can
-differ after the dip (real registers do not do that).
+sites whose hours are not whole UTC hours, and series beyond ``max_series`` kept windows are read
+by the energy report and scored in full every time, as before. Counter arithmetic carries its
+baseline from five readings before the range read, as the rollups do, so for a register that dips
+and never recovers the two can differ after the dip (real registers do not do that).
 """
 
 from __future__ import annotations
@@ -63,7 +71,6 @@ from digitaltwin.monitoring import ConsumptionDetector, DetectorSettings
 from digitaltwin.monitoring.alarms import Detection, Severity, evidence
 from digitaltwin.monitoring.events import AnomalyEvent, AnomalyType
 from digitaltwin.monitoring.sliding import SlidingWindow
-from digitaltwin.services import energy_rollups
 from digitaltwin.services.detection import IntervalRequest
 from digitaltwin.services.energy import (
     COUNTER_CONTEXT_READINGS,
@@ -150,12 +157,13 @@ def hour_detections(asset_id: str, start: datetime, end: datetime, events: Itera
 
 @dataclass(frozen=True, slots=True)
 class _Step:
-    """An evaluation that moves a kept window: read ``[from_s, end)`` and move the window to end there."""
+    """An evaluation of one series in a batch: read ``[from_s, end)`` and move the kept window to end
+    there (``from_s`` is the window's start when there is none to move)."""
 
     index: int  # of the request
     key: tuple[str, str]
     info: SeriesInfo
-    kept: _Kept
+    kept: _Kept | None  # None: the window is read whole and kept anew
     start: datetime
     end: datetime
     lo_s: int
@@ -264,20 +272,23 @@ class ConsumptionAnomalies:
             return exc
 
     def _step(self, index: int, r: IntervalRequest, repo: Repository) -> _Step | None:
-        """The move of the series' kept window to the end of ``r``, or None when it must be read whole."""
-        key = (r.asset_id, r.quantity)
-        kept = self._kept.get(key)
+        """What to read for ``r`` with the other series of the batch: from the kept window's frontier
+        when it can move on, else the whole window (``kept`` None); None when the energy report
+        must read it (an unknown series)."""
         end_s = int(r.end.timestamp())
-        if kept is None or time.monotonic() >= kept.expires or end_s <= kept.window.end_s or end_s % _HOUR_S:
+        if end_s % _HOUR_S:
             return None
-        if energy_rollups.settings.enabled:
-            return None  # energy from the rollups' cells: read as the full computation reads it
         info = repo.find_series(r.asset_id, r.quantity)
-        frontier = kept.frontier_s()
-        lo_s = end_s - HISTORY_WEEKS * 7 * 86_400
-        if info is None or frontier is None or frontier <= lo_s:
+        if info is None:
             return None
-        return _Step(index, key, info, kept, r.start, r.end, lo_s, frontier)
+        key = (r.asset_id, r.quantity)
+        lo_s = end_s - HISTORY_WEEKS * 7 * 86_400
+        kept = self._kept.get(key)
+        if kept is not None and time.monotonic() < kept.expires and end_s > kept.window.end_s:
+            frontier = kept.frontier_s()
+            if frontier is not None and frontier > lo_s:
+                return _Step(index, key, info, kept, r.start, r.end, lo_s, frontier)
+        return _Step(index, key, info, None, r.start, r.end, lo_s, lo_s)  # a late hour, or nothing kept to move
 
     def _fetch(self, steps: list[_Step], repo: Repository) -> _Fetched:
         assets = repo.get_assets({st.key[0] for st in steps})
@@ -295,15 +306,17 @@ class ConsumptionAnomalies:
         return self._full(r, repo) if moved is None else moved
 
     def _advance(self, st: _Step, fetched: _Fetched, repo: Repository) -> list[Detection] | None:
-        """Move the kept window by ``st`` and score it; None when it must be read whole instead
-        (the series' meter rules or site time zone changed, or its hours are not UTC hours)."""
+        """Move the kept window by ``st`` (or build it, without one) and score it; None when the
+        energy report must read it whole instead (the series' meter rules or site time zone
+        changed, its energy depends on the range read, or its hours are not UTC hours)."""
         asset = fetched.assets.get(st.key[0])
         site = fetched.sites.get(asset.site_id) if asset is not None else None
-        if asset is None or site is None or site.timezone != st.kept.timezone:
+        if asset is None or site is None or (st.kept is not None and site.timezone != st.kept.timezone):
             return None
         rules = counter_rules(repo, asset, st.info, attributes=fetched.attributes.get(st.info.id, {}),
                               stored=fetched.replacements.get(st.info.id, []))
-        if rules_key_of(st.info, rules, self.max_hold) != st.kept.rules:
+        key = rules_key_of(st.info, rules, self.max_hold)
+        if key is None or (st.kept is not None and key != st.kept.rules):
             return None
         edges_us = window_edges_us(datetime.fromtimestamp(st.from_s, UTC), st.end, Bucket.HOUR, zone(site.timezone))
         hours = np.arange(edges_us.size, dtype=np.int64) * (_HOUR_S * 1_000_000) + st.from_s * 1_000_000
@@ -313,13 +326,24 @@ class ConsumptionAnomalies:
         totals = bucket_totals(st.info, WindowReadings(ts_s, values), edges_us, max_hold=self.max_hold,
                                until_us=hold_until_us(edges_us, st.end), rules=rules)
         energy = np.where(np.isfinite(totals.energy_kwh), totals.energy_kwh, np.nan)  # as the report's rows
-        kept, old_start = st.kept, st.kept.window.start_s
-        kept.window.move(st.lo_s, st.from_s, energy)
-        kept.counts = np.concatenate([kept.counts[(st.lo_s - old_start) // _HOUR_S : (st.from_s - old_start) // _HOUR_S],
-                                      np.asarray(totals.sample_count, dtype=np.int64)])
-        self.reads["incremental"] += 1
+        counts = np.asarray(totals.sample_count, dtype=np.int64)
+        if st.kept is None:
+            self._kept.pop(st.key, None)
+            self.reads["full"] += 1
+            kept = self._new_kept(st.key, SlidingWindow(st.lo_s, energy, step_s=_HOUR_S, timezone=site.timezone, settings=self.settings),
+                                  counts, site.timezone, key, st.info)
+        else:
+            kept, old_start = st.kept, st.kept.window.start_s
+            kept.window.move(st.lo_s, st.from_s, energy)
+            kept.counts = np.concatenate([kept.counts[(st.lo_s - old_start) // _HOUR_S : (st.from_s - old_start) // _HOUR_S], counts])
+            self.reads["incremental"] += 1
         events = self._scored(st.key, kept)
         return [] if events is None else hour_detections(st.key[0], st.start, st.end, events)
+
+    def _new_kept(self, key: tuple[str, str], window: SlidingWindow, counts: np.ndarray, timezone: str, rules: str,
+                  info: SeriesInfo) -> _Kept:
+        spread = zlib.crc32(f"{key[0]}\0{key[1]}".encode()) / 2**32  # expiry spread over [1, 2) x refresh_after
+        return _Kept(window, counts, timezone, rules, _CONTEXT.get(info.kind, 1), time.monotonic() + self.refresh_after_s * (1.0 + spread))
 
     def _full(self, r: IntervalRequest, repo: Repository) -> list[Detection]:
         """The hour scored from its whole window read from storage (and the window kept when it can be)."""
@@ -329,7 +353,7 @@ class ConsumptionAnomalies:
         end_s = int(r.end.timestamp())
         lo_s = end_s - HISTORY_WEEKS * 7 * 86_400
         report = energy_report(repo, r.asset_id, start=r.end - timedelta(weeks=HISTORY_WEEKS), end=r.end, bucket=Bucket.HOUR,
-                               max_hold=self.max_hold, quantity=r.quantity, now=r.end)
+                               max_hold=self.max_hold, quantity=r.quantity, now=r.end, use_rollups=False)
         info = repo.find_series(r.asset_id, r.quantity)
         rules = rules_key(repo, repo.get_asset(r.asset_id), info, self.max_hold) if info is not None else None
         hourly = _hourly(report, lo_s, end_s) if end_s % _HOUR_S == 0 else None
@@ -339,10 +363,7 @@ class ConsumptionAnomalies:
                 return []
             return hour_detections(r.asset_id, r.start, r.end, self.detector.detect(y, timezone=report.timezone).events)
         window = SlidingWindow(lo_s, hourly[0], step_s=_HOUR_S, timezone=report.timezone, settings=self.settings)
-        spread = zlib.crc32(f"{r.asset_id}\0{r.quantity}".encode()) / 2**32  # expiry spread over [1, 2) x refresh_after
-        kept = _Kept(window, hourly[1], report.timezone, rules, _CONTEXT.get(info.kind, 1),
-                     time.monotonic() + self.refresh_after_s * (1.0 + spread))
-        events = self._scored(key, kept)
+        events = self._scored(key, self._new_kept(key, window, hourly[1], report.timezone, rules, info))
         return [] if events is None else hour_detections(r.asset_id, r.start, r.end, events)
 
     def _scored(self, key: tuple[str, str], kept: _Kept) -> list[AnomalyEvent] | None:
