@@ -93,8 +93,9 @@ HISTORY_WEEKS = 8
 #: shown on the energy buckets themselves).
 REPORTED = (AnomalyType.PROFILE_RESIDUAL, AnomalyType.FLATLINE, AnomalyType.ZERO_IN_BUSY_HOURS, AnomalyType.SPIKE)
 #: Readings from the end whose hours a later reading can still change: the last one (power,
-#: interval energy), the fifth from last for counters (the energy rollups' frontier).
-_CONTEXT = {SeriesKind.CUMULATIVE: 5}
+#: interval energy), for counters the glitch look-ahead plus the closing reading (the fifth from
+#: last: the energy rollups' frontier).
+_CONTEXT = {SeriesKind.CUMULATIVE: COUNTER_CONTEXT_READINGS}
 _HOUR_S = 3600
 
 
@@ -215,10 +216,6 @@ class ConsumptionAnomalies:
         """The window kept for a series (None when none is), for diagnostics and tests."""
         kept = self._kept.get((asset_id, quantity))
         return None if kept is None else kept.window
-
-    def forget(self) -> None:
-        """Drop every kept window (the next evaluation of each series reads it whole)."""
-        self._kept.clear()
 
     def detect_interval(self, asset_id: str, quantity: str, start: datetime, end: datetime,
                         repo: Repository) -> Iterable[Detection]:
