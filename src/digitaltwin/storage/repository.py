@@ -633,9 +633,12 @@ class Repository:
             .order_by(readings.c.series_id, readings.c.ts)
         )
         terms = []
+        previous: dict[datetime, list[int]] = {}  # spans reading the one reading before their start, by start
         for sp in spans:
             of = readings.c.series_id == sp.series_id
-            if sp.before > 0:
+            if sp.before == 1:
+                previous.setdefault(sp.start, []).append(sp.series_id)
+            elif sp.before > 0:
                 terms.append(select(readings.c.series_id, epoch_us.label("us"), readings.c.value)
                              .where(of, readings.c.ts < sp.start).order_by(readings.c.ts.desc()).limit(sp.before).subquery().select())
             if sp.after > 0:
@@ -652,10 +655,27 @@ class Repository:
                 part = terms[i : i + _CONTEXT_TERMS]
                 for sid, us, value in conn.execute(part[0] if len(part) == 1 else union_all(*part)):
                     by_series[sid].append((int(us), float(value)))
+            for start, sids in previous.items():
+                for sid, us, value in conn.execute(self._previous_readings(sids, start)):
+                    by_series[sid].append((int(us), float(value)))
         for sid, items in by_series.items():
             items.sort()
             out[sid] = (np.array([us for us, _ in items], dtype=np.int64) / 1e6, np.array([v for _, v in items], dtype=np.float64))
         return out
+
+    def _previous_readings(self, series_ids: list[int], before: datetime) -> Any:
+        """The last reading before ``before`` of each series, one statement of one shape: a
+        correlated ``max(ts)`` per series (an index seek each) joined back to its reading."""
+        inner = readings.alias("earlier")
+        last = (
+            select(series.c.id.label("sid"),
+                   select(func.max(inner.c.ts)).where(inner.c.series_id == series.c.id, inner.c.ts < before).scalar_subquery().label("ts"))
+            .where(series.c.id.in_(series_ids))
+            .subquery()
+        )
+        epoch_us = _EPOCH_US[self.engine.dialect.name]
+        return select(readings.c.series_id, epoch_us, readings.c.value).join_from(
+            readings, last, and_(readings.c.series_id == last.c.sid, readings.c.ts == last.c.ts))
 
     def series_extent(self, series_id: int) -> tuple[datetime, datetime] | None:
         """(first ts, last ts) of a series, or None when empty; two index seeks, no scan."""
