@@ -44,7 +44,7 @@ _SLOTS_AHEAD = 168
 
 def _slots(start_s: int, count: int, step_s: int, timezone: str) -> np.ndarray:
     index = pd.DatetimeIndex(pd.to_datetime(start_s + step_s * np.arange(count, dtype=np.int64), unit="s", utc=True))
-    return weekly_slots(index, timezone, step_s)
+    return weekly_slots(index, timezone, step_s).astype(np.int16)  # below 7 x 1,440 slots a week: kept small
 
 
 class SlidingWindow:

@@ -127,7 +127,7 @@ def _hourly(report: EnergyReport, start_s: int, end_s: int) -> tuple[np.ndarray,
     ):
         return None
     energy = np.array([np.nan if r.energy_kwh is None else r.energy_kwh for r in rows], dtype=float)
-    return energy, np.array([r.sample_count for r in rows], dtype=np.int64)
+    return energy, np.array([r.sample_count for r in rows], dtype=np.int32)
 
 
 def hour_detections(asset_id: str, start: datetime, end: datetime, events: Iterable[AnomalyEvent]) -> list[Detection]:
@@ -323,7 +323,7 @@ class ConsumptionAnomalies:
         totals = bucket_totals(st.info, WindowReadings(ts_s, values), edges_us, max_hold=self.max_hold,
                                until_us=hold_until_us(edges_us, st.end), rules=rules)
         energy = np.where(np.isfinite(totals.energy_kwh), totals.energy_kwh, np.nan)  # as the report's rows
-        counts = np.asarray(totals.sample_count, dtype=np.int64)
+        counts = np.asarray(totals.sample_count, dtype=np.int32)
         if st.kept is None:
             self._kept.pop(st.key, None)
             self.reads["full"] += 1
