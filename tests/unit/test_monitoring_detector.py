@@ -165,3 +165,17 @@ def test_failing_detector_is_recorded_and_the_others_still_score(caplog: pytest.
     assert detection.frame["surprise_model"].isna().all()
     assert any(e.type is AnomalyType.ZERO_IN_BUSY_HOURS for e in detection.events)  # profile and rules still work
     assert any("model" in r.getMessage() for r in caplog.records)
+
+
+def test_profile_row_median_is_numpys_nanmedian_bit_for_bit() -> None:
+    """The profile's row median (sort, middle pair) against ``np.nanmedian`` on rows with missing values."""
+    from digitaltwin.monitoring.profile import nanmedian_rows
+
+    rng = np.random.default_rng(3)
+    for _ in range(300):
+        rows = rng.normal(100.0, 30.0, (int(rng.integers(1, 40)), int(rng.integers(1, 12)))) * 10.0 ** int(rng.integers(-3, 4))
+        rows[rng.random(rows.shape) < 0.3] = np.nan
+        rows[np.isnan(rows).all(axis=1), 0] = 1.5  # every row has a value
+        if rng.random() < 0.3:
+            rows = np.round(rows, 1)  # ties
+        np.testing.assert_array_equal(nanmedian_rows(rows), np.nanmedian(rows, axis=1))

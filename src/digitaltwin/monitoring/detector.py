@@ -30,6 +30,7 @@ raises (e.g. a forecaster whose optional dependency is missing) is logged and re
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -119,25 +120,8 @@ class ConsumptionDetector:
 
         profile = profile_expectation(actual, slots, s.profile)
         surprise_profile = surprise(profile.z(actual))
-
-        z_threshold = float(norm.isf(10.0 ** (-s.threshold) / 2.0))
-        _, profile_high = profile.bounds(z_threshold)
         failures: dict[str, str] = {}
-        no_rule = np.zeros(actual.size, dtype=bool)
-
-        def spikes() -> np.ndarray:
-            # a jump above both neighbours is a spike only when it is also above the profile's range
-            # (a working day starting right after a dropout is a jump, not a spike)
-            with np.errstate(invalid="ignore"):
-                return rules.spike(actual, z=s.rules.spike_z) & ~(actual <= profile_high)
-
-        rule = np.zeros(actual.size, dtype=np.int8)
-        for code, name, run in (
-            (3, "spike", spikes),
-            (1, "flatline", lambda: rules.flatline(actual, min_intervals=intervals_for(s.rules.flatline_hours, step_s), tolerance=s.rules.flatline_tolerance)),
-            (2, "zero_in_busy_hours", lambda: rules.zero_in_busy_hours(actual, profile.median, zero_fraction=s.rules.zero_fraction, busy_fraction=s.rules.busy_fraction)),
-        ):
-            rule[_guarded(name, run, no_rule, failures, y.name)] = code  # later (more specific) rules take precedence
+        rule = rule_codes(actual, profile, s, step_s, failures, y.name)
         rule_surprise = np.where(rule > 0, s.threshold + s.critical_margin, 0.0)
 
         fits = 0
@@ -155,14 +139,8 @@ class ConsumptionDetector:
             expectation = Expectation(*(np.where(use_model, m, p) for m, p in zip(
                 (model.median, model.low, model.high, model.floor), (profile.median, profile.low, profile.high, profile.floor), strict=True)))
 
-        # where a model exists both must agree (the larger tail probability, a valid p-value under either
-        # null); elsewhere the profile alone; a rule finding stands on its own
-        residual = np.where(np.isfinite(surprise_model), np.fmin(surprise_model, surprise_profile), surprise_profile)
-        combined = np.fmax(np.nan_to_num(residual, nan=0.0), rule_surprise)
-        combined[~np.isfinite(actual)] = 0.0
-        persistent = k_of_n(combined, s.persistence.k, s.persistence.n)
-        flagged = persistent >= s.threshold
-        low, high = expectation.bounds(z_threshold)
+        combined, persistent, flagged = combine(actual, surprise_profile, surprise_model, rule, s)
+        low, high = expectation.bounds(z_threshold(s))
         frame = pd.DataFrame(
             {
                 "actual": actual,
@@ -178,7 +156,8 @@ class ConsumptionDetector:
             },
             index=y.index,
         )
-        events = self._events(frame, step, surprise_model)
+        scored = Scored(y.index, actual, expectation.median, low, high, combined, rule, surprise_model)
+        events = [run_event(scored, a, b, step, s) for a, b in runs(flagged)]
         events += rules.gaps(y.index, actual, step=step, stale_intervals=s.rules.stale_intervals)
         if now is not None:
             valid = np.flatnonzero(np.isfinite(actual))
@@ -190,32 +169,111 @@ class ConsumptionDetector:
         events.sort(key=lambda e: (e.start, e.type.value))
         return Detection(frame, events, fits, failures)
 
-    def _events(self, frame: pd.DataFrame, step: pd.Timedelta, surprise_model: np.ndarray) -> list[AnomalyEvent]:
-        s = self.settings
-        out = []
-        combined = frame["surprise"].to_numpy()
-        rule = frame["rule"].to_numpy()
-        for a, b in runs(frame["flagged"].to_numpy()):
-            worst = a + int(np.argmax(combined[a:b]))
-            codes = rule[a:b][rule[a:b] > 0]
-            if codes.size:
-                kind = RULE_CODES[int(np.bincount(codes).argmax())]
-            elif np.isfinite(surprise_model[worst]):
-                kind = AnomalyType.MODEL_RESIDUAL  # confirmed by the profile, see the module docstring
-            else:
-                kind = AnomalyType.PROFILE_RESIDUAL
-            score = float(combined[worst])
-            severity = Severity.CRITICAL if score >= s.threshold + s.critical_margin else Severity.WARNING
-            row = frame.iloc[worst]
-            out.append(
-                AnomalyEvent(
-                    kind, severity, frame.index[a], frame.index[b - 1] + step, score,
-                    actual=optional(row["actual"]), expected=optional(row["expected"]),
-                    expected_low=optional(row["expected_low"]), expected_high=optional(row["expected_high"]),
-                    detail=f"{b - a} interval(s) flagged; worst at {frame.index[worst].isoformat()}",
-                )
-            )
-        return out
+
+def z_threshold(settings: DetectorSettings) -> float:
+    """The standardised residual ``|z|`` whose two-sided tail probability is ``10 ** -threshold``."""
+    return _z_of(settings.threshold)
+
+
+@functools.lru_cache(maxsize=64)
+def _z_of(threshold: float) -> float:
+    return float(norm.isf(10.0 ** (-threshold) / 2.0))
+
+
+def rule_codes(actual: np.ndarray, profile: Expectation, settings: DetectorSettings, step_s: int,
+               failures: dict[str, str], series: object = None, *, spread: float | None = None,
+               typical: float | None = None) -> np.ndarray:
+    """The rule finding of each interval (codes of :data:`RULE_CODES`, 0: none), shape ``(T,)`` int8.
+
+    A later (more specific) rule takes precedence: spike, then flatline, then zero in busy hours.
+    A rule that raises is logged and recorded in ``failures`` (name -> error) and finds nothing.
+
+    Args:
+        actual: readings on the regular grid, NaN where missing.
+        profile: the profile expectation of each interval (its median is the busy-hours reference,
+            its range the spike's ceiling).
+        settings: thresholds; ``step_s``: the grid's cadence in seconds.
+        spread, typical: :func:`.rules.change_spread` and :func:`.rules.typical_expected` of the
+            whole series when ``actual`` is a part of it (default: of ``actual``).
+    """
+    s = settings
+    _, profile_high = profile.bounds(z_threshold(s))
+    no_rule = np.zeros(actual.size, dtype=bool)
+
+    def spikes() -> np.ndarray:
+        # a jump above both neighbours is a spike only when it is also above the profile's range
+        # (a working day starting right after a dropout is a jump, not a spike)
+        with np.errstate(invalid="ignore"):
+            return rules.spike(actual, z=s.rules.spike_z, spread=spread) & ~(actual <= profile_high)
+
+    rule = np.zeros(actual.size, dtype=np.int8)
+    for code, name, run in (
+        (3, "spike", spikes),
+        (1, "flatline", lambda: rules.flatline(actual, min_intervals=intervals_for(s.rules.flatline_hours, step_s), tolerance=s.rules.flatline_tolerance)),
+        (2, "zero_in_busy_hours", lambda: rules.zero_in_busy_hours(actual, profile.median, zero_fraction=s.rules.zero_fraction, busy_fraction=s.rules.busy_fraction, typical=typical)),
+    ):
+        rule[_guarded(name, run, no_rule, failures, series)] = code
+    return rule
+
+
+def combine(actual: np.ndarray, surprise_profile: np.ndarray, surprise_model: np.ndarray, rule: np.ndarray,
+            settings: DetectorSettings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per interval: the combined surprise, its persistent score (k of n) and whether it is flagged.
+
+    Where a model exists both must agree (the larger tail probability, a valid p-value under either
+    null); elsewhere the profile alone; a rule finding (``rule > 0``) scores
+    ``threshold + critical_margin`` and stands on its own (see the module docstring). Missing
+    readings score 0. All arrays have shape ``(T,)``.
+    """
+    s = settings
+    rule_surprise = np.where(rule > 0, s.threshold + s.critical_margin, 0.0)
+    residual = np.where(np.isfinite(surprise_model), np.fmin(surprise_model, surprise_profile), surprise_profile)
+    combined = np.fmax(np.nan_to_num(residual, nan=0.0), rule_surprise)
+    combined[~np.isfinite(actual)] = 0.0
+    persistent = k_of_n(combined, s.persistence.k, s.persistence.n)
+    return combined, persistent, persistent >= s.threshold
+
+
+@dataclass(frozen=True)
+class Scored:
+    """The scored intervals an event is built from, arrays of shape ``(T,)`` on ``index`` (UTC starts).
+
+    ``expected``, ``low``, ``high``: the expectation and its range at the threshold (target unit);
+    ``combined``: the combined surprise; ``rule``: rule codes; ``surprise_model``: NaN where no model.
+    """
+
+    index: pd.DatetimeIndex
+    actual: np.ndarray
+    expected: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    combined: np.ndarray
+    rule: np.ndarray
+    surprise_model: np.ndarray
+
+
+def run_event(scored: Scored, a: int, b: int, step: pd.Timedelta, settings: DetectorSettings) -> AnomalyEvent:
+    """The event of the flagged run ``[a, b)``: typed after its most frequent rule finding (else the
+    residual that scored), critical from ``threshold + critical_margin`` on, with the evidence of its
+    worst interval."""
+    s = settings
+    combined, rule = scored.combined, scored.rule
+    worst = a + int(np.argmax(combined[a:b]))
+    codes = rule[a:b][rule[a:b] > 0]
+    if codes.size:
+        kind = RULE_CODES[int(np.bincount(codes).argmax())]
+    elif np.isfinite(scored.surprise_model[worst]):
+        kind = AnomalyType.MODEL_RESIDUAL  # confirmed by the profile, see the module docstring
+    else:
+        kind = AnomalyType.PROFILE_RESIDUAL
+    score = float(combined[worst])
+    severity = Severity.CRITICAL if score >= s.threshold + s.critical_margin else Severity.WARNING
+    return AnomalyEvent(
+        kind, severity, scored.index[a], scored.index[b - 1] + step, score,
+        actual=optional(scored.actual[worst]), expected=optional(scored.expected[worst]),
+        expected_low=optional(scored.low[worst]), expected_high=optional(scored.high[worst]),
+        detail=f"{b - a} interval(s) flagged; worst at {scored.index[worst].isoformat()}",
+    )
 
 
 def _guarded(name: str, run: Callable[[], T], fallback: T, failures: dict[str, str], series: object) -> T:

@@ -91,11 +91,27 @@ def profile_expectation(values: np.ndarray, slots: np.ndarray, settings: Profile
         if not ok.any():
             continue
         rows = past[ok]
-        median = np.nanmedian(rows, axis=1)
-        mad = np.nanmedian(np.abs(rows - median[:, None]), axis=1) * MAD_TO_SIGMA
+        median = nanmedian_rows(rows)
+        mad = nanmedian_rows(np.abs(rows - median[:, None])) * MAD_TO_SIGMA
         idx = where[ok]
         out.median[idx] = median
         out.low[idx] = median - mad
         out.high[idx] = median + mad
         out.floor[idx] = np.maximum(settings.scale_floor_fraction * np.abs(median), 1e-9)
     return out
+
+
+def nanmedian_rows(rows: np.ndarray) -> np.ndarray:
+    """Median of the non-NaN values of each row, shape ``(n, w) -> (n,)``; every row needs one.
+
+    The result of ``np.nanmedian(rows, axis=1)``, bit for bit: numpy sorts small rows (NaN last)
+    and takes ``(low + high) / 2`` of the middle pair (the middle value twice for an odd count),
+    which this does without the masked arrays numpy builds for it (ten times slower on the
+    eight-week rows of a profile).
+    """
+    ordered = np.sort(rows, axis=1)
+    counts = np.count_nonzero(~np.isnan(rows), axis=1)
+    high = counts // 2
+    low = np.where(counts % 2 == 1, high, high - 1)
+    at = np.arange(rows.shape[0])
+    return (ordered[at, low] + ordered[at, high]) / 2.0

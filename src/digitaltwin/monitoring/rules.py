@@ -41,7 +41,8 @@ def flatline(values: np.ndarray, *, min_intervals: int, tolerance: float = 1e-6)
     return mask
 
 
-def zero_in_busy_hours(values: np.ndarray, expected: np.ndarray, *, zero_fraction: float, busy_fraction: float) -> np.ndarray:
+def zero_in_busy_hours(values: np.ndarray, expected: np.ndarray, *, zero_fraction: float, busy_fraction: float,
+                       typical: float | None = None) -> np.ndarray:
     """Mask of near-zero readings where consumption is normally high.
 
     A reading is near zero when it is at most ``zero_fraction`` of the expected value; the hour is
@@ -51,33 +52,49 @@ def zero_in_busy_hours(values: np.ndarray, expected: np.ndarray, *, zero_fractio
     Args:
         values: readings, shape ``(T,)``.
         expected: expected value per interval (e.g. the profile median), shape ``(T,)``.
+        typical: :func:`typical_expected` of the whole series, when ``values`` is a part of it
+            (default: computed from ``expected``).
     """
     v = np.asarray(values, dtype=float)
     e = np.asarray(expected, dtype=float)
-    if not np.isfinite(e).any():
+    if typical is None:
+        typical = typical_expected(e)
+    if typical is None:
         return np.zeros(v.size, dtype=bool)
-    typical = float(np.nanmedian(e))
     with np.errstate(invalid="ignore"):
         busy = (e > 0) & (e >= busy_fraction * typical)
         return busy & (v <= zero_fraction * e)
 
 
-def spike(values: np.ndarray, *, z: float) -> np.ndarray:
+def typical_expected(expected: np.ndarray) -> float | None:
+    """The median expected value of a series (the busy-hours reference), None when it has none."""
+    e = np.asarray(expected, dtype=float)
+    return float(np.nanmedian(e)) if np.isfinite(e).any() else None
+
+
+def spike(values: np.ndarray, *, z: float, spread: float | None = None) -> np.ndarray:
     """Mask of single-interval spikes: a reading above both neighbours by ``z`` robust spreads.
 
     The spread is ``1.4826 x`` the median absolute interval-to-interval change of the series (at
-    least 1e-9). The first and last readings have one neighbour and are never flagged, so the
+    least 1e-9; :func:`change_spread`, given as ``spread`` when ``values`` is a part of the
+    series). The first and last readings have one neighbour and are never flagged, so the
     rule needs one interval after the spike before it can decide.
     """
     v = np.asarray(values, dtype=float)
     mask = np.zeros(v.size, dtype=bool)
     if v.size < 3:
         return mask
-    diffs = np.diff(v)
-    spread = max(float(np.nanmedian(np.abs(diffs))) * 1.4826, 1e-9) if np.isfinite(diffs).any() else 1e-9
+    if spread is None:
+        spread = change_spread(v)
     with np.errstate(invalid="ignore"):
         mask[1:-1] = (v[1:-1] - np.fmax(v[:-2], v[2:])) > z * spread
     return mask
+
+
+def change_spread(values: np.ndarray) -> float:
+    """``1.4826 x`` the median absolute change between consecutive readings, at least 1e-9."""
+    diffs = np.diff(np.asarray(values, dtype=float))
+    return max(float(np.nanmedian(np.abs(diffs))) * 1.4826, 1e-9) if np.isfinite(diffs).any() else 1e-9
 
 
 def gaps(index: pd.DatetimeIndex, values: np.ndarray, *, step: pd.Timedelta, stale_intervals: int) -> list[AnomalyEvent]:

@@ -2,7 +2,8 @@
 
 :meth:`AlarmService.apply` takes the detections of any detector, applies the life cycle of
 :mod:`digitaltwin.monitoring.alarms` to the open alarm of each asset and type (one query for
-all of them), stores what changed, then, outside the storage work, publishes ``event: alarm``
+all of them), stores what changed in one transaction (one commit for the batch, whatever the
+number of alarms it changes), then, outside the storage work, publishes ``event: alarm``
 on the asset's live stream, queues webhook notifications (raised, escalated, acknowledged,
 cleared; never waiting on them) and refreshes the ``alarms_active{severity,type}`` gauge.
 Operators acknowledge and clear through :meth:`acknowledge` and :meth:`clear` (audited by the
@@ -79,33 +80,42 @@ class AlarmService:
             sites = self._site_ids({d.asset_id for d in detections})
             current = self.store.open_alarms({(d.asset_id, d.type) for d in detections})
             now = self.clock()
-            for detection in detections:
-                site_id = sites.get(detection.asset_id)
-                if site_id is None:
-                    log.warning("detection of unknown asset %r (%s) skipped", detection.asset_id, detection.type)
-                    continue
-                key = (detection.asset_id, detection.type)
-                change, alarm = life.transition(current.get(key), detection, site_id=site_id, now=now,
-                                                hysteresis=self.hysteresis)
-                if change is Change.NONE or alarm is None:
-                    continue
-                if change is Change.RAISED:
-                    stored = self.store.insert_alarm(alarm)
-                    if stored is None:  # raised by another process meanwhile: continue from its row
-                        current.update(self.store.open_alarms([key]))
-                        change, alarm = life.transition(current.get(key), detection, site_id=site_id, now=now,
-                                                        hysteresis=self.hysteresis)
-                        if alarm is None or change is Change.NONE:
-                            continue
-                        if change is Change.RAISED:
-                            continue  # it was cleared meanwhile as well; the next evaluation raises it
-                        self.store.update_alarm(alarm)
+            with self.store.alarm_writes() as writes:
+                pending: dict[int | None, Alarm] = {}  # changed stored alarms, written together
+
+                def flush() -> None:
+                    writes.update(list(pending.values()))
+                    pending.clear()
+
+                for detection in detections:
+                    site_id = sites.get(detection.asset_id)
+                    if site_id is None:
+                        log.warning("detection of unknown asset %r (%s) skipped", detection.asset_id, detection.type)
+                        continue
+                    key = (detection.asset_id, detection.type)
+                    change, alarm = life.transition(current.get(key), detection, site_id=site_id, now=now,
+                                                    hysteresis=self.hysteresis)
+                    if change is Change.NONE or alarm is None:
+                        continue
+                    if change is Change.RAISED:
+                        flush()  # in order: an alarm of this key cleared just before must be written first
+                        stored = writes.insert(alarm)
+                        if stored is None:  # raised by another process meanwhile: continue from its row
+                            current.update(writes.open_alarms([key]))
+                            change, alarm = life.transition(current.get(key), detection, site_id=site_id, now=now,
+                                                            hysteresis=self.hysteresis)
+                            if alarm is None or change is Change.NONE:
+                                continue
+                            if change is Change.RAISED:
+                                continue  # it was cleared meanwhile as well; the next evaluation raises it
+                            pending[alarm.id] = alarm
+                        else:
+                            alarm = stored
                     else:
-                        alarm = stored
-                else:
-                    self.store.update_alarm(alarm)
-                current[key] = alarm
-                out.append(Applied(change, alarm))
+                        pending[alarm.id] = alarm
+                    current[key] = alarm
+                    out.append(Applied(change, alarm))
+                flush()
         notified = [a for a in out if a.change in _NOTIFIED]
         for applied in notified:
             if applied.change is Change.RAISED:

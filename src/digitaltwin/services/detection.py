@@ -92,6 +92,26 @@ class IntervalDetector(Protocol):
                         repo: Repository) -> Iterable[Detection]: ...
 
 
+@dataclass(frozen=True, slots=True)
+class IntervalRequest:
+    """One closed interval ``[start, end)`` (UTC) of one series to evaluate."""
+
+    asset_id: str
+    quantity: str
+    start: datetime
+    end: datetime
+
+
+class BatchIntervalDetector(IntervalDetector, Protocol):
+    """An interval detector that evaluates all the closed intervals of a committed batch at once
+    (e.g. reading what it needs of every series in a few queries instead of a few per series)."""
+
+    def detect_intervals(self, requests: Sequence[IntervalRequest], repo: Repository) -> list[list[Detection] | Exception]:
+        """One result per request, in order: its detections, or the exception that stopped its
+        evaluation (the others still evaluated). Requests of one series come in time order."""
+        ...
+
+
 def closed_intervals(touched: Touched, interval_s: int, newest_start: datetime | None) -> tuple[list[datetime], datetime]:
     """Starts of the intervals of ``interval_s`` to evaluate after ``touched``, given the start of the
     newest interval seen so far of the series (None: none yet), and the new newest start.
@@ -160,6 +180,7 @@ class DetectionRunner:
         """Run every detector on every touched range (failures isolated per detector and asset),
         then apply the detections; returns them."""
         detections: list[Detection] = []
+        requests: list[list[IntervalRequest]] = [[] for _ in self.interval_detectors]
         for t in touched:
             for detector in self.detectors:
                 try:
@@ -167,18 +188,43 @@ class DetectionRunner:
                 except Exception:  # noqa: BLE001 - one detector failing on one asset never stops the others
                     log.exception("detector %s failed on %s/%s", detector.name, t.asset_id, t.quantity)
                     self._failed(detector.name)
-            for model in self.interval_detectors:
+            for model, wanted in zip(self.interval_detectors, requests, strict=True):
                 key = (t.asset_id, t.quantity, model.interval_s)
                 starts, self._newest[key] = closed_intervals(t, model.interval_s, self._newest.get(key))
-                for start in starts:
-                    try:
-                        detections.extend(model.detect_interval(
-                            t.asset_id, t.quantity, start, start + timedelta(seconds=model.interval_s), self.repo))
-                    except Exception:  # noqa: BLE001 - as above
-                        log.exception("detector %s failed on %s/%s at %s", model.name, t.asset_id, t.quantity, start)
-                        self._failed(model.name)
+                step = timedelta(seconds=model.interval_s)
+                wanted.extend(IntervalRequest(t.asset_id, t.quantity, start, start + step) for start in starts)
+        for model, wanted in zip(self.interval_detectors, requests, strict=True):
+            if wanted:
+                detections.extend(self._evaluate_intervals(model, wanted))
         self.alarms.apply(detections)
         return detections
+
+    def _evaluate_intervals(self, model: IntervalDetector, requests: list[IntervalRequest]) -> list[Detection]:
+        """The detections of ``model`` for the closed intervals of one batch: all at once when it
+        can (:class:`BatchIntervalDetector`), else one by one; failures logged and counted per interval."""
+        out: list[Detection] = []
+        batch = getattr(model, "detect_intervals", None)
+        if batch is None:
+            for r in requests:
+                try:
+                    out.extend(model.detect_interval(r.asset_id, r.quantity, r.start, r.end, self.repo))
+                except Exception:  # noqa: BLE001 - one detector failing on one asset never stops the others
+                    log.exception("detector %s failed on %s/%s at %s", model.name, r.asset_id, r.quantity, r.start)
+                    self._failed(model.name)
+            return out
+        try:
+            results = batch(requests, self.repo)
+        except Exception:  # noqa: BLE001 - e.g. storage down: the batch's intervals are not evaluated
+            log.exception("detector %s failed on a batch of %d interval(s)", model.name, len(requests))
+            self._failed(model.name)
+            return out
+        for r, result in zip(requests, results, strict=True):
+            if isinstance(result, Exception):
+                log.error("detector %s failed on %s/%s at %s", model.name, r.asset_id, r.quantity, r.start, exc_info=result)
+                self._failed(model.name)
+            else:
+                out.extend(result)
+        return out
 
     def _failed(self, name: str) -> None:
         if self.metrics is not None:

@@ -134,11 +134,14 @@ def rules_key(repo: Repository, asset: Asset, info: SeriesInfo, max_hold: timede
     would depend on the range read (an interval series without a recorded interval)."""
     if info.kind is SeriesKind.INTERVAL and not info.interval_seconds:
         return None
-    return _key(info, counter_rules(repo, asset, info), max_hold)
+    attributes = MeterEventStore(repo.engine).series_attributes(info.id)
+    return rules_key_of(info, counter_rules(repo, asset, info, attributes=attributes), max_hold)
 
 
-def _key(info: SeriesInfo, rules: CounterRules, max_hold: timedelta) -> str:
-    """:func:`rules_key` of rules already read."""
+def rules_key_of(info: SeriesInfo, rules: CounterRules, max_hold: timedelta) -> str | None:
+    """:func:`rules_key` from a series' meter rules already read (:func:`digitaltwin.services.meter.counter_rules`)."""
+    if info.kind is SeriesKind.INTERVAL and not info.interval_seconds:
+        return None
     swaps = sorted([r.old_ts_s, r.old_final_kwh, r.new_ts_s, r.new_first_kwh] for r in rules.replacements)
     payload = repr((info.kind.value, info.interval_seconds, replace(rules, replacements=()), max_hold.total_seconds()))
     return hashlib.sha256(payload.encode()).hexdigest()[:32] + "|" + json.dumps(swaps)
@@ -273,7 +276,7 @@ def _refresh_once(repo: Repository, asset: Asset, info: SeriesInfo, *, max_hold:
     state = store.state(info.id)
     marks = store.dirty(info.id)
     rules = counter_rules(repo, asset, info)
-    key = _key(info, rules, max_hold)
+    key = rules_key_of(info, rules, max_hold)
     target = _target_frontier(repo, info)
     if target is None:
         return None

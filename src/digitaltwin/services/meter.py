@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -28,15 +29,18 @@ def power_limit_kw(asset: Asset) -> float | None:
     return float(capacity) if isinstance(capacity, int | float) and not isinstance(capacity, bool) and capacity > 0 else None
 
 
-def counter_rules(repo: Repository, asset: Asset, info: SeriesInfo, *, attributes: dict[str, Any] | None = None) -> CounterRules:
+def counter_rules(repo: Repository, asset: Asset, info: SeriesInfo, *, attributes: dict[str, Any] | None = None,
+                  stored: Sequence[StoredReplacement] | None = None) -> CounterRules:
     """The meter rules of one series: modulus and resolution it declares, the asset's power limit,
-    and (for counters) its stored replacements. ``attributes``: the series' attributes if already read."""
+    and (for counters) its stored replacements. ``attributes`` and ``stored`` (its replacements):
+    the series' if already read (e.g. for many series at once)."""
     store = MeterEventStore(repo.engine)
     attributes = store.series_attributes(info.id) if attributes is None else attributes
     replacements: tuple[Replacement, ...] = ()
     if info.kind is SeriesKind.CUMULATIVE:
         replacements = tuple(
-            Replacement(r.old_ts.timestamp(), r.old_value_kwh, r.new_ts.timestamp(), r.new_value_kwh) for r in store.replacements(info.id)
+            Replacement(r.old_ts.timestamp(), r.old_value_kwh, r.new_ts.timestamp(), r.new_value_kwh)
+            for r in (store.replacements(info.id) if stored is None else stored)
         )
     return CounterRules(
         modulus_kwh=attributes.get("counter_modulus_kwh"),

@@ -6,6 +6,7 @@ database every time, so a replacement or declaration made through one API worker
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -83,6 +84,31 @@ class MeterEventStore:
             )
             for r in rows
         ]
+
+    def replacements_many(self, series_ids: Iterable[int]) -> dict[int, list[StoredReplacement]]:
+        """:meth:`replacements` of many series in one query (series without any map to an empty list)."""
+        wanted = sorted(set(series_ids))
+        out: dict[int, list[StoredReplacement]] = {sid: [] for sid in wanted}
+        if not wanted:
+            return out
+        query = select(meter_events).where(meter_events.c.series_id.in_(wanted), meter_events.c.kind == "replacement")
+        with self.engine.connect() as conn:
+            rows = conn.execute(query.order_by(meter_events.c.series_id, meter_events.c.old_ts, meter_events.c.id)).all()
+        for r in rows:
+            out[r.series_id].append(StoredReplacement(
+                r.id, r.series_id, r.old_ts, r.old_value_kwh, r.new_ts, r.new_value_kwh,
+                r.old_serial, r.new_serial, r.source, r.created_by, r.created_at,
+            ))
+        return out
+
+    def series_attributes_many(self, series_ids: Iterable[int]) -> dict[int, dict[str, Any]]:
+        """:meth:`series_attributes` of many series in one query (unknown ids are left out)."""
+        wanted = sorted(set(series_ids))
+        if not wanted:
+            return {}
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(series.c.id, series.c.attributes).where(series.c.id.in_(wanted))).all()
+        return {r.id: dict(r.attributes or {}) for r in rows}
 
     def series_attributes(self, series_id: int) -> dict[str, Any]:
         """The declared attributes of a series, read now (not from a cache)."""

@@ -8,13 +8,14 @@ the same alarm at once store one: the loser's insert fails and it updates the wi
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Engine, and_, func, insert, select, update
+from sqlalchemy import Connection, Engine, and_, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from digitaltwin.domain.errors import NotFoundError
@@ -103,6 +104,34 @@ def _values(alarm: Alarm) -> dict[str, Any]:
         "acknowledged_comment": alarm.acknowledged_comment, "cleared_at": alarm.cleared_at,
         "cleared_by": alarm.cleared_by, "cleared_comment": alarm.cleared_comment,
     }
+
+
+class AlarmWrites:
+    """Alarm writes inside one transaction (:meth:`MonitoringStore.alarm_writes`), in the order made."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def insert(self, alarm: Alarm) -> Alarm | None:
+        """:meth:`MonitoringStore.insert_alarm` inside the transaction (a savepoint undoes a conflicting insert alone)."""
+        try:
+            with self.conn.begin_nested():
+                alarm_id = self.conn.execute(insert(alarms).values(**_values(alarm)).returning(alarms.c.id)).scalar_one()
+        except IntegrityError:
+            return None
+        return replace(alarm, id=alarm_id)
+
+    def update(self, stored: Sequence[Alarm]) -> None:
+        """Write alarms (each stored before) back: one statement, executed for each."""
+        if stored:
+            self.conn.execute(update(alarms).where(alarms.c.id == bindparam("alarm_id")),
+                              [{"alarm_id": a.id, **_values(a)} for a in stored])
+
+    def open_alarms(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Alarm]:
+        """The open alarms of ``keys`` as this transaction sees them (others' committed rows included)."""
+        wanted = sorted({_open_key(a, t) for a, t in keys})
+        rows = self.conn.execute(select(alarms).where(alarms.c.open_key.in_(wanted))).all() if wanted else []
+        return {(r.asset_id, r.type): _alarm(r) for r in rows}
 
 
 class MonitoringStore:
@@ -202,6 +231,13 @@ class MonitoringStore:
         """Write ``alarm`` (stored before) back."""
         with self.engine.begin() as conn:
             conn.execute(update(alarms).where(alarms.c.id == alarm.id).values(**_values(alarm)))
+
+    @contextmanager
+    def alarm_writes(self) -> Iterator[AlarmWrites]:
+        """One transaction for the alarm changes of a batch of detections (committed at the end,
+        rolled back when the block raises): one commit instead of one per changed alarm."""
+        with self.engine.begin() as conn:
+            yield AlarmWrites(conn)
 
     def get_alarm(self, alarm_id: int) -> Alarm:
         """Raises: NotFoundError naming ``alarm_id``."""

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import BigInteger, Engine, and_, bindparam, cast, func, or_, select, text, type_coerce
+from sqlalchemy import BigInteger, Engine, and_, bindparam, cast, func, or_, select, text, type_coerce, union_all
 from sqlalchemy.exc import IntegrityError
 
 from digitaltwin.domain.assets import Asset, AssetKind, Site, check_no_nul
@@ -206,15 +206,31 @@ _NEXT_READING = select(readings.c.ts, readings.c.value).where(_OF_SERIES, readin
 _FIRST_TS = select(readings.c.ts).where(_OF_SERIES).order_by(readings.c.ts.asc()).limit(1)
 _LAST_TS = select(readings.c.ts).where(_OF_SERIES).order_by(readings.c.ts.desc()).limit(1)
 # series_arrays: epoch microseconds as integers, stored as such on SQLite, computed on PostgreSQL.
+_EPOCH_US = {
+    "sqlite": type_coerce(readings.c.ts, BigInteger),
+    "postgresql": cast(func.extract("epoch", readings.c.ts) * 1_000_000, BigInteger),
+}
 _SERIES_ARRAYS = {
     dialect: select(epoch_us, readings.c.value)
     .where(_OF_SERIES, readings.c.ts >= bindparam("start"), readings.c.ts < bindparam("end"))
     .order_by(readings.c.ts)
-    for dialect, epoch_us in (
-        ("sqlite", type_coerce(readings.c.ts, BigInteger)),
-        ("postgresql", cast(func.extract("epoch", readings.c.ts) * 1_000_000, BigInteger)),
-    )
+    for dialect, epoch_us in _EPOCH_US.items()
 }
+#: Context subqueries per statement of :meth:`Repository.readings_with_context` (SQLite allows 500
+#: terms in one compound select).
+_CONTEXT_TERMS = 200
+
+
+@dataclass(frozen=True, slots=True)
+class ReadingSpan:
+    """What :meth:`Repository.readings_with_context` reads of one series: its readings in
+    ``[start, end)``, the last ``before`` readings before ``start`` and the first ``after`` at or after ``end``."""
+
+    series_id: int
+    start: datetime
+    end: datetime
+    before: int = 1
+    after: int = 0
 
 
 class Repository:
@@ -381,6 +397,22 @@ class Repository:
         if row is None:
             raise NotFoundError(f"asset {asset_id!r} not found", field=field)
         return _asset(row)
+
+    def get_assets(self, asset_ids: Iterable[str]) -> dict[str, Asset]:
+        """The existing assets among ``asset_ids``, by id, in one query (unknown ids are left out)."""
+        wanted = sorted(set(asset_ids))
+        if not wanted:
+            return {}
+        with self.engine.connect() as conn:
+            return {r.id: _asset(r) for r in conn.execute(select(assets).where(assets.c.id.in_(wanted)))}
+
+    def get_sites(self, site_ids: Iterable[str]) -> dict[str, Site]:
+        """The existing sites among ``site_ids``, by id, in one query (unknown ids are left out)."""
+        wanted = sorted(set(site_ids))
+        if not wanted:
+            return {}
+        with self.engine.connect() as conn:
+            return {r.id: _site(r) for r in conn.execute(select(sites).where(sites.c.id.in_(wanted)))}
 
     def list_assets(self, *, site_id: str | None = None, kind: AssetKind | None = None) -> list[Asset]:
         query = select(assets).order_by(assets.c.id)
@@ -672,6 +704,78 @@ class Repository:
             earlier = [(r.ts, r.value) for r in conn.execute(head)]
             later = [(r.ts, r.value) for r in conn.execute(tail)]
         return earlier[::-1], later
+
+    def readings_with_context(self, spans: Sequence[ReadingSpan]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """The readings of many series at once, as :func:`~digitaltwin.services.energy.read_window` reads
+        one (:meth:`series_arrays` of the span and the readings of :meth:`readings_around` on each
+        side), in a few statements whatever the number of series: one for the spans (series ids
+        and the smallest range covering them, cut per series here), and one per
+        :data:`_CONTEXT_TERMS` context reads.
+
+        Returns:
+            Series id -> (epoch seconds float64, values float64), sorted by time (a series without
+            any reading maps to empty arrays). One span per series.
+
+        Raises:
+            ValueError: two spans of one series.
+        """
+        if len({sp.series_id for sp in spans}) != len(spans):
+            raise ValueError("one span per series")
+        out: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        if not spans:
+            return out
+        epoch_us = _EPOCH_US[self.engine.dialect.name]
+        ids = sorted(sp.series_id for sp in spans)
+        lo, hi = min(sp.start for sp in spans), max(sp.end for sp in spans)
+        inside = (
+            select(readings.c.series_id, epoch_us, readings.c.value)
+            .where(readings.c.series_id.in_(ids), readings.c.ts >= lo, readings.c.ts < hi)
+            .order_by(readings.c.series_id, readings.c.ts)
+        )
+        terms = []
+        previous: dict[datetime, list[int]] = {}  # spans reading the one reading before their start, by start
+        for sp in spans:
+            of = readings.c.series_id == sp.series_id
+            if sp.before == 1:
+                previous.setdefault(sp.start, []).append(sp.series_id)
+            elif sp.before > 0:
+                terms.append(select(readings.c.series_id, epoch_us.label("us"), readings.c.value)
+                             .where(of, readings.c.ts < sp.start).order_by(readings.c.ts.desc()).limit(sp.before).subquery().select())
+            if sp.after > 0:
+                terms.append(select(readings.c.series_id, epoch_us.label("us"), readings.c.value)
+                             .where(of, readings.c.ts >= sp.end).order_by(readings.c.ts).limit(sp.after).subquery().select())
+        bounds = {sp.series_id: (to_epoch_us(sp.start), to_epoch_us(sp.end)) for sp in spans}
+        by_series: dict[int, list[tuple[int, float]]] = {sid: [] for sid in ids}
+        with self.engine.connect() as conn:
+            for sid, us, value in conn.execute(inside):
+                start_us, end_us = bounds[sid]
+                if start_us <= us < end_us:  # the common range is wider than this series' span
+                    by_series[sid].append((int(us), float(value)))
+            for i in range(0, len(terms), _CONTEXT_TERMS):
+                part = terms[i : i + _CONTEXT_TERMS]
+                for sid, us, value in conn.execute(part[0] if len(part) == 1 else union_all(*part)):
+                    by_series[sid].append((int(us), float(value)))
+            for start, sids in previous.items():
+                for sid, us, value in conn.execute(self._previous_readings(sids, start)):
+                    by_series[sid].append((int(us), float(value)))
+        for sid, items in by_series.items():
+            items.sort()
+            out[sid] = (np.array([us for us, _ in items], dtype=np.int64) / 1e6, np.array([v for _, v in items], dtype=np.float64))
+        return out
+
+    def _previous_readings(self, series_ids: list[int], before: datetime) -> Any:
+        """The last reading before ``before`` of each series, one statement of one shape: a
+        correlated ``max(ts)`` per series (an index seek each) joined back to its reading."""
+        inner = readings.alias("earlier")
+        last = (
+            select(series.c.id.label("sid"),
+                   select(func.max(inner.c.ts)).where(inner.c.series_id == series.c.id, inner.c.ts < before).scalar_subquery().label("ts"))
+            .where(series.c.id.in_(series_ids))
+            .subquery()
+        )
+        epoch_us = _EPOCH_US[self.engine.dialect.name]
+        return select(readings.c.series_id, epoch_us, readings.c.value).join_from(
+            readings, last, and_(readings.c.series_id == last.c.sid, readings.c.ts == last.c.ts))
 
     def series_extent(self, series_id: int) -> tuple[datetime, datetime] | None:
         """(first ts, last ts) of a series, or None when empty; two index seeks, no scan."""
