@@ -137,7 +137,8 @@ def asset_loads(count: int, hours: int, seed: int = 7) -> np.ndarray:
 
 @contextmanager
 def database(postgres: str | None) -> Iterator[Settings]:
-    common = {"_env_file": None, "SECRET_KEY": "b" * 40, "ALARM_CLEAR_AFTER": 2}
+    # the webhook receiver listens on the loopback, which webhooks may reach only when allowed
+    common = {"_env_file": None, "SECRET_KEY": "b" * 40, "ALARM_CLEAR_AFTER": 2, "WEBHOOK_ALLOWED_NETWORKS": "127.0.0.1"}
     if postgres is None:
         with tempfile.TemporaryDirectory() as folder:
             yield Settings(DATA_DIR=Path(folder), DATABASE_URL=None, **common)
