@@ -49,9 +49,9 @@ def building(building_id: int = 697) -> pd.Series:
 
 
 def full(repo: Repository, asset_id: str, quantity: str, start: datetime, end: datetime) -> tuple[list[Detection], pd.Series]:
-    """The full computation: eight weeks of hourly energy from storage, scored by ``detect``; and that energy."""
+    """The full computation: eight weeks of hourly energy from storage (the raw path), scored by ``detect``; and that energy."""
     report = energy_report(repo, asset_id, start=end - timedelta(weeks=HISTORY_WEEKS), end=end, bucket=Bucket.HOUR,
-                           max_hold=HOLD, quantity=quantity, now=end)
+                           max_hold=HOLD, quantity=quantity, now=end, use_rollups=False)  # the raw path, as the detector reads
     y = pd.Series([r.energy_kwh for r in report.rows], index=pd.DatetimeIndex([r.start for r in report.rows]), dtype=float)
     if y.notna().sum() < 2:
         return [], y
