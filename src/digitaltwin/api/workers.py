@@ -94,7 +94,10 @@ def _worker_main(host: str, port: int, parent: int) -> None:
     """Entry point of a worker process (spawned): its own socket, then uvicorn until SIGTERM/SIGINT."""
     import uvicorn
 
-    sock = bind_socket(host, port)
+    # Bound but not listening: the kernel adds a socket to the port's group at listen(), which
+    # uvicorn calls once the app is imported and its lifespan has started. Connections sent to a
+    # worker still starting would wait in its backlog, and be reset if its start-up failed.
+    sock = bind_socket(host, port, listen=False)
     # uvicorn's X-Forwarded-For handling stays off (see the serve command); access lines are
     # written by the app's request-id middleware.
     config = uvicorn.Config(APP, access_log=False, proxy_headers=False)
