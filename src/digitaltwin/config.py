@@ -182,6 +182,15 @@ class Settings(BaseSettings):
         ge=0,
         description="forecasts kept per process, keyed by the model and a hash of the data they read; 0 = off",
     )
+    # Energy answers (services/energy_answers.py): bodies kept per process, keyed by their stored inputs
+    energy_cache_mb: float = Field(
+        64.0, alias="ENERGY_CACHE_MB", ge=0,
+        description="megabytes of energy answers kept per API process, keyed by a hash of the data they are computed from; 0 = off",
+    )
+    energy_cache_seconds: float = Field(
+        600.0, alias="ENERGY_CACHE_SECONDS", gt=0,
+        description="longest time a kept energy answer is served (bounds changes made outside the product, e.g. a restore)",
+    )
     # Energy rollups (services/energy_rollups.py): kept always, read when on
     energy_rollups: bool = Field(
         True, alias="ENERGY_ROLLUPS",

@@ -55,6 +55,7 @@ from digitaltwin.security.principal_cache import epoch_key
 from digitaltwin.security.ratelimit import RateLimiter
 from digitaltwin.security.secret_key import resolve_signing_keys
 from digitaltwin.security.service import SecurityService
+from digitaltwin.services.energy_answers import EnergyAnswers
 from digitaltwin.services.forecast_cache import ForecastCache
 from digitaltwin.services import energy_rollups
 from digitaltwin.services.forecasting import ForecastService
@@ -103,6 +104,17 @@ def _forecast_cache(settings: Settings, metrics: Metrics) -> ForecastCache | Non
         metrics.forecast_cache_lookups.labels("hit" if hit else "miss").inc()
 
     return ForecastCache(settings.forecast_cache_size, on_lookup=counted)
+
+
+def _energy_answers(settings: Settings, metrics: Metrics) -> EnergyAnswers | None:
+    """Energy: ENERGY_CACHE_MB of served answers per process (None when 0), lookups counted."""
+    if not settings.energy_cache_mb:
+        return None
+
+    def counted(hit: bool) -> None:
+        metrics.energy_cache_lookups.labels("hit" if hit else "miss").inc()
+
+    return EnergyAnswers(int(settings.energy_cache_mb * 1_000_000), settings.energy_cache_seconds, on_lookup=counted)
 
 
 def _start_forecasting(settings: Settings, service: ForecastService, jobs: JobService) -> list[tuple[object, object]]:
@@ -181,6 +193,7 @@ def create_app(settings: Settings) -> FastAPI:
                 cache=_forecast_cache(settings, metrics),
             ),
             redis=_redis_client(settings),
+            energy_answers=_energy_answers(settings, metrics),
             live=open_live_state(  # MQTT ingestion
                 redis_url=settings.redis_url, redis_password=settings.redis_password, prefix=settings.live_state_key_prefix
             ),

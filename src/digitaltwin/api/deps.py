@@ -10,6 +10,7 @@ from fastapi import Depends, Request
 from digitaltwin.config import Settings
 from digitaltwin.observability.metrics import Metrics
 from digitaltwin.security.service import SecurityService
+from digitaltwin.services.energy_answers import EnergyAnswers
 from digitaltwin.services.forecasting import ForecastService
 from digitaltwin.services.live_state import LiveState, MemoryLiveState
 from digitaltwin.services.scheduling import SchedulingService
@@ -31,6 +32,8 @@ class AppState:
     subscriber: object | None = None
     # Security: accounts, sessions, API keys, audit log
     security: SecurityService | None = None
+    # Energy: answers kept per process (services/energy_answers.py); None when ENERGY_CACHE_MB=0
+    energy_answers: EnergyAnswers | None = None
     # Forecasting: the limiter of forecasts computed at once (api/routers/forecast.py)
     forecast_limiter: object | None = None
     # Schedules of flexible assets (api/routers/schedules.py)

@@ -111,6 +111,10 @@ class Metrics:
             "forecast_cache_lookups_total", "Forecast cache lookups (FORECAST_CACHE_SIZE), by result: hit or miss",
             ["result"], registry=self.registry,
         )
+        self.energy_cache_lookups = Counter(
+            "energy_cache_lookups_total", "Energy answer cache lookups (ENERGY_CACHE_MB), by result: hit or miss",
+            ["result"], registry=self.registry,
+        )
         # Monitoring: alarms and their webhook notifications, see digitaltwin.services.alarms and .webhooks
         self.alarms_active = Gauge(
             "alarms_active", "Open (active or acknowledged) alarms, by severity and type", ["severity", "type"],

@@ -1,0 +1,151 @@
+"""Served energy answers by a key that names everything they are computed from.
+
+A dashboard asks for the same energy view again and again (a year by month, a month by day);
+between two writes of the asset's readings or meter set-up the answer cannot change. Each API
+process keeps the JSON bodies it served, keyed by a BLAKE2b digest
+(:func:`~digitaltwin.services.forecast_cache.forecast_key`) of
+
+* the request: asset, quantity, range, bucket;
+* the settings the computation reads: the power hold limit, whether rollups are read;
+* the stored inputs (:func:`~digitaltwin.storage.energy_fingerprint.energy_fingerprint`, one
+  statement): asset, site zone, series, meter replacements, and per series the rollup version and
+  change marks that every write of readings leaves in its own transaction;
+* ``now``, when the answer depends on it: a range reaching past ``now`` holds the last power
+  sample until ``now`` at most, so until ``now`` is past every series' last reading plus the
+  hold limit (and the longest interval), ``now`` is part of the key and the answer is not reused.
+
+The fingerprint is read before the answer is computed, so an answer is never stored under the
+key of data older than it was computed from: a write in between only makes the next request
+miss. Because the key is made from the database's content, it is right in every process (API
+workers, an ingest worker writing readings, the CLI) without any invalidation message. Entries
+also expire after ``ENERGY_CACHE_SECONDS``, which bounds what a change made outside the product
+(a restore, a hand-written SQL statement, a retention job) could leave stale.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from cachetools import TTLCache
+from digitaltwin.analytics.buckets import Bucket
+from digitaltwin.storage.tables import to_epoch_us
+from digitaltwin.services.energy import ENERGY_QUANTITIES
+from digitaltwin.services.energy_rollups import refresh
+from digitaltwin.services.forecast_cache import forecast_key
+from digitaltwin.storage.energy_fingerprint import LAST_TS, MARKS, VERSION, energy_fingerprint
+from digitaltwin.storage.repository import Repository
+
+#: Columns of a fingerprint row: series quantity, interval (seconds or None).
+_QUANTITY, _INTERVAL = 6, 9
+
+
+def _refresh_marked(repo: Repository, asset_id: str, rows: list[tuple[object, ...]], max_hold: timedelta) -> bool:
+    """Bring the rollups of the asset's energy series up to date where a report would change them
+    first: series with pending change marks, and series with readings but no rollups yet.
+
+    Returns:
+        Whether any rollups were refreshed (a series that takes the raw path, see
+        :mod:`digitaltwin.services.energy_rollups`, is not, and keeps its marks).
+    """
+    stale = [
+        str(r[_QUANTITY]) for r in rows
+        if r[_QUANTITY] in ENERGY_QUANTITIES and (r[MARKS] if r[VERSION] is not None else r[LAST_TS] is not None)
+    ]
+    if not stale:
+        return False
+    asset = repo.get_asset(asset_id)
+    refreshed = False
+    for quantity in stale:
+        info = repo.find_series(asset_id, quantity)
+        if info is not None and refresh(repo, asset, info, max_hold=max_hold) is not None:
+            refreshed = True
+    return refreshed
+
+
+class EnergyAnswers:
+    """A thread-safe, size-bounded store of energy answer bodies (bytes) per process.
+
+    Args:
+        max_bytes: the most body bytes kept (>= 1); least recently used bodies go first, and a
+            body larger than a quarter of it is not kept.
+        ttl_s: seconds a body is served at most.
+        on_lookup: called with True for a hit and False for a miss (e.g. a metric).
+
+    Raises:
+        ValueError: ``max_bytes`` < 1 or ``ttl_s`` <= 0.
+    """
+
+    def __init__(self, max_bytes: int, ttl_s: float, *, on_lookup: Callable[[bool], None] | None = None) -> None:
+        if max_bytes < 1 or ttl_s <= 0:
+            raise ValueError("max_bytes must be >= 1 and ttl_s > 0")
+        self._bodies: TTLCache[bytes, bytes] = TTLCache(maxsize=max_bytes, ttl=ttl_s, getsizeof=len)
+        self._largest = max_bytes // 4
+        self._lock = threading.Lock()
+        self._on_lookup = on_lookup
+
+    def body(
+        self,
+        repo: Repository,
+        asset_id: str,
+        *,
+        start: datetime,
+        end: datetime,
+        bucket: Bucket,
+        quantity: str | None,
+        max_hold: timedelta,
+        rollups: bool,
+        now: datetime,
+        compute: Callable[[], bytes],
+    ) -> bytes:
+        """The JSON body of this energy request: a kept one if its inputs are unchanged, else ``compute()``'s.
+
+        Args:
+            repo: the storage the report reads.
+            start, end: the requested UTC range; bucket, quantity: as requested.
+            max_hold: the power hold limit the report uses; rollups: whether it reads rollups.
+            now: the ``now`` the report is computed with.
+            compute: computes the body (its errors propagate and nothing is kept).
+        """
+        rows = energy_fingerprint(repo.reads, asset_id)
+        if not rows:
+            return compute()  # unknown asset: compute() raises the error that names it
+        if rollups and _refresh_marked(repo, asset_id, rows, max_hold):
+            # The report would have refreshed them first (a new rollup version): key it by the state it reads.
+            rows = energy_fingerprint(repo.reads, asset_id)
+        key = forecast_key(
+            ("energy", asset_id, quantity, to_epoch_us(start), to_epoch_us(end), bucket.value,
+             max_hold.total_seconds(), rollups, self._now_part(rows, end, now, max_hold), *rows)
+        )
+        with self._lock:
+            kept = self._bodies.get(key)
+        if self._on_lookup is not None:
+            self._on_lookup(kept is not None)
+        if kept is not None:
+            return kept
+        body = compute()
+        if len(body) <= self._largest:
+            with self._lock:
+                self._bodies[key] = body
+        return body
+
+    @staticmethod
+    def _now_part(rows: list[tuple[object, ...]], end: datetime, now: datetime, max_hold: timedelta) -> int | None:
+        """``now`` in epoch microseconds if the answer may still depend on it, else None.
+
+        It may while ``now`` is before the range's end and before some series' last reading plus
+        the hold limit and the series' interval (a reading stamped at the start of its interval).
+        """
+        if now >= end:
+            return None
+        longest = max((int(r[_INTERVAL]) for r in rows if r[_INTERVAL]), default=0)
+        settled = [r[LAST_TS] for r in rows if r[LAST_TS] is not None]
+        if all(now >= last + max_hold + timedelta(seconds=longest) for last in settled):  # type: ignore[operator]
+            return None
+        return to_epoch_us(now)
+
+    def clear(self) -> None:
+        """Forget every kept body."""
+        with self._lock:
+            self._bodies.clear()
