@@ -278,17 +278,17 @@ def main() -> None:
     client = f"wrk -t1 -c{CONNECTIONS} -d{SECONDS:g}s" if CLIENT == "wrk" else f"raw-socket client, {CONNECTIONS} connections, {SECONDS:g} s"
     rollups = "rollups" if env["ENERGY_ROLLUPS"] == "true" else "raw readings"
     print(f"\nPostgreSQL, serve --workers 2 with Redis (energy from {rollups}), vs bare FastAPI + psycopg (uvicorn --workers 2); {client}")
-    print(f"{'route':<30}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'ref req/s':>11}{'ratio':>7}{'target':>8}  p99<50ms  conns/worker")
+    print(f"{'route':<38}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'ref req/s':>11}{'ratio':>7}{'target':>8}  p99<50ms  conns/worker")
     for name, path, ref_path in ROUTES + COMPUTED:
         rate, p50, p99, spread = results[name]
         ref_rate = reference[ref_path][0]
         target = TARGETS.get(name)
         print(
-            f"{name:<30}{rate:>9.0f}{p50:>9.1f}{p99:>9.1f}{ref_rate:>11.0f}{rate / ref_rate:>7.2f}"
+            f"{name:<38}{rate:>9.0f}{p50:>9.1f}{p99:>9.1f}{ref_rate:>11.0f}{rate / ref_rate:>7.2f}"
             f"{(f'{target:.1f}x' if target else '-'):>8}  {'yes' if p99 < P99_TARGET_MS else 'NO ':<8}  {'/'.join(map(str, spread)) or '-'}"
         )
     for ref_path, (rate, p50, p99, spread) in reference.items():
-        print(f"{'reference ' + ref_path:<30}{rate:>9.0f}{p50:>9.1f}{p99:>9.1f}{'':>26}{'':>10}{'/'.join(map(str, spread)) or '-'}")
+        print(f"{'reference ' + ref_path:<38}{rate:>9.0f}{p50:>9.1f}{p99:>9.1f}{'':>26}{'':>10}{'/'.join(map(str, spread)) or '-'}")
     print(f"import of the steel file: {imported:,.0f} rows/s, raw COPY {copied:,.0f} rows/s: ratio {imported / copied:.2f} (target 0.5)")
 
 
