@@ -151,6 +151,14 @@ def write_arrays(
     return outcome
 
 
+#: The batch's readings (temporary table ``readings_batch``, same SQL on both databases) whose
+#: instant is stored with another value: (position in the batch, stored value, sent value).
+_BATCH_CONFLICTS = (
+    "SELECT b.pos, r.value, b.value FROM readings_batch b JOIN readings r "
+    "ON r.series_id = b.series_id AND r.ts = b.ts WHERE r.value <> b.value ORDER BY b.pos"
+)
+
+
 def _write_postgres(
     engine: Engine, sids: np.ndarray, ts_us: np.ndarray, values: np.ndarray, replace: bool
 ) -> tuple[int, int, list[Conflict]]:
@@ -184,10 +192,7 @@ def _write_postgres(
         )
         with cursor.copy("COPY readings_batch (series_id, ts, value, pos) FROM STDIN (FORMAT BINARY)") as copy:
             copy.write(binary_copy_payload(sids, ts_us, values, np.arange(n)))
-        cursor.execute(
-            "SELECT b.pos, r.value, b.value FROM readings_batch b JOIN readings r "
-            "ON r.series_id = b.series_id AND r.ts = b.ts WHERE r.value <> b.value ORDER BY b.pos"
-        )
+        cursor.execute(_BATCH_CONFLICTS)
         conflicts = [Conflict(int(pos), float(old), float(new)) for pos, old, new in cursor.fetchall()]
         if replace:
             cursor.execute(
@@ -239,10 +244,7 @@ def _write_sqlite(
         )
         conflicts = [
             Conflict(int(pos), float(old), float(new))
-            for pos, old, new in cursor.execute(
-                "SELECT b.pos, r.value, b.value FROM readings_batch b JOIN readings r "
-                "ON r.series_id = b.series_id AND r.ts = b.ts WHERE r.value <> b.value ORDER BY b.pos"
-            ).fetchall()
+            for pos, old, new in cursor.execute(_BATCH_CONFLICTS).fetchall()
         ]
         if replace:
             cursor.execute(
