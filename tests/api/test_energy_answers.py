@@ -7,7 +7,10 @@ database, as an ingest worker or another API process would make them.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import orjson
@@ -181,6 +184,47 @@ def test_a_body_larger_than_a_quarter_of_the_cache_is_not_kept(repo: Repository,
     answers.clear()
     assert ask(100) == ask(100) == b"x" * 100  # kept: a quarter of 400 bytes
     assert calls == [101, 101, 100]
+
+
+def test_concurrent_requests_for_one_answer_compute_it_once(repo: Repository, meter: pd.DatetimeIndex) -> None:
+    answers = EnergyAnswers(1_000_000, 60.0)
+    started, release = threading.Event(), threading.Event()
+    calls: list[int] = []
+
+    def compute() -> bytes:
+        calls.append(1)
+        started.set()
+        release.wait(10)
+        return b"answer"
+
+    def ask() -> bytes:
+        start, end = datetime.fromisoformat(START), datetime.fromisoformat(END)
+        return answers.body(repo, "meter-c", start=start, end=end, bucket=Bucket.DAY, quantity=None, max_hold=timedelta(hours=1),
+                            rollups=True, now=datetime.now(UTC), compute=compute)
+
+    with ThreadPoolExecutor(4) as pool:
+        first = pool.submit(ask)
+        assert started.wait(10)
+        others = [pool.submit(ask) for _ in range(3)]
+        time.sleep(0.3)  # the others have read their key and wait
+        release.set()
+        assert [f.result(10) for f in (first, *others)] == [b"answer"] * 4
+    assert calls == [1]
+
+
+def test_a_failed_computation_is_not_shared(repo: Repository, meter: pd.DatetimeIndex) -> None:
+    answers = EnergyAnswers(1_000_000, 60.0)
+    start, end = datetime.fromisoformat(START), datetime.fromisoformat(END)
+
+    def failing() -> bytes:
+        raise RuntimeError("database went away")
+
+    with pytest.raises(RuntimeError):
+        answers.body(repo, "meter-c", start=start, end=end, bucket=Bucket.DAY, quantity=None, max_hold=timedelta(hours=1),
+                     rollups=True, now=datetime.now(UTC), compute=failing)
+    again = answers.body(repo, "meter-c", start=start, end=end, bucket=Bucket.DAY, quantity=None, max_hold=timedelta(hours=1),
+                         rollups=True, now=datetime.now(UTC), compute=lambda: b"fresh")
+    assert again == b"fresh"
 
 
 def test_a_too_small_cache_is_refused() -> None:

@@ -64,6 +64,18 @@ def _refresh_marked(repo: Repository, asset_id: str, rows: list[tuple[object, ..
     return refreshed
 
 
+#: Longest wait for an answer another request of the process is computing; then it is computed again.
+_WAIT_S = 60.0
+
+
+class _Running:
+    """An answer being computed: its body once done (None if the computation failed)."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.body: bytes | None = None
+
+
 class EnergyAnswers:
     """A thread-safe, size-bounded store of energy answer bodies (bytes) per process.
 
@@ -71,7 +83,8 @@ class EnergyAnswers:
         max_bytes: the most body bytes kept (>= 1); least recently used bodies go first, and a
             body larger than a quarter of it is not kept.
         ttl_s: seconds a body is served at most.
-        on_lookup: called with True for a hit and False for a miss (e.g. a metric).
+        on_lookup: called with True for a hit and False for a miss (e.g. a metric); a request
+            that waits for the same answer another request is computing counts as a hit.
 
     Raises:
         ValueError: ``max_bytes`` < 1 or ``ttl_s`` <= 0.
@@ -83,6 +96,7 @@ class EnergyAnswers:
         self._bodies: TTLCache[bytes, bytes] = TTLCache(maxsize=max_bytes, ttl=ttl_s, getsizeof=len)
         self._largest = max_bytes // 4
         self._lock = threading.Lock()
+        self._running: dict[bytes, _Running] = {}
         self._on_lookup = on_lookup
 
     def body(
@@ -106,7 +120,9 @@ class EnergyAnswers:
             start, end: the requested UTC range; bucket, quantity: as requested.
             max_hold: the power hold limit the report uses; rollups: whether it reads rollups.
             now: the ``now`` the report is computed with.
-            compute: computes the body (its errors propagate and nothing is kept).
+            compute: computes the body (its errors propagate and nothing is kept). Concurrent
+                requests for the same key in this process run it once; the others wait for its
+                body (at most a minute, then compute themselves, as they do when it failed).
         """
         rows = energy_fingerprint(repo.reads, asset_id)
         if not rows:
@@ -120,15 +136,30 @@ class EnergyAnswers:
         )
         with self._lock:
             kept = self._bodies.get(key)
+            running = self._running.get(key) if kept is None else None
+            owner = kept is None and running is None
+            if owner:
+                running = self._running[key] = _Running()
         if self._on_lookup is not None:
-            self._on_lookup(kept is not None)
+            self._on_lookup(not owner)
         if kept is not None:
             return kept
-        body = compute()
-        if len(body) <= self._largest:
+        assert running is not None
+        if not owner:
+            # The same answer is being computed by another request of this process: wait for it
+            # instead of computing it again (a dashboard's users all ask after the same write).
+            running.done.wait(_WAIT_S)
+            return running.body if running.body is not None else compute()
+        try:
+            body = running.body = compute()
+            if len(body) <= self._largest:
+                with self._lock:
+                    self._bodies[key] = body
+            return body
+        finally:
             with self._lock:
-                self._bodies[key] = body
-        return body
+                del self._running[key]
+            running.done.set()
 
     @staticmethod
     def _now_part(rows: list[tuple[object, ...]], end: datetime, now: datetime, max_hold: timedelta) -> int | None:
