@@ -349,10 +349,10 @@ def test_a_report_reading_cells_during_a_whole_recompute_answers_exactly(meter: 
         return result
 
     monkeypatch.setattr(RollupStore, "write", write)
-    original_cells = RollupStore.cells
+    original_read = RollupStore.read
     reader: list[int] = []
 
-    def cells(self: RollupStore, *args: Any, **kwargs: Any) -> Any:
+    def read(self: RollupStore, *args: Any, **kwargs: Any) -> Any:
         if reader and reader[0] == threading.get_ident():
             reader.clear()
             asset = meter.get_asset("press")
@@ -365,13 +365,13 @@ def test_a_report_reading_cells_during_a_whole_recompute_answers_exactly(meter: 
             pending = in_thread(rebuild)
             wait(rebuilder_stored)
             try:
-                return original_cells(self, *args, **kwargs)
+                return original_read(self, *args, **kwargs)
             finally:
                 rebuilder_go.set()
                 finish(*pending)
-        return original_cells(self, *args, **kwargs)
+        return original_read(self, *args, **kwargs)
 
-    monkeypatch.setattr(RollupStore, "cells", cells)
+    monkeypatch.setattr(RollupStore, "read", read)
     with separate_processes(monkeypatch):
         reader.append(threading.get_ident())
         answered = report(meter, "press", rollups=True)

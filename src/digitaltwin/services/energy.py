@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -237,16 +238,18 @@ class Flows:
 
 def metered_series(
     repo: Repository, asset: Asset, info: SeriesInfo, start: datetime, end: datetime, *, max_hold: timedelta, until_us: int,
-    rules: CounterRules | None = None,
-) -> tuple[WindowReadings, Metered, dict[str, object]]:
+    rules: CounterRules | None = None, attributes: dict[str, Any] | None = None,
+) -> tuple[WindowReadings, Metered, dict[str, Any]]:
     """The readings of ``info`` over ``[start, end)``, their segments under the meter policies and
     the series' declared attributes (see :func:`digitaltwin.analytics.energy.metered_for`).
 
-    ``rules``: the meter rules to apply, as :func:`~digitaltwin.services.meter.counter_rules`
-    read them earlier (the energy rollups store cells under the rules they keyed); default: read now.
+    ``rules``, ``attributes``: the meter rules to apply and the series' attributes, as
+    :func:`~digitaltwin.services.meter.counter_rules` and the refresh of the energy rollups read
+    them earlier (the rollups store cells under the rules they keyed); default: read now.
     """
     readings = read_window(repo, info, start, end)
-    attributes = MeterEventStore(repo.engine).series_attributes(info.id)
+    if attributes is None:
+        attributes = MeterEventStore(repo.engine).series_attributes(info.id)
     if rules is None:
         rules = counter_rules(repo, asset, info, attributes=attributes)
     metered = metered_for(

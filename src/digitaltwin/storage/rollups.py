@@ -13,6 +13,11 @@ the raw energy path; this module only reads and writes the four tables of ``tabl
   time;
 * ``energy_rollup_events``: the meter events found while computing the cells.
 
+Reads of one statement see one snapshot (PostgreSQL's READ COMMITTED takes one per statement,
+SQLite one per statement outside a transaction): :meth:`RollupStore.refresh_inputs` reads all a
+refresh decides on at once, and :meth:`RollupStore.read` returns the cells and events together
+with the version they belong to.
+
 Concurrency. Several processes (API workers, the ingest worker, the anomaly detector's thread)
 may refresh one series at once. A write of cells is a compare and set on the version: it is the
 transaction's first statement, so on PostgreSQL it locks the state row until commit (a second
@@ -27,10 +32,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
-from sqlalchemy import BigInteger, and_, delete, func, insert, literal, select, union_all, update
+from sqlalchemy import TextClause, and_, delete, func, insert, select, text, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -40,6 +46,8 @@ from digitaltwin.storage.tables import (
     energy_rollup_events,
     energy_rollup_state,
     energy_rollups,
+    readings,
+    series,
 )
 
 #: Length of a rollup cell in seconds. Every UTC offset in use (+05:45 included) is a multiple of
@@ -88,6 +96,28 @@ class Marks:
 
     ids: tuple[int, ...]
     spans: list[tuple[float, float]]
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshInputs:
+    """What decides whether a series' cells are up to date, as of one snapshot: its rollup state
+    (None without rollups), whether it has change marks, its declared attributes (the meter rules'
+    inputs besides the asset and the replacements) and the time of its ``count``-th last reading
+    (None with fewer readings)."""
+
+    state: RollupState | None
+    marked: bool
+    attributes: dict[str, Any]
+    last_ts: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Cells and events of a series as of one version of its state (None: it has no state)."""
+
+    version: int | None
+    cells: Cells
+    events: list[StoredEvent]
 
 
 class StaleState(Exception):
@@ -139,6 +169,55 @@ class RollupStore:
                 .where(energy_rollup_dirty.c.series_id == series_id)
             ).all()
         return Marks(tuple(int(r.id) for r in rows), [(float(r.lo_s), float(r.hi_s)) for r in rows])
+
+    def refresh_inputs(self, series_id: int, *, count: int, before: datetime) -> RefreshInputs | None:
+        """:class:`RefreshInputs` of a series in one statement (one snapshot); None when the series
+        does not exist. ``last_ts`` is that of the ``count``-th last reading strictly before ``before``."""
+        s, d, r = energy_rollup_state.c, energy_rollup_dirty.c, readings.c
+        marked = select(d.id).where(d.series_id == series_id).exists()
+        last = select(r.ts).where(r.series_id == series_id, r.ts < before).order_by(r.ts.desc()).offset(count - 1).limit(1).scalar_subquery()
+        query = (
+            select(series.c.attributes, s.rules_key, s.frontier_s, s.version, marked.label("marked"), last.label("last_ts"))
+            .select_from(series.outerjoin(energy_rollup_state, s.series_id == series.c.id))
+            .where(series.c.id == series_id)
+        )
+        with self.reads.connect() as conn:
+            row = conn.execute(query).first()
+        if row is None:
+            return None
+        state = RollupState(row.rules_key, int(row.frontier_s), int(row.version)) if row.version is not None else None
+        return RefreshInputs(state, bool(row.marked), dict(row.attributes or {}), row.last_ts)
+
+    def read(self, series_id: int, lo_s: int, hi_s: int, *, groups: list[int] | None, events_lo_s: float, events_hi_s: float) -> Snapshot:
+        """The cells of ``[lo_s, hi_s)``, the events of ``[events_lo_s, events_hi_s]``
+        and the state's version, in one statement: the cells and events are those of that version.
+
+        Args:
+            groups: None for one row per cell; else edges (cell edges from ``lo_s`` to ``hi_s``)
+                of groups summed in the database (energy, coverage, import, export and counts
+                summed, peak the maximum), each group returned as one cell at its first edge;
+                groups without cells are absent. For a few buckets (a year by month) this sends
+                12 rows instead of 35,040.
+        Events: those starting before ``events_hi_s`` and not ending before ``events_lo_s``.
+        """
+        params: dict[str, Any] = {"sid": series_id, "lo": lo_s, "hi": hi_s, "ev_lo": events_lo_s, "ev_hi": events_hi_s}
+        if groups is None:
+            query = _read_query(self.engine.dialect.name, None)
+        else:
+            query = _read_query(self.engine.dialect.name, len(groups) - 1)
+            if self.engine.dialect.name == "postgresql":
+                params |= {"los": groups[:-1], "his": groups[1:]}
+            else:
+                params |= {f"lo{i}": lo for i, lo in enumerate(groups[:-1])} | {f"hi{i}": hi for i, hi in enumerate(groups[1:])}
+        with self.reads.connect() as conn:
+            rows = conn.execute(query, params).all()
+        version = next((int(r[1]) for r in rows if r[0] == 0), None)
+        # A group without cells sums to NULL (energy_kwh is never NULL in a row).
+        cell_rows = sorted((r[1:8] for r in rows if r[0] == 1 and r[2] is not None), key=lambda r: r[0])
+        events = sorted(
+            (StoredEvent(float(r[2]), float(r[3]), r[8], r[9]) for r in rows if r[0] == 2), key=lambda e: (e.start_s, e.end_s)
+        )
+        return Snapshot(version, _cells(cell_rows), events)
 
     def write(
         self,
@@ -226,50 +305,36 @@ class RollupStore:
                 conn.execute(delete(energy_rollup_dirty).where(energy_rollup_dirty.c.series_id == series_id, energy_rollup_dirty.c.id.in_(chunk)))
         return new_version
 
-    def cells(self, series_id: int, lo_s: int, hi_s: int) -> Cells:
-        """Stored cells of a series with ``lo_s <= cell_s < hi_s`` (cells without data are absent)."""
-        c = energy_rollups.c
-        query = (
-            select(c.cell_s, c.energy_kwh, c.covered_s, c.import_kwh, c.export_kwh, c.sample_count, c.peak_power_kw)
-            .where(c.series_id == series_id, c.cell_s >= lo_s, c.cell_s < hi_s)
-            .order_by(c.cell_s)
-        )
-        with self.reads.connect() as conn:
-            rows = conn.execute(query).all()
-        return _cells(rows)
-
-
-    def cells_grouped(self, series_id: int, edges_s: list[int]) -> Cells:
-        """Cells summed per group ``[edges_s[g], edges_s[g + 1])`` in the database (energy, coverage,
-        import, export and counts summed, peak the maximum), each group as one cell at its first
-        edge; groups without rows are absent. For a few buckets (a year by month) this sends 12
-        rows instead of 35,040."""
-        c = energy_rollups.c
-        # One range scan of the primary key per group (a CASE per row costs more on SQLite).
-        parts = [
-            select(literal(lo, BigInteger()).label("g"), func.sum(c.energy_kwh), func.sum(c.covered_s), func.sum(c.import_kwh),
-                   func.sum(c.export_kwh), func.sum(c.sample_count), func.max(c.peak_power_kw), func.count().label("n"))
-            .where(c.series_id == series_id, c.cell_s >= lo, c.cell_s < hi)
-            for lo, hi in zip(edges_s[:-1], edges_s[1:], strict=True)
-        ]
-        query = union_all(*parts)
-        with self.reads.connect() as conn:
-            rows = [r[:7] for r in conn.execute(query).all() if r[7]]
-        return _cells(rows)
-
-    def events(self, series_id: int, lo_s: float, hi_s: float) -> list[StoredEvent]:
-        """Stored events of a series starting before ``hi_s`` and not ending before ``lo_s``."""
-        e = energy_rollup_events.c
-        query = select(e.start_s, e.end_s, e.kind, e.reason).where(
-            e.series_id == series_id, e.start_s < hi_s, func.coalesce(e.end_s, e.start_s) >= lo_s
-        ).order_by(e.start_s, e.end_s)
-        with self.reads.connect() as conn:
-            return [StoredEvent(float(r.start_s), float(r.end_s), r.kind, r.reason) for r in conn.execute(query)]
-
     def count(self, series_id: int) -> int:
         """Number of stored cells of a series (for tests and the benchmark)."""
         with self.reads.connect() as conn:
             return int(conn.execute(select(func.count()).select_from(energy_rollups).where(and_(energy_rollups.c.series_id == series_id))).scalar() or 0)
+
+
+_SUMS = "sum(energy_kwh), sum(covered_s), sum(import_kwh), sum(export_kwh), sum(sample_count), max(peak_power_kw)"
+
+
+@lru_cache(maxsize=256)
+def _read_query(dialect: str, groups: int | None) -> TextClause:
+    """The statement of :meth:`RollupStore.read`: rows tagged 0 (the version), 1 (a cell or group:
+    start, energy, covered, import, export, count, peak) and 2 (an event: start, end, kind, reason)."""
+    state = "SELECT 0, version, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM energy_rollup_state WHERE series_id = :sid"
+    events = (
+        "SELECT 2, NULL, start_s, end_s, NULL, NULL, NULL, NULL, kind, reason FROM energy_rollup_events"
+        " WHERE series_id = :sid AND start_s < :ev_hi AND COALESCE(end_s, start_s) >= :ev_lo"
+    )
+    of_series = "FROM energy_rollups WHERE series_id = :sid AND cell_s >= {lo} AND cell_s < {hi}"
+    if groups is None:
+        cells = [f"SELECT 1, cell_s, energy_kwh, covered_s, import_kwh, export_kwh, sample_count, peak_power_kw, NULL, NULL {of_series.format(lo=':lo', hi=':hi')}"]
+    elif dialect == "postgresql":
+        # One statement text whatever the number of groups: a range scan of the primary key per group.
+        cells = [
+            "SELECT 1, g.lo, s.* FROM unnest(CAST(:los AS BIGINT[]), CAST(:his AS BIGINT[])) AS g(lo, hi)"
+            f" CROSS JOIN LATERAL (SELECT {_SUMS}, NULL, NULL {of_series.format(lo='g.lo', hi='g.hi')}) AS s"
+        ]
+    else:  # one range scan of the primary key per group (a CASE per row costs more on SQLite)
+        cells = [f"SELECT 1, :lo{i}, {_SUMS}, NULL, NULL {of_series.format(lo=f':lo{i}', hi=f':hi{i}')}" for i in range(groups)]
+    return text(" UNION ALL ".join([state, *cells, events]))
 
 
 def _cells(rows: list) -> Cells:  # type: ignore[type-arg]
