@@ -154,8 +154,15 @@ def window_edges_us(start: datetime, end: datetime, bucket: Bucket, tz: ZoneInfo
     return edges
 
 
+def window_context(info: SeriesInfo) -> tuple[int, int]:
+    """How many readings :func:`read_window` reads before and after a range of ``info`` besides
+    those in it (see :class:`WindowReadings`)."""
+    return (COUNTER_CONTEXT_READINGS, COUNTER_CONTEXT_READINGS) if info.kind is SeriesKind.CUMULATIVE else (1, 0)
+
+
 def read_window(repo: Repository, info: SeriesInfo, start: datetime, end: datetime) -> WindowReadings:
-    """The readings of ``info`` that decide its energy over ``[start, end)`` (see :class:`WindowReadings`)."""
+    """The readings of ``info`` that decide its energy over ``[start, end)`` (see :class:`WindowReadings`;
+    the readings around the range are those of :func:`window_context`)."""
     ts_s, values = repo.series_arrays(info.id, start=start, end=end)
     if info.kind is SeriesKind.CUMULATIVE:
         # A glitch or spike at either edge is recognised only with the readings around it, so a
@@ -252,11 +259,16 @@ def metered_series(
         attributes = MeterEventStore(repo.engine).series_attributes(info.id)
     if rules is None:
         rules = counter_rules(repo, asset, info, attributes=attributes)
-    metered = metered_for(
+    return readings, meter_window(info, readings, rules, max_hold=max_hold, until_us=until_us), attributes
+
+
+def meter_window(info: SeriesInfo, readings: WindowReadings, rules: CounterRules, *, max_hold: timedelta, until_us: int) -> Metered:
+    """The segments and meter events of readings read as :func:`read_window` reads them, under ``rules``
+    (:func:`digitaltwin.analytics.energy.metered_for`); power samples are not held past ``until_us``."""
+    return metered_for(
         info.kind, readings.ts_s, readings.values, rules=rules, interval_s=info.interval_seconds,
         max_hold_s=max_hold.total_seconds(), until_s=until_us / 1e6,
     )
-    return readings, metered, attributes
 
 
 def flow_segments(

@@ -81,7 +81,7 @@ import numpy as np
 from sqlalchemy.engine import Engine
 
 from digitaltwin.analytics.energy import BucketTotals, aggregate
-from digitaltwin.analytics.meter import CounterRules, EventKind, MeterEvent, split_import_export
+from digitaltwin.analytics.meter import CounterRules, EventKind, MeterEvent, Metered, split_import_export
 from digitaltwin.analytics.segments import Segments
 from digitaltwin.domain.assets import Asset
 from digitaltwin.domain.series_attributes import EXPORT_QUANTITIES, energy_flow, export_positive
@@ -89,7 +89,7 @@ from digitaltwin.domain.units import SeriesKind
 from digitaltwin.services.meter import counter_rules
 from digitaltwin.storage.meter_events import MeterEventStore
 from digitaltwin.storage.repository import Repository, SeriesInfo
-from digitaltwin.storage.rollups import CELL_SECONDS, Cells, RollupStore, StaleState, StoredEvent
+from digitaltwin.storage.rollups import CELL_SECONDS, Cells, ReadingsWindow, RollupStore, StaleState, StoredEvent
 
 
 class _Switch:
@@ -475,8 +475,9 @@ def _series_pieces(
     c1: int, f: int, head: bool, tail: bool, max_hold: timedelta, until_us: int, bucket_edges_s: np.ndarray,
 ) -> tuple[_Pieces, list[MeterEvent]] | None:
     """Totals of one series per piece: stored cells inside ``[c1, f)``, raw readings for the rest;
-    None when the stored cells are no longer those of the version ``refreshed`` left."""
-    from digitaltwin.services.energy import metered_series
+    None when the stored cells are no longer those of the version ``refreshed`` left. The raw
+    readings past ``f`` come in the statement that reads the cells."""
+    from digitaltwin.services.energy import WindowReadings, meter_window, metered_series, window_context
 
     n = piece_edges.size - 1
     energy, covered, imp, exp = (np.zeros(n) for _ in range(4))
@@ -485,9 +486,11 @@ def _series_pieces(
     # Few buckets: summed in the database, each bucket's sum placed on its first cell (the sums
     # per bucket below are unchanged); many: one row per cell.
     inner = [int(e) for e in bucket_edges_s if c1 < e < f]
+    end_s = float(piece_edges[-1])
+    window = ReadingsWindow(_utc(f), _utc(end_s), *window_context(info)) if tail else None  # as read_window reads it
     read = store.read(
         info.id, c1, f, groups=[c1, *inner, f] if len(inner) < GROUPED_BUCKETS else None,
-        events_lo_s=float(piece_edges[0]), events_hi_s=float(piece_edges[-1]),
+        events_lo_s=float(piece_edges[0]), events_hi_s=end_s, window=window,
     )
     if read.version != refreshed.version:
         return None
@@ -496,18 +499,19 @@ def _series_pieces(
     energy[at], covered[at], imp[at], exp[at] = cells.energy_kwh, cells.covered_s, cells.import_kwh, cells.export_kwh
     counts[at], peak[at] = cells.sample_count, cells.peak_power_kw
     events = [MeterEvent(EventKind(e.kind), e.start_s, e.end_s, e.reason) for e in read.events]
-    raw: list[tuple[slice, float]] = []  # pieces from raw readings, and where to read them to
+    raw: list[tuple[slice, WindowReadings, Metered]] = []  # pieces from raw readings
     if head:  # read one cell further, so the last reading of the piece sees what follows it as the raw path does
-        raw.append((slice(0, 1), min(c1 + CELL_SECONDS, float(piece_edges[-1]))))
-    if tail:  # from the frontier (or the last whole cell) to the end
-        first = int(np.searchsorted(piece_edges, float(f)))
-        raw.append((slice(first, n), float(piece_edges[-1])))
-    for part_of, read_to in raw:
-        edges = piece_edges[part_of.start : part_of.stop + 1]
         readings, metered, _ = metered_series(
-            repo, asset, info, _utc(edges[0]), _utc(read_to), max_hold=max_hold, until_us=until_us,
+            repo, asset, info, _utc(piece_edges[0]), _utc(min(c1 + CELL_SECONDS, end_s)), max_hold=max_hold, until_us=until_us,
             rules=refreshed.rules, attributes=refreshed.attributes,
         )
+        raw.append((slice(0, 1), readings, metered))
+    if tail:  # from the frontier (or the last whole cell) to the end
+        readings = WindowReadings(read.ts_s, read.values)
+        metered = meter_window(info, readings, refreshed.rules, max_hold=max_hold, until_us=until_us)
+        raw.append((slice(int(np.searchsorted(piece_edges, float(f))), n), readings, metered))
+    for part_of, readings, metered in raw:
+        edges = piece_edges[part_of.start : part_of.stop + 1]
         part = _piece_stats(metered.segments, edges, readings.ts_s)
         energy[part_of], covered[part_of], imp[part_of], exp[part_of] = part.energy_kwh, part.covered_s, part.import_kwh, part.export_kwh
         counts[part_of], peak[part_of] = part.sample_count, part.peak_power_kw

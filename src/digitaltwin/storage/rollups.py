@@ -36,12 +36,13 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
-from sqlalchemy import TextClause, and_, delete, func, insert, select, text, update
+from sqlalchemy import TextClause, and_, bindparam, delete, func, insert, select, text, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from digitaltwin.storage.db import read_engine
 from digitaltwin.storage.tables import (
+    UTCDateTime,
     energy_rollup_dirty,
     energy_rollup_events,
     energy_rollup_state,
@@ -112,12 +113,28 @@ class RefreshInputs:
 
 
 @dataclass(frozen=True, slots=True)
+class ReadingsWindow:
+    """Raw readings of a series to read with its cells: those in ``[start, end)``, the ``before``
+    last ones before ``start`` and the ``after`` first ones at or after ``end``."""
+
+    start: datetime
+    end: datetime
+    before: int
+    after: int
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
-    """Cells and events of a series as of one version of its state (None: it has no state)."""
+    """Cells, events and raw readings of a series as of one version of its state (None: it has no
+    state). ``ts_s`` and ``values``: the readings of the :class:`ReadingsWindow` asked for, sorted
+    (epoch seconds, ``us / 1e6`` as :meth:`~digitaltwin.storage.repository.Repository.series_arrays`
+    gives them; float64), empty when none was asked for."""
 
     version: int | None
     cells: Cells
     events: list[StoredEvent]
+    ts_s: np.ndarray
+    values: np.ndarray
 
 
 class StaleState(Exception):
@@ -188,9 +205,13 @@ class RollupStore:
         state = RollupState(row.rules_key, int(row.frontier_s), int(row.version)) if row.version is not None else None
         return RefreshInputs(state, bool(row.marked), dict(row.attributes or {}), row.last_ts)
 
-    def read(self, series_id: int, lo_s: int, hi_s: int, *, groups: list[int] | None, events_lo_s: float, events_hi_s: float) -> Snapshot:
-        """The cells of ``[lo_s, hi_s)``, the events of ``[events_lo_s, events_hi_s]``
-        and the state's version, in one statement: the cells and events are those of that version.
+    def read(
+        self, series_id: int, lo_s: int, hi_s: int, *, groups: list[int] | None, events_lo_s: float, events_hi_s: float,
+        window: ReadingsWindow | None = None,
+    ) -> Snapshot:
+        """The cells of ``[lo_s, hi_s)``, the events of ``[events_lo_s, events_hi_s]``, the raw
+        readings of ``window`` and the state's version, in one statement: the cells and events are
+        those of that version.
 
         Args:
             groups: None for one row per cell; else edges (cell edges from ``lo_s`` to ``hi_s``)
@@ -201,14 +222,17 @@ class RollupStore:
         Events: those starting before ``events_hi_s`` and not ending before ``events_lo_s``.
         """
         params: dict[str, Any] = {"sid": series_id, "lo": lo_s, "hi": hi_s, "ev_lo": events_lo_s, "ev_hi": events_hi_s}
+        with_window = window is not None
         if groups is None:
-            query = _read_query(self.engine.dialect.name, None)
+            query = _read_query(self.engine.dialect.name, None, with_window)
         else:
-            query = _read_query(self.engine.dialect.name, len(groups) - 1)
+            query = _read_query(self.engine.dialect.name, len(groups) - 1, with_window)
             if self.engine.dialect.name == "postgresql":
                 params |= {"los": groups[:-1], "his": groups[1:]}
             else:
                 params |= {f"lo{i}": lo for i, lo in enumerate(groups[:-1])} | {f"hi{i}": hi for i, hi in enumerate(groups[1:])}
+        if window is not None:
+            params |= {"r_lo": window.start, "r_hi": window.end, "r_before": window.before, "r_after": window.after}
         with self.reads.connect() as conn:
             rows = conn.execute(query, params).all()
         version = next((int(r[1]) for r in rows if r[0] == 0), None)
@@ -217,7 +241,10 @@ class RollupStore:
         events = sorted(
             (StoredEvent(float(r[2]), float(r[3]), r[8], r[9]) for r in rows if r[0] == 2), key=lambda e: (e.start_s, e.end_s)
         )
-        return Snapshot(version, _cells(cell_rows), events)
+        raw = sorted((int(r[1]), float(r[2])) for r in rows if r[0] == 3)
+        ts_s = np.fromiter((t for t, _ in raw), dtype=np.int64, count=len(raw)) / 1e6
+        values = np.fromiter((v for _, v in raw), dtype=np.float64, count=len(raw))
+        return Snapshot(version, _cells(cell_rows), events, ts_s, values)
 
     def write(
         self,
@@ -315,9 +342,10 @@ _SUMS = "sum(energy_kwh), sum(covered_s), sum(import_kwh), sum(export_kwh), sum(
 
 
 @lru_cache(maxsize=256)
-def _read_query(dialect: str, groups: int | None) -> TextClause:
+def _read_query(dialect: str, groups: int | None, window: bool) -> TextClause:
     """The statement of :meth:`RollupStore.read`: rows tagged 0 (the version), 1 (a cell or group:
-    start, energy, covered, import, export, count, peak) and 2 (an event: start, end, kind, reason)."""
+    start, energy, covered, import, export, count, peak), 2 (an event: start, end, kind, reason)
+    and 3 (a raw reading: epoch microseconds, value)."""
     state = "SELECT 0, version, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM energy_rollup_state WHERE series_id = :sid"
     events = (
         "SELECT 2, NULL, start_s, end_s, NULL, NULL, NULL, NULL, kind, reason FROM energy_rollup_events"
@@ -334,7 +362,20 @@ def _read_query(dialect: str, groups: int | None) -> TextClause:
         ]
     else:  # one range scan of the primary key per group (a CASE per row costs more on SQLite)
         cells = [f"SELECT 1, :lo{i}, {_SUMS}, NULL, NULL {of_series.format(lo=f':lo{i}', hi=f':hi{i}')}" for i in range(groups)]
-    return text(" UNION ALL ".join([state, *cells, events]))
+    parts = [state, *cells, events]
+    if window:
+        # Typed NULLs: PostgreSQL types a bare NULL of a subquery as text.
+        us = "CAST(extract(epoch FROM ts) * 1000000 AS BIGINT)" if dialect == "postgresql" else "ts"
+        reading = f"SELECT 3, {us}, value, CAST(NULL AS FLOAT), CAST(NULL AS FLOAT), CAST(NULL AS FLOAT), CAST(NULL AS BIGINT), CAST(NULL AS FLOAT), NULL, NULL FROM readings WHERE series_id = :sid"
+        parts += [
+            f"{reading} AND ts >= :r_lo AND ts < :r_hi",
+            f"SELECT * FROM ({reading} AND ts < :r_lo ORDER BY ts DESC LIMIT :r_before) AS before_range",
+            f"SELECT * FROM ({reading} AND ts >= :r_hi ORDER BY ts LIMIT :r_after) AS after_range",
+        ]
+    query = text(" UNION ALL ".join(parts))
+    if window:
+        query = query.bindparams(bindparam("r_lo", type_=UTCDateTime()), bindparam("r_hi", type_=UTCDateTime()))
+    return query
 
 
 def _cells(rows: list) -> Cells:  # type: ignore[type-arg]
