@@ -261,8 +261,9 @@ def _process_lock(engine: Engine, series_id: int) -> Iterator[None]:
         yield
 
 
-def refresh(repo: Repository, asset: Asset, info: SeriesInfo, *, max_hold: timedelta) -> Refreshed | None:
-    """Bring the stored cells of a series up to date.
+def refresh(repo: Repository, asset: Asset, info: SeriesInfo, *, max_hold: timedelta, store: RollupStore | None = None) -> Refreshed | None:
+    """Bring the stored cells of a series up to date (``store``: the rollup store of ``repo`` if
+    the caller has one; building one builds its read engine).
 
     Returns:
         Its frontier and state version, or None when the series takes the raw path (see the
@@ -270,19 +271,20 @@ def refresh(repo: Repository, asset: Asset, info: SeriesInfo, *, max_hold: timed
     """
     if info.kind is SeriesKind.INTERVAL and not info.interval_seconds:
         return None
-    current = _unchanged(repo, asset, info, max_hold=max_hold)
+    store = store or RollupStore(repo.engine)
+    current = _unchanged(repo, store, asset, info, max_hold=max_hold)
     if current is not None:
         return current
     with _process_lock(repo.engine, info.id):
         for _ in range(_ATTEMPTS):
             try:
-                return _refresh_once(repo, asset, info, max_hold=max_hold)
+                return _refresh_once(repo, store, asset, info, max_hold=max_hold)
             except StaleState:  # another process stored cells of the series meanwhile: start from its state
                 continue
     return None
 
 
-def _unchanged(repo: Repository, asset: Asset, info: SeriesInfo, *, max_hold: timedelta) -> Refreshed | None:
+def _unchanged(repo: Repository, store: RollupStore, asset: Asset, info: SeriesInfo, *, max_hold: timedelta) -> Refreshed | None:
     """The series' state when a refresh would write nothing (the common case), from one statement
     (plus the replacements of a counter); None when :func:`_refresh_once` must look closer.
 
@@ -290,7 +292,7 @@ def _unchanged(repo: Repository, asset: Asset, info: SeriesInfo, *, max_hold: ti
     later than the rest, as :func:`_refresh_once` requires, and with no mark, the same rules key and
     the frontier at its target that refresh would store nothing and answer this version.
     """
-    inputs = RollupStore(repo.engine).refresh_inputs(info.id, count=_context(info), before=_FAR_FUTURE)
+    inputs = store.refresh_inputs(info.id, count=_context(info), before=_FAR_FUTURE)
     if inputs is None or inputs.state is None or inputs.marked or inputs.last_ts is None:
         return None
     if _floor(inputs.last_ts.timestamp()) != inputs.state.frontier_s:
@@ -301,10 +303,9 @@ def _unchanged(repo: Repository, asset: Asset, info: SeriesInfo, *, max_hold: ti
     return Refreshed(inputs.state.frontier_s, inputs.state.version, rules, inputs.attributes)
 
 
-def _refresh_once(repo: Repository, asset: Asset, info: SeriesInfo, *, max_hold: timedelta) -> Refreshed | None:
+def _refresh_once(repo: Repository, store: RollupStore, asset: Asset, info: SeriesInfo, *, max_hold: timedelta) -> Refreshed | None:
     """One try of :func:`refresh`; raises :class:`~digitaltwin.storage.rollups.StaleState`
     when another write of the series' cells came first."""
-    store = RollupStore(repo.engine)
     # The state first: the marks, rules and readings read next are at least as new, and every
     # write below stores only if the state is still this version.
     state = store.state(info.id)
@@ -436,7 +437,8 @@ def _read_totals(
     a_us, b_us = int(edges_us[0]), int(edges_us[-1])
     c1, c2 = -(-a_us // cell_us) * CELL_SECONDS, (b_us // cell_us) * CELL_SECONDS
     series = [info] + ([pair] if pair is not None else [])
-    refreshed = [refresh(repo, asset, s, max_hold=max_hold) for s in series]
+    store = RollupStore(repo.engine)
+    refreshed = [refresh(repo, asset, s, max_hold=max_hold, store=store) for s in series]
     if any(r is None for r in refreshed):
         return None
     # Not past ``until`` either: a power sample held at the end of the range stops there (raw
@@ -448,7 +450,6 @@ def _read_totals(
     head, tail = a_s < c1, b_s > f
     # Pieces: the partial first cell, every whole cell, the partial last cell.
     piece_edges = np.concatenate(([a_s] if head else [], np.arange(c1, c2 + 1, CELL_SECONDS, dtype=np.float64), [b_s] if b_s > c2 else []))
-    store = RollupStore(repo.engine)
     stats: dict[int, tuple[_Pieces, list[MeterEvent]]] = {}
     for s, r in zip(series, refreshed, strict=True):
         assert r is not None
