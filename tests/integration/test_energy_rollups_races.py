@@ -66,13 +66,15 @@ def meter(repo: Repository) -> Repository:
     return repo
 
 
-def report(repo: Repository, asset_id: str, *, rollups: bool) -> EnergyReport:
-    return energy_report(repo, asset_id, start=T0, end=T0 + timedelta(days=DAYS), bucket=Bucket.HOUR, max_hold=HOLD, now=NOW, use_rollups=rollups)
+def report(repo: Repository, asset_id: str, *, rollups: bool, bucket: Bucket = Bucket.HOUR) -> EnergyReport:
+    return energy_report(repo, asset_id, start=T0, end=T0 + timedelta(days=DAYS), bucket=bucket, max_hold=HOLD, now=NOW, use_rollups=rollups)
 
 
 def assert_rollups_exact(repo: Repository, asset_id: str) -> None:
-    """The report from the stored cells equals the raw one (a stale cell would differ)."""
-    assert_same(report(repo, asset_id, rollups=True), report(repo, asset_id, rollups=False))
+    """The report from the stored cells equals the raw one (a stale cell would differ), by hour
+    (one row per cell read) and by day (the day sums read)."""
+    for bucket in (Bucket.HOUR, Bucket.DAY):
+        assert_same(report(repo, asset_id, rollups=True, bucket=bucket), report(repo, asset_id, rollups=False, bucket=bucket))
 
 
 def in_thread(fn: Callable[[], Any]) -> tuple[threading.Thread, list[Any]]:

@@ -1,7 +1,7 @@
 """Storage of energy rollups: per series and 15-minute UTC cell, the totals of its segments.
 
 The numbers are computed by :mod:`digitaltwin.services.energy_rollups` from the same segments as
-the raw energy path; this module only reads and writes the four tables of ``tables.py``:
+the raw energy path; this module only reads and writes the five tables of ``tables.py``:
 
 * ``energy_rollups``: one row per (series, cell) with energy, covered seconds, import and export
   (the energy of the positive and of the negative segments), sample count and peak power;
@@ -11,7 +11,9 @@ the raw energy path; this module only reads and writes the four tables of ``tabl
 * ``energy_rollup_dirty``: time spans of readings written or deleted since, marked in the
   writer's own transaction (:func:`mark_changed`, :func:`mark_changed_raw`); processed at query
   time;
-* ``energy_rollup_events``: the meter events found while computing the cells.
+* ``energy_rollup_events``: the meter events found while computing the cells;
+* ``energy_rollup_days``: the cells summed per UTC day, rewritten with the cells of the days a
+  write touches (same transaction), read for the whole days of long groups.
 
 Reads of one statement see one snapshot (PostgreSQL's READ COMMITTED takes one per statement,
 SQLite one per statement outside a transaction): :meth:`RollupStore.refresh_inputs` reads all a
@@ -43,6 +45,7 @@ from sqlalchemy.exc import IntegrityError
 from digitaltwin.storage.db import read_engine
 from digitaltwin.storage.tables import (
     UTCDateTime,
+    energy_rollup_days,
     energy_rollup_dirty,
     energy_rollup_events,
     energy_rollup_state,
@@ -54,6 +57,8 @@ from digitaltwin.storage.tables import (
 #: Length of a rollup cell in seconds. Every UTC offset in use (+05:45 included) is a multiple of
 #: 15 minutes, so every local 15-minute, hour, day, week and month edge is a cell edge.
 CELL_SECONDS = 900
+#: Length of a UTC day in seconds: the unit of ``energy_rollup_days``.
+DAY_SECONDS = 86_400
 #: Mark ids deleted per statement (SQLite's older builds allow 999 bound parameters).
 _IDS_PER_DELETE = 500
 
@@ -218,7 +223,8 @@ class RollupStore:
                 of groups summed in the database (energy, coverage, import, export and counts
                 summed, peak the maximum), each group returned as one cell at its first edge;
                 groups without cells are absent. For a few buckets (a year by month) this sends
-                12 rows instead of 35,040.
+                12 rows instead of 35,040, summed from the day sums of the whole UTC days of
+                each group and the cells of its partial days.
         Events: those starting before ``events_hi_s`` and not ending before ``events_lo_s``.
         """
         params: dict[str, Any] = {"sid": series_id, "lo": lo_s, "hi": hi_s, "ev_lo": events_lo_s, "ev_hi": events_hi_s}
@@ -227,10 +233,17 @@ class RollupStore:
             query = _read_query(self.engine.dialect.name, None, with_window)
         else:
             query = _read_query(self.engine.dialect.name, len(groups) - 1, with_window)
+            # Whole UTC days [day_lo, day_hi) of each group; none (both at its end) when it has none.
+            los, his = groups[:-1], groups[1:]
+            day_los, day_his = [-(-lo // DAY_SECONDS) * DAY_SECONDS for lo in los], [hi - hi % DAY_SECONDS for hi in his]
+            for i, (a, b) in enumerate(zip(day_los, day_his, strict=True)):
+                if a >= b:
+                    day_los[i] = day_his[i] = his[i]
             if self.engine.dialect.name == "postgresql":
-                params |= {"los": groups[:-1], "his": groups[1:]}
+                params |= {"los": los, "his": his, "day_los": day_los, "day_his": day_his}
             else:
-                params |= {f"lo{i}": lo for i, lo in enumerate(groups[:-1])} | {f"hi{i}": hi for i, hi in enumerate(groups[1:])}
+                for name, values in (("lo", los), ("hi", his), ("day_lo", day_los), ("day_hi", day_his)):
+                    params |= {f"{name}{i}": v for i, v in enumerate(values)}
         if window is not None:
             params |= {"r_lo": window.start, "r_hi": window.end, "r_before": window.before, "r_after": window.after}
         with self.reads.connect() as conn:
@@ -321,6 +334,14 @@ class RollupStore:
                         )
                     ],
                 )
+            # The day sums of every day the write touched, from the cells now stored.
+            day_lo, day_hi = lo_s - lo_s % DAY_SECONDS, -(-hi_s // DAY_SECONDS) * DAY_SECONDS
+            days = energy_rollup_days.c
+            if reset:
+                conn.execute(delete(energy_rollup_days).where(days.series_id == series_id))
+            else:
+                conn.execute(delete(energy_rollup_days).where(days.series_id == series_id, days.day_s >= day_lo, days.day_s < day_hi))
+            conn.execute(_DAY_SUMS, {"sid": series_id, "lo": day_lo, "hi": day_hi})
             if events:
                 conn.execute(
                     insert(energy_rollup_events),
@@ -338,7 +359,24 @@ class RollupStore:
             return int(conn.execute(select(func.count()).select_from(energy_rollups).where(and_(energy_rollups.c.series_id == series_id))).scalar() or 0)
 
 
-_SUMS = "sum(energy_kwh), sum(covered_s), sum(import_kwh), sum(export_kwh), sum(sample_count), max(peak_power_kw)"
+_DAY = "cell_s - ((cell_s % 86400) + 86400) % 86400"  # the start of a cell's UTC day, also before 1970
+#: The day sums of one series' cells in ``[lo, hi)`` (whole days).
+_DAY_SUMS = text(
+    "INSERT INTO energy_rollup_days (series_id, day_s, energy_kwh, covered_s, import_kwh, export_kwh, sample_count, peak_power_kw)"
+    f" SELECT series_id, {_DAY}, sum(energy_kwh), sum(covered_s), sum(import_kwh), sum(export_kwh), sum(sample_count), max(peak_power_kw)"
+    f" FROM energy_rollups WHERE series_id = :sid AND cell_s >= :lo AND cell_s < :hi GROUP BY series_id, {_DAY}"
+)
+_ROWS = "energy_kwh AS e, covered_s AS c, import_kwh AS i, export_kwh AS x, sample_count AS n, peak_power_kw AS p"
+_SUMS = "sum(e), sum(c), sum(i), sum(x), CAST(sum(n) AS BIGINT), max(p)"
+
+
+def _group_rows(lo: str, hi: str, day_lo: str, day_hi: str) -> str:
+    """The rows a group sums: the day sums of its whole days and the cells of its partial days."""
+    return " UNION ALL ".join([
+        f"SELECT {_ROWS} FROM energy_rollup_days WHERE series_id = :sid AND day_s >= {day_lo} AND day_s < {day_hi}",
+        f"SELECT {_ROWS} FROM energy_rollups WHERE series_id = :sid AND cell_s >= {lo} AND cell_s < {day_lo}",
+        f"SELECT {_ROWS} FROM energy_rollups WHERE series_id = :sid AND cell_s >= {day_hi} AND cell_s < {hi}",
+    ])
 
 
 @lru_cache(maxsize=256)
@@ -351,17 +389,23 @@ def _read_query(dialect: str, groups: int | None, window: bool) -> TextClause:
         "SELECT 2, NULL, start_s, end_s, NULL, NULL, NULL, NULL, kind, reason FROM energy_rollup_events"
         " WHERE series_id = :sid AND start_s < :ev_hi AND COALESCE(end_s, start_s) >= :ev_lo"
     )
-    of_series = "FROM energy_rollups WHERE series_id = :sid AND cell_s >= {lo} AND cell_s < {hi}"
     if groups is None:
-        cells = [f"SELECT 1, cell_s, energy_kwh, covered_s, import_kwh, export_kwh, sample_count, peak_power_kw, NULL, NULL {of_series.format(lo=':lo', hi=':hi')}"]
-    elif dialect == "postgresql":
-        # One statement text whatever the number of groups: a range scan of the primary key per group.
         cells = [
-            "SELECT 1, g.lo, s.* FROM unnest(CAST(:los AS BIGINT[]), CAST(:his AS BIGINT[])) AS g(lo, hi)"
-            f" CROSS JOIN LATERAL (SELECT {_SUMS}, NULL, NULL {of_series.format(lo='g.lo', hi='g.hi')}) AS s"
+            "SELECT 1, cell_s, energy_kwh, covered_s, import_kwh, export_kwh, sample_count, peak_power_kw, NULL, NULL"
+            " FROM energy_rollups WHERE series_id = :sid AND cell_s >= :lo AND cell_s < :hi"
         ]
-    else:  # one range scan of the primary key per group (a CASE per row costs more on SQLite)
-        cells = [f"SELECT 1, :lo{i}, {_SUMS}, NULL, NULL {of_series.format(lo=f':lo{i}', hi=f':hi{i}')}" for i in range(groups)]
+    elif dialect == "postgresql":
+        # One statement text whatever the number of groups; range scans of the primary keys per group.
+        cells = [
+            "SELECT 1, g.lo, s.* FROM unnest(CAST(:los AS BIGINT[]), CAST(:his AS BIGINT[]), CAST(:day_los AS BIGINT[]),"
+            " CAST(:day_his AS BIGINT[])) AS g(lo, hi, day_lo, day_hi)"
+            f" CROSS JOIN LATERAL (SELECT {_SUMS}, NULL, NULL FROM ({_group_rows('g.lo', 'g.hi', 'g.day_lo', 'g.day_hi')}) AS r) AS s"
+        ]
+    else:  # range scans of the primary keys per group (a CASE per row costs more on SQLite)
+        cells = [
+            f"SELECT 1, :lo{i}, {_SUMS}, NULL, NULL FROM ({_group_rows(f':lo{i}', f':hi{i}', f':day_lo{i}', f':day_hi{i}')})"
+            for i in range(groups)
+        ]
     parts = [state, *cells, events]
     if window:
         # Typed NULLs: PostgreSQL types a bare NULL of a subquery as text.
