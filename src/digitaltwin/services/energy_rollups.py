@@ -72,10 +72,10 @@ import math
 import threading
 import weakref
 from collections.abc import Iterator, Sequence
-from typing import Any
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
 from sqlalchemy.engine import Engine
