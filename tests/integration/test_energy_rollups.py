@@ -141,9 +141,11 @@ def test_late_out_of_order_and_corrected_readings_deletions_reset_and_replacemen
     plants.write_readings([Reading("steel-plant", "energy", utc(2018, 12, 15, 6), 99.0)])
     after = both(plants, "steel-plant", *month, Bucket.DAY)
     assert after.total_energy_kwh != pytest.approx(before.total_energy_kwh)
+    both(plants, "steel-plant", *month, Bucket.WEEK)  # Seoul's weeks hold whole UTC days: read from the day sums
     # A deleted stretch of power samples: the sample before it is held up to the hold, then a gap.
     plants.delete_readings("steel-power", start=utc(2018, 12, 3, 10), end=utc(2018, 12, 3, 16, 5))
     both(plants, "steel-power", *month, Bucket.HOUR)
+    both(plants, "steel-power", *month, Bucket.WEEK)
     # A counter reset (from 2018-12-12 the register counts again from 5 kWh, resent corrected)
     # and a glitch (one low reading that comes back).
     resent = plants.read_page("steel-counter", start=utc(2018, 12, 12), limit=100_000).rows
@@ -163,14 +165,17 @@ def test_late_out_of_order_and_corrected_readings_deletions_reset_and_replacemen
     MeterEventStore(plants.engine).add_replacement(info.id, old=old, new=(new[0], new[1] - 40.0))
     report = both(plants, "steel-counter", *month, Bucket.DAY)
     assert "replacement" in {e.kind.value for e in report.events}
+    both(plants, "steel-counter", *month, Bucket.WEEK)
     both(plants, "steel-counter", utc(2018, 12, 20), utc(2018, 12, 21), Bucket.QUARTER_HOUR)
     # New readings past the end move the frontier; deleting the end moves it back.
     last = plants.previous_reading(info.id, utc(2100, 1, 1))
     assert last is not None
     plants.write_readings([Reading("steel-counter", "energy_total", last[0] + timedelta(minutes=15 * k), last[1] + k) for k in range(1, 200)])
     both(plants, "steel-counter", utc(2018, 12, 1), last[0] + timedelta(days=3), Bucket.HOUR)
+    both(plants, "steel-counter", utc(2018, 12, 1), last[0] + timedelta(days=3), Bucket.WEEK)
     plants.delete_readings("steel-counter", start=last[0] - timedelta(days=1), end=last[0] + timedelta(days=10))
     both(plants, "steel-counter", utc(2018, 12, 1), last[0] + timedelta(days=3), Bucket.HOUR)
+    both(plants, "steel-counter", utc(2018, 12, 1), last[0] + timedelta(days=3), Bucket.WEEK)
     both(plants, "b2", datetime(2019, 1, 1, tzinfo=LONDON), datetime(2020, 1, 1, tzinfo=LONDON), Bucket.WEEK)
 
 

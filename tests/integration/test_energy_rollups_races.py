@@ -66,13 +66,15 @@ def meter(repo: Repository) -> Repository:
     return repo
 
 
-def report(repo: Repository, asset_id: str, *, rollups: bool) -> EnergyReport:
-    return energy_report(repo, asset_id, start=T0, end=T0 + timedelta(days=DAYS), bucket=Bucket.HOUR, max_hold=HOLD, now=NOW, use_rollups=rollups)
+def report(repo: Repository, asset_id: str, *, rollups: bool, bucket: Bucket = Bucket.HOUR) -> EnergyReport:
+    return energy_report(repo, asset_id, start=T0, end=T0 + timedelta(days=DAYS), bucket=bucket, max_hold=HOLD, now=NOW, use_rollups=rollups)
 
 
 def assert_rollups_exact(repo: Repository, asset_id: str) -> None:
-    """The report from the stored cells equals the raw one (a stale cell would differ)."""
-    assert_same(report(repo, asset_id, rollups=True), report(repo, asset_id, rollups=False))
+    """The report from the stored cells equals the raw one (a stale cell would differ), by hour
+    (one row per cell read) and by day (the day sums read)."""
+    for bucket in (Bucket.HOUR, Bucket.DAY):
+        assert_same(report(repo, asset_id, rollups=True, bucket=bucket), report(repo, asset_id, rollups=False, bucket=bucket))
 
 
 def in_thread(fn: Callable[[], Any]) -> tuple[threading.Thread, list[Any]]:
@@ -349,10 +351,10 @@ def test_a_report_reading_cells_during_a_whole_recompute_answers_exactly(meter: 
         return result
 
     monkeypatch.setattr(RollupStore, "write", write)
-    original_cells = RollupStore.cells
+    original_read = RollupStore.read
     reader: list[int] = []
 
-    def cells(self: RollupStore, *args: Any, **kwargs: Any) -> Any:
+    def read(self: RollupStore, *args: Any, **kwargs: Any) -> Any:
         if reader and reader[0] == threading.get_ident():
             reader.clear()
             asset = meter.get_asset("press")
@@ -365,13 +367,13 @@ def test_a_report_reading_cells_during_a_whole_recompute_answers_exactly(meter: 
             pending = in_thread(rebuild)
             wait(rebuilder_stored)
             try:
-                return original_cells(self, *args, **kwargs)
+                return original_read(self, *args, **kwargs)
             finally:
                 rebuilder_go.set()
                 finish(*pending)
-        return original_cells(self, *args, **kwargs)
+        return original_read(self, *args, **kwargs)
 
-    monkeypatch.setattr(RollupStore, "cells", cells)
+    monkeypatch.setattr(RollupStore, "read", read)
     with separate_processes(monkeypatch):
         reader.append(threading.get_ident())
         answered = report(meter, "press", rollups=True)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -153,8 +154,15 @@ def window_edges_us(start: datetime, end: datetime, bucket: Bucket, tz: ZoneInfo
     return edges
 
 
+def window_context(info: SeriesInfo) -> tuple[int, int]:
+    """How many readings :func:`read_window` reads before and after a range of ``info`` besides
+    those in it (see :class:`WindowReadings`)."""
+    return (COUNTER_CONTEXT_READINGS, COUNTER_CONTEXT_READINGS) if info.kind is SeriesKind.CUMULATIVE else (1, 0)
+
+
 def read_window(repo: Repository, info: SeriesInfo, start: datetime, end: datetime) -> WindowReadings:
-    """The readings of ``info`` that decide its energy over ``[start, end)`` (see :class:`WindowReadings`)."""
+    """The readings of ``info`` that decide its energy over ``[start, end)`` (see :class:`WindowReadings`;
+    the readings around the range are those of :func:`window_context`)."""
     ts_s, values = repo.series_arrays(info.id, start=start, end=end)
     if info.kind is SeriesKind.CUMULATIVE:
         # A glitch or spike at either edge is recognised only with the readings around it, so a
@@ -237,23 +245,30 @@ class Flows:
 
 def metered_series(
     repo: Repository, asset: Asset, info: SeriesInfo, start: datetime, end: datetime, *, max_hold: timedelta, until_us: int,
-    rules: CounterRules | None = None,
-) -> tuple[WindowReadings, Metered, dict[str, object]]:
+    rules: CounterRules | None = None, attributes: dict[str, Any] | None = None,
+) -> tuple[WindowReadings, Metered, dict[str, Any]]:
     """The readings of ``info`` over ``[start, end)``, their segments under the meter policies and
     the series' declared attributes (see :func:`digitaltwin.analytics.energy.metered_for`).
 
-    ``rules``: the meter rules to apply, as :func:`~digitaltwin.services.meter.counter_rules`
-    read them earlier (the energy rollups store cells under the rules they keyed); default: read now.
+    ``rules``, ``attributes``: the meter rules to apply and the series' attributes, as
+    :func:`~digitaltwin.services.meter.counter_rules` and the refresh of the energy rollups read
+    them earlier (the rollups store cells under the rules they keyed); default: read now.
     """
     readings = read_window(repo, info, start, end)
-    attributes = MeterEventStore(repo.engine).series_attributes(info.id)
+    if attributes is None:
+        attributes = MeterEventStore(repo.engine).series_attributes(info.id)
     if rules is None:
         rules = counter_rules(repo, asset, info, attributes=attributes)
-    metered = metered_for(
+    return readings, meter_window(info, readings, rules, max_hold=max_hold, until_us=until_us), attributes
+
+
+def meter_window(info: SeriesInfo, readings: WindowReadings, rules: CounterRules, *, max_hold: timedelta, until_us: int) -> Metered:
+    """The segments and meter events of readings read as :func:`read_window` reads them, under ``rules``
+    (:func:`digitaltwin.analytics.energy.metered_for`); power samples are not held past ``until_us``."""
+    return metered_for(
         info.kind, readings.ts_s, readings.values, rules=rules, interval_s=info.interval_seconds,
         max_hold_s=max_hold.total_seconds(), until_s=until_us / 1e6,
     )
-    return readings, metered, attributes
 
 
 def flow_segments(

@@ -47,9 +47,17 @@ series at once, while readings are written and meter rules change.
   (:class:`~digitaltwin.storage.rollups.RollupStore`): a refresh that finds another's write
   stores nothing and starts again from the new state; in one process refreshes of a series
   also wait for each other instead of computing the same cells twice.
-* A reader checks after reading the cells that the version is still the one its refresh left;
-  otherwise (the series was recomputed meanwhile) it reads again, and after
-  :data:`_ATTEMPTS` tries the raw path answers.
+* A reader reads the cells and events in one statement together with the state's version
+  (:meth:`~digitaltwin.storage.rollups.RollupStore.read`); when that is not the version its
+  refresh left (the series was recomputed meanwhile) it reads again, and after :data:`_ATTEMPTS`
+  tries the raw path answers. The version is bumped in the transaction of every write of the
+  cells, so cells read in the snapshot that shows the version are exactly those of that version.
+* A series with nothing to do (a state, no mark, the same rules key, the frontier at its target)
+  is recognised from one statement (:meth:`~digitaltwin.storage.rollups.RollupStore.refresh_inputs`),
+  without the process lock: the state, marks, attributes and readings it reads are of one
+  snapshot, a case of "the state first, the rest at least as new" in which the refresh would
+  write nothing. The partial cells read from raw readings use the meter rules and attributes
+  that refresh read, as the cells do.
 
 Whether reads use the cells is one switch, :data:`settings` (``ENERGY_ROLLUPS``, on by default);
 the cells are kept either way (every write marks its span). ``use_rollups=False`` asks for the
@@ -67,12 +75,13 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
 from sqlalchemy.engine import Engine
 
 from digitaltwin.analytics.energy import BucketTotals, aggregate
-from digitaltwin.analytics.meter import CounterRules, EventKind, MeterEvent, split_import_export
+from digitaltwin.analytics.meter import CounterRules, EventKind, MeterEvent, Metered, split_import_export
 from digitaltwin.analytics.segments import Segments
 from digitaltwin.domain.assets import Asset
 from digitaltwin.domain.series_attributes import EXPORT_QUANTITIES, energy_flow, export_positive
@@ -80,7 +89,7 @@ from digitaltwin.domain.units import SeriesKind
 from digitaltwin.services.meter import counter_rules
 from digitaltwin.storage.meter_events import MeterEventStore
 from digitaltwin.storage.repository import Repository, SeriesInfo
-from digitaltwin.storage.rollups import CELL_SECONDS, Cells, RollupStore, StaleState, StoredEvent
+from digitaltwin.storage.rollups import CELL_SECONDS, Cells, ReadingsWindow, RollupStore, StaleState, StoredEvent
 
 
 class _Switch:
@@ -216,11 +225,14 @@ def _piece_stats(seg: Segments, edges_s: np.ndarray, sample_ts_s: np.ndarray) ->
 
 @dataclass(frozen=True, slots=True)
 class Refreshed:
-    """A series whose stored cells are up to date: its frontier (epoch seconds) and the version
-    of its rollup state after the refresh."""
+    """A series whose stored cells are up to date: its frontier (epoch seconds), the version of its
+    rollup state after the refresh, and the meter rules and declared attributes it read (the rules
+    the cells are stored under)."""
 
     frontier_s: int
     version: int
+    rules: CounterRules
+    attributes: dict[str, Any]
 
 
 class _SeriesLock:
@@ -249,8 +261,9 @@ def _process_lock(engine: Engine, series_id: int) -> Iterator[None]:
         yield
 
 
-def refresh(repo: Repository, asset: Asset, info: SeriesInfo, *, max_hold: timedelta) -> Refreshed | None:
-    """Bring the stored cells of a series up to date.
+def refresh(repo: Repository, asset: Asset, info: SeriesInfo, *, max_hold: timedelta, store: RollupStore | None = None) -> Refreshed | None:
+    """Bring the stored cells of a series up to date (``store``: the rollup store of ``repo`` if
+    the caller has one; building one builds its read engine).
 
     Returns:
         Its frontier and state version, or None when the series takes the raw path (see the
@@ -258,24 +271,47 @@ def refresh(repo: Repository, asset: Asset, info: SeriesInfo, *, max_hold: timed
     """
     if info.kind is SeriesKind.INTERVAL and not info.interval_seconds:
         return None
+    store = store or RollupStore(repo.engine)
+    current = _unchanged(repo, store, asset, info, max_hold=max_hold)
+    if current is not None:
+        return current
     with _process_lock(repo.engine, info.id):
         for _ in range(_ATTEMPTS):
             try:
-                return _refresh_once(repo, asset, info, max_hold=max_hold)
+                return _refresh_once(repo, store, asset, info, max_hold=max_hold)
             except StaleState:  # another process stored cells of the series meanwhile: start from its state
                 continue
     return None
 
 
-def _refresh_once(repo: Repository, asset: Asset, info: SeriesInfo, *, max_hold: timedelta) -> Refreshed | None:
+def _unchanged(repo: Repository, store: RollupStore, asset: Asset, info: SeriesInfo, *, max_hold: timedelta) -> Refreshed | None:
+    """The series' state when a refresh would write nothing (the common case), from one statement
+    (plus the replacements of a counter); None when :func:`_refresh_once` must look closer.
+
+    The state, marks, attributes and last readings come from one snapshot: the state is read no
+    later than the rest, as :func:`_refresh_once` requires, and with no mark, the same rules key and
+    the frontier at its target that refresh would store nothing and answer this version.
+    """
+    inputs = store.refresh_inputs(info.id, count=_context(info), before=_FAR_FUTURE)
+    if inputs is None or inputs.state is None or inputs.marked or inputs.last_ts is None:
+        return None
+    if _floor(inputs.last_ts.timestamp()) != inputs.state.frontier_s:
+        return None
+    rules = counter_rules(repo, asset, info, attributes=inputs.attributes)
+    if rules_key_of(info, rules, max_hold) != inputs.state.rules_key:
+        return None
+    return Refreshed(inputs.state.frontier_s, inputs.state.version, rules, inputs.attributes)
+
+
+def _refresh_once(repo: Repository, store: RollupStore, asset: Asset, info: SeriesInfo, *, max_hold: timedelta) -> Refreshed | None:
     """One try of :func:`refresh`; raises :class:`~digitaltwin.storage.rollups.StaleState`
     when another write of the series' cells came first."""
-    store = RollupStore(repo.engine)
     # The state first: the marks, rules and readings read next are at least as new, and every
     # write below stores only if the state is still this version.
     state = store.state(info.id)
     marks = store.dirty(info.id)
-    rules = counter_rules(repo, asset, info)
+    attributes = MeterEventStore(repo.engine).series_attributes(info.id)
+    rules = counter_rules(repo, asset, info, attributes=attributes)
     key = rules_key_of(info, rules, max_hold)
     target = _target_frontier(repo, info)
     if target is None:
@@ -287,7 +323,7 @@ def _refresh_once(repo: Repository, asset: Asset, info: SeriesInfo, *, max_hold:
         lo = _floor(extent[0].timestamp()) if extent else target
         version = _build(store, repo, asset, info, lo, target, rules, key=key, interim_key=key, max_hold=max_hold,
                          version=version, reset=True, consumed=marks.ids)
-        return Refreshed(target, version)
+        return Refreshed(target, version, rules, attributes)
     assert version is not None
     frontier = state.frontier_s
     final = min(frontier, target)
@@ -303,7 +339,7 @@ def _refresh_once(repo: Repository, asset: Asset, info: SeriesInfo, *, max_hold:
         # Marks processed; when the end of the series was deleted, cells past the new frontier
         # are no longer final and go.
         version = store.write(info.id, target, frontier, _no_cells(), [], rules_key=key, frontier_s=target, version=version, consumed=marks.ids)
-    return Refreshed(target, version)
+    return Refreshed(target, version, rules, attributes)
 
 
 def _no_cells() -> Cells:
@@ -395,13 +431,14 @@ _CHANGED = object()
 def _read_totals(
     repo: Repository, asset: Asset, info: SeriesInfo, pair: SeriesInfo | None, edges_us: np.ndarray, *, max_hold: timedelta, until_us: int
 ) -> RollupTotals | None | object:
-    """One try of :func:`rollup_totals`: refresh, read, then check that no write of the cells
-    came in between (:data:`_CHANGED` if one did)."""
+    """One try of :func:`rollup_totals`: refresh, then read the cells of the version the refresh
+    left (:data:`_CHANGED` if another write of the cells came in between)."""
     cell_us = CELL_SECONDS * 1_000_000
     a_us, b_us = int(edges_us[0]), int(edges_us[-1])
     c1, c2 = -(-a_us // cell_us) * CELL_SECONDS, (b_us // cell_us) * CELL_SECONDS
     series = [info] + ([pair] if pair is not None else [])
-    refreshed = [refresh(repo, asset, s, max_hold=max_hold) for s in series]
+    store = RollupStore(repo.engine)
+    refreshed = [refresh(repo, asset, s, max_hold=max_hold, store=store) for s in series]
     if any(r is None for r in refreshed):
         return None
     # Not past ``until`` either: a power sample held at the end of the range stops there (raw
@@ -413,18 +450,20 @@ def _read_totals(
     head, tail = a_s < c1, b_s > f
     # Pieces: the partial first cell, every whole cell, the partial last cell.
     piece_edges = np.concatenate(([a_s] if head else [], np.arange(c1, c2 + 1, CELL_SECONDS, dtype=np.float64), [b_s] if b_s > c2 else []))
-    store = RollupStore(repo.engine)
-    stats = {s.id: _series_pieces(repo, store, asset, s, piece_edges, c1, f, head, tail, max_hold, until_us, edges_us / 1e6) for s in series}
-    # A write in between (another process recomputing the series) may have left cells of two
-    # states, or none yet past its first pass: read again.
+    stats: dict[int, tuple[_Pieces, list[MeterEvent]]] = {}
     for s, r in zip(series, refreshed, strict=True):
-        now = store.state(s.id)
-        if now is None or r is None or now.version != r.version:
+        assert r is not None
+        pieces = _series_pieces(repo, store, asset, s, r, piece_edges, c1, f, head, tail, max_hold, until_us, edges_us / 1e6)
+        if pieces is None:
+            # A write in between (another process recomputing the series) may have left cells
+            # of another state, or none yet past its first pass: read again.
             return _CHANGED
+        stats[s.id] = pieces
     idx = np.searchsorted(piece_edges, edges_us / 1e6)
     own = stats[info.id][0]
     totals = _reduce(own, idx)
-    (imported, import_h), (exported, export_h), pair_used = _sides(repo, asset, info, pair, {k: v[0] for k, v in stats.items()}, idx)
+    attributes = {s.id: r.attributes for s, r in zip(series, refreshed, strict=True) if r is not None}
+    (imported, import_h), (exported, export_h), pair_used = _sides(asset, info, pair, {k: v[0] for k, v in stats.items()}, attributes, idx)
     chosen = [e for s in series if s.id == info.id or pair_used for e in stats[s.id][1]]
     merged = sorted({(e.kind, e.start_s, e.end_s, e.reason): e for e in chosen}.values(), key=lambda e: (e.start_s, e.end_s))
     lo, hi = float(edges_us[0] / 1e6), float(edges_us[-1] / 1e6)
@@ -433,11 +472,13 @@ def _read_totals(
 
 
 def _series_pieces(
-    repo: Repository, store: RollupStore, asset: Asset, info: SeriesInfo, piece_edges: np.ndarray,
+    repo: Repository, store: RollupStore, asset: Asset, info: SeriesInfo, refreshed: Refreshed, piece_edges: np.ndarray,
     c1: int, f: int, head: bool, tail: bool, max_hold: timedelta, until_us: int, bucket_edges_s: np.ndarray,
-) -> tuple[_Pieces, list[MeterEvent]]:
-    """Totals of one series per piece: stored cells inside ``[c1, f)``, raw readings for the rest."""
-    from digitaltwin.services.energy import metered_series
+) -> tuple[_Pieces, list[MeterEvent]] | None:
+    """Totals of one series per piece: stored cells inside ``[c1, f)``, raw readings for the rest;
+    None when the stored cells are no longer those of the version ``refreshed`` left. The raw
+    readings past ``f`` come in the statement that reads the cells."""
+    from digitaltwin.services.energy import WindowReadings, meter_window, metered_series, window_context
 
     n = piece_edges.size - 1
     energy, covered, imp, exp = (np.zeros(n) for _ in range(4))
@@ -446,20 +487,32 @@ def _series_pieces(
     # Few buckets: summed in the database, each bucket's sum placed on its first cell (the sums
     # per bucket below are unchanged); many: one row per cell.
     inner = [int(e) for e in bucket_edges_s if c1 < e < f]
-    cells = store.cells_grouped(info.id, [c1, *inner, f]) if len(inner) < GROUPED_BUCKETS else store.cells(info.id, c1, f)
+    end_s = float(piece_edges[-1])
+    window = ReadingsWindow(_utc(f), _utc(end_s), *window_context(info)) if tail else None  # as read_window reads it
+    read = store.read(
+        info.id, c1, f, groups=[c1, *inner, f] if len(inner) < GROUPED_BUCKETS else None,
+        events_lo_s=float(piece_edges[0]), events_hi_s=end_s, window=window,
+    )
+    if read.version != refreshed.version:
+        return None
+    cells = read.cells
     at = (cells.cell_s - c1) // CELL_SECONDS + (1 if head else 0)
     energy[at], covered[at], imp[at], exp[at] = cells.energy_kwh, cells.covered_s, cells.import_kwh, cells.export_kwh
     counts[at], peak[at] = cells.sample_count, cells.peak_power_kw
-    events = [MeterEvent(EventKind(e.kind), e.start_s, e.end_s, e.reason) for e in store.events(info.id, float(piece_edges[0]), float(piece_edges[-1]))]
-    raw: list[tuple[slice, float]] = []  # pieces from raw readings, and where to read them to
+    events = [MeterEvent(EventKind(e.kind), e.start_s, e.end_s, e.reason) for e in read.events]
+    raw: list[tuple[slice, WindowReadings, Metered]] = []  # pieces from raw readings
     if head:  # read one cell further, so the last reading of the piece sees what follows it as the raw path does
-        raw.append((slice(0, 1), min(c1 + CELL_SECONDS, float(piece_edges[-1]))))
+        readings, metered, _ = metered_series(
+            repo, asset, info, _utc(piece_edges[0]), _utc(min(c1 + CELL_SECONDS, end_s)), max_hold=max_hold, until_us=until_us,
+            rules=refreshed.rules, attributes=refreshed.attributes,
+        )
+        raw.append((slice(0, 1), readings, metered))
     if tail:  # from the frontier (or the last whole cell) to the end
-        first = int(np.searchsorted(piece_edges, float(f)))
-        raw.append((slice(first, n), float(piece_edges[-1])))
-    for part_of, read_to in raw:
+        readings = WindowReadings(read.ts_s, read.values)
+        metered = meter_window(info, readings, refreshed.rules, max_hold=max_hold, until_us=until_us)
+        raw.append((slice(int(np.searchsorted(piece_edges, float(f))), n), readings, metered))
+    for part_of, readings, metered in raw:
         edges = piece_edges[part_of.start : part_of.stop + 1]
-        readings, metered, _ = metered_series(repo, asset, info, _utc(edges[0]), _utc(read_to), max_hold=max_hold, until_us=until_us)
         part = _piece_stats(metered.segments, edges, readings.ts_s)
         energy[part_of], covered[part_of], imp[part_of], exp[part_of] = part.energy_kwh, part.covered_s, part.import_kwh, part.export_kwh
         counts[part_of], peak[part_of] = part.sample_count, part.peak_power_kw
@@ -481,14 +534,14 @@ def _reduce(p: _Pieces, idx: np.ndarray) -> BucketTotals:
 
 
 def _sides(
-    repo: Repository, asset: Asset, info: SeriesInfo, pair: SeriesInfo | None, pieces: dict[int, _Pieces], idx: np.ndarray
+    asset: Asset, info: SeriesInfo, pair: SeriesInfo | None, pieces: dict[int, _Pieces], attributes: dict[int, dict[str, Any]], idx: np.ndarray
 ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray], bool]:
     """(kWh, covered hours) of import and of export per bucket, by the rules of :func:`digitaltwin.services.energy.flow_segments`,
-    and whether the pair series counts (its events are then reported too)."""
+    and whether the pair series counts (its events are then reported too). ``attributes``: the
+    declared attributes of each series by id, as its refresh read them."""
     starts = idx[:-1]
-    events_store = MeterEventStore(repo.engine)
     flow = energy_flow(asset.kind.value, asset.attributes)
-    to_export = export_positive(info.quantity, events_store.series_attributes(info.id), flow)
+    to_export = export_positive(info.quantity, attributes[info.id], flow)
     own = pieces[info.id]
     sides: dict[bool, list[tuple[np.ndarray, np.ndarray]]] = {True: [], False: []}  # export? -> (energy, covered)
     if info.kind is SeriesKind.CUMULATIVE or info.quantity in EXPORT_QUANTITIES:
@@ -498,7 +551,7 @@ def _sides(
         sides[True].append((own.import_kwh if to_export else own.export_kwh, own.covered_s))
     pair_used = False
     if pair is not None:
-        pair_export = export_positive(pair.quantity, events_store.series_attributes(pair.id), flow)
+        pair_export = export_positive(pair.quantity, attributes[pair.id], flow)
         if pair_export != to_export or info.kind is not SeriesKind.CUMULATIVE:
             pair_used = True
             sides[pair_export].append((pieces[pair.id].energy_kwh, pieces[pair.id].covered_s))

@@ -34,13 +34,13 @@ def counter_rules(repo: Repository, asset: Asset, info: SeriesInfo, *, attribute
     """The meter rules of one series: modulus and resolution it declares, the asset's power limit,
     and (for counters) its stored replacements. ``attributes`` and ``stored`` (its replacements):
     the series' if already read (e.g. for many series at once)."""
-    store = MeterEventStore(repo.engine)
-    attributes = store.series_attributes(info.id) if attributes is None else attributes
+    if attributes is None:
+        attributes = MeterEventStore(repo.engine).series_attributes(info.id)
     replacements: tuple[Replacement, ...] = ()
     if info.kind is SeriesKind.CUMULATIVE:
         replacements = tuple(
             Replacement(r.old_ts.timestamp(), r.old_value_kwh, r.new_ts.timestamp(), r.new_value_kwh)
-            for r in (store.replacements(info.id) if stored is None else stored)
+            for r in (MeterEventStore(repo.engine).replacements(info.id) if stored is None else stored)
         )
     return CounterRules(
         modulus_kwh=attributes.get("counter_modulus_kwh"),

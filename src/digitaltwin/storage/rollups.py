@@ -1,7 +1,7 @@
 """Storage of energy rollups: per series and 15-minute UTC cell, the totals of its segments.
 
 The numbers are computed by :mod:`digitaltwin.services.energy_rollups` from the same segments as
-the raw energy path; this module only reads and writes the four tables of ``tables.py``:
+the raw energy path; this module only reads and writes the five tables of ``tables.py``:
 
 * ``energy_rollups``: one row per (series, cell) with energy, covered seconds, import and export
   (the energy of the positive and of the negative segments), sample count and peak power;
@@ -11,7 +11,14 @@ the raw energy path; this module only reads and writes the four tables of ``tabl
 * ``energy_rollup_dirty``: time spans of readings written or deleted since, marked in the
   writer's own transaction (:func:`mark_changed`, :func:`mark_changed_raw`); processed at query
   time;
-* ``energy_rollup_events``: the meter events found while computing the cells.
+* ``energy_rollup_events``: the meter events found while computing the cells;
+* ``energy_rollup_days``: the cells summed per UTC day, rewritten with the cells of the days a
+  write touches (same transaction), read for the whole days of long groups.
+
+Reads of one statement see one snapshot (PostgreSQL's READ COMMITTED takes one per statement,
+SQLite one per statement outside a transaction): :meth:`RollupStore.refresh_inputs` reads all a
+refresh decides on at once, and :meth:`RollupStore.read` returns the cells and events together
+with the version they belong to.
 
 Concurrency. Several processes (API workers, the ingest worker, the anomaly detector's thread)
 may refresh one series at once. A write of cells is a compare and set on the version: it is the
@@ -27,24 +34,31 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
-from sqlalchemy import BigInteger, and_, delete, func, insert, literal, select, union_all, update
+from sqlalchemy import TextClause, and_, bindparam, delete, func, insert, select, text, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from digitaltwin.storage.db import read_engine
 from digitaltwin.storage.tables import (
+    UTCDateTime,
+    energy_rollup_days,
     energy_rollup_dirty,
     energy_rollup_events,
     energy_rollup_state,
     energy_rollups,
+    readings,
+    series,
 )
 
 #: Length of a rollup cell in seconds. Every UTC offset in use (+05:45 included) is a multiple of
 #: 15 minutes, so every local 15-minute, hour, day, week and month edge is a cell edge.
 CELL_SECONDS = 900
+#: Length of a UTC day in seconds: the unit of ``energy_rollup_days``.
+DAY_SECONDS = 86_400
 #: Mark ids deleted per statement (SQLite's older builds allow 999 bound parameters).
 _IDS_PER_DELETE = 500
 
@@ -88,6 +102,44 @@ class Marks:
 
     ids: tuple[int, ...]
     spans: list[tuple[float, float]]
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshInputs:
+    """What decides whether a series' cells are up to date, as of one snapshot: its rollup state
+    (None without rollups), whether it has change marks, its declared attributes (the meter rules'
+    inputs besides the asset and the replacements) and the time of its ``count``-th last reading
+    (None with fewer readings)."""
+
+    state: RollupState | None
+    marked: bool
+    attributes: dict[str, Any]
+    last_ts: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class ReadingsWindow:
+    """Raw readings of a series to read with its cells: those in ``[start, end)``, the ``before``
+    last ones before ``start`` and the ``after`` first ones at or after ``end``."""
+
+    start: datetime
+    end: datetime
+    before: int
+    after: int
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Cells, events and raw readings of a series as of one version of its state (None: it has no
+    state). ``ts_s`` and ``values``: the readings of the :class:`ReadingsWindow` asked for, sorted
+    (epoch seconds, ``us / 1e6`` as :meth:`~digitaltwin.storage.repository.Repository.series_arrays`
+    gives them; float64), empty when none was asked for."""
+
+    version: int | None
+    cells: Cells
+    events: list[StoredEvent]
+    ts_s: np.ndarray
+    values: np.ndarray
 
 
 class StaleState(Exception):
@@ -139,6 +191,73 @@ class RollupStore:
                 .where(energy_rollup_dirty.c.series_id == series_id)
             ).all()
         return Marks(tuple(int(r.id) for r in rows), [(float(r.lo_s), float(r.hi_s)) for r in rows])
+
+    def refresh_inputs(self, series_id: int, *, count: int, before: datetime) -> RefreshInputs | None:
+        """:class:`RefreshInputs` of a series in one statement (one snapshot); None when the series
+        does not exist. ``last_ts`` is that of the ``count``-th last reading strictly before ``before``."""
+        s, d, r = energy_rollup_state.c, energy_rollup_dirty.c, readings.c
+        marked = select(d.id).where(d.series_id == series_id).exists()
+        last = select(r.ts).where(r.series_id == series_id, r.ts < before).order_by(r.ts.desc()).offset(count - 1).limit(1).scalar_subquery()
+        query = (
+            select(series.c.attributes, s.rules_key, s.frontier_s, s.version, marked.label("marked"), last.label("last_ts"))
+            .select_from(series.outerjoin(energy_rollup_state, s.series_id == series.c.id))
+            .where(series.c.id == series_id)
+        )
+        with self.reads.connect() as conn:
+            row = conn.execute(query).first()
+        if row is None:
+            return None
+        state = RollupState(row.rules_key, int(row.frontier_s), int(row.version)) if row.version is not None else None
+        return RefreshInputs(state, bool(row.marked), dict(row.attributes or {}), row.last_ts)
+
+    def read(
+        self, series_id: int, lo_s: int, hi_s: int, *, groups: list[int] | None, events_lo_s: float, events_hi_s: float,
+        window: ReadingsWindow | None = None,
+    ) -> Snapshot:
+        """The cells of ``[lo_s, hi_s)``, the events of ``[events_lo_s, events_hi_s]``, the raw
+        readings of ``window`` and the state's version, in one statement: the cells and events are
+        those of that version.
+
+        Args:
+            groups: None for one row per cell; else edges (cell edges from ``lo_s`` to ``hi_s``)
+                of groups summed in the database (energy, coverage, import, export and counts
+                summed, peak the maximum), each group returned as one cell at its first edge;
+                groups without cells are absent. For a few buckets (a year by month) this sends
+                12 rows instead of 35,040, summed from the day sums of the whole UTC days of
+                each group and the cells of its partial days.
+        Events: those starting before ``events_hi_s`` and not ending before ``events_lo_s``.
+        """
+        params: dict[str, Any] = {"sid": series_id, "lo": lo_s, "hi": hi_s, "ev_lo": events_lo_s, "ev_hi": events_hi_s}
+        with_window = window is not None
+        if groups is None:
+            query = _read_query(self.engine.dialect.name, None, with_window)
+        else:
+            query = _read_query(self.engine.dialect.name, len(groups) - 1, with_window)
+            # Whole UTC days [day_lo, day_hi) of each group; none (both at its end) when it has none.
+            los, his = groups[:-1], groups[1:]
+            day_los, day_his = [-(-lo // DAY_SECONDS) * DAY_SECONDS for lo in los], [hi - hi % DAY_SECONDS for hi in his]
+            for i, (a, b) in enumerate(zip(day_los, day_his, strict=True)):
+                if a >= b:
+                    day_los[i] = day_his[i] = his[i]
+            if self.engine.dialect.name == "postgresql":
+                params |= {"los": los, "his": his, "day_los": day_los, "day_his": day_his}
+            else:
+                for name, values in (("lo", los), ("hi", his), ("day_lo", day_los), ("day_hi", day_his)):
+                    params |= {f"{name}{i}": v for i, v in enumerate(values)}
+        if window is not None:
+            params |= {"r_lo": window.start, "r_hi": window.end, "r_before": window.before, "r_after": window.after}
+        with self.reads.connect() as conn:
+            rows = conn.execute(query, params).all()
+        version = next((int(r[1]) for r in rows if r[0] == 0), None)
+        # A group without cells sums to NULL (energy_kwh is never NULL in a row).
+        cell_rows = sorted((r[1:8] for r in rows if r[0] == 1 and r[2] is not None), key=lambda r: r[0])
+        events = sorted(
+            (StoredEvent(float(r[2]), float(r[3]), r[8], r[9]) for r in rows if r[0] == 2), key=lambda e: (e.start_s, e.end_s)
+        )
+        raw = sorted((int(r[1]), float(r[2])) for r in rows if r[0] == 3)
+        ts_s = np.fromiter((t for t, _ in raw), dtype=np.int64, count=len(raw)) / 1e6
+        values = np.fromiter((v for _, v in raw), dtype=np.float64, count=len(raw))
+        return Snapshot(version, _cells(cell_rows), events, ts_s, values)
 
     def write(
         self,
@@ -215,6 +334,14 @@ class RollupStore:
                         )
                     ],
                 )
+            # The day sums of every day the write touched, from the cells now stored.
+            day_lo, day_hi = lo_s - lo_s % DAY_SECONDS, -(-hi_s // DAY_SECONDS) * DAY_SECONDS
+            days = energy_rollup_days.c
+            if reset:
+                conn.execute(delete(energy_rollup_days).where(days.series_id == series_id))
+            else:
+                conn.execute(delete(energy_rollup_days).where(days.series_id == series_id, days.day_s >= day_lo, days.day_s < day_hi))
+            conn.execute(_DAY_SUMS, {"sid": series_id, "lo": day_lo, "hi": day_hi})
             if events:
                 conn.execute(
                     insert(energy_rollup_events),
@@ -226,50 +353,73 @@ class RollupStore:
                 conn.execute(delete(energy_rollup_dirty).where(energy_rollup_dirty.c.series_id == series_id, energy_rollup_dirty.c.id.in_(chunk)))
         return new_version
 
-    def cells(self, series_id: int, lo_s: int, hi_s: int) -> Cells:
-        """Stored cells of a series with ``lo_s <= cell_s < hi_s`` (cells without data are absent)."""
-        c = energy_rollups.c
-        query = (
-            select(c.cell_s, c.energy_kwh, c.covered_s, c.import_kwh, c.export_kwh, c.sample_count, c.peak_power_kw)
-            .where(c.series_id == series_id, c.cell_s >= lo_s, c.cell_s < hi_s)
-            .order_by(c.cell_s)
-        )
-        with self.reads.connect() as conn:
-            rows = conn.execute(query).all()
-        return _cells(rows)
-
-
-    def cells_grouped(self, series_id: int, edges_s: list[int]) -> Cells:
-        """Cells summed per group ``[edges_s[g], edges_s[g + 1])`` in the database (energy, coverage,
-        import, export and counts summed, peak the maximum), each group as one cell at its first
-        edge; groups without rows are absent. For a few buckets (a year by month) this sends 12
-        rows instead of 35,040."""
-        c = energy_rollups.c
-        # One range scan of the primary key per group (a CASE per row costs more on SQLite).
-        parts = [
-            select(literal(lo, BigInteger()).label("g"), func.sum(c.energy_kwh), func.sum(c.covered_s), func.sum(c.import_kwh),
-                   func.sum(c.export_kwh), func.sum(c.sample_count), func.max(c.peak_power_kw), func.count().label("n"))
-            .where(c.series_id == series_id, c.cell_s >= lo, c.cell_s < hi)
-            for lo, hi in zip(edges_s[:-1], edges_s[1:], strict=True)
-        ]
-        query = union_all(*parts)
-        with self.reads.connect() as conn:
-            rows = [r[:7] for r in conn.execute(query).all() if r[7]]
-        return _cells(rows)
-
-    def events(self, series_id: int, lo_s: float, hi_s: float) -> list[StoredEvent]:
-        """Stored events of a series starting before ``hi_s`` and not ending before ``lo_s``."""
-        e = energy_rollup_events.c
-        query = select(e.start_s, e.end_s, e.kind, e.reason).where(
-            e.series_id == series_id, e.start_s < hi_s, func.coalesce(e.end_s, e.start_s) >= lo_s
-        ).order_by(e.start_s, e.end_s)
-        with self.reads.connect() as conn:
-            return [StoredEvent(float(r.start_s), float(r.end_s), r.kind, r.reason) for r in conn.execute(query)]
-
     def count(self, series_id: int) -> int:
         """Number of stored cells of a series (for tests and the benchmark)."""
         with self.reads.connect() as conn:
             return int(conn.execute(select(func.count()).select_from(energy_rollups).where(and_(energy_rollups.c.series_id == series_id))).scalar() or 0)
+
+
+_DAY = "cell_s - ((cell_s % 86400) + 86400) % 86400"  # the start of a cell's UTC day, also before 1970
+#: The day sums of one series' cells in ``[lo, hi)`` (whole days).
+_DAY_SUMS = text(
+    "INSERT INTO energy_rollup_days (series_id, day_s, energy_kwh, covered_s, import_kwh, export_kwh, sample_count, peak_power_kw)"
+    f" SELECT series_id, {_DAY}, sum(energy_kwh), sum(covered_s), sum(import_kwh), sum(export_kwh), sum(sample_count), max(peak_power_kw)"
+    f" FROM energy_rollups WHERE series_id = :sid AND cell_s >= :lo AND cell_s < :hi GROUP BY series_id, {_DAY}"
+)
+_ROWS = "energy_kwh AS e, covered_s AS c, import_kwh AS i, export_kwh AS x, sample_count AS n, peak_power_kw AS p"
+_SUMS = "sum(e), sum(c), sum(i), sum(x), CAST(sum(n) AS BIGINT), max(p)"
+
+
+def _group_rows(lo: str, hi: str, day_lo: str, day_hi: str) -> str:
+    """The rows a group sums: the day sums of its whole days and the cells of its partial days."""
+    return " UNION ALL ".join([
+        f"SELECT {_ROWS} FROM energy_rollup_days WHERE series_id = :sid AND day_s >= {day_lo} AND day_s < {day_hi}",
+        f"SELECT {_ROWS} FROM energy_rollups WHERE series_id = :sid AND cell_s >= {lo} AND cell_s < {day_lo}",
+        f"SELECT {_ROWS} FROM energy_rollups WHERE series_id = :sid AND cell_s >= {day_hi} AND cell_s < {hi}",
+    ])
+
+
+@lru_cache(maxsize=256)
+def _read_query(dialect: str, groups: int | None, window: bool) -> TextClause:
+    """The statement of :meth:`RollupStore.read`: rows tagged 0 (the version), 1 (a cell or group:
+    start, energy, covered, import, export, count, peak), 2 (an event: start, end, kind, reason)
+    and 3 (a raw reading: epoch microseconds, value)."""
+    state = "SELECT 0, version, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM energy_rollup_state WHERE series_id = :sid"
+    events = (
+        "SELECT 2, NULL, start_s, end_s, NULL, NULL, NULL, NULL, kind, reason FROM energy_rollup_events"
+        " WHERE series_id = :sid AND start_s < :ev_hi AND COALESCE(end_s, start_s) >= :ev_lo"
+    )
+    if groups is None:
+        cells = [
+            "SELECT 1, cell_s, energy_kwh, covered_s, import_kwh, export_kwh, sample_count, peak_power_kw, NULL, NULL"
+            " FROM energy_rollups WHERE series_id = :sid AND cell_s >= :lo AND cell_s < :hi"
+        ]
+    elif dialect == "postgresql":
+        # One statement text whatever the number of groups; range scans of the primary keys per group.
+        cells = [
+            "SELECT 1, g.lo, s.* FROM unnest(CAST(:los AS BIGINT[]), CAST(:his AS BIGINT[]), CAST(:day_los AS BIGINT[]),"
+            " CAST(:day_his AS BIGINT[])) AS g(lo, hi, day_lo, day_hi)"
+            f" CROSS JOIN LATERAL (SELECT {_SUMS}, NULL, NULL FROM ({_group_rows('g.lo', 'g.hi', 'g.day_lo', 'g.day_hi')}) AS r) AS s"
+        ]
+    else:  # range scans of the primary keys per group (a CASE per row costs more on SQLite)
+        cells = [
+            f"SELECT 1, :lo{i}, {_SUMS}, NULL, NULL FROM ({_group_rows(f':lo{i}', f':hi{i}', f':day_lo{i}', f':day_hi{i}')})"
+            for i in range(groups)
+        ]
+    parts = [state, *cells, events]
+    if window:
+        # Typed NULLs: PostgreSQL types a bare NULL of a subquery as text.
+        us = "CAST(extract(epoch FROM ts) * 1000000 AS BIGINT)" if dialect == "postgresql" else "ts"
+        reading = f"SELECT 3, {us}, value, CAST(NULL AS FLOAT), CAST(NULL AS FLOAT), CAST(NULL AS FLOAT), CAST(NULL AS BIGINT), CAST(NULL AS FLOAT), NULL, NULL FROM readings WHERE series_id = :sid"
+        parts += [
+            f"{reading} AND ts >= :r_lo AND ts < :r_hi",
+            f"SELECT * FROM ({reading} AND ts < :r_lo ORDER BY ts DESC LIMIT :r_before) AS before_range",
+            f"SELECT * FROM ({reading} AND ts >= :r_hi ORDER BY ts LIMIT :r_after) AS after_range",
+        ]
+    query = text(" UNION ALL ".join(parts))
+    if window:
+        query = query.bindparams(bindparam("r_lo", type_=UTCDateTime()), bindparam("r_hi", type_=UTCDateTime()))
+    return query
 
 
 def _cells(rows: list) -> Cells:  # type: ignore[type-arg]

@@ -471,6 +471,21 @@ energy_rollups = Table(
     Column("peak_power_kw", Float, nullable=True),
 )
 
+# The cells summed per UTC day, kept with the cells (same transaction): a year by month reads
+# 365 of these and the cells of the partial days at the group edges instead of 35,040 cells.
+energy_rollup_days = Table(
+    "energy_rollup_days",
+    metadata,
+    Column("series_id", Integer, ForeignKey("series.id", ondelete="CASCADE"), primary_key=True),
+    Column("day_s", BigInteger, primary_key=True),  # epoch seconds of the UTC day's start, a multiple of 86400
+    Column("energy_kwh", Float, nullable=False),
+    Column("covered_s", Float, nullable=False),
+    Column("import_kwh", Float, nullable=False),
+    Column("export_kwh", Float, nullable=False),
+    Column("sample_count", BigInteger, nullable=False),
+    Column("peak_power_kw", Float, nullable=True),
+)
+
 energy_rollup_state = Table(
     "energy_rollup_state",
     metadata,
