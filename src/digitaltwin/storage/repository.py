@@ -612,7 +612,9 @@ class Repository:
         fetched = [r for r in fetched if r[3] is not None]
         more = len(fetched) > limit
         fetched = fetched[:limit]
-        rows = [ReadingRow(ts.astimezone(UTC), q, unit, value) for _, q, unit, ts, value in fetched]
+        if fetched and fetched[0][3].tzinfo is not UTC:  # a session not in UTC (engines not from make_engine)
+            fetched = [(sid, q, unit, ts.astimezone(UTC), value) for sid, q, unit, ts, value in fetched]
+        rows = [ReadingRow(ts, q, unit, value) for _, q, unit, ts, value in fetched]
         next_cursor = _encode_cursor(rows[-1].ts, fetched[-1][0]) if more else None
         return ReadingPage(rows, next_cursor)
 
