@@ -166,13 +166,17 @@ class AccessLog:
 
     def write(
         self, *, request_id: str | None, method: str | None, route: str | None, path: str | None,
-        status: int, duration_ms: float, client: str | None,
+        status: int, duration_ms: float, client: str | None, request_id_given: bool = True,
     ) -> None:
-        """Queue the line of one request (``duration_ms`` in milliseconds); written after this loop turn."""
+        """Queue the line of one request (``duration_ms`` in milliseconds); written after this loop turn.
+
+        ``request_id_given``: False when the id was generated here (a UUID4 hex), which cannot
+        hold a secret and is not redacted (each one is new: it would miss the cache every time).
+        """
         if not self.logger.handlers:
             return
         path = self._redacted(path) if path else path
-        request_id = self._redacted(request_id) if request_id else request_id
+        request_id = self._redacted(request_id) if request_id and request_id_given else request_id
         method = self._redacted(method) if method else method
         line = orjson.dumps({
             "level": "INFO", "logger": self.logger.name, "message": f"{method} {path} {status}", "request_id": request_id,
