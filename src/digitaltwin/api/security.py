@@ -120,7 +120,8 @@ async def authorize(request: Request) -> Principal | None:
         AuthenticationError: 401 naming ``Authorization`` or ``X-API-Key``.
         PermissionDeniedError: 403 naming ``role``, ``mfa`` or ``X-API-Key``.
     """
-    req = route_requirement(request.scope.get("route"), request.method, path=request.url.path, path_params=request.path_params)
+    # the scope's path, not request.url.path: that builds a whole URL (host header, escaping) on every request
+    req = route_requirement(request.scope.get("route"), request.method, path=request.scope["path"], path_params=request.path_params)
     request.state.principal = None
     if req.public:
         return None

@@ -33,15 +33,15 @@ log = logging.getLogger(__name__)
 _X_REQUEST_ID = b"x-request-id"
 
 
-def request_id_from(scope: Scope) -> str:
-    """The caller's ``X-Request-ID`` if valid, else a new UUID4 hex (32 characters)."""
+def given_request_id(scope: Scope) -> str | None:
+    """The caller's ``X-Request-ID`` if valid, else None (the middleware then uses a new UUID4 hex)."""
     for name, value in scope.get("headers", ()):
         if name == b"x-request-id":
             text = value.decode("latin-1")
             if _VALID.fullmatch(text):
                 return text
             break
-    return uuid.uuid4().hex
+    return None
 
 
 class RequestIdMiddleware:
@@ -54,7 +54,8 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = request_id_from(scope)
+        given = given_request_id(scope)
+        request_id = given or uuid.uuid4().hex
         token = REQUEST_ID.set(request_id)
         started = time.perf_counter()
         status = 500
@@ -77,6 +78,7 @@ class RequestIdMiddleware:
             client = scope.get("client")
             ACCESS_LOG.write(
                 request_id=request_id,
+                request_id_given=given is not None,
                 method=scope.get("method"),
                 route=getattr(scope.get("route"), "path", None),
                 path=scope.get("path"),

@@ -221,6 +221,29 @@ _SERIES_ARRAYS = {
 _CONTEXT_TERMS = 200
 
 
+def _fetch_autocommit(engine: Engine, sql: str, params: dict[str, object]) -> list[tuple[Any, ...]]:
+    """The rows of one read-only statement on a pooled psycopg connection, run in autocommit.
+
+    What ``read_engine(engine).connect()`` does for one statement (no ``BEGIN``/``ROLLBACK``
+    round trips), without SQLAlchemy's ``Connection`` and its isolation-level switch and reset
+    around the checkout (about 20 us of a 170 us page read). The connection goes back to the pool
+    in its default mode; after any error it is invalidated instead (closed and replaced), so a
+    connection still in autocommit can never reach a caller that expects a transaction.
+    """
+    fairy = engine.raw_connection()  # the pool's checkout, with its liveness check (storage/db.py)
+    try:
+        driver = fairy.driver_connection
+        driver.autocommit = True  # type: ignore[union-attr]
+        rows = driver.execute(sql, params).fetchall()  # type: ignore[union-attr]
+        driver.autocommit = False  # type: ignore[union-attr]
+    except BaseException:
+        fairy.invalidate()
+        raise
+    finally:
+        fairy.close()
+    return rows
+
+
 @dataclass(frozen=True, slots=True)
 class ReadingSpan:
     """What :meth:`Repository.readings_with_context` reads of one series: its readings in
@@ -605,14 +628,15 @@ class Repository:
                 params[name] = value.astimezone(UTC)
         if after is not None:
             params["after_ts"], params["after_sid"] = after[0].astimezone(UTC), after[1]
-        with self.reads.connect() as conn:
-            fetched = conn.connection.driver_connection.execute(sql, params).fetchall()  # type: ignore[union-attr]
+        fetched = _fetch_autocommit(self.engine, sql, params)
         if not fetched and asset_must_exist:
             raise NotFoundError(f"asset {asset_id!r} not found", field="asset_id")
         fetched = [r for r in fetched if r[3] is not None]
         more = len(fetched) > limit
         fetched = fetched[:limit]
-        rows = [ReadingRow(ts.astimezone(UTC), q, unit, value) for _, q, unit, ts, value in fetched]
+        if fetched and fetched[0][3].tzinfo is not UTC:  # a session not in UTC (engines not from make_engine)
+            fetched = [(sid, q, unit, ts.astimezone(UTC), value) for sid, q, unit, ts, value in fetched]
+        rows = [ReadingRow(ts, q, unit, value) for _, q, unit, ts, value in fetched]
         next_cursor = _encode_cursor(rows[-1].ts, fetched[-1][0]) if more else None
         return ReadingPage(rows, next_cursor)
 
