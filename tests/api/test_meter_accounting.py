@@ -140,6 +140,33 @@ def test_a_meter_replacement_books_each_side_and_leaves_the_window_a_gap(client:
     error(operator_client.post("/api/v1/assets/m1/meter-replacements", json=body), 409, "old_final.ts")
 
 
+def test_kpis_the_metering_tree_and_co2_book_a_declared_replacement_as_the_energy_report_does(
+    client: TestClient, operator_client: ClientAs
+) -> None:
+    """A swap read as a reset would lose the old meter's last 3 kWh and book the new meter's start:
+    every figure of the site must be the energy report's 213 kWh instead."""
+    setup_asset(client, "m3")
+    hour = timedelta(hours=1)
+    items = [{"asset_id": "m3", "ts": (T0 + i * hour).isoformat(), "quantity": "energy_total", "value": 5000.0 + 10 * i, "unit": "kWh"}
+             for i in range(11)]  # 00:00 .. 10:00 UTC: 100 kWh
+    items += [{"asset_id": "m3", "ts": (T0 + (12 + i) * hour).isoformat(), "quantity": "energy_total", "value": 10.0 * i, "unit": "kWh"}
+              for i in range(12)]  # the new meter, 12:00 .. 23:00 UTC from 0: 110 kWh
+    assert client.post("/api/v1/readings", json=items).status_code == 200
+    body = {"old_final": {"ts": (T0 + 10.5 * hour).isoformat(), "value": 5103.0}, "new_first": {"ts": (T0 + 11.5 * hour).isoformat(), "value": 0}}
+    assert operator_client.post("/api/v1/assets/m3/meter-replacements", json=body).status_code == 201
+    assert client.patch("/api/v1/sites/berlin", json={"attributes": {"co2_factor_g_per_kwh": 400}}).status_code == 200
+    period = {"start": T0.isoformat(), "end": (T0 + 24 * hour).isoformat()}
+    report = client.get("/api/v1/assets/m3/energy", params={**period, "bucket": "day", "with": "co2"}).json()
+    assert report["total_energy_kwh"] == pytest.approx(213.0, abs=KWH)
+    assert report["total_co2_kg"] == pytest.approx(213.0 * 0.4, abs=KWH)
+    for url in ("/api/v1/assets/m3/kpis", "/api/v1/sites/berlin/kpis"):
+        kpis = client.get(url, params=period).json()
+        assert kpis["energy_kwh"] == pytest.approx(213.0, abs=KWH), url
+        assert kpis["co2_kg"] == pytest.approx(213.0 * 0.4, abs=KWH), url
+    tree = client.get("/api/v1/sites/berlin/metering-tree", params=period).json()
+    assert tree["total_energy_kwh"] == pytest.approx(213.0, abs=KWH) and tree["meters"][0]["energy_kwh"] == pytest.approx(213.0, abs=KWH)
+
+
 def test_meter_replacement_input_is_checked_naming_the_field(client: TestClient, viewer_client: ClientAs) -> None:
     setup_asset(client)
     send(client, "m1", "energy_total", [100.0, 110.0, 120.0])

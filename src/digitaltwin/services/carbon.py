@@ -14,13 +14,13 @@ import numpy as np
 
 from digitaltwin.accounting.carbon import BucketEmissions, Intensity, bucket_emissions, constant_intensity, intensity_steps, split_net
 from digitaltwin.analytics.buckets import Bucket
-from digitaltwin.analytics.energy import Segments, segments_for
+from digitaltwin.analytics.energy import Segments
 from digitaltwin.domain.assets import Site
 from digitaltwin.domain.errors import NotFoundError
 from digitaltwin.domain.timestamps import zone
-from digitaltwin.services.energy import pick_energy_series, read_window, window_edges_us
+from digitaltwin.services.energy import metered_series, pick_energy_series, window_edges_us
 from digitaltwin.storage.repository import Repository, SeriesInfo
-from digitaltwin.storage.tables import from_epoch_us
+from digitaltwin.storage.tables import from_epoch_us, to_epoch_us
 
 #: The quantity of a grid asset that carries its carbon intensity (gCO2/kWh).
 INTENSITY_QUANTITY = "carbon_intensity"
@@ -56,13 +56,17 @@ def site_intensity(repo: Repository, site: Site, *, start: datetime, end: dateti
 def energy_segments(
     repo: Repository, info: SeriesInfo, *, start: datetime, end: datetime, max_hold: timedelta, now: datetime | None
 ) -> Segments:
-    """Energy segments (kWh) of an energy-carrying series over ``[start, end)`` (see :mod:`digitaltwin.analytics.energy`)."""
-    readings = read_window(repo, info, start, end)
-    until_s = min(end.timestamp(), (now or datetime.now(UTC)).timestamp())  # power is not held into the future
-    return segments_for(
-        info.kind, readings.ts_s, readings.values,
-        interval_s=info.interval_seconds, max_hold_s=max_hold.total_seconds(), until_s=until_s,
-    )
+    """Energy segments (kWh) of an energy-carrying series over ``[start, end)`` under its meter rules.
+
+    The segments of the energy report's raw path (:func:`digitaltwin.services.energy.metered_series`):
+    counter resets, rollovers, declared replacements, glitches and quarantined increases are
+    booked as there, so KPIs, the metering tree and CO2 add up to the energy report's totals.
+    Power is not held past ``now`` (default: the current time).
+    """
+    asset = repo.get_asset(info.asset_id)
+    until_us = min(to_epoch_us(end), to_epoch_us(now or datetime.now(UTC)))  # power is not held into the future
+    _, metered, _ = metered_series(repo, asset, info, start, end, max_hold=max_hold, until_us=until_us)
+    return metered.segments
 
 
 @dataclass(frozen=True, slots=True)
