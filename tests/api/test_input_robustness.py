@@ -82,6 +82,11 @@ def test_bodies_and_query_parameters(meter: TestClient) -> None:
         meter.get("/api/v1/assets/meter-1/readings", params={"start": "2025-01-02T00:00:00Z", "end": "2025-01-01T00:00:00Z"}), 422, "end"
     )
     _error(meter.get("/api/v1/assets/meter-1/energy", params={"start": "2025-01-01T00:00:00Z", "end": "2025-02-01T00:00:00Z", "bucket": "year"}), 422, "bucket")
+    # CO2 and cost are computed per 15 minutes: a range longer than that allows is refused before any work
+    long_range = {"start": "2016-01-01T00:00:00Z", "end": "2025-12-01T00:00:00Z", "bucket": "hour", "with": "co2,cost"}
+    response = meter.get("/api/v1/assets/meter-1/energy", params=long_range)
+    _error(response, 422, "end")
+    assert "with=co2,cost is computed per 15 minutes: the range may be at most 2083 days" in response.json()["detail"]
     plus_as_space = meter.get("/api/v1/assets/meter-1/energy?start=2025-01-01T00:00:00+01:00&end=2025-01-02T00:00:00Z")
     _error(plus_as_space, 422, "start")
     assert "%2B" in plus_as_space.json()["detail"]

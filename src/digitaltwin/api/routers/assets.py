@@ -13,7 +13,7 @@ import orjson
 from fastapi import APIRouter, Query, Request, Response, status
 
 from digitaltwin.accounting.cost import COST_BASIS
-from digitaltwin.analytics.buckets import Bucket
+from digitaltwin.analytics.buckets import MAX_BUCKETS, Bucket
 from digitaltwin.api.deps import State
 from digitaltwin.api.schemas import (
     AssetIn,
@@ -262,6 +262,9 @@ def delete_readings(
     return DeletedOut(asset_id=asset_id, deleted=deleted)
 
 
+_QUARTER_HOUR = timedelta(minutes=15)
+
+
 @router.get("/{asset_id}/energy", response_model=EnergyOut)
 def get_energy(
     asset_id: str,
@@ -294,6 +297,10 @@ def get_energy(
     assert start_ts is not None and end_ts is not None
     if end_ts - start_ts > timedelta(days=3660):
         raise ValidationError("range longer than 10 years", field="end")
+    if extras and (end_ts - start_ts) / _QUARTER_HOUR > MAX_BUCKETS:
+        # CO2 and cost follow the intensity and the prices per 15 minutes, whatever the bucket
+        days = MAX_BUCKETS * _QUARTER_HOUR / timedelta(days=1)
+        raise ValidationError(f"with={with_} is computed per 15 minutes: the range may be at most {days:.0f} days", field="end")
     now = datetime.now(UTC)
 
     def report_now() -> EnergyReport:
