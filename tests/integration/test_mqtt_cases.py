@@ -84,12 +84,15 @@ def test_qos1_duplicate_delivery(mqtt_settings: Settings, repo: Repository) -> N
         (hour,) = report(repo, "m-q1", "2025-05-01T10:00:00Z", "2025-05-01T11:00:00Z").rows
         assert hour.energy_kwh == pytest.approx(0.25, abs=KWH)  # not 0.75
 
-        # Policy: the first reading of a (series, ts) key wins; a later different value is a duplicate.
+        assert repo.list_dead_letters() == []  # redeliveries of the same value are duplicates
+        # Policy: the first reading of a (series, ts) key wins; a later different value is a
+        # conflict, kept out and dead-lettered with both values (as HTTP and CSV report it).
         publish(mqtt_settings, "dt/site-a/m-q1/telemetry", [line.replace(b"0.25", b"0.30")])
         flushes.wait(4)
         assert stored(repo, "m-q1") == [(utc("2025-05-01T10:15:00Z"), 0.25)]
         assert sum(f.stored for f in flushes.flushes) == 1
-    assert repo.list_dead_letters() == []
+    (letter,) = repo.list_dead_letters()
+    assert letter.reason_code == "conflict" and "0.25" in letter.reason and "0.3" in letter.reason
 
 
 def test_unavailable_and_null_values(mqtt_settings: Settings, repo: Repository) -> None:

@@ -8,7 +8,8 @@
   logged and counted in ``mqtt_dead_letters_unsaved_total``;
 * status-only messages of the replaced system (``factory/{line}/{machine_id}/power`` with
   ``status`` and no ``power_kW``) update the machine status, stored and live;
-* an ``interval`` conflicting with the series' interval is dead-lettered naming ``interval``.
+* an ``interval`` conflicting with the series' interval is dead-lettered naming ``interval``;
+* a value conflicting with the stored one is dead-lettered (``conflict``), a resend is not.
 """
 
 from __future__ import annotations
@@ -151,6 +152,26 @@ def test_an_interval_conflicting_with_the_series_is_dead_lettered(mqtt_settings:
     assert [(d.field, d.item_index) for d in letters] == [("interval", None), ("interval", 1)]
     assert "PT1H" in letters[0].reason and "PT15M" in letters[0].reason
     assert "PT2H" in letters[1].reason
+
+
+def test_a_conflicting_value_is_dead_lettered_and_a_duplicate_is_not(mqtt_settings: Settings, repo: Repository) -> None:
+    register(repo, "site-c", "m-con")
+    topic = "dt/site-c/m-con/telemetry"
+    with running_subscriber(mqtt_settings, repo) as (_, flushes):
+        publish(mqtt_settings, topic, [b'{"device_id":"m-con","ts":"2026-11-28T00:00:00Z","energy_kwh":1,"interval":"PT15M"}'])
+        flushes.wait(1, timeout_s=20)
+        publish(mqtt_settings, topic, [
+            b'{"device_id":"m-con","ts":"2026-11-28T00:00:00Z","energy_kwh":1,"interval":"PT15M"}',  # a resend: duplicate
+            (
+                b'[{"device_id":"m-con","ts":"2026-11-28T00:00:00Z","energy_kwh":99,"interval":"PT15M"},'
+                b'{"device_id":"m-con","ts":"2026-11-28T00:15:00Z","energy_kwh":2,"interval":"PT15M"}]'
+            ),
+        ])
+        flushes.wait(3, timeout_s=20)
+    assert values(repo, "m-con") == [1.0, 2.0]  # the stored value stays, the new instant is stored
+    (letter,) = repo.list_dead_letters(topic_prefix=mqtt_settings.mqtt_topic_prefix)
+    assert (letter.reason_code, letter.field) == ("conflict", "energy")
+    assert "m-con" in letter.reason and "2026-11-28T00:00:00+00:00" in letter.reason and "1.0" in letter.reason and "99.0" in letter.reason
 
 
 def test_an_interval_disagreeing_with_the_stored_spacing_is_dead_lettered(mqtt_settings: Settings, repo: Repository) -> None:

@@ -23,7 +23,8 @@ class DeadLetter:
         reason: human-readable reason, e.g. ``value is not a finite number (NaN or Infinity)``.
         reason_code: a short bounded category used as a metric label
             (``invalid_item``, ``invalid_json``, ``too_large``, ``too_deep``, ``bad_topic``,
-            ``unknown_asset``, ``site_mismatch``, ``storage_error``).
+            ``unknown_asset``, ``site_mismatch``, ``storage_error``, ``conflict``: a reading
+            stored before with another value, which stays).
         received_at: UTC instant the message was received.
         id: the stored letter's id (increasing with storage order), None before it is stored.
     """

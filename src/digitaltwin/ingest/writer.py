@@ -66,6 +66,7 @@ from digitaltwin.ingest.mqtt_payload import DecodedMessage, MachineStatus
 from digitaltwin.ingest.mqtt_topics import Route, TopicKind
 from digitaltwin.observability.metrics import Metrics
 from digitaltwin.services.meter import apply_serials
+from digitaltwin.storage.batch_write import Conflict
 from digitaltwin.storage.repository import Repository
 
 log = logging.getLogger(__name__)
@@ -405,7 +406,9 @@ class BatchingWriter:
     def _write(self, messages: list[DecodedMessage], readings: list[Reading]) -> tuple[int, list[DeadLetter]]:
         """Store the readings, then the dead letters; returns (new readings, dead letters)."""
         try:
-            stored = self._retry(lambda: self.repo.write_readings(readings))
+            outcome = self._retry(lambda: self.repo.store_readings(readings))
+            stored = outcome.stored
+            _reject_conflicts(messages, outcome.conflicts)
         except _Aborted:
             raise
         except Exception as exc:  # noqa: BLE001 - narrow the failure down to the messages causing it
@@ -413,7 +416,9 @@ class BatchingWriter:
             stored = 0
             for m in messages:
                 try:
-                    stored += self._retry(lambda m=m: self.repo.write_readings(m.readings))
+                    one_outcome = self._retry(lambda m=m: self.repo.store_readings(m.readings))
+                    stored += one_outcome.stored
+                    _reject_conflicts([m], one_outcome.conflicts)
                 except _Aborted:
                     raise
                 except Exception as one:  # noqa: BLE001
@@ -468,6 +473,25 @@ class BatchingWriter:
                 )
                 if self.metrics is not None:
                     self.metrics.mqtt_dead_letters_unsaved.inc()
+
+
+def _reject_conflicts(messages: list[DecodedMessage], conflicts: Sequence[Conflict]) -> None:
+    """Dead-letter each reading that was stored before with another value (the stored one stays:
+    first write wins), naming its quantity, instant and both values, as HTTP and CSV report them.
+
+    ``conflicts`` index the concatenation of the messages' readings, in order.
+    """
+    if not conflicts:
+        return
+    owners = [(m, r) for m in messages for r in m.readings]
+    for c in conflicts:
+        message, reading = owners[c.position]
+        message.reject(
+            field=reading.quantity,
+            reason=(f"{reading.quantity} of {reading.asset_id} at {reading.ts.isoformat()} is stored as {c.stored_value!r}; "
+                    f"{c.new_value!r} was not stored (first write wins: delete the range, then send it again)"),
+            code="conflict",
+        )
 
 
 def observe_many(histogram: Histogram, values: np.ndarray) -> None:
