@@ -51,6 +51,15 @@ def train(client: TestClient | ClientAs, asset_id: str, **body: Any) -> dict[str
     return {**job["result"], "model": client.get(job["result_url"]).json()}
 
 
+def cache_lookups(client: TestClient, metric: str) -> dict[str, float]:
+    """Hits and misses counted so far by a cache's ``metric`` (a counter labelled ``result``), from ``/metrics``."""
+    counts = {"hit": 0.0, "miss": 0.0}
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith(metric + "{"):
+            counts[line.split('result="')[1].split('"')[0]] = float(line.rsplit(" ", 1)[1])
+    return counts
+
+
 def security_of(client: TestClient) -> SecurityService:
     """The security service of the app behind ``client`` (its lifespan must be running)."""
     return client.app.state.dt.security  # type: ignore[attr-defined]

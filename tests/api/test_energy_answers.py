@@ -27,7 +27,7 @@ from digitaltwin.security.roles import Role
 from digitaltwin.services.energy import energy_report
 from digitaltwin.services.energy_answers import EnergyAnswers
 from digitaltwin.storage.repository import Repository
-from tests.api.conftest import headers_for
+from tests.api.conftest import cache_lookups, headers_for
 from tests.api.test_forecast_api import load_profile, register, store_hourly
 
 URL = "/api/v1/assets/meter-c/energy"
@@ -49,11 +49,7 @@ def other_process(settings: Settings, client: TestClient) -> Iterator[TestClient
 
 
 def lookups(client: TestClient) -> dict[str, float]:
-    counts = {"hit": 0.0, "miss": 0.0}
-    for line in client.get("/metrics").text.splitlines():
-        if line.startswith("energy_cache_lookups_total{"):
-            counts[line.split('result="')[1].split('"')[0]] = float(line.rsplit(" ", 1)[1])
-    return counts
+    return cache_lookups(client, "energy_cache_lookups_total")
 
 
 def served(client: TestClient, url: str = URL, start: str = START, end: str = END, bucket: str = "day") -> dict:

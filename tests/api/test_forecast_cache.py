@@ -20,7 +20,7 @@ from digitaltwin.domain.readings import Reading
 from digitaltwin.security.roles import Role
 from digitaltwin.services.forecasting import ForecastService
 from digitaltwin.storage.repository import Repository
-from tests.api.conftest import headers_for, train
+from tests.api.conftest import cache_lookups, headers_for, train
 from tests.api.test_forecast_api import load_profile, register, store_hourly
 
 URL = "/api/v1/assets/meter-c/forecast"
@@ -33,11 +33,7 @@ def meter(client: TestClient, repo: Repository) -> pd.DatetimeIndex:
 
 
 def lookups(client: TestClient) -> dict[str, float]:
-    counts = {"hit": 0.0, "miss": 0.0}
-    for line in client.get("/metrics").text.splitlines():
-        if line.startswith("forecast_cache_lookups_total{"):
-            counts[line.split('result="')[1].split('"')[0]] = float(line.rsplit(" ", 1)[1])
-    return counts
+    return cache_lookups(client, "forecast_cache_lookups_total")
 
 
 def served(client: TestClient, **params: str) -> dict:
