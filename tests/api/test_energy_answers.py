@@ -20,6 +20,7 @@ from fastapi.testclient import TestClient
 
 from digitaltwin.analytics.buckets import Bucket
 from digitaltwin.api.app import create_app
+from digitaltwin.api.routers import assets as assets_router
 from digitaltwin.api.routers.assets import energy_body
 from digitaltwin.config import Settings
 from digitaltwin.domain.readings import Reading
@@ -127,6 +128,33 @@ def test_a_declared_sign_convention_gives_a_fresh_answer(client: TestClient, met
     after = served(client)
     assert after["total_export_kwh"] == pytest.approx(before["total_import_kwh"]) and after["total_import_kwh"] == 0
     assert after == uncached(client)
+
+
+def test_energy_and_co2_of_one_answer_come_from_one_state_of_the_data(
+    client: TestClient, repo: Repository, meter: pd.DatetimeIndex, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write landing between the energy and the CO2 reads of one answer makes both be read again."""
+    site = client.get("/api/v1/assets/meter-c").json()["site_id"]
+    assert client.patch(f"/api/v1/sites/{site}", json={"attributes": {"co2_factor_g_per_kwh": 400}}).status_code == 200
+    original = assets_router.energy_co2
+    calls: list[int] = []
+
+    def write_then_read(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        if len(calls) == 1:  # an ingest worker's write, after the energy was read
+            at = meter[50].to_pydatetime()
+            repo.delete_readings("meter-c", start=at, end=at + timedelta(hours=1))
+            repo.write_readings([Reading("meter-c", "energy", at, 900.0)], interval_seconds=3600)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(assets_router, "energy_co2", write_then_read)
+    response = client.get(URL, params={"start": START, "end": END, "bucket": "day", "with": "co2"})
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert len(calls) == 2  # read again once
+    for b in answer["buckets"]:
+        assert b["co2_kg"] == pytest.approx(b["energy_kwh"] * 0.4)
+    assert answer["total_energy_kwh"] == pytest.approx(uncached(client)["total_energy_kwh"])
 
 
 def test_a_range_reaching_past_a_recent_power_reading_is_not_reused(client: TestClient, repo: Repository) -> None:

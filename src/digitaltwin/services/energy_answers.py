@@ -64,6 +64,22 @@ def _refresh_marked(repo: Repository, asset_id: str, rows: list[tuple[object, ..
     return refreshed
 
 
+def settled_inputs(repo: Repository, asset_id: str, *, max_hold: timedelta, rollups: bool) -> list[tuple[object, ...]]:
+    """The stored inputs of the asset's energy reports
+    (:func:`~digitaltwin.storage.energy_fingerprint.energy_fingerprint`) as a report would read them.
+
+    With rollups, pending change marks are folded into the rollups first, as the report would do
+    before reading (a new rollup version), so two calls with no write in between give equal rows.
+
+    Returns:
+        The fingerprint rows; empty for an unknown asset.
+    """
+    rows = energy_fingerprint(repo.reads, asset_id)
+    if rows and rollups and _refresh_marked(repo, asset_id, rows, max_hold):
+        rows = energy_fingerprint(repo.reads, asset_id)
+    return rows
+
+
 #: Longest wait for an answer another request of the process is computing; then it is computed again.
 _WAIT_S = 60.0
 
@@ -124,12 +140,9 @@ class EnergyAnswers:
                 requests for the same key in this process run it once; the others wait for its
                 body (at most a minute, then compute themselves, as they do when it failed).
         """
-        rows = energy_fingerprint(repo.reads, asset_id)
+        rows = settled_inputs(repo, asset_id, max_hold=max_hold, rollups=rollups)
         if not rows:
             return compute()  # unknown asset: compute() raises the error that names it
-        if rollups and _refresh_marked(repo, asset_id, rows, max_hold):
-            # The report would have refreshed them first (a new rollup version): key it by the state it reads.
-            rows = energy_fingerprint(repo.reads, asset_id)
         key = forecast_key(
             ("energy", asset_id, quantity, to_epoch_us(start), to_epoch_us(end), bucket.value,
              max_hold.total_seconds(), rollups, self._now_part(rows, end, now, max_hold), *rows)

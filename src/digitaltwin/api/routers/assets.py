@@ -6,6 +6,7 @@ import json
 import logging
 import math
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
@@ -52,6 +53,7 @@ from digitaltwin.services.billing import BillingService
 from digitaltwin.services.energy import ENERGY_QUANTITIES, EnergyReport, energy_report
 from digitaltwin.services.energy_cost import bucket_costs
 from digitaltwin.services import energy_rollups
+from digitaltwin.services.energy_answers import settled_inputs
 from digitaltwin.storage.repository import ReadingPage
 
 router = APIRouter(prefix="/api/v1/assets", tags=["assets"])
@@ -263,6 +265,8 @@ def delete_readings(
 
 
 _QUARTER_HOUR = timedelta(minutes=15)
+#: Reads of an energy answer with extras, at most, while writes keep changing its inputs.
+_CONSISTENT_TRIES = 3
 
 
 @router.get("/{asset_id}/energy", response_model=EnergyOut)
@@ -321,12 +325,22 @@ def get_energy(
             max_hold=state.settings.power_max_hold, rollups=energy_rollups.settings.enabled, now=now, compute=body,
         )
         return Response(kept, media_type="application/json")
-    report = report_now()
-    out = energy_out(asset_id, bucket, report)
-    if "co2" in extras:
-        _add_co2(state, out, start=start_ts, end=end_ts, bucket=bucket, quantity=quantity)
-    if "cost" in extras:
-        _add_cost(state, out, [r.start for r in report.rows] + [report.rows[-1].end])
+    # Energy, CO2 and cost are read by separate statements: when the asset's stored inputs changed
+    # meanwhile (a write landed in between), read all of them again, so that one answer never mixes
+    # two states of the data; under writes that never pause the last try is answered.
+    inputs = partial(settled_inputs, state.repo, asset_id, max_hold=state.settings.power_max_hold, rollups=energy_rollups.settings.enabled)
+    before = inputs()
+    for _ in range(_CONSISTENT_TRIES):
+        report = report_now()
+        out = energy_out(asset_id, bucket, report)
+        if "co2" in extras:
+            _add_co2(state, out, start=start_ts, end=end_ts, bucket=bucket, quantity=quantity)
+        if "cost" in extras:
+            _add_cost(state, out, [r.start for r in report.rows] + [report.rows[-1].end])
+        after = inputs()
+        if after == before:
+            break
+        before = after
     return out
 
 
