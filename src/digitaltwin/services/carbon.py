@@ -15,7 +15,7 @@ import numpy as np
 from digitaltwin.accounting.carbon import BucketEmissions, Intensity, bucket_emissions, constant_intensity, intensity_steps, split_net
 from digitaltwin.analytics.buckets import Bucket
 from digitaltwin.analytics.energy import Segments
-from digitaltwin.domain.assets import Site
+from digitaltwin.domain.assets import Asset, Site
 from digitaltwin.domain.errors import NotFoundError
 from digitaltwin.domain.timestamps import zone
 from digitaltwin.services.energy import metered_series, pick_energy_series, window_edges_us
@@ -54,16 +54,16 @@ def site_intensity(repo: Repository, site: Site, *, start: datetime, end: dateti
 
 
 def energy_segments(
-    repo: Repository, info: SeriesInfo, *, start: datetime, end: datetime, max_hold: timedelta, now: datetime | None
+    repo: Repository, asset: Asset, info: SeriesInfo, *, start: datetime, end: datetime, max_hold: timedelta, now: datetime | None
 ) -> Segments:
     """Energy segments (kWh) of an energy-carrying series over ``[start, end)`` under its meter rules.
 
     The segments of the energy report's raw path (:func:`digitaltwin.services.energy.metered_series`):
     counter resets, rollovers, declared replacements, glitches and quarantined increases are
     booked as there, so KPIs, the metering tree and CO2 add up to the energy report's totals.
+    ``asset`` is the series' asset (its rated power bounds plausible counter increases).
     Power is not held past ``now`` (default: the current time).
     """
-    asset = repo.get_asset(info.asset_id)
     until_us = min(to_epoch_us(end), to_epoch_us(now or datetime.now(UTC)))  # power is not held into the future
     _, metered, _ = metered_series(repo, asset, info, start, end, max_hold=max_hold, until_us=until_us)
     return metered.segments
@@ -102,6 +102,6 @@ def energy_co2(
     intensity = site_intensity(repo, site, start=first, end=last)
     if intensity is None:
         return EnergyCo2(None, None)
-    seg = energy_segments(repo, info, start=first, end=last, max_hold=max_hold, now=now)
+    seg = energy_segments(repo, asset, info, start=first, end=last, max_hold=max_hold, now=now)
     imports, exports = split_net(seg)
     return EnergyCo2(bucket_emissions(imports, exports, edges_us / 1e6, intensity), intensity.source)

@@ -159,8 +159,8 @@ def _kpis(
     intensity = site_intensity(repo, site, start=start, end=end)
     co2 = avoided = uncovered = 0.0
     co2_any = False
-    for _, info in meters:
-        seg = energy_segments(repo, info, start=start, end=end, max_hold=max_hold, now=now)
+    for meter, info in meters:
+        seg = energy_segments(repo, meter, info, start=start, end=end, max_hold=max_hold, now=now)
         totals = aggregate(seg, edges_s, np.empty(0))
         energy = np.where(np.isnan(energy), totals.energy_kwh, energy + np.nan_to_num(totals.energy_kwh))
         covered_sum += totals.covered_hours
@@ -281,7 +281,7 @@ def metering_tree(
         info = series.get(asset.id)
         energy = None
         if info is not None:
-            seg = energy_segments(repo, info, start=start, end=end, max_hold=max_hold, now=now)
+            seg = energy_segments(repo, asset, info, start=start, end=end, max_hold=max_hold, now=now)
             value = aggregate(seg, edges_s, np.empty(0)).energy_kwh[0]
             energy = float(value) if np.isfinite(value) else None
         inputs.append(TreeInput(asset.id, asset.parent_id, info is not None, energy))
