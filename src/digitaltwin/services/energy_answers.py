@@ -34,12 +34,8 @@ from digitaltwin.storage.tables import to_epoch_us
 from digitaltwin.services.energy import ENERGY_QUANTITIES
 from digitaltwin.services.energy_rollups import refresh
 from digitaltwin.services.forecast_cache import forecast_key
-from digitaltwin.storage.energy_fingerprint import LAST_TS, MARKS, VERSION, energy_fingerprint
+from digitaltwin.storage.energy_fingerprint import INTERVAL, LAST_TS, MARKS, QUANTITY, VERSION, energy_fingerprint
 from digitaltwin.storage.repository import Repository
-
-#: Columns of a fingerprint row: series quantity, interval (seconds or None).
-_QUANTITY, _INTERVAL = 6, 9
-
 
 def _refresh_marked(repo: Repository, asset_id: str, rows: list[tuple[object, ...]], max_hold: timedelta) -> bool:
     """Bring the rollups of the asset's energy series up to date where a report would change them
@@ -50,8 +46,8 @@ def _refresh_marked(repo: Repository, asset_id: str, rows: list[tuple[object, ..
         :mod:`digitaltwin.services.energy_rollups`, is not, and keeps its marks).
     """
     stale = [
-        str(r[_QUANTITY]) for r in rows
-        if r[_QUANTITY] in ENERGY_QUANTITIES and (r[MARKS] if r[VERSION] is not None else r[LAST_TS] is not None)
+        str(r[QUANTITY]) for r in rows
+        if r[QUANTITY] in ENERGY_QUANTITIES and (r[MARKS] if r[VERSION] is not None else r[LAST_TS] is not None)
     ]
     if not stale:
         return False
@@ -183,7 +179,7 @@ class EnergyAnswers:
         """
         if now >= end:
             return None
-        longest = max((int(r[_INTERVAL]) for r in rows if r[_INTERVAL]), default=0)
+        longest = max((int(r[INTERVAL]) for r in rows if r[INTERVAL]), default=0)
         settled = [r[LAST_TS] for r in rows if r[LAST_TS] is not None]
         if all(now >= last + max_hold + timedelta(seconds=longest) for last in settled):  # type: ignore[operator]
             return None

@@ -57,9 +57,10 @@ _STATEMENT = (
     .where(assets.c.id == bindparam("asset_id"))
     .order_by(series.c.id)
 )
-#: Columns of each row of :func:`energy_fingerprint`: the rollup version (None before the series'
-#: first rollup), the number of pending change marks, the last reading's time.
-VERSION, MARKS, LAST_TS = 11, 12, 16
+#: Columns of each row of :func:`energy_fingerprint`: the series' quantity and interval (seconds or
+#: None), the rollup version (None before the series' first rollup), the number of pending change
+#: marks, the last reading's time.
+QUANTITY, INTERVAL, VERSION, MARKS, LAST_TS = 6, 9, 11, 12, 16
 
 
 def energy_fingerprint(reads: Engine, asset_id: str) -> list[tuple[Any, ...]]:
