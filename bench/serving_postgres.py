@@ -3,7 +3,7 @@
 Builds a fresh PostgreSQL database (the steel plant: 35,040 readings, a trained LightGBM model),
 then serves it with ``digitaltwin serve --workers 2`` (``REDIS_URL`` set: live state, rate limit
 and the session cache in Redis) and, in the same run, the bare reference app
-(bench/serving_reference.py: FastAPI + psycopg, ``uvicorn --workers 2``, the last 100 readings of
+(bench/serving_reference.py: FastAPI + psycopg, 2 uvicorn workers on SO_REUSEPORT sockets, the last 100 readings of
 the same series, no authentication). The app reads energy from the rollups (``ENERGY_ROLLUPS=true``;
 ``BENCH_ENERGY_ROLLUPS=false`` measures the raw path) and keeps energy answers per process
 (``ENERGY_CACHE_MB``, on by default); the energy routes are then driven again against a server
@@ -241,8 +241,8 @@ def main() -> None:
         app = serve([*command, "--port", str(port)], env, port)
         ref_port = free_port()
         ref_env = {**env, "REF_DATABASE_URL": pg_url, "REF_SERIES_ID": str(sid)}
-        ref = serve([sys.executable, "-m", "uvicorn", "--workers", "2", "--port", str(ref_port), "--log-level", "warning",
-                     "--app-dir", str(ROOT / "bench"), "serving_reference:app"], ref_env, ref_port)
+        ref = serve([sys.executable, str(ROOT / "bench" / "serving_reference.py"), "--workers", "2", "--port", str(ref_port)],
+                    ref_env, ref_port)
         try:
             headers = {"Authorization": f"Bearer {token}"}
             for _, path, _ in ROUTES:  # warm every worker: forecast cache, session cache, imports
@@ -277,7 +277,7 @@ def main() -> None:
 
     client = f"wrk -t1 -c{CONNECTIONS} -d{SECONDS:g}s" if CLIENT == "wrk" else f"raw-socket client, {CONNECTIONS} connections, {SECONDS:g} s"
     rollups = "rollups" if env["ENERGY_ROLLUPS"] == "true" else "raw readings"
-    print(f"\nPostgreSQL, serve --workers 2 with Redis (energy from {rollups}), vs bare FastAPI + psycopg (uvicorn --workers 2); {client}")
+    print(f"\nPostgreSQL, serve --workers 2 with Redis (energy from {rollups}), vs bare FastAPI + psycopg (2 uvicorn workers); {client}")
     print(f"{'route':<38}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'ref req/s':>11}{'ratio':>7}{'target':>8}  p99<50ms  conns/worker")
     for name, path, ref_path in ROUTES + COMPUTED:
         rate, p50, p99, spread = results[name]

@@ -2,7 +2,8 @@
 
 No authentication, middleware, validation or ORM: one thread-local psycopg connection per worker
 thread and one query. ``REF_DATABASE_URL`` names the database, ``REF_SERIES_ID`` the series.
-Served by ``uvicorn --workers 2 --app-dir bench serving_reference:app``.
+Served by ``python bench/serving_reference.py --port N --workers 2``: each worker on its own
+``SO_REUSEPORT`` socket, as ``digitaltwin serve`` does, so both spread connections the same way.
 """
 
 from __future__ import annotations
@@ -36,3 +37,38 @@ def last_readings() -> list[dict[str, object]]:
         "SELECT ts, value FROM readings WHERE series_id = %s ORDER BY ts DESC LIMIT 100", (SERIES_ID,)
     ).fetchall()
     return [{"ts": ts.isoformat(), "value": value} for ts, value in rows]
+
+
+def _serve_one(port: int) -> None:
+    """One worker: its own listening socket on ``port`` with SO_REUSEPORT, so the kernel spreads
+    connections evenly over the workers (uvicorn's ``--workers`` shares one socket, and a burst of
+    16 connections can all land on one worker, which leaves a core idle and makes the reference's
+    figure a matter of luck)."""
+    import socket
+
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(("127.0.0.1", port))
+    uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False)).run(sockets=[sock])
+
+
+if __name__ == "__main__":
+    import argparse
+    import multiprocessing
+
+    parser = argparse.ArgumentParser(description="serve the reference with N SO_REUSEPORT workers")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--workers", type=int, default=2)
+    options = parser.parse_args()
+    workers = [multiprocessing.Process(target=_serve_one, args=(options.port,)) for _ in range(options.workers)]
+    for worker in workers:
+        worker.start()
+    try:
+        for worker in workers:
+            worker.join()
+    finally:
+        for worker in workers:
+            worker.terminate()
