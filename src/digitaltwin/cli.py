@@ -505,8 +505,9 @@ def serve_cmd(
                 ingest[1].join()
     else:
         from digitaltwin.api.app import create_app
+        from digitaltwin.api.server import ApiServer
 
-        uvicorn.run(create_app(settings), host=host, port=port, access_log=False, proxy_headers=False)
+        ApiServer(uvicorn.Config(create_app(settings), host=host, port=port, access_log=False, proxy_headers=False)).run()
 
 
 def _serve_ingest_process(settings: Settings, multiproc_dir: Path | None) -> tuple[threading.Event, threading.Thread] | None:

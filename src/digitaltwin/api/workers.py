@@ -94,6 +94,8 @@ def _worker_main(host: str, port: int, parent: int) -> None:
     """Entry point of a worker process (spawned): its own socket, then uvicorn until SIGTERM/SIGINT."""
     import uvicorn
 
+    from digitaltwin.api.server import ApiServer
+
     # Bound but not listening: the kernel adds a socket to the port's group at listen(), which
     # uvicorn calls once the app is imported and its lifespan has started. Connections sent to a
     # worker still starting would wait in its backlog, and be reset if its start-up failed.
@@ -101,7 +103,7 @@ def _worker_main(host: str, port: int, parent: int) -> None:
     # uvicorn's X-Forwarded-For handling stays off (see the serve command); access lines are
     # written by the app's request-id middleware.
     config = uvicorn.Config(APP, access_log=False, proxy_headers=False)
-    server = uvicorn.Server(config)
+    server = ApiServer(config)
     threading.Thread(target=_watch_parent, args=(server, parent), name="parent-watch", daemon=True).start()
     server.run(sockets=[sock])
 
