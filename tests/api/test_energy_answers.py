@@ -27,6 +27,7 @@ from digitaltwin.domain.readings import Reading
 from digitaltwin.security.roles import Role
 from digitaltwin.services.energy import energy_report
 from digitaltwin.services.energy_answers import EnergyAnswers
+from digitaltwin.storage.energy_fingerprint import energy_fingerprint
 from digitaltwin.storage.repository import Repository
 from tests.api.conftest import cache_lookups, headers_for
 from tests.api.test_forecast_api import load_profile, register, store_hourly
@@ -77,6 +78,26 @@ def test_a_repeated_answer_is_a_hit_with_the_same_body(client: TestClient, meter
     assert again == first == uncached(client)
     served(client, bucket="hour")  # another bucket: another entry
     assert lookups(client)["miss"] == before["miss"] + 1
+
+
+def test_on_postgresql_a_kept_answer_is_found_on_the_event_loop(
+    client: TestClient, repo: Repository, meter: pd.DatetimeIndex, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The event loop's statement (storage/async_reads.py) gives the thread pool's fingerprint rows,
+    so the key it makes finds the answer the thread pool kept; after a write it misses and the
+    answer is computed again."""
+    state = client.app.state.dt  # type: ignore[attr-defined]
+    if state.async_reads is None:
+        pytest.skip("PostgreSQL only: SQLite reads on the thread pool")
+    assert client.portal.call(state.async_reads.energy_fingerprint, "meter-c") == energy_fingerprint(repo.reads, "meter-c")
+    first = served(client)
+    computed = []
+    monkeypatch.setattr(assets_router, "_energy", lambda *args: computed.append(args) or pytest.fail("computed, not kept"))
+    assert served(client) == first
+    assert not computed
+    monkeypatch.undo()
+    repo.write_readings([Reading("meter-c", "energy", datetime(2024, 3, 2, 0, 30, tzinfo=UTC), 1_000.0)])
+    assert served(client) == uncached(client) != first
 
 
 def test_a_new_reading_written_elsewhere_gives_a_fresh_answer(client: TestClient, repo: Repository, meter: pd.DatetimeIndex) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -10,6 +11,8 @@ from fastapi.testclient import TestClient
 from digitaltwin.api.routers.assets import readings_body, readings_out
 from digitaltwin.domain.assets import Asset, AssetKind, Site
 from digitaltwin.domain.readings import Reading
+from digitaltwin.domain.errors import NotFoundError
+from digitaltwin.storage.async_reads import AsyncReads
 from digitaltwin.storage.repository import Repository
 
 T0 = datetime(2024, 3, 30, 22, 0, 0, 125_000, tzinfo=UTC)
@@ -43,8 +46,13 @@ def test_unknown_asset_is_404_after_the_parameters_are_checked(client: TestClien
 
 
 def test_the_one_statement_page_of_postgresql_is_the_generic_page(repo: Repository) -> None:
+    """The one-statement page, read on the thread pool's connections and on the event loop's
+    (storage/async_reads.py), is the generic two-statement page, cursor by cursor."""
     if repo.engine.dialect.name != "postgresql":
         pytest.skip("SQLite has only the generic page")
+    reads = AsyncReads(repo.engine)
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(reads.open())
     repo.create_site(Site("s", "S", "Europe/Berlin"))
     repo.create_asset(Asset("m", "s", "M", AssetKind.METER))
     repo.create_asset(Asset("empty", "s", "E", AssetKind.METER))
@@ -64,15 +72,21 @@ def test_the_one_statement_page_of_postgresql_is_the_generic_page(repo: Reposito
                 after = None if cursor is None else _decode(cursor)
                 fast = repo._read_page_postgres(asset, args["start"], args["end"], args["quantity"], 6, after, False)
                 generic = repo._read_page_generic(asset, args["start"], args["end"], args["quantity"], 6, after, False)
-                assert fast == generic, (case, asset, cursor)
+                awaited = loop.run_until_complete(reads.read_page(asset, **args, cursor=cursor))
+                assert fast == generic == awaited, (case, asset, cursor)
                 pages += 1
                 if fast.next_cursor is None:
                     break
                 cursor = fast.next_cursor
     assert pages > len(cases) * 3  # some cases took several pages
+    with pytest.raises(NotFoundError) as unknown:
+        loop.run_until_complete(reads.read_page("nowhere", asset_must_exist=True))
+    assert unknown.value.field == "asset_id"
+    loop.run_until_complete(reads.close())
+    loop.close()
 
 
 def _decode(cursor: str) -> tuple[datetime, int]:
-    from digitaltwin.storage.repository import _decode_cursor
+    from digitaltwin.storage.repository import decode_cursor
 
-    return _decode_cursor(cursor)
+    return decode_cursor(cursor)

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import socket
+
 import psycopg
 import pytest
 from sqlalchemy import text
 
 from digitaltwin.config import Settings
-from digitaltwin.storage import db
+from digitaltwin.storage import async_reads, db
+from digitaltwin.storage.async_reads import AsyncReads
 from digitaltwin.storage.db import make_engine, read_engine
+from digitaltwin.storage.repository import Repository
 
 
 def test_a_terminated_connection_is_replaced_at_checkout(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -57,3 +62,64 @@ def test_reads_send_no_begin_or_rollback(settings: Settings) -> None:
             assert raw.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
     finally:
         engine.dispose()
+
+
+def test_the_event_loops_connections_survive_their_backends_ending(settings: Settings) -> None:
+    """storage/async_reads.py: connections ended by the server (a restart, an idle timeout) are
+    refused at checkout by their socket, or replaced after failing, and the read still succeeds."""
+    if not settings.database_url:
+        pytest.skip("PostgreSQL only")
+    engine = make_engine(settings)
+
+    async def scenario() -> tuple[set[int], set[int]]:
+        reads = AsyncReads(engine)
+        await reads.open()
+        try:
+            await reads.pool.wait()
+            before = {row[0] for _ in range(4) for row in await reads.fetch("SELECT pg_backend_pid()", {})}
+            with psycopg.connect(settings.database_url, autocommit=True) as admin:
+                admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '' AND pid = ANY(%s)",
+                              (list(before),))
+            after = {row[0] for _ in range(4) for row in await reads.fetch("SELECT pg_backend_pid()", {})}
+            return before, after
+        finally:
+            await reads.close()
+
+    try:
+        before, after = asyncio.run(scenario())
+        assert before and after and not before & after
+    finally:
+        engine.dispose()
+
+
+def test_readings_answer_503_when_the_event_loops_database_is_unreachable(
+    settings: Settings, repo: Repository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not settings.database_url:
+        pytest.skip("PostgreSQL only")
+    from fastapi.testclient import TestClient
+
+    from digitaltwin.api.app import create_app
+    from digitaltwin.security.roles import Role
+    from tests.api.conftest import headers_for
+
+    monkeypatch.setattr(async_reads, "CHECKOUT_TIMEOUT_S", 0.5)
+    with TestClient(create_app(settings)) as client:
+        headers = headers_for(client, Role.VIEWER)
+        state = client.app.state.dt  # type: ignore[attr-defined]
+        with socket.socket() as closed:  # a port nothing listens on
+            closed.bind(("127.0.0.1", 0))
+            port = closed.getsockname()[1]
+        dead = make_engine(Settings(_env_file=None, DATABASE_URL=f"postgresql://postgres@127.0.0.1:{port}/none"))
+        working, state.async_reads = state.async_reads, AsyncReads(dead)
+        client.portal.call(state.async_reads.open)
+        try:
+            response = client.get("/api/v1/assets/anything/readings", headers=headers)
+            assert response.status_code == 503, response.text
+            assert response.json() == {"detail": "database unavailable; retry later", "field": None}
+            assert response.headers["Retry-After"] == "5"
+        finally:
+            client.portal.call(state.async_reads.close)
+            state.async_reads = working
+            dead.dispose()
+        assert client.get("/api/v1/assets/anything/readings", headers=headers).status_code == 404

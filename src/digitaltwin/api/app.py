@@ -64,6 +64,7 @@ from digitaltwin.services.monitoring import open_monitoring
 from digitaltwin.services.retraining import RetrainScheduler
 from digitaltwin.services.scheduling import SchedulingService
 from digitaltwin.storage.db import make_engine, migrate
+from digitaltwin.storage.async_reads import AsyncReads
 from digitaltwin.storage.repository import Repository
 from digitaltwin.storage.schedules import ScheduleStore
 from digitaltwin.web.routes import mount_dashboard
@@ -198,6 +199,9 @@ def create_app(settings: Settings) -> FastAPI:
                 redis_url=settings.redis_url, redis_password=settings.redis_password, prefix=settings.live_state_key_prefix
             ),
         )
+        if engine.dialect.name == "postgresql":  # the hottest reads on the event loop
+            state.async_reads = AsyncReads(engine)
+            await state.async_reads.open()
         app.state.dt = state
         state.security = SecurityService(settings, engine, keys=signing_keys)  # Security
         await limiter.open()
@@ -235,6 +239,8 @@ def create_app(settings: Settings) -> FastAPI:
             state.monitoring.stop()
             state.live.close()
             await limiter.close()
+            if state.async_reads is not None:
+                await state.async_reads.close()
             if state.redis is not None:
                 state.redis.close()  # type: ignore[attr-defined]
             engine.dispose()

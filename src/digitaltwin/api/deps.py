@@ -15,6 +15,7 @@ from digitaltwin.services.forecasting import ForecastService
 from digitaltwin.services.live_state import LiveState, MemoryLiveState
 from digitaltwin.services.scheduling import SchedulingService
 from digitaltwin.services.monitoring import Monitoring
+from digitaltwin.storage.async_reads import AsyncReads
 from digitaltwin.storage.repository import Repository
 
 
@@ -34,6 +35,8 @@ class AppState:
     security: SecurityService | None = None
     # Energy: answers kept per process (services/energy_answers.py); None when ENERGY_CACHE_MB=0
     energy_answers: EnergyAnswers | None = None
+    # PostgreSQL: the hottest reads on the event loop (storage/async_reads.py); None on SQLite
+    async_reads: AsyncReads | None = None
     # Forecasting: the limiter of forecasts computed at once (api/routers/forecast.py)
     forecast_limiter: object | None = None
     # Schedules of flexible assets (api/routers/schedules.py)

@@ -10,6 +10,8 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+import psycopg
+from psycopg_pool import PoolTimeout
 from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -69,6 +71,13 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(OperationalError)
     async def _database_down(_request: Request, exc: OperationalError) -> JSONResponse:
         log.error("database unavailable: %s", str(exc).splitlines()[0][:300])
+        return JSONResponse({"detail": "database unavailable; retry later", "field": None}, status_code=503, headers={"Retry-After": "5"})
+
+    @app.exception_handler(psycopg.OperationalError)
+    @app.exception_handler(PoolTimeout)
+    async def _database_down_async(_request: Request, exc: Exception) -> JSONResponse:
+        # the reads on psycopg's own connections (storage/async_reads.py), not wrapped by SQLAlchemy
+        log.error("database unavailable: %s", str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__)
         return JSONResponse({"detail": "database unavailable; retry later", "field": None}, status_code=503, headers={"Retry-After": "5"})
 
     @app.exception_handler(DBAPIError)

@@ -139,10 +139,8 @@ class EnergyAnswers:
         rows = settled_inputs(repo, asset_id, max_hold=max_hold, rollups=rollups)
         if not rows:
             return compute()  # unknown asset: compute() raises the error that names it
-        key = forecast_key(
-            ("energy", asset_id, quantity, to_epoch_us(start), to_epoch_us(end), bucket.value,
-             max_hold.total_seconds(), rollups, self._now_part(rows, end, now, max_hold), *rows)
-        )
+        key = self.key(rows, asset_id, start=start, end=end, bucket=bucket, quantity=quantity, max_hold=max_hold,
+                       rollups=rollups, now=now)
         with self._lock:
             kept = self._bodies.get(key)
             running = self._running.get(key) if kept is None else None
@@ -169,6 +167,32 @@ class EnergyAnswers:
             with self._lock:
                 del self._running[key]
             running.done.set()
+
+    def key(
+        self, rows: list[tuple[object, ...]], asset_id: str, *, start: datetime, end: datetime, bucket: Bucket,
+        quantity: str | None, max_hold: timedelta, rollups: bool, now: datetime,
+    ) -> bytes:
+        """The key of an answer computed from the stored inputs ``rows`` (:func:`settled_inputs`'s)
+        for this request (the arguments of :meth:`body`)."""
+        return forecast_key(
+            ("energy", asset_id, quantity, to_epoch_us(start), to_epoch_us(end), bucket.value,
+             max_hold.total_seconds(), rollups, self._now_part(rows, end, now, max_hold), *rows)
+        )
+
+    def kept(self, key: bytes) -> bytes | None:
+        """The body kept under ``key``, or None; counts a hit when there is one (a miss is counted
+        by the :meth:`body` call that computes it). Never blocks on a computation: for callers on
+        the event loop.
+
+        A key made from rows read without settling them first (change marks still pending) is
+        sound too: a body is only ever kept under the rows read before it was computed, and every
+        write changes them, so such a key finds a body only if the data is as it was computed from.
+        """
+        with self._lock:
+            body = self._bodies.get(key)
+        if body is not None and self._on_lookup is not None:
+            self._on_lookup(True)
+        return body
 
     @staticmethod
     def _now_part(rows: list[tuple[object, ...]], end: datetime, now: datetime, max_hold: timedelta) -> int | None:

@@ -20,6 +20,9 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import Engine, bindparam, func, select
+from sqlalchemy.dialects import postgresql
+
+from digitaltwin.storage.db import fetch_autocommit
 
 from digitaltwin.storage.tables import (
     assets,
@@ -63,6 +66,19 @@ _STATEMENT = (
 QUANTITY, INTERVAL, VERSION, MARKS, LAST_TS = 6, 9, 11, 12, 16
 
 
+_COMPILED_POSTGRES = _STATEMENT.compile(dialect=postgresql.psycopg.dialect())
+#: The statement as psycopg runs it on PostgreSQL, and its fixed parameters (the ``LIMIT 1``): read
+#: on the raw connection by :func:`energy_fingerprint` and on the event loop by
+#: :mod:`digitaltwin.storage.async_reads`, so both give the same rows (and the same answer keys).
+SQL_POSTGRES = _COMPILED_POSTGRES.string
+_FIXED_POSTGRES = {name: value for name, value in _COMPILED_POSTGRES.params.items() if name != "asset_id"}
+
+
+def params_postgres(asset_id: str) -> dict[str, object]:
+    """The parameters of :data:`SQL_POSTGRES` for ``asset_id``."""
+    return {**_FIXED_POSTGRES, "asset_id": asset_id}
+
+
 def energy_fingerprint(reads: Engine, asset_id: str) -> list[tuple[Any, ...]]:
     """The stored inputs of ``asset_id``'s energy reports, one row per series (see the module docstring).
 
@@ -74,5 +90,7 @@ def energy_fingerprint(reads: Engine, asset_id: str) -> list[tuple[Any, ...]]:
         time (a UTC datetime, or None) is at :data:`LAST_TS`. Empty for an unknown asset; an asset
         without series gives one row whose series columns are None.
     """
+    if reads.dialect.name == "postgresql":
+        return [tuple(row) for row in fetch_autocommit(reads, SQL_POSTGRES, params_postgres(asset_id))]
     with reads.connect() as conn:
         return [tuple(row) for row in conn.execute(_STATEMENT, {"asset_id": asset_id})]

@@ -24,7 +24,7 @@ from digitaltwin.domain.errors import ConflictError, NotFoundError, ValidationEr
 from digitaltwin.domain.readings import Reading
 from digitaltwin.domain.units import SeriesKind, quantity_spec
 from digitaltwin.storage.batch_write import WriteOutcome, series_arrays_postgres, write_arrays
-from digitaltwin.storage.db import read_engine
+from digitaltwin.storage.db import fetch_autocommit, read_engine
 from digitaltwin.storage.rollups import mark_changed
 from digitaltwin.storage.tables import (
     assets,
@@ -78,7 +78,7 @@ def _encode_cursor(ts: datetime, series_id: int) -> str:
     return base64.urlsafe_b64encode(f"{to_epoch_us(ts)}:{series_id}".encode()).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: str) -> tuple[datetime, int]:
+def decode_cursor(cursor: str) -> tuple[datetime, int]:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         ts_us, sid = base64.urlsafe_b64decode(padded.encode()).decode().split(":")
@@ -198,6 +198,42 @@ def _page_sql_postgres(with_quantity: bool, with_start: bool, with_end: bool, wi
 _PAGE_SQL_POSTGRES = {
     key: _page_sql_postgres(*key) for key in ((a, b, c, d) for a in (False, True) for b in (False, True) for c in (False, True) for d in (False, True))
 }
+def page_statement_postgres(
+    asset_id: str, start: datetime | None, end: datetime | None, quantity: str | None, limit: int,
+    after: tuple[datetime, int] | None,
+) -> tuple[str, dict[str, object]]:
+    """The one statement of :meth:`Repository.read_page` on PostgreSQL and its parameters (psycopg's
+    ``%(name)s`` style): ``limit + 1`` rows are asked for, to tell whether another page follows.
+    ``after`` is a decoded cursor (last time, last series id)."""
+    sql = _PAGE_SQL_POSTGRES[(quantity is not None, start is not None, end is not None, after is not None)]
+    params: dict[str, object] = {"asset_id": asset_id, "quantity": quantity, "rows": limit + 1}
+    for name, value in (("start", start), ("end", end)):
+        if value is not None:
+            params[name] = value.astimezone(UTC)
+    if after is not None:
+        params["after_ts"], params["after_sid"] = after[0].astimezone(UTC), after[1]
+    return sql, params
+
+
+def page_from_rows_postgres(fetched: list[tuple[Any, ...]], asset_id: str, limit: int, asset_must_exist: bool) -> ReadingPage:
+    """The page of :func:`page_statement_postgres`'s rows ``(series id, quantity, unit, time, value)``.
+
+    Raises:
+        NotFoundError: naming ``asset_id`` when no row came back (the asset is unknown) and
+            ``asset_must_exist``.
+    """
+    if not fetched and asset_must_exist:
+        raise NotFoundError(f"asset {asset_id!r} not found", field="asset_id")
+    fetched = [r for r in fetched if r[3] is not None]
+    more = len(fetched) > limit
+    fetched = fetched[:limit]
+    if fetched and fetched[0][3].tzinfo is not UTC:  # a session not in UTC (engines not from make_engine)
+        fetched = [(sid, q, unit, ts.astimezone(UTC), value) for sid, q, unit, ts, value in fetched]
+    rows = [ReadingRow(ts, q, unit, value) for _, q, unit, ts, value in fetched]
+    next_cursor = _encode_cursor(rows[-1].ts, fetched[-1][0]) if more else None
+    return ReadingPage(rows, next_cursor)
+
+
 _OF_SERIES = readings.c.series_id == bindparam("series_id")
 _PREVIOUS_READING = (
     select(readings.c.ts, readings.c.value).where(_OF_SERIES, readings.c.ts < bindparam("ts")).order_by(readings.c.ts.desc()).limit(1)
@@ -219,29 +255,6 @@ _SERIES_ARRAYS = {
 #: Context subqueries per statement of :meth:`Repository.readings_with_context` (SQLite allows 500
 #: terms in one compound select).
 _CONTEXT_TERMS = 200
-
-
-def _fetch_autocommit(engine: Engine, sql: str, params: dict[str, object]) -> list[tuple[Any, ...]]:
-    """The rows of one read-only statement on a pooled psycopg connection, run in autocommit.
-
-    What ``read_engine(engine).connect()`` does for one statement (no ``BEGIN``/``ROLLBACK``
-    round trips), without SQLAlchemy's ``Connection`` and its isolation-level switch and reset
-    around the checkout (about 20 us of a 170 us page read). The connection goes back to the pool
-    in its default mode; after any error it is invalidated instead (closed and replaced), so a
-    connection still in autocommit can never reach a caller that expects a transaction.
-    """
-    fairy = engine.raw_connection()  # the pool's checkout, with its liveness check (storage/db.py)
-    try:
-        driver = fairy.driver_connection
-        driver.autocommit = True  # type: ignore[union-attr]
-        rows = driver.execute(sql, params).fetchall()  # type: ignore[union-attr]
-        driver.autocommit = False  # type: ignore[union-attr]
-    except BaseException:
-        fairy.invalidate()
-        raise
-    finally:
-        fairy.close()
-    return rows
 
 
 @dataclass(frozen=True, slots=True)
@@ -586,7 +599,7 @@ class Repository:
         One connection for the asset's series and the page. ``asset_must_exist``: raise
         NotFoundError naming ``asset_id`` for an unknown asset (else its page is empty).
         """
-        after = _decode_cursor(cursor) if cursor is not None else None
+        after = decode_cursor(cursor) if cursor is not None else None
         if self.engine.dialect.name == "postgresql":
             return self._read_page_postgres(asset_id, start, end, quantity, limit, after, asset_must_exist)
         return self._read_page_generic(asset_id, start, end, quantity, limit, after, asset_must_exist)
@@ -620,25 +633,9 @@ class Repository:
         self, asset_id: str, start: datetime | None, end: datetime | None, quantity: str | None, limit: int,
         after: tuple[datetime, int] | None, asset_must_exist: bool,
     ) -> ReadingPage:
-        """:meth:`read_page` in one round trip (:func:`_page_sql_postgres`), rows read by psycopg directly."""
-        sql = _PAGE_SQL_POSTGRES[(quantity is not None, start is not None, end is not None, after is not None)]
-        params: dict[str, object] = {"asset_id": asset_id, "quantity": quantity, "rows": limit + 1}
-        for name, value in (("start", start), ("end", end)):
-            if value is not None:
-                params[name] = value.astimezone(UTC)
-        if after is not None:
-            params["after_ts"], params["after_sid"] = after[0].astimezone(UTC), after[1]
-        fetched = _fetch_autocommit(self.engine, sql, params)
-        if not fetched and asset_must_exist:
-            raise NotFoundError(f"asset {asset_id!r} not found", field="asset_id")
-        fetched = [r for r in fetched if r[3] is not None]
-        more = len(fetched) > limit
-        fetched = fetched[:limit]
-        if fetched and fetched[0][3].tzinfo is not UTC:  # a session not in UTC (engines not from make_engine)
-            fetched = [(sid, q, unit, ts.astimezone(UTC), value) for sid, q, unit, ts, value in fetched]
-        rows = [ReadingRow(ts, q, unit, value) for _, q, unit, ts, value in fetched]
-        next_cursor = _encode_cursor(rows[-1].ts, fetched[-1][0]) if more else None
-        return ReadingPage(rows, next_cursor)
+        """:meth:`read_page` in one round trip (:func:`page_statement_postgres`), rows read by psycopg directly."""
+        sql, params = page_statement_postgres(asset_id, start, end, quantity, limit, after)
+        return page_from_rows_postgres(fetch_autocommit(self.engine, sql, params), asset_id, limit, asset_must_exist)
 
     def delete_readings(
         self, asset_id: str, *, start: datetime, end: datetime, quantity: str | None = None
