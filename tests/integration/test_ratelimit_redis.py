@@ -88,3 +88,55 @@ def test_redis_down_counts_in_memory_without_an_epoch(prefix: str) -> None:
         assert limiter.backend_errors._value.get() == 1 and time.monotonic() - started < 5  # one failure, then memory
 
     asyncio.run(run())
+
+
+def test_concurrent_hits_go_out_together_and_count_exactly(redis_url: str, prefix: str) -> None:
+    """50 hits in one turn of the event loop, 20 allowed per minute: one pipeline, exactly 20
+    allowed, and each hit's stats are those of its place in the order Redis ran them."""
+
+    async def run() -> None:
+        client = redis.asyncio.Redis.from_url(redis_url)
+        window = RedisMovingWindow(client, prefix)
+        pipelines = []
+        original = client.pipeline
+        client.pipeline = lambda **kw: pipelines.append(kw) or original(**kw)  # type: ignore[method-assign]
+        item = RateLimitItemPerMinute(20)
+        results = await asyncio.gather(*[window.hit(item, "api", "crowd", read=f"{prefix}:epoch") for _ in range(50)])
+        assert len(pipelines) == 1 and pipelines[0] == {"transaction": False}
+        assert sum(allowed for allowed, _, _ in results) == 20
+        assert sorted(stats.remaining for _, stats, _ in results[:20]) == list(range(20))
+        assert all(stats.remaining == 0 for _, stats, _ in results[20:])
+        assert all(along == b"0" for _, _, along in results)  # the epoch key read along (absent: '0')
+        # A later lone hit goes on its own (no pipeline), and is refused: the window is full.
+        allowed, stats, _ = await window.hit(item, "api", "crowd")
+        assert (allowed, stats.remaining, len(pipelines)) == (False, 0, 1)
+        await client.aclose()
+
+    asyncio.run(run())
+
+
+def test_a_flushed_script_is_loaded_again_inside_a_pipeline(redis_url: str, prefix: str) -> None:
+    async def run() -> None:
+        client = redis.asyncio.Redis.from_url(redis_url)
+        window = RedisMovingWindow(client, prefix)
+        item = RateLimitItemPerMinute(100)
+        await window.hit(item, "api", "warm")
+        await client.script_flush()  # what a Redis restart does to loaded scripts
+        results = await asyncio.gather(*[window.hit(item, "api", "after-flush") for _ in range(5)])
+        assert [allowed for allowed, _, _ in results] == [True] * 5
+        assert sorted(stats.remaining for _, stats, _ in results) == [95, 96, 97, 98, 99]
+        await client.aclose()
+
+    asyncio.run(run())
+
+
+def test_a_redis_failure_reaches_every_waiting_hit_and_the_limiter_falls_back(prefix: str) -> None:
+    async def run() -> None:
+        limiter = RateLimiter(per_minute=10, auth_per_minute=5, redis_url="redis://127.0.0.1:1/0", key_prefix=prefix)
+        await limiter.open()
+        decisions = await asyncio.gather(*[limiter.hit_api("10.0.0.9") for _ in range(12)])
+        assert [d.allowed for d in decisions] == [True] * 10 + [False] * 2  # counted in memory instead
+        assert limiter.backend == "memory"
+        await limiter.close()
+
+    asyncio.run(run())
