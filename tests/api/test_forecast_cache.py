@@ -7,7 +7,9 @@ same database, as an ingest worker or another API process would make them.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pandas as pd
@@ -15,6 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from digitaltwin.api.app import create_app
+from digitaltwin.api.routers.forecast import forecast_limiter
 from digitaltwin.config import Settings
 from digitaltwin.domain.readings import Reading
 from digitaltwin.security.roles import Role
@@ -77,6 +80,25 @@ def test_a_repeated_forecast_is_a_hit_with_the_same_answer(client: TestClient, m
     assert points(again) == uncached(client, "lightgbm", (0.1, 0.9))
     other = served(client, algorithm="lightgbm")  # other quantiles: another entry
     assert lookups(client)["miss"] == before["miss"] + 1 and other["points"][0]["quantiles"] is None
+
+
+def test_a_kept_forecast_does_not_wait_for_a_computation(client: TestClient, meter: pd.DatetimeIndex) -> None:
+    """Only computations take the process's forecast limit: with every slot held (a long
+    forecast computing), a kept forecast is still answered, and a new one waits."""
+    first = served(client, algorithm="seasonal_naive_daily")
+    limiter = forecast_limiter(client.app.state.dt)  # type: ignore[attr-defined]
+    holder = object()
+    client.portal.call(limiter.acquire_on_behalf_of, holder)
+    with ThreadPoolExecutor(2) as pool:
+        try:
+            kept = pool.submit(served, client, algorithm="seasonal_naive_daily")
+            assert kept.result(timeout=60)["points"] == first["points"]
+            waiting = pool.submit(served, client, algorithm="seasonal_naive_weekly")
+            time.sleep(1.0)
+            assert not waiting.done()
+        finally:
+            client.portal.call(limiter.release_on_behalf_of, holder)
+        assert waiting.result(timeout=60)["algorithm"] == "seasonal_naive_weekly"
 
 
 def test_a_new_reading_gives_a_fresh_forecast(client: TestClient, repo: Repository, meter: pd.DatetimeIndex) -> None:

@@ -97,6 +97,22 @@ class ForecastResult:
 
 
 @dataclass(frozen=True, slots=True)
+class PreparedForecast:
+    """What :meth:`ForecastService.prepare` read for one forecast request: the inputs, the model
+    (a fresh stateless forecaster when ``manifest`` is None), the steps and levels asked for, the
+    cache key of those inputs (None without a cache) and the forecast kept under it, if any."""
+
+    asset_id: str
+    inputs: _Inputs
+    model: Any
+    manifest: ModelManifest | None
+    steps: int
+    quantiles: tuple[float, ...]
+    key: bytes | None
+    kept: ForecastResult | None
+
+
+@dataclass(frozen=True, slots=True)
 class _Grid:
     """An asset with its site, the series carrying its energy, the target's step and the series' extent."""
 
@@ -512,7 +528,8 @@ class ForecastService:
         """Forecast the intervals after the last stored reading.
 
         ``algorithm="best"`` serves the asset's champion. Stateless algorithms
-        (persistence, seasonal naive) are fitted on the request's history.
+        (persistence, seasonal naive) are fitted on the request's history. The same as
+        :meth:`prepare` then, unless a kept forecast answers it, :meth:`compute`.
 
         Raises:
             NotFoundError: no trained model of a trained algorithm (or no champion for ``best``).
@@ -522,6 +539,24 @@ class ForecastService:
             InsufficientHistoryError: too little recent history for the model's lags
                 (``InsufficientValidDataError`` when it is all missing).
             NotCalibratedError: quantiles asked of a model without calibration.
+        """
+        prepared = self.prepare(asset_id, algorithm, horizon=horizon, quantiles=quantiles)
+        return prepared.kept if prepared.kept is not None else self.compute(prepared)
+
+    def prepare(
+        self,
+        asset_id: str,
+        algorithm: str,
+        *,
+        horizon: timedelta = DAY_AHEAD_HORIZON,
+        quantiles: Sequence[float] = (),
+    ) -> PreparedForecast:
+        """Read what the forecast is computed from, and the kept forecast of exactly those inputs if any.
+
+        Cheap next to :meth:`compute` (a few statements and the window's readings): callers that
+        limit how many forecasts are computed at once run this outside the limit, so a kept
+        forecast never waits behind a computation. Raises what :meth:`forecast` raises about
+        the model, the horizon and the asset.
         """
         grid = self._grid(asset_id)
         step = grid.step
@@ -542,23 +577,31 @@ class ForecastService:
             window = step * (2 * required + n * spacing + steps) if quantiles else step * (required + 1)
         window = max(window, timedelta(days=1) + step)  # the flat-series check reads the last 24 h
         inputs = self._inputs(grid, start=grid.extent[1] - window, future_steps=steps)
-        key = None
+        key = kept = None
         if self.cache is not None:
             key = self._cache_key(inputs, model.name, manifest, steps, quantiles)
-            cached = self.cache.get(key)
-            if cached is not None:
-                return cached
+            kept = self.cache.get(key)
+        return PreparedForecast(asset_id, inputs, model, manifest, steps, tuple(quantiles), key, kept)
+
+    def compute(self, prepared: PreparedForecast) -> ForecastResult:
+        """Compute the forecast :meth:`prepare` read the inputs of, and keep it under their key.
+
+        Raises:
+            ValidationError: naming ``quantiles`` or ``horizon`` when the model refuses them.
+            InsufficientHistoryError, NotCalibratedError: as :meth:`forecast`.
+        """
+        inputs, model, quantiles = prepared.inputs, prepared.model, list(prepared.quantiles)
         target = self._target(inputs)
-        if manifest is None:
-            model.fit(target.y, horizon_steps=steps, timezone=target.timezone, country=target.country,
+        if prepared.manifest is None:
+            model.fit(target.y, horizon_steps=prepared.steps, timezone=target.timezone, country=target.country,
                       exog=target.exog, calibrate=bool(quantiles))
         try:
-            result = model.forecast(target.y, steps=steps, quantiles=quantiles, exog=target.exog)
+            result = model.forecast(target.y, steps=prepared.steps, quantiles=quantiles, exog=target.exog)
         except ValueError as exc:
             raise ValidationError(str(exc), field="quantiles" if "quantile" in str(exc) else "horizon") from exc
-        answer = ForecastResult(asset_id, model.name, result, step, manifest)
-        if key is not None:
-            self.cache.put(key, answer)  # type: ignore[union-attr]
+        answer = ForecastResult(prepared.asset_id, model.name, result, inputs.grid.step, prepared.manifest)
+        if prepared.key is not None:
+            self.cache.put(prepared.key, answer)  # type: ignore[union-attr]
         return answer
 
     def _cache_key(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Annotated
 
 import anyio.to_thread
@@ -56,10 +57,20 @@ def _metric_label(algorithm: str) -> str:
         return key if key in TORCH_ALGORITHMS else "unknown"
 
 
-def run_forecast(state: State, asset_id: str, algorithm: str, horizon: timedelta, levels: list[float]) -> ForecastResult:
-    """Forecast through the service, counting ``predictions_total{algorithm, status}``."""
+async def run_forecast(state: AppState, asset_id: str, algorithm: str, horizon: timedelta, levels: list[float]) -> ForecastResult:
+    """Forecast through the service in worker threads, counting ``predictions_total{algorithm, status}``.
+
+    The inputs are read and the kept forecast looked up outside the process's limit of forecasts
+    computed at once (:func:`forecast_limiter`); only a computation waits for it, so a kept
+    forecast is not queued behind one, and kept forecasts overlap their reads.
+    """
     try:
-        result = state.forecasts.forecast(asset_id, algorithm, horizon=horizon, quantiles=levels)
+        prepared = await anyio.to_thread.run_sync(
+            partial(state.forecasts.prepare, asset_id, algorithm, horizon=horizon, quantiles=levels)
+        )
+        result = prepared.kept
+        if result is None:
+            result = await anyio.to_thread.run_sync(state.forecasts.compute, prepared, limiter=forecast_limiter(state))
     except Exception:
         state.metrics.predictions.labels(_metric_label(algorithm), "error").inc()
         raise
@@ -91,9 +102,7 @@ async def get_forecast(
     """
     delta: timedelta = parse_duration(horizon, field="horizon")
     levels = parse_levels(quantiles)
-    result = await anyio.to_thread.run_sync(
-        run_forecast, state, asset_id, algorithm, delta, levels, limiter=forecast_limiter(state)
-    )
+    result = await run_forecast(state, asset_id, algorithm, delta, levels)
     return Response(forecast_body(asset_id, result, levels), media_type="application/json")
 
 

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import anyio.to_thread
 from fastapi import APIRouter
 
 from digitaltwin.api.deps import State
 from digitaltwin.api.forecast_schemas import PredictIn, PredictOut, PredictPoint, PredictResult
-from digitaltwin.api.routers.forecast import forecast_limiter, level_key, run_forecast
+from digitaltwin.api.routers.forecast import level_key, run_forecast
 from digitaltwin.domain.errors import DomainError, NotFoundError, ValidationError
 from digitaltwin.security.policy import access
 from digitaltwin.security.roles import Role
@@ -29,10 +28,7 @@ async def predict(body: PredictIn, state: State) -> PredictOut:
     """
     levels = LEGACY_LEVELS if body.want_quantiles else []
     try:
-        result = await anyio.to_thread.run_sync(
-            run_forecast, state, body.machine_id, body.algo, timedelta(minutes=body.horizon_min), levels,
-            limiter=forecast_limiter(state),
-        )
+        result = await run_forecast(state, body.machine_id, body.algo, timedelta(minutes=body.horizon_min), levels)
     except DomainError as exc:  # name the legacy body's fields
         legacy = {"horizon": "horizon_min", "asset_id": "machine_id", "algorithm": "algo", "quantiles": "want_quantiles"}
         if exc.field in legacy and type(exc) in (ValidationError, NotFoundError):
