@@ -58,6 +58,8 @@ def _serve_one(port: int) -> None:
 if __name__ == "__main__":
     import argparse
     import multiprocessing
+    import signal
+    import sys
 
     parser = argparse.ArgumentParser(description="serve the reference with N SO_REUSEPORT workers")
     parser.add_argument("--port", type=int, required=True)
@@ -66,6 +68,8 @@ if __name__ == "__main__":
     workers = [multiprocessing.Process(target=_serve_one, args=(options.port,)) for _ in range(options.workers)]
     for worker in workers:
         worker.start()
+    # SIGTERM (the benchmark's stop) ends the workers too, through the finally below
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         for worker in workers:
             worker.join()
