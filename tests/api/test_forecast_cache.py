@@ -101,6 +101,26 @@ def test_a_kept_forecast_does_not_wait_for_a_computation(client: TestClient, met
         assert waiting.result(timeout=60)["algorithm"] == "seasonal_naive_weekly"
 
 
+def test_on_postgresql_a_kept_body_is_found_without_reading_the_history(
+    client: TestClient, repo: Repository, meter: pd.DatetimeIndex, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """services/forecast_answers.py: the second request is answered from the fingerprint alone (the
+    forecast service is not asked), with a fresh ``issued_at``; a new reading makes it miss."""
+    state = client.app.state.dt  # type: ignore[attr-defined]
+    if state.forecast_bodies is None:
+        pytest.skip("PostgreSQL only")
+    first = served(client, algorithm="seasonal_naive_daily", quantiles="0.1,0.9")
+    asked = []
+    monkeypatch.setattr(state.forecasts, "prepare", lambda *a, **k: asked.append(a) or pytest.fail("history read"))
+    again = served(client, algorithm="seasonal_naive_daily", quantiles="0.1,0.9")
+    assert not asked and again["points"] == first["points"] and again["issued_at"] >= first["issued_at"]
+    assert again.keys() == first.keys()
+    monkeypatch.undo()
+    repo.write_readings([Reading("meter-c", "energy", meter[-1] + timedelta(hours=1), 5.0)])
+    fresh = served(client, algorithm="seasonal_naive_daily", quantiles="0.1,0.9")
+    assert fresh["points"][0]["ts"] != first["points"][0]["ts"]
+
+
 def test_a_new_reading_gives_a_fresh_forecast(client: TestClient, repo: Repository, meter: pd.DatetimeIndex) -> None:
     trained(client, "lightgbm")
     before = served(client, algorithm="lightgbm")

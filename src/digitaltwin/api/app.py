@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
@@ -107,6 +107,17 @@ def _forecast_cache(settings: Settings, metrics: Metrics) -> ForecastCache | Non
     return ForecastCache(settings.forecast_cache_size, on_lookup=counted)
 
 
+def _counted_hits(metrics: Metrics) -> Callable[[bool], None]:
+    """Counts the hits of the kept forecast bodies as forecast cache hits; a miss is not counted
+    (the forecast cache's own lookup that follows counts it, hit or miss)."""
+
+    def counted(hit: bool) -> None:
+        if hit:
+            metrics.forecast_cache_lookups.labels("hit").inc()
+
+    return counted
+
+
 def _energy_answers(settings: Settings, metrics: Metrics) -> EnergyAnswers | None:
     """Energy: ENERGY_CACHE_MB of served answers per process (None when 0), lookups counted."""
     if not settings.energy_cache_mb:
@@ -202,6 +213,8 @@ def create_app(settings: Settings) -> FastAPI:
         if engine.dialect.name == "postgresql":  # the hottest reads on the event loop
             state.async_reads = AsyncReads(engine)
             await state.async_reads.open()
+            if settings.forecast_cache_size:  # kept forecast bodies, found by the fingerprint
+                state.forecast_bodies = ForecastCache(settings.forecast_cache_size, on_lookup=_counted_hits(metrics))
         app.state.dt = state
         state.security = SecurityService(settings, engine, keys=signing_keys)  # Security
         await limiter.open()

@@ -11,6 +11,7 @@ from digitaltwin.config import Settings
 from digitaltwin.observability.metrics import Metrics
 from digitaltwin.security.service import SecurityService
 from digitaltwin.services.energy_answers import EnergyAnswers
+from digitaltwin.services.forecast_cache import ForecastCache
 from digitaltwin.services.forecasting import ForecastService
 from digitaltwin.services.live_state import LiveState, MemoryLiveState
 from digitaltwin.services.scheduling import SchedulingService
@@ -37,6 +38,9 @@ class AppState:
     energy_answers: EnergyAnswers | None = None
     # PostgreSQL: the hottest reads on the event loop (storage/async_reads.py); None on SQLite
     async_reads: AsyncReads | None = None
+    # Forecasting: bodies found by the stored inputs' fingerprint (services/forecast_answers.py);
+    # None on SQLite or when FORECAST_CACHE_SIZE=0
+    forecast_bodies: ForecastCache[tuple[bytes, bytes, str]] | None = None
     # Forecasting: the limiter of forecasts computed at once (api/routers/forecast.py)
     forecast_limiter: object | None = None
     # Schedules of flexible assets (api/routers/schedules.py)

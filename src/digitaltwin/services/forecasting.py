@@ -624,6 +624,27 @@ class ForecastService:
             parts += [item.name, item.ts_s, item.values]
         return forecast_key(parts)
 
+    def served_identity(self, asset_id: str, algorithm: str) -> tuple[object, ...]:
+        """What names the model a forecast of ``algorithm`` would use now: the served model's id
+        and artifact checksums, or the stateless algorithm's name. In memory, no I/O.
+
+        Raises:
+            NotFoundError: as :meth:`forecast` (no trained model, no champion).
+            ValidationError: an unknown algorithm.
+        """
+        served = self._served(asset_id, algorithm)
+        if served is None:
+            return ("stateless", canonical_name(algorithm))
+        manifest = served.manifest
+        return (manifest.model_id, tuple(sorted(manifest.files.items())))
+
+    @staticmethod
+    def identity_of(result: ForecastResult) -> tuple[object, ...]:
+        """:meth:`served_identity` of the model that made ``result``."""
+        if result.manifest is None:
+            return ("stateless", result.algorithm)
+        return (result.manifest.model_id, tuple(sorted(result.manifest.files.items())))
+
     def _served(self, asset_id: str, algorithm: str) -> Any:
         if algorithm.strip().lower() == BEST:
             served = self.server.champion(asset_id)

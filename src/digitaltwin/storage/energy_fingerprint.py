@@ -12,7 +12,8 @@ added. Meter replacements are only ever added, so their count and highest id nam
 
 The last reading's time is read too: a report whose range reaches past ``now`` holds the last
 power sample until ``now`` at most, so whether the report still depends on ``now`` is decided
-from it (:mod:`digitaltwin.services.energy_answers`).
+from it (:mod:`digitaltwin.services.energy_answers`). So is the site's country, which energy
+reports do not read but forecasts do (its holidays, :mod:`digitaltwin.services.forecast_answers`).
 """
 
 from __future__ import annotations
@@ -55,15 +56,16 @@ _STATEMENT = (
         select(func.max(meter_events.c.id)).where(meter_events.c.series_id == _OF).scalar_subquery(),
         # through the primary key (series_id, ts), backwards: one index entry
         select(readings.c.ts).where(readings.c.series_id == _OF).order_by(readings.c.ts.desc()).limit(1).scalar_subquery(),
+        sites.c.country,  # not read by energy reports; the holidays of a forecast (services/forecast_answers.py)
     )
     .select_from(assets.join(sites, sites.c.id == assets.c.site_id).outerjoin(series, series.c.asset_id == assets.c.id))
     .where(assets.c.id == bindparam("asset_id"))
     .order_by(series.c.id)
 )
-#: Columns of each row of :func:`energy_fingerprint`: the series' quantity and interval (seconds or
-#: None), the rollup version (None before the series' first rollup), the number of pending change
-#: marks, the last reading's time.
-QUANTITY, INTERVAL, VERSION, MARKS, LAST_TS = 6, 9, 11, 12, 16
+#: Columns of each row of :func:`energy_fingerprint`: the asset's attributes, the series' quantity,
+#: kind and interval (seconds or None), the rollup version (None before the series' first rollup),
+#: the number of pending change marks, the last reading's time.
+ASSET_ATTRIBUTES, QUANTITY, SERIES_KIND, INTERVAL, VERSION, MARKS, LAST_TS = 2, 6, 7, 9, 11, 12, 16
 
 
 _COMPILED_POSTGRES = _STATEMENT.compile(dialect=postgresql.psycopg.dialect())
