@@ -105,28 +105,33 @@ def _fixed_width_strptime(texts: list[str], fmt: str) -> tuple[np.ndarray, np.nd
             literal.append((pos, fmt[i]))
             pos += 1
             i += 1
+    n = len(texts)
     if not {"%Y", "%m", "%d"} <= slots.keys() or not texts:
         return None
+    # One buffer of the texts separated by line feeds: each text is ``pos`` ASCII characters when
+    # the buffer has exactly that length and its n - 1 line feeds all stand where a text ends.
     try:
-        joined = "".join(texts).encode("ascii")
+        joined = "\n".join(texts).encode("ascii")
     except (TypeError, UnicodeEncodeError):
         return None
-    if len(joined) != pos * len(texts) or set(map(len, texts)) != {pos}:
+    if len(joined) != (pos + 1) * n - 1 or joined.count(b"\n") != n - 1:
         return None
-    codes = np.frombuffer(joined, dtype=np.uint8).reshape(len(texts), pos).astype(np.int64)
-    ok = np.ones(len(texts), dtype=bool)
+    codes = np.frombuffer(joined + b"\n", dtype=np.uint8).reshape(n, pos + 1)
+    if not (codes[:, pos] == ord("\n")).all():
+        return None
+    ok = np.ones(n, dtype=bool)
     for at, char in literal:
         ok &= codes[:, at] == ord(char)
-    digits = codes - ord("0")
 
     def number(code: str, default: int = 0) -> np.ndarray:
         if code not in slots:
-            return np.full(len(texts), default, dtype=np.int64)
-        at, width = slots[code], _FIELD_WIDTH[code]
-        part = digits[:, at : at + width]
-        nonlocal ok
-        ok &= ((part >= 0) & (part <= 9)).all(axis=1)
-        return (part * (10 ** np.arange(width - 1, -1, -1))).sum(axis=1)
+            return np.full(n, default, dtype=np.int64)
+        value = np.zeros(n, dtype=np.int64)
+        for at in range(slots[code], slots[code] + _FIELD_WIDTH[code]):  # one byte column per digit
+            digit = codes[:, at] - np.uint8(ord("0"))  # uint8: bytes below "0" wrap around past 9
+            ok[:] &= digit <= 9
+            value = value * 10 + digit
+        return value
 
     year, month, day = number("%Y"), number("%m"), number("%d")
     hour, minute, second = number("%H"), number("%M"), number("%S")
