@@ -102,7 +102,16 @@ def read_columns(path: Path, mapping: ColumnMapping) -> Columns:
 def _read_columns_fast(path: Path, mapping: ColumnMapping) -> Columns | None:
     """:func:`read_columns` with pandas' C parser, or None when the file needs :mod:`csv`'s rules."""
     data = path.read_bytes()
-    if b'"' in data or data.count(b"\r") != data.count(b"\r\n") or b"\n\n" in data or b"\n\r\n" in data:
+    if b'"' in data:
+        return None
+    # Line breaks found with numpy, one pass per byte value: a carriage return not followed by a
+    # line feed, or a blank line ("\n\n", "\n\r\n"), needs csv's rules.
+    codes = np.frombuffer(data, dtype=np.uint8)
+    breaks = np.flatnonzero(codes == ord("\n"))
+    returns = np.flatnonzero(codes == ord("\r"))
+    if len(returns) and (returns[-1] == len(codes) - 1 or not (codes[returns + 1] == ord("\n")).all()):
+        return None
+    if bool((np.diff(breaks) == 1).any()) or bool((codes[returns[returns > 0] - 1] == ord("\n")).any()):
         return None
     first_line = data.split(b"\n", 1)[0].rstrip(b"\r")
     header = first_line.decode(mapping.encoding).split(mapping.delimiter)  # UnicodeDecodeError: the caller reports it
@@ -124,7 +133,7 @@ def _read_columns_fast(path: Path, mapping: ColumnMapping) -> Columns | None:
         )
     except (pd.errors.ParserError, ValueError):
         return None
-    rows = data.count(b"\n") - (1 if data.endswith(b"\n") else 0)
+    rows = len(breaks) - (1 if data.endswith(b"\n") else 0)
     if rows != len(frame) or frame.isna().to_numpy().any():  # one row per line after the header: line numbers hold
         return None
     lines = list(range(2, len(frame) + 2))
