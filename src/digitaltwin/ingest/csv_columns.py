@@ -48,13 +48,18 @@ class RowError:
 
 @dataclass(slots=True)
 class Columns:
-    """The file's needed columns as lists of text, with each row's line number."""
+    """The file's needed columns as lists of text, with each row's line number.
+
+    ``one_asset``: every row is filed under the mapping's ``asset_id`` (no asset column), so
+    per-asset work can skip looking at ``assets`` row by row.
+    """
 
     lines: list[int]
     assets: list[str | None]
     stamps: list[str | None]
     hours: list[str | None] | None
     values: list[list[str | None] | np.ndarray]  # text, or float64 when the fast reader parsed the column
+    one_asset: bool = False
 
 
 def read_columns(path: Path, mapping: ColumnMapping) -> Columns:
@@ -83,7 +88,7 @@ def read_columns(path: Path, mapping: ColumnMapping) -> Columns:
         asset_i = header.index(mapping.asset_column) if mapping.asset_column else None
         hour_i = header.index(mapping.hour_column) if mapping.hour_column else None
         width = max(header.index(c) for c in needed) + 1
-        cols = Columns([], [], [], [] if hour_i is not None else None, [[] for _ in value_i])
+        cols = Columns([], [], [], [] if hour_i is not None else None, [[] for _ in value_i], one_asset=asset_i is None)
         pad: list[str | None] = [None] * width
         for record in reader:
             if not record:
@@ -144,7 +149,7 @@ def _read_columns_fast(path: Path, mapping: ColumnMapping) -> Columns | None:
     for v in mapping.values:
         series = frame[v.column]
         values.append(series.to_numpy(np.float64) if series.dtype.kind in "fi" else series.astype(str).tolist())
-    return Columns(lines, assets, column, hours, values)
+    return Columns(lines, assets, column, hours, values, one_asset=mapping.asset_column is None)
 
 
 class RowChecks:

@@ -259,23 +259,25 @@ def import_csv(
         localize_starts(us, wall, cols, tz_name, mapping.hour_column or column, rows)
     reject_implausible(us, mapping.hour_column or column, rows)
     named = {a for a in set(cols.assets) if a}
-    known = repo.known_asset_ids(named)
+    # One asset for every row was found above (get_asset); an asset column's are looked up here.
+    known = named if cols.one_asset else repo.known_asset_ids(named)
     if named - known:
         for i, asset_id in enumerate(cols.assets):
             if rows.ok[i] and asset_id not in known:
                 rows.reject(i, mapping.asset_column or "asset_id", f"unknown asset {asset_id!r}")
     keep = np.flatnonzero(rows.ok)
     report = ImportReport(rows_read=len(cols.lines), replaced=replace_conflicts, errors=sorted(rows.errors, key=lambda e: e.line))
-    assets = np.asarray(cols.assets, dtype=object)[keep]
+    assets = np.asarray(cols.assets, dtype=object)[keep] if not cols.one_asset else None
+    kept_assets = ([mapping.asset_id] if len(keep) else []) if assets is None else list(dict.fromkeys(assets.tolist()))
     parts_sid, parts_ts, parts_value, parts_row, parts_col = [], [], [], [], []
     for c, col in enumerate(mapping.values):
         kind_interval = quantity_spec(col.quantity).kind.value == "interval"
         sid_of = {
             a: repo.ensure_series(a, col.quantity, interval_seconds=interval if kind_interval else None).id
-            for a in dict.fromkeys(assets.tolist())
+            for a in kept_assets
         }
-        if len(sid_of) == 1:
-            parts_sid.append(np.full(len(keep), next(iter(sid_of.values())), dtype=np.int64))
+        if len(sid_of) <= 1:  # one series (or no row kept)
+            parts_sid.append(np.full(len(keep), next(iter(sid_of.values()), 0), dtype=np.int64))
         else:
             parts_sid.append(pd.Series(assets).map(sid_of).to_numpy(np.int64))
         parts_ts.append(us[keep])

@@ -248,6 +248,8 @@ def _asset_groups(todo: np.ndarray, cols: Columns) -> list[np.ndarray]:
     """Positions of ``todo`` (row indices) per asset, each in file order. File order resolves the
     repeated hour per asset: in a file that interleaves meters, one meter's rows are not a step
     back in another meter's time."""
+    if cols.one_asset:
+        return [todo]
     assets = np.asarray(cols.assets, dtype=object)[todo]
     groups = pd.Series(np.arange(len(todo))).groupby(assets, sort=False).indices
     return [todo[positions] for positions in groups.values()]
