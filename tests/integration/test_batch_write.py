@@ -12,7 +12,7 @@ from sqlalchemy import delete, func, select
 
 from digitaltwin.domain.assets import Asset, AssetKind, Site
 from digitaltwin.domain.readings import Reading
-from digitaltwin.storage.repository import Repository
+from digitaltwin.storage.repository import Repository, SeriesInfo
 from digitaltwin.storage.tables import readings, series
 
 T0 = datetime(2024, 5, 1, tzinfo=UTC)
@@ -68,3 +68,28 @@ def test_nothing_is_stored_twice_and_conflicts_name_their_rows(repo: Repository)
     assert (outcome.stored, outcome.duplicates) == (0, 0)
     assert sorted((c.stored_value, c.new_value) for c in outcome.conflicts) == [(0.0, 5.0), (7.0, 5.0)]
     assert repo.read_page("m", limit=1).rows[0].value == 5.0
+
+
+def test_a_series_created_meanwhile_is_the_one_returned(repo: Repository, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ensure_series that found no series, then loses the race to create it, returns the row the
+    other writer created (one row, its interval kept) instead of failing on the unique pair."""
+    first = _series(repo)  # "another process" created it, interval 900
+    other = Repository(repo.engine)  # its own series cache
+    looked = []
+
+    def find_series(asset_id: str, quantity: str, *, fresh: bool = False) -> SeriesInfo | None:
+        looked.append(1)  # the first look happened before the other writer's commit: nothing yet
+        return None if len(looked) == 1 else Repository.find_series(other, asset_id, quantity, fresh=fresh)
+
+    monkeypatch.setattr(other, "find_series", find_series)
+    created = other.ensure_series("m", "energy", interval_seconds=3600)
+    assert created.id == first and created.interval_seconds == 900
+    with repo.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(series)).scalar_one() == 1
+
+
+def test_a_new_series_comes_back_as_stored(repo: Repository) -> None:
+    sid = _series(repo)
+    fresh = Repository(repo.engine).find_series("m", "energy")
+    assert fresh is not None and fresh.id == sid and fresh.interval_seconds == 900 and fresh.unit == "kWh"
+    assert repo.ensure_series("m", "energy") == fresh
