@@ -86,10 +86,9 @@ def _wall_us(value: datetime) -> int:
 _FIELD_WIDTH = {"%Y": 4, "%m": 2, "%d": 2, "%H": 2, "%M": 2, "%S": 2}
 
 
-def _fixed_width_strptime(texts: list[str], fmt: str) -> tuple[np.ndarray, np.ndarray] | None:
-    """Parse same-length, zero-padded texts of a numeric ``strptime`` format (``%d/%m/%Y %H:%M``)
-    with numpy: (int64 wall-clock microseconds, bool ok). None when the format or the texts do
-    not fit (then pandas parses them). A text whose digits name no date or time is not ok."""
+def _fixed_width_format(fmt: str) -> tuple[dict[str, int], list[tuple[int, str]], int] | None:
+    """A numeric ``strptime`` format as fixed-width fields: (position of each field, literal
+    characters and their positions, width of a text); None when the format is not one."""
     slots: dict[str, int] = {}
     literal: list[tuple[int, str]] = []
     pos = i = 0
@@ -105,20 +104,46 @@ def _fixed_width_strptime(texts: list[str], fmt: str) -> tuple[np.ndarray, np.nd
             literal.append((pos, fmt[i]))
             pos += 1
             i += 1
+    return (slots, literal, pos) if {"%Y", "%m", "%d"} <= slots.keys() else None
+
+
+def _fixed_width_bytes(texts: list[str | None], width: int) -> np.ndarray | None:
+    """The texts as a (texts, width + 1) uint8 matrix (a line feed closing each row) when every
+    one is ``width`` ASCII characters, else None."""
     n = len(texts)
-    if not {"%Y", "%m", "%d"} <= slots.keys() or not texts:
+    if not n:
         return None
-    # One buffer of the texts separated by line feeds: each text is ``pos`` ASCII characters when
+    # One buffer of the texts separated by line feeds: each text is ``width`` ASCII characters when
     # the buffer has exactly that length and its n - 1 line feeds all stand where a text ends.
     try:
-        joined = "\n".join(texts).encode("ascii")
+        joined = "\n".join(texts).encode("ascii")  # type: ignore[arg-type]
     except (TypeError, UnicodeEncodeError):
         return None
-    if len(joined) != (pos + 1) * n - 1 or joined.count(b"\n") != n - 1:
+    if len(joined) != (width + 1) * n - 1 or joined.count(b"\n") != n - 1:
         return None
-    codes = np.frombuffer(joined + b"\n", dtype=np.uint8).reshape(n, pos + 1)
-    if not (codes[:, pos] == ord("\n")).all():
+    codes = np.frombuffer(joined + b"\n", dtype=np.uint8).reshape(n, width + 1)
+    return codes if (codes[:, width] == ord("\n")).all() else None
+
+
+def fixed_width_applies(texts: list[str | None], fmt: str) -> bool:
+    """Whether :func:`instant_labels` reads ``texts`` of format ``fmt`` with the fixed-width reader,
+    whose outcome for each text depends on that text only (else pandas' parser reads them all)."""
+    layout = _fixed_width_format(fmt)
+    return layout is not None and _fixed_width_bytes(texts, layout[2]) is not None
+
+
+def _fixed_width_strptime(texts: list[str], fmt: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """Parse same-length, zero-padded texts of a numeric ``strptime`` format (``%d/%m/%Y %H:%M``)
+    with numpy: (int64 wall-clock microseconds, bool ok). None when the format or the texts do
+    not fit (then pandas parses them). A text whose digits name no date or time is not ok."""
+    layout = _fixed_width_format(fmt)
+    if layout is None:
         return None
+    slots, literal, pos = layout
+    codes = _fixed_width_bytes(texts, pos)  # type: ignore[arg-type]
+    if codes is None:
+        return None
+    n = len(texts)
     ok = np.ones(n, dtype=bool)
     for at, char in literal:
         ok &= codes[:, at] == ord(char)
