@@ -9,7 +9,7 @@ wins, and a key stored with another value is reported as a conflict
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -25,7 +25,7 @@ from digitaltwin.domain.dead_letters import DeadLetter
 from digitaltwin.domain.errors import ConflictError, NotFoundError, ValidationError
 from digitaltwin.domain.readings import Reading
 from digitaltwin.domain.units import SeriesKind, quantity_spec
-from digitaltwin.storage.batch_write import WriteOutcome, series_arrays_postgres, write_arrays
+from digitaltwin.storage.batch_write import WriteOutcome, series_arrays_postgres, stream_new_readings, write_arrays
 from digitaltwin.storage.db import read_engine
 from digitaltwin.storage.rollups import mark_changed
 from digitaltwin.storage.tables import (
@@ -580,6 +580,16 @@ class Repository:
         :meth:`ensure_series`), Unix epoch microseconds (int64) and canonical values (float64);
         what bulk import uses, with no object per row."""
         return write_arrays(self.engine, sids, ts_us, values, replace=replace)
+
+    def stream_new_readings(
+        self,
+        chunks: Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]],
+        confirm: Callable[[np.ndarray, np.ndarray, np.ndarray], bool],
+    ) -> WriteOutcome | None:
+        """:meth:`store_arrays` of one batch of new readings given in chunks as they are produced,
+        on PostgreSQL (:func:`~digitaltwin.storage.batch_write.stream_new_readings`): None, with
+        nothing stored, unless every reading was new and ``confirm`` accepted the whole batch."""
+        return stream_new_readings(self.engine, chunks, confirm)
 
     def read_page(
         self,
