@@ -33,8 +33,12 @@ labels"):
   (``time/csv-ambiguous-local-times``, :func:`~digitaltwin.domain.timestamps.localize_walls`).
 
 Interval-end labels are moved to interval starts, the product's convention. The work is done
-on whole columns (pandas and numpy) and stored with
+on whole columns (pandas and numpy, :mod:`digitaltwin.ingest.csv_checks`) and stored with
 :meth:`~digitaltwin.storage.repository.Repository.store_arrays` (binary ``COPY`` on PostgreSQL).
+On PostgreSQL a file of one value column of the mapping's asset that fits one batch is streamed
+(:mod:`digitaltwin.ingest.csv_stream`): read and checked in pieces while the server inserts the
+previous ones, committed only when the whole file's check gives the same rows, else imported
+as above; the outcome is the same.
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ from digitaltwin.domain.errors import ValidationError
 from digitaltwin.domain.units import quantity_spec
 from digitaltwin.ingest.csv_checks import check_rows, readings_of
 from digitaltwin.ingest.csv_columns import RowError, read_columns
+from digitaltwin.ingest.csv_stream import import_streamed, streams
 from digitaltwin.storage.repository import Repository
 from digitaltwin.storage.tables import from_epoch_us
 
@@ -230,6 +235,15 @@ def import_csv(
     if interval is not None and interval <= 0:
         raise ValidationError("interval_seconds must be positive", field="interval_seconds")
     tz_name = mapping.timezone or site_timezone
+    if streams(repo, mapping, replace_conflicts=replace_conflicts):
+        streamed = import_streamed(repo, path, mapping, tz_name=tz_name, interval=interval, max_readings=CHUNK_ROWS)
+        if streamed is not None:
+            cols, checked, stored = streamed
+            report = ImportReport(rows_read=len(cols.lines), errors=sorted(checked.rows.errors, key=lambda e: e.line))
+            report.readings_parsed = report.readings_stored = stored
+            if progress is not None:
+                progress(stored, stored)
+            return report
     try:
         cols = read_columns(path, mapping)
     except UnicodeDecodeError as exc:
