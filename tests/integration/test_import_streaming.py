@@ -15,7 +15,8 @@ import pytest
 import digitaltwin.ingest.csv_import as csv_import
 import digitaltwin.ingest.csv_stream as csv_stream
 from digitaltwin.domain.assets import Asset, AssetKind, Site
-from digitaltwin.ingest.csv_import import ColumnMapping, ImportReport, ValueColumn, import_csv
+from digitaltwin.demo_data import STEEL_CSV
+from digitaltwin.ingest.csv_import import STEEL_PRESET, ColumnMapping, ImportReport, ValueColumn, import_csv, with_asset
 from digitaltwin.storage.batch_write import WriteOutcome
 from digitaltwin.storage.repository import Repository
 from digitaltwin.storage.rollups import RollupStore
@@ -24,6 +25,7 @@ SEOUL_END = ColumnMapping(
     "ts", (ValueColumn("kwh", "energy", "kWh"),), asset_id="a", timezone="Asia/Seoul", label="end",
     interval_seconds=900, timestamp_format="%d/%m/%Y %H:%M", midnight_ends_day=True,
 )
+DEFAULT_PIECES = (csv_stream.STREAM_FIRST_PIECE_ROWS, csv_stream.STREAM_PIECE_ROWS)
 BERLIN_START = ColumnMapping("ts", (ValueColumn("kwh", "energy", "kWh"),), asset_id="a", timezone="Europe/Berlin")
 
 
@@ -144,3 +146,20 @@ def test_a_file_whose_timestamps_pandas_reads_is_checked_again_whole(
     assert _summary(report) == _summary(_unstreamed(repo, tmp_path, text, SEOUL_END, monkeypatch))
     assert _stored(repo, "a") == _stored(repo, "b")
     assert [o.stored if o else None for o in streamed] == [report.readings_stored]
+
+
+def test_the_steel_file_streamed_in_its_default_pieces_equals_the_unstreamed_import(
+    repo: Repository, streamed: list[WriteOutcome | None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(csv_stream, "STREAM_FIRST_PIECE_ROWS", DEFAULT_PIECES[0])  # five pieces
+    monkeypatch.setattr(csv_stream, "STREAM_PIECE_ROWS", DEFAULT_PIECES[1])
+    report = import_csv(repo, STEEL_CSV, with_asset(STEEL_PRESET, "a"))
+    assert [o.stored if o else None for o in streamed] == [35_040] and report.errors == []
+    with monkeypatch.context() as patch:
+        patch.setattr(csv_import, "streams", lambda *args, **kwargs: False)
+        expected = import_csv(repo, STEEL_CSV, with_asset(STEEL_PRESET, "b"))
+    assert _summary(report) == _summary(expected)
+    far = {"start": datetime(2000, 1, 1, tzinfo=UTC), "end": datetime(2100, 1, 1, tzinfo=UTC)}
+    ts_a, values_a = repo.series_arrays(repo.find_series("a", "energy").id, **far)  # type: ignore[union-attr]
+    ts_b, values_b = repo.series_arrays(repo.find_series("b", "energy").id, **far)  # type: ignore[union-attr]
+    assert len(ts_a) == 35_040 and (ts_a == ts_b).all() and (values_a == values_b).all()

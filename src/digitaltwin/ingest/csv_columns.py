@@ -107,18 +107,13 @@ def read_columns(path: Path, mapping: ColumnMapping) -> Columns:
 
 @dataclass(frozen=True, slots=True)
 class _Layout:
-    """A file the fast reader can take: its bytes, the positions of its line feeds, its data rows
-    (lines after the header) and the columns to read as text."""
+    """A file the fast reader can take: its bytes, its data rows (lines after the header) and the
+    columns to read as text."""
 
     data: bytes
-    breaks: np.ndarray
     rows: int
     needed: list[str]
     texts: list[str]
-
-    def row_start(self, i: int) -> int:
-        """Byte offset of data row ``i`` (0-based), or the file's length for ``i == rows``."""
-        return int(self.breaks[i]) + 1 if i < self.rows else len(self.data)
 
 
 def _fast_layout(path: Path, mapping: ColumnMapping) -> _Layout | None:
@@ -146,7 +141,7 @@ def _fast_layout(path: Path, mapping: ColumnMapping) -> _Layout | None:
     if mapping.decimal != ".":
         texts += [v.column for v in mapping.values]  # decimal commas are read by parse_values
     rows = len(breaks) - (1 if data.endswith(b"\n") else 0)
-    return _Layout(data, breaks, rows, needed, texts)
+    return _Layout(data, rows, needed, texts)
 
 
 def _read_csv_options(layout: _Layout, mapping: ColumnMapping) -> dict[str, object]:
