@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -48,13 +49,18 @@ class RowError:
 
 @dataclass(slots=True)
 class Columns:
-    """The file's needed columns as lists of text, with each row's line number."""
+    """The file's needed columns as lists of text, with each row's line number.
+
+    ``one_asset``: every row is filed under the mapping's ``asset_id`` (no asset column), so
+    per-asset work can skip looking at ``assets`` row by row.
+    """
 
     lines: list[int]
     assets: list[str | None]
     stamps: list[str | None]
     hours: list[str | None] | None
     values: list[list[str | None] | np.ndarray]  # text, or float64 when the fast reader parsed the column
+    one_asset: bool = False
 
 
 def read_columns(path: Path, mapping: ColumnMapping) -> Columns:
@@ -83,7 +89,7 @@ def read_columns(path: Path, mapping: ColumnMapping) -> Columns:
         asset_i = header.index(mapping.asset_column) if mapping.asset_column else None
         hour_i = header.index(mapping.hour_column) if mapping.hour_column else None
         width = max(header.index(c) for c in needed) + 1
-        cols = Columns([], [], [], [] if hour_i is not None else None, [[] for _ in value_i])
+        cols = Columns([], [], [], [] if hour_i is not None else None, [[] for _ in value_i], one_asset=asset_i is None)
         pad: list[str | None] = [None] * width
         for record in reader:
             if not record:
@@ -99,10 +105,31 @@ def read_columns(path: Path, mapping: ColumnMapping) -> Columns:
     return cols
 
 
-def _read_columns_fast(path: Path, mapping: ColumnMapping) -> Columns | None:
-    """:func:`read_columns` with pandas' C parser, or None when the file needs :mod:`csv`'s rules."""
+@dataclass(frozen=True, slots=True)
+class _Layout:
+    """A file the fast reader can take: its bytes, its data rows (lines after the header) and the
+    columns to read as text."""
+
+    data: bytes
+    rows: int
+    needed: list[str]
+    texts: list[str]
+
+
+def _fast_layout(path: Path, mapping: ColumnMapping) -> _Layout | None:
+    """The file's :class:`_Layout`, or None when it needs :mod:`csv`'s rules (quotes, blank lines,
+    lone carriage returns) or the csv path's report (a missing or repeated column)."""
     data = path.read_bytes()
-    if b'"' in data or data.count(b"\r") != data.count(b"\r\n") or b"\n\n" in data or b"\n\r\n" in data:
+    if b'"' in data:
+        return None
+    # Line breaks found with numpy, one pass per byte value: a carriage return not followed by a
+    # line feed, or a blank line ("\n\n", "\n\r\n"), needs csv's rules.
+    codes = np.frombuffer(data, dtype=np.uint8)
+    breaks = np.flatnonzero(codes == ord("\n"))
+    returns = np.flatnonzero(codes == ord("\r"))
+    if len(returns) and (returns[-1] == len(codes) - 1 or not (codes[returns + 1] == ord("\n")).all()):
+        return None
+    if bool((np.diff(breaks) == 1).any()) or bool((codes[returns[returns > 0] - 1] == ord("\n")).any()):
         return None
     first_line = data.split(b"\n", 1)[0].rstrip(b"\r")
     header = first_line.decode(mapping.encoding).split(mapping.delimiter)  # UnicodeDecodeError: the caller reports it
@@ -113,21 +140,27 @@ def _read_columns_fast(path: Path, mapping: ColumnMapping) -> Columns | None:
     texts = [c for c in (mapping.timestamp_column, mapping.asset_column, mapping.hour_column) if c]
     if mapping.decimal != ".":
         texts += [v.column for v in mapping.values]  # decimal commas are read by parse_values
-    try:
-        # Value columns are left to the C parser's float conversion (pandas 3: the same double as
-        # Python's float(), checked on 400,000 random decimals); a column with any text that is
-        # not a number comes back as text and takes the strict path.
-        frame = pd.read_csv(
-            io.BytesIO(data), encoding=mapping.encoding, sep=mapping.delimiter, usecols=list(dict.fromkeys(needed)), dtype=dict.fromkeys(texts, str),
-            na_filter=False, keep_default_na=False, engine="c", skip_blank_lines=False, quoting=csv.QUOTE_NONE,
-            **_ROUND_TRIP,
-        )
-    except (pd.errors.ParserError, ValueError):
-        return None
-    rows = data.count(b"\n") - (1 if data.endswith(b"\n") else 0)
+    rows = len(breaks) - (1 if data.endswith(b"\n") else 0)
+    return _Layout(data, rows, needed, texts)
+
+
+def _read_csv_options(layout: _Layout, mapping: ColumnMapping) -> dict[str, object]:
+    """pandas' C parser as the fast reader uses it. Value columns are left to its float conversion
+    (pandas 3: the same double as Python's float(), checked on 400,000 random decimals); a column
+    with any text that is not a number comes back as text and takes the strict path."""
+    return {
+        "encoding": mapping.encoding, "sep": mapping.delimiter, "usecols": list(dict.fromkeys(layout.needed)),
+        "dtype": dict.fromkeys(layout.texts, str), "na_filter": False, "keep_default_na": False, "engine": "c",
+        "skip_blank_lines": False, "quoting": csv.QUOTE_NONE, **_ROUND_TRIP,
+    }
+
+
+def _frame_columns(frame: pd.DataFrame, mapping: ColumnMapping, first: int, rows: int) -> Columns | None:
+    """The :class:`Columns` of ``rows`` data rows read by the C parser, the first being data row
+    ``first`` (0-based), or None when the parser did not give one complete row per line."""
     if rows != len(frame) or frame.isna().to_numpy().any():  # one row per line after the header: line numbers hold
         return None
-    lines = list(range(2, len(frame) + 2))
+    lines = list(range(first + 2, first + rows + 2))
     column = frame[mapping.timestamp_column].tolist()
     assets = frame[mapping.asset_column].tolist() if mapping.asset_column else [mapping.asset_id] * len(frame)
     hours = frame[mapping.hour_column].tolist() if mapping.hour_column else None
@@ -135,7 +168,84 @@ def _read_columns_fast(path: Path, mapping: ColumnMapping) -> Columns | None:
     for v in mapping.values:
         series = frame[v.column]
         values.append(series.to_numpy(np.float64) if series.dtype.kind in "fi" else series.astype(str).tolist())
-    return Columns(lines, assets, column, hours, values)
+    return Columns(lines, assets, column, hours, values, one_asset=mapping.asset_column is None)
+
+
+def _read_columns_fast(path: Path, mapping: ColumnMapping) -> Columns | None:
+    """:func:`read_columns` with pandas' C parser, or None when the file needs :mod:`csv`'s rules."""
+    layout = _fast_layout(path, mapping)
+    if layout is None:
+        return None
+    try:
+        frame = pd.read_csv(io.BytesIO(layout.data), **_read_csv_options(layout, mapping))  # type: ignore[call-overload]
+    except (pd.errors.ParserError, ValueError):
+        return None
+    return _frame_columns(frame, mapping, 0, layout.rows)
+
+
+def read_column_pieces(
+    path: Path, mapping: ColumnMapping, *, rows_per_piece: int, first_piece_rows: int | None = None
+) -> tuple[int, Iterator[Columns | None]] | None:
+    """The file's rows in pieces of ``rows_per_piece`` (the first of ``first_piece_rows``, when
+    given), each read when asked for (one C parser reading on), so that a caller can work on a
+    piece while the next is read; None when the fast reader does not apply (then
+    :func:`read_columns` reads the file with :mod:`csv`).
+
+    Returns:
+        (data rows of the file, an iterator of pieces). A piece is the :class:`Columns` of its
+        rows with their line numbers in the file; :func:`join_pieces` of all of them equals
+        :func:`read_columns` of the file when every value column of every piece came back as
+        numbers (a text column is only text in the piece that has the text, while the whole
+        file's column would be text throughout). The iterator yields None, and stops, at a
+        piece the C parser does not read as the fast reader needs: the caller reads the whole
+        file instead.
+
+    Raises:
+        UnicodeDecodeError: the header is not in the mapping's encoding.
+    """
+    layout = _fast_layout(path, mapping)
+    if layout is None:
+        return None
+
+    def pieces() -> Iterator[Columns | None]:
+        first, size = 0, first_piece_rows or rows_per_piece
+        try:
+            with pd.read_csv(io.BytesIO(layout.data), iterator=True, **_read_csv_options(layout, mapping)) as reader:  # type: ignore[call-overload]
+                while first < layout.rows:
+                    rows = min(size, layout.rows - first)
+                    piece = _frame_columns(reader.get_chunk(rows), mapping, first, rows)
+                    yield piece
+                    if piece is None:
+                        return
+                    first, size = first + rows, rows_per_piece
+                if len(reader.get_chunk(1)):
+                    yield None  # more rows than lines
+        except StopIteration:  # at the end: fewer rows than lines when some were not read
+            if first < layout.rows:
+                yield None
+        except (pd.errors.ParserError, ValueError):
+            yield None
+
+    return layout.rows, pieces()
+
+
+def join_pieces(pieces: list[Columns]) -> Columns:
+    """The :class:`Columns` of consecutive pieces of one file (see :func:`read_column_pieces`)."""
+    first = pieces[0]
+    joined = Columns([], [], [], [] if first.hours is not None else None, [], one_asset=first.one_asset)
+    for piece in pieces:
+        joined.lines += piece.lines
+        joined.assets += piece.assets
+        joined.stamps += piece.stamps
+        if joined.hours is not None:
+            joined.hours += piece.hours or []
+    for c, column in enumerate(first.values):
+        parts = [piece.values[c] for piece in pieces]
+        if isinstance(column, np.ndarray):
+            joined.values.append(np.concatenate(parts))  # type: ignore[arg-type]
+        else:
+            joined.values.append([text for part in parts for text in part])
+    return joined
 
 
 class RowChecks:

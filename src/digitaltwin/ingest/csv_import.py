@@ -33,8 +33,12 @@ labels"):
   (``time/csv-ambiguous-local-times``, :func:`~digitaltwin.domain.timestamps.localize_walls`).
 
 Interval-end labels are moved to interval starts, the product's convention. The work is done
-on whole columns (pandas and numpy) and stored with
+on whole columns (pandas and numpy, :mod:`digitaltwin.ingest.csv_checks`) and stored with
 :meth:`~digitaltwin.storage.repository.Repository.store_arrays` (binary ``COPY`` on PostgreSQL).
+On PostgreSQL a file of one value column of the mapping's asset that fits one batch is streamed
+(:mod:`digitaltwin.ingest.csv_stream`): read and checked in pieces while the server inserts the
+previous ones, committed only when the whole file's check gives the same rows, else imported
+as above; the outcome is the same.
 """
 
 from __future__ import annotations
@@ -47,13 +51,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
-import pandas as pd
-
 from digitaltwin.domain.errors import ValidationError
 from digitaltwin.domain.units import quantity_spec
-from digitaltwin.ingest.csv_columns import RowChecks, RowError, parse_values, read_columns
-from digitaltwin.ingest.csv_times import hour_starts, instant_labels, localize_ends, localize_starts, reject_implausible
+from digitaltwin.ingest.csv_checks import check_rows, readings_of
+from digitaltwin.ingest.csv_columns import RowError, read_columns
+from digitaltwin.ingest.csv_stream import import_streamed, streams
 from digitaltwin.storage.repository import Repository
 from digitaltwin.storage.tables import from_epoch_us
 
@@ -62,7 +64,6 @@ __all__ = ["CHUNK_ROWS", "PRESETS", "STEEL_PRESET", "ColumnMapping", "ImportConf
 
 #: Rows stored per transaction; progress is reported after each.
 CHUNK_ROWS = 50_000
-_US_PER_S = 1_000_000
 
 
 
@@ -233,6 +234,16 @@ def import_csv(
         raise ValidationError("interval-end labels need interval_seconds", field="interval_seconds")
     if interval is not None and interval <= 0:
         raise ValidationError("interval_seconds must be positive", field="interval_seconds")
+    tz_name = mapping.timezone or site_timezone
+    if streams(repo, mapping, replace_conflicts=replace_conflicts):
+        streamed = import_streamed(repo, path, mapping, tz_name=tz_name, interval=interval, max_readings=CHUNK_ROWS)
+        if streamed is not None:
+            cols, checked, stored = streamed
+            report = ImportReport(rows_read=len(cols.lines), errors=sorted(checked.rows.errors, key=lambda e: e.line))
+            report.readings_parsed = report.readings_stored = stored
+            if progress is not None:
+                progress(stored, stored)
+            return report
     try:
         cols = read_columns(path, mapping)
     except UnicodeDecodeError as exc:
@@ -241,51 +252,12 @@ def import_csv(
         ) from None
     except csv.Error as exc:
         raise ValidationError(f"{path.name} is not a readable CSV file: {exc}", field="file") from None
-    rows = RowChecks(cols.lines)
-    if not all(cols.assets):
-        for i, asset_id in enumerate(cols.assets):
-            if not asset_id:
-                rows.reject(i, mapping.asset_column or "asset_id", "asset id is missing")
-    tz_name = mapping.timezone or site_timezone
-    column = mapping.timestamp_column
-    if mapping.hour_column:
-        us, wall = hour_starts(cols, mapping, tz_name, rows)
-    else:
-        us, wall = instant_labels(cols, mapping, rows)
-    values = [parse_values(texts, col, rows, decimal=mapping.decimal) for texts, col in zip(cols.values, mapping.values, strict=True)]
-    if mapping.label == "end" and not mapping.hour_column:
-        localize_ends(us, wall, cols, tz_name, column, rows, interval * _US_PER_S)  # type: ignore[operator]
-    else:
-        localize_starts(us, wall, cols, tz_name, mapping.hour_column or column, rows)
-    reject_implausible(us, mapping.hour_column or column, rows)
-    named = {a for a in set(cols.assets) if a}
-    known = repo.known_asset_ids(named)
-    if named - known:
-        for i, asset_id in enumerate(cols.assets):
-            if rows.ok[i] and asset_id not in known:
-                rows.reject(i, mapping.asset_column or "asset_id", f"unknown asset {asset_id!r}")
-    keep = np.flatnonzero(rows.ok)
-    report = ImportReport(rows_read=len(cols.lines), replaced=replace_conflicts, errors=sorted(rows.errors, key=lambda e: e.line))
-    assets = np.asarray(cols.assets, dtype=object)[keep]
-    parts_sid, parts_ts, parts_value, parts_row, parts_col = [], [], [], [], []
-    for c, col in enumerate(mapping.values):
-        kind_interval = quantity_spec(col.quantity).kind.value == "interval"
-        sid_of = {
-            a: repo.ensure_series(a, col.quantity, interval_seconds=interval if kind_interval else None).id
-            for a in dict.fromkeys(assets.tolist())
-        }
-        if len(sid_of) == 1:
-            parts_sid.append(np.full(len(keep), next(iter(sid_of.values())), dtype=np.int64))
-        else:
-            parts_sid.append(pd.Series(assets).map(sid_of).to_numpy(np.int64))
-        parts_ts.append(us[keep])
-        parts_value.append(values[c][keep])
-        parts_row.append(keep)
-        parts_col.append(np.full(len(keep), c))
-    if not parts_sid:
+    checked = check_rows(repo, cols, mapping, tz_name, interval)
+    report = ImportReport(rows_read=len(cols.lines), replaced=replace_conflicts, errors=sorted(checked.rows.errors, key=lambda e: e.line))
+    found = readings_of(repo, cols, mapping, checked, interval)
+    if found is None:
         return report
-    sids, ts_us, vals = np.concatenate(parts_sid), np.concatenate(parts_ts), np.concatenate(parts_value)
-    row_of, col_of = np.concatenate(parts_row), np.concatenate(parts_col)
+    sids, ts_us, vals, row_of, col_of = found
     report.readings_parsed = len(sids)
     total = len(sids)
     for offset in range(0, total, CHUNK_ROWS):

@@ -86,10 +86,9 @@ def _wall_us(value: datetime) -> int:
 _FIELD_WIDTH = {"%Y": 4, "%m": 2, "%d": 2, "%H": 2, "%M": 2, "%S": 2}
 
 
-def _fixed_width_strptime(texts: list[str], fmt: str) -> tuple[np.ndarray, np.ndarray] | None:
-    """Parse same-length, zero-padded texts of a numeric ``strptime`` format (``%d/%m/%Y %H:%M``)
-    with numpy: (int64 wall-clock microseconds, bool ok). None when the format or the texts do
-    not fit (then pandas parses them). A text whose digits name no date or time is not ok."""
+def _fixed_width_format(fmt: str) -> tuple[dict[str, int], list[tuple[int, str]], int] | None:
+    """A numeric ``strptime`` format as fixed-width fields: (position of each field, literal
+    characters and their positions, width of a text); None when the format is not one."""
     slots: dict[str, int] = {}
     literal: list[tuple[int, str]] = []
     pos = i = 0
@@ -105,28 +104,59 @@ def _fixed_width_strptime(texts: list[str], fmt: str) -> tuple[np.ndarray, np.nd
             literal.append((pos, fmt[i]))
             pos += 1
             i += 1
-    if not {"%Y", "%m", "%d"} <= slots.keys() or not texts:
+    return (slots, literal, pos) if {"%Y", "%m", "%d"} <= slots.keys() else None
+
+
+def _fixed_width_bytes(texts: list[str | None], width: int) -> np.ndarray | None:
+    """The texts as a (texts, width + 1) uint8 matrix (a line feed closing each row) when every
+    one is ``width`` ASCII characters, else None."""
+    n = len(texts)
+    if not n:
         return None
+    # One buffer of the texts separated by line feeds: each text is ``width`` ASCII characters when
+    # the buffer has exactly that length and its n - 1 line feeds all stand where a text ends.
     try:
-        joined = "".join(texts).encode("ascii")
+        joined = "\n".join(texts).encode("ascii")  # type: ignore[arg-type]
     except (TypeError, UnicodeEncodeError):
         return None
-    if len(joined) != pos * len(texts) or set(map(len, texts)) != {pos}:
+    if len(joined) != (width + 1) * n - 1 or joined.count(b"\n") != n - 1:
         return None
-    codes = np.frombuffer(joined, dtype=np.uint8).reshape(len(texts), pos).astype(np.int64)
-    ok = np.ones(len(texts), dtype=bool)
+    codes = np.frombuffer(joined + b"\n", dtype=np.uint8).reshape(n, width + 1)
+    return codes if (codes[:, width] == ord("\n")).all() else None
+
+
+def fixed_width_applies(texts: list[str | None], fmt: str) -> bool:
+    """Whether :func:`instant_labels` reads ``texts`` of format ``fmt`` with the fixed-width reader,
+    whose outcome for each text depends on that text only (else pandas' parser reads them all)."""
+    layout = _fixed_width_format(fmt)
+    return layout is not None and _fixed_width_bytes(texts, layout[2]) is not None
+
+
+def _fixed_width_strptime(texts: list[str], fmt: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """Parse same-length, zero-padded texts of a numeric ``strptime`` format (``%d/%m/%Y %H:%M``)
+    with numpy: (int64 wall-clock microseconds, bool ok). None when the format or the texts do
+    not fit (then pandas parses them). A text whose digits name no date or time is not ok."""
+    layout = _fixed_width_format(fmt)
+    if layout is None:
+        return None
+    slots, literal, pos = layout
+    codes = _fixed_width_bytes(texts, pos)  # type: ignore[arg-type]
+    if codes is None:
+        return None
+    n = len(texts)
+    ok = np.ones(n, dtype=bool)
     for at, char in literal:
         ok &= codes[:, at] == ord(char)
-    digits = codes - ord("0")
 
     def number(code: str, default: int = 0) -> np.ndarray:
         if code not in slots:
-            return np.full(len(texts), default, dtype=np.int64)
-        at, width = slots[code], _FIELD_WIDTH[code]
-        part = digits[:, at : at + width]
-        nonlocal ok
-        ok &= ((part >= 0) & (part <= 9)).all(axis=1)
-        return (part * (10 ** np.arange(width - 1, -1, -1))).sum(axis=1)
+            return np.full(n, default, dtype=np.int64)
+        value = np.zeros(n, dtype=np.int64)
+        for at in range(slots[code], slots[code] + _FIELD_WIDTH[code]):  # one byte column per digit
+            digit = codes[:, at] - np.uint8(ord("0"))  # uint8: bytes below "0" wrap around past 9
+            ok[:] &= digit <= 9
+            value = value * 10 + digit
+        return value
 
     year, month, day = number("%Y"), number("%m"), number("%d")
     hour, minute, second = number("%H"), number("%M"), number("%S")
@@ -243,6 +273,8 @@ def _asset_groups(todo: np.ndarray, cols: Columns) -> list[np.ndarray]:
     """Positions of ``todo`` (row indices) per asset, each in file order. File order resolves the
     repeated hour per asset: in a file that interleaves meters, one meter's rows are not a step
     back in another meter's time."""
+    if cols.one_asset:
+        return [todo]
     assets = np.asarray(cols.assets, dtype=object)[todo]
     groups = pd.Series(np.arange(len(todo))).groupby(assets, sort=False).indices
     return [todo[positions] for positions in groups.values()]

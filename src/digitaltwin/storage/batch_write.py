@@ -20,6 +20,10 @@ series. When none does (new data, the common case), the batch is ``COPY``-ed str
 ``INSERT ... ON CONFLICT DO NOTHING`` (``DO UPDATE`` when replacing) moves the rest in.
 SQLite follows the same steps with a temporary table and ``INSERT OR IGNORE``.
 
+A batch produced in parts (a CSV file being read) can go into the direct ``COPY`` part by part
+(:func:`stream_new_readings`), so the server inserts while the rest is produced; it is committed
+only when every row was new, else rolled back for :func:`write_arrays` to write.
+
 The same transaction marks each series' time span for the energy rollups
 (:func:`digitaltwin.storage.rollups.mark_changed_raw`), so the mark and the readings become
 visible together: a refresh of the rollups never sees the mark without the readings.
@@ -27,6 +31,7 @@ visible together: a refresh of the rollups never sees the mark without the readi
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -159,6 +164,15 @@ _BATCH_CONFLICTS = (
 )
 
 
+#: Whether any stored reading falls in a series' span, for all series of a batch in one query.
+_SPANS_PROBE = (
+    "SELECT 1 FROM unnest(%s::int4[], %s::int8[], %s::int8[]) AS s(sid, low, high) "
+    "WHERE EXISTS (SELECT 1 FROM readings WHERE series_id = s.sid AND ts BETWEEN "
+    "timestamptz 'epoch' + s.low * interval '1 microsecond' AND timestamptz 'epoch' + s.high * interval '1 microsecond') "
+    "LIMIT 1"
+)
+
+
 def _write_postgres(
     engine: Engine, sids: np.ndarray, ts_us: np.ndarray, values: np.ndarray, replace: bool
 ) -> tuple[int, int, list[Conflict]]:
@@ -169,13 +183,7 @@ def _write_postgres(
         cursor: Any = raw.cursor()
         mark_changed_raw(cursor, "postgresql", span_sids, lows, highs)  # kept by the savepoint's rollback below
         # One probe for all series of the batch (a batch of MQTT messages spans many series).
-        cursor.execute(
-            "SELECT 1 FROM unnest(%s::int4[], %s::int8[], %s::int8[]) AS s(sid, low, high) "
-            "WHERE EXISTS (SELECT 1 FROM readings WHERE series_id = s.sid AND ts BETWEEN "
-            "timestamptz 'epoch' + s.low * interval '1 microsecond' AND timestamptz 'epoch' + s.high * interval '1 microsecond') "
-            "LIMIT 1",
-            (span_sids, lows, highs),
-        )
+        cursor.execute(_SPANS_PROBE, (span_sids, lows, highs))
         if cursor.fetchone() is None:
             cursor.execute("SAVEPOINT direct_copy")
             try:
@@ -208,6 +216,73 @@ def _write_postgres(
             stored = int(cursor.rowcount)
         raw.commit()
         return stored, max(0, n - stored - len(conflicts)), conflicts
+    except Exception:
+        raw.rollback()
+        raise
+    finally:
+        raw.close()
+
+
+class StreamAbandoned(Exception):
+    """Raised by the chunks given to :func:`stream_new_readings` to give up the stream: nothing is
+    stored and the caller writes the batch with :func:`write_arrays`."""
+
+
+def stream_new_readings(
+    engine: Engine,
+    chunks: Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]],
+    confirm: Callable[[np.ndarray, np.ndarray, np.ndarray], bool],
+) -> WriteOutcome | None:
+    """Store one batch of new readings on PostgreSQL while it is being produced: each chunk (series
+    ids, epoch microseconds, values) goes into one binary ``COPY`` as soon as it is given, so the
+    server inserts a chunk while the caller produces the next. This is :func:`write_arrays`'
+    direct ``COPY`` of new data with the batch arriving in parts; anything else is left to it.
+
+    Nothing is stored, and None returned, when the first chunk's span already holds readings (a
+    re-import: :func:`write_arrays` tells duplicates from conflicts), when a key of the batch is
+    stored already or repeats within it (the ``COPY`` fails on the primary key and is rolled
+    back), when the chunks raise :class:`StreamAbandoned`, or when ``confirm`` of the whole
+    batch's arrays, called after the last chunk while the server still inserts, answers False.
+    Otherwise every row was new: the rollup change marks of the batch's spans are written in the
+    same transaction (as :func:`write_arrays` does) and the outcome says all rows were stored.
+
+    Raises:
+        ValueError: on an engine that is not PostgreSQL. Errors of the chunks other than
+            :class:`StreamAbandoned`, and of the database other than the unique violation,
+            propagate after the rollback.
+    """
+    if engine.dialect.name != "postgresql":
+        raise ValueError("stream_new_readings needs PostgreSQL")
+    try:
+        first = next(chunks, None)
+    except StreamAbandoned:
+        return None
+    if first is None or len(first[0]) == 0:
+        return None
+    parts = [first]
+    raw = engine.raw_connection()
+    try:
+        cursor: Any = raw.cursor()
+        cursor.execute(_SPANS_PROBE, _spans(np.asarray(first[0], dtype=np.int64), np.asarray(first[1], dtype=np.int64)))
+        if cursor.fetchone() is not None:
+            raw.rollback()
+            return None
+        try:
+            with cursor.copy("COPY readings (series_id, ts, value) FROM STDIN (FORMAT BINARY)") as copy:
+                copy.write(binary_copy_payload(*first)[: -len(_PGCOPY_TRAILER)])
+                for chunk in chunks:
+                    parts.append(chunk)
+                    copy.write(binary_copy_payload(*chunk)[len(_PGCOPY_HEADER) : -len(_PGCOPY_TRAILER)])
+                sids, ts_us, values = (np.concatenate([np.asarray(part[k]) for part in parts]) for k in range(3))
+                if not confirm(sids, ts_us, values):
+                    raise StreamAbandoned("the batch was not confirmed")
+                copy.write(_PGCOPY_TRAILER)
+        except (StreamAbandoned, psycopg.errors.UniqueViolation):
+            raw.rollback()
+            return None
+        mark_changed_raw(cursor, "postgresql", *_spans(sids.astype(np.int64), ts_us.astype(np.int64)))
+        raw.commit()
+        return WriteOutcome(stored=len(sids))
     except Exception:
         raw.rollback()
         raise

@@ -9,13 +9,15 @@ wins, and a key stored with another value is reported as a conflict
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 from sqlalchemy import BigInteger, Engine, and_, bindparam, cast, func, or_, select, text, type_coerce, union_all
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
 from digitaltwin.domain.assets import Asset, AssetKind, Site, check_no_nul
@@ -23,7 +25,7 @@ from digitaltwin.domain.dead_letters import DeadLetter
 from digitaltwin.domain.errors import ConflictError, NotFoundError, ValidationError
 from digitaltwin.domain.readings import Reading
 from digitaltwin.domain.units import SeriesKind, quantity_spec
-from digitaltwin.storage.batch_write import WriteOutcome, series_arrays_postgres, write_arrays
+from digitaltwin.storage.batch_write import WriteOutcome, series_arrays_postgres, stream_new_readings, write_arrays
 from digitaltwin.storage.db import fetch_autocommit, read_engine
 from digitaltwin.storage.rollups import mark_changed
 from digitaltwin.storage.tables import (
@@ -117,6 +119,9 @@ def _series(row: Any) -> SeriesInfo:
         attributes=dict(row.attributes or {}),
     )
 
+
+#: INSERT constructs with ``ON CONFLICT`` of the two supported databases.
+_INSERT_BY_DIALECT = {"postgresql": postgresql_insert, "sqlite": sqlite_insert}
 
 #: Latest readings whose median spacing stands for the interval of a series without a recorded one.
 SPACING_READINGS = 48
@@ -503,22 +508,28 @@ class Repository:
         if found is not None and (interval_seconds is None or found.interval_seconds is not None):
             return found
         spec = quantity_spec(quantity)
-        with self.engine.begin() as conn:
-            if found is None:
-                try:
-                    with conn.begin_nested():
-                        conn.execute(
-                            series.insert().values(
-                                asset_id=asset_id,
-                                quantity=quantity,
-                                kind=spec.kind.value,
-                                unit=spec.canonical_unit,
-                                interval_seconds=interval_seconds,
-                            )
-                        )
-                except IntegrityError:
-                    pass  # created concurrently
-            else:  # only fills in a missing interval: one recorded meanwhile by another process is kept
+        if found is None:
+            # One statement that creates the series and returns its row: a series created
+            # concurrently (the unique asset/quantity pair) returns nothing and is read below.
+            insert = _INSERT_BY_DIALECT[self.engine.dialect.name](series).values(
+                asset_id=asset_id,
+                quantity=quantity,
+                kind=spec.kind.value,
+                unit=spec.canonical_unit,
+                interval_seconds=interval_seconds,
+            )
+            try:
+                with self.engine.begin() as conn:
+                    row = conn.execute(
+                        insert.on_conflict_do_nothing(index_elements=[series.c.asset_id, series.c.quantity]).returning(*series.c)
+                    ).first()
+            except IntegrityError:
+                row = None  # the asset is missing: reported by the assertion below, as before
+            if row is not None:
+                info = self._series_cache[(asset_id, quantity)] = _series(row)
+                return info
+        else:  # only fills in a missing interval: one recorded meanwhile by another process is kept
+            with self.engine.begin() as conn:
                 conn.execute(
                     series.update()
                     .where(series.c.id == found.id, series.c.interval_seconds.is_(None))
@@ -582,6 +593,16 @@ class Repository:
         :meth:`ensure_series`), Unix epoch microseconds (int64) and canonical values (float64);
         what bulk import uses, with no object per row."""
         return write_arrays(self.engine, sids, ts_us, values, replace=replace)
+
+    def stream_new_readings(
+        self,
+        chunks: Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]],
+        confirm: Callable[[np.ndarray, np.ndarray, np.ndarray], bool],
+    ) -> WriteOutcome | None:
+        """:meth:`store_arrays` of one batch of new readings given in chunks as they are produced,
+        on PostgreSQL (:func:`~digitaltwin.storage.batch_write.stream_new_readings`): None, with
+        nothing stored, unless every reading was new and ``confirm`` accepted the whole batch."""
+        return stream_new_readings(self.engine, chunks, confirm)
 
     def read_page(
         self,
