@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 
+import anyio
 import psycopg
 import pytest
 from sqlalchemy import text
@@ -123,3 +124,39 @@ def test_readings_answer_503_when_the_event_loops_database_is_unreachable(
             state.async_reads = working
             dead.dispose()
         assert client.get("/api/v1/assets/anything/readings", headers=headers).status_code == 404
+
+
+def test_a_read_cancelled_by_a_timeout_gives_its_connection_back(settings: Settings) -> None:
+    """The API's timeout cancels a handler's awaits (an anyio cancel scope): a read cancelled in the
+    middle of its statement must still return its connection, else the pool runs dry."""
+    if not settings.database_url:
+        pytest.skip("PostgreSQL only")
+    engine = make_engine(settings)
+
+    async def scenario() -> tuple[int, list[tuple[object, ...]]]:
+        reads = AsyncReads(engine)
+        await reads.open()
+        try:
+            for _ in range(async_reads.MAX_CONNECTIONS + 2):  # more cancellations than connections
+                with anyio.move_on_after(0.05):
+                    await reads.fetch("SELECT pg_sleep(1)", {})
+            # every connection back (the cancelled ones replaced): all of them can be used at once
+            with anyio.fail_after(5):
+                results = []
+
+                async def one() -> None:
+                    results.extend(await reads.fetch("SELECT pg_sleep(0.2), 1", {}))
+
+                async with anyio.create_task_group() as group:
+                    for _ in range(async_reads.MAX_CONNECTIONS):
+                        group.start_soon(one)
+            stats = reads.pool.get_stats()
+            return stats["requests_waiting"], [row[1:] for row in results[:1]] + [(len(results),)]
+        finally:
+            await reads.close()
+
+    try:
+        waiting, rows = anyio.run(scenario)
+        assert waiting == 0 and rows == [(1,), (async_reads.MAX_CONNECTIONS,)]
+    finally:
+        engine.dispose()

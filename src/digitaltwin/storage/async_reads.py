@@ -25,6 +25,7 @@ import logging
 from datetime import datetime
 from typing import Any
 
+import anyio
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from sqlalchemy import Engine
@@ -100,9 +101,18 @@ class AsyncReads:
             return await self._fetch(sql, params)
 
     async def _fetch(self, sql: str, params: dict[str, object]) -> list[tuple[Any, ...]]:
-        async with self.pool.connection() as conn:
+        # getconn/putconn rather than the pool's connection() context: in autocommit there is no
+        # transaction for its connection context to end, and the two context managers cost about
+        # 4 % of a readings request; putconn drops a connection left broken or mid-statement.
+        conn = await self.pool.getconn()
+        try:
             cursor = await conn.execute(sql, params)
             return await cursor.fetchall()
+        finally:
+            # Shielded: a request cancelled by its timeout (an anyio cancel scope, which cancels
+            # every await inside it) must still give the connection back, or the pool runs dry.
+            with anyio.CancelScope(shield=True):
+                await self.pool.putconn(conn)
 
     async def read_page(
         self, asset_id: str, *, start: datetime | None = None, end: datetime | None = None, quantity: str | None = None,

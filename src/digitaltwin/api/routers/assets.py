@@ -233,7 +233,7 @@ def readings_body(asset_id: str, page: ReadingPage) -> bytes:
     order, RFC 3339 stamps with ``Z``, shortest round-trip floats; checked against
     ``readings_out(...).model_dump_json()`` by ``tests/api/test_readings_body.py``): a page of
     100 readings without 100 validated models."""
-    rows = [{"ts": r.ts, "quantity": r.quantity, "unit": r.unit, "value": r.value} for r in page.rows]
+    rows = [{"ts": ts, "quantity": quantity, "unit": unit, "value": value} for ts, quantity, unit, value in page.rows]
     return orjson.dumps({"asset_id": asset_id, "readings": rows, "next_cursor": page.next_cursor}, option=orjson.OPT_UTC_Z)
 
 
