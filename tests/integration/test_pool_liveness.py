@@ -160,3 +160,34 @@ def test_a_read_cancelled_by_a_timeout_gives_its_connection_back(settings: Setti
         assert waiting == 0 and rows == [(1,), (async_reads.MAX_CONNECTIONS,)]
     finally:
         engine.dispose()
+
+
+def test_reads_go_to_the_engine_while_the_event_loops_pool_cannot_connect(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While the pool has no connection to give (reconnecting after an outage, with its back-off),
+    a read runs on the engine's pool in a worker thread and gets the same rows."""
+    if not settings.database_url:
+        pytest.skip("PostgreSQL only")
+    from psycopg_pool import AsyncConnectionPool
+
+    monkeypatch.setattr(async_reads, "CHECKOUT_TIMEOUT_S", 0.3)
+    engine = make_engine(settings)
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+
+    async def scenario() -> list[tuple[object, ...]]:
+        reads = AsyncReads(engine)
+        reads.pool = AsyncConnectionPool(f"postgresql://postgres@127.0.0.1:{port}/none", min_size=1, open=False,
+                                         timeout=async_reads.CHECKOUT_TIMEOUT_S)
+        await reads.pool.open(wait=False)
+        try:
+            return await reads.fetch("SELECT %(x)s::int", {"x": 7})
+        finally:
+            await reads.pool.close(timeout=0.1)
+
+    try:
+        assert asyncio.run(scenario()) == [(7,)]
+    finally:
+        engine.dispose()

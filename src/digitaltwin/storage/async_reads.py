@@ -16,7 +16,9 @@ as in a transaction) and in ``TimeZone=UTC`` like the engine's
 trip when it leaves the pool (its socket must have nothing to say: an idle PostgreSQL connection
 receives nothing, so news means the server ended it); one that fails during a statement is
 dropped by the pool, and the statement is tried once more on another connection, so a database
-restart costs no request once the server is back.
+restart costs no request once the server is back. While the pool has no connection to give (the
+database was unreachable and the pool reconnects with a back-off), reads run on the engine's pool
+in a worker thread, as on SQLite.
 """
 
 from __future__ import annotations
@@ -26,12 +28,13 @@ from datetime import datetime
 from typing import Any
 
 import anyio
+import anyio.to_thread
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from sqlalchemy import Engine
 
 from digitaltwin.storage import energy_fingerprint as fingerprint
-from digitaltwin.storage.db import socket_has_news, utc_session_options
+from digitaltwin.storage.db import fetch_autocommit, socket_has_news, utc_session_options
 from digitaltwin.storage.repository import ReadingPage, decode_cursor, page_from_rows_postgres, page_statement_postgres
 
 log = logging.getLogger(__name__)
@@ -39,8 +42,11 @@ log = logging.getLogger(__name__)
 #: Connections the pool keeps open, and the most it opens (per API process).
 MIN_CONNECTIONS = 2
 MAX_CONNECTIONS = 10
-#: Seconds a request waits for a free connection before ``psycopg_pool.PoolTimeout`` (answered 503).
-CHECKOUT_TIMEOUT_S = 10.0
+#: Seconds a read waits for a free connection of the pool before it is run on the engine's pool in
+#: a worker thread instead (see :meth:`AsyncReads.fetch`). The reads take about a millisecond, so
+#: a second's wait means the pool has no connection to give: the database was unreachable and the
+#: pool is reconnecting with its back-off (several seconds after the server is back).
+CHECKOUT_TIMEOUT_S = 1.0
 
 
 async def _check(conn: psycopg.AsyncConnection[Any]) -> None:
@@ -64,6 +70,7 @@ class AsyncReads:
     def __init__(self, engine: Engine) -> None:
         if engine.dialect.name != "postgresql":
             raise ValueError("async reads need PostgreSQL")
+        self.engine = engine
         url = engine.url.set(drivername="postgresql")
         rendered = url.render_as_string(hide_password=False)
         self.pool = AsyncConnectionPool(
@@ -86,19 +93,29 @@ class AsyncReads:
         await self.pool.close()
 
     async def fetch(self, sql: str, params: dict[str, object]) -> list[tuple[Any, ...]]:
-        """The rows of one read-only statement; once more on another connection if the first failed.
+        """The rows of one read-only statement; once more if the first try failed.
+
+        A connection that failed is dropped by the pool and the statement is tried on another.
+        When the pool has no connection to give within :data:`CHECKOUT_TIMEOUT_S` (the database
+        was unreachable and the pool is still reconnecting), the statement runs on the engine's
+        pool in a worker thread (:func:`~digitaltwin.storage.db.fetch_autocommit`, the same rows),
+        which connects on demand: a database that is down is answered at once (503) instead of
+        after the wait, and one that is back is read at once.
 
         Raises:
-            psycopg.OperationalError: the database is unreachable (the API answers 503).
-            psycopg_pool.PoolTimeout: no connection within :data:`CHECKOUT_TIMEOUT_S` (503 too).
+            psycopg.OperationalError, sqlalchemy.exc.OperationalError: the database is
+                unreachable (the API answers 503).
         """
         try:
             return await self._fetch(sql, params)
         except PoolTimeout:
-            raise
+            return await anyio.to_thread.run_sync(fetch_autocommit, self.engine, sql, params)
         except psycopg.OperationalError as exc:  # the pool has dropped that connection
             log.warning("async read failed (%s); trying another connection", str(exc).splitlines()[0][:200])
-            return await self._fetch(sql, params)
+            try:
+                return await self._fetch(sql, params)
+            except PoolTimeout:
+                return await anyio.to_thread.run_sync(fetch_autocommit, self.engine, sql, params)
 
     async def _fetch(self, sql: str, params: dict[str, object]) -> list[tuple[Any, ...]]:
         # getconn/putconn rather than the pool's connection() context: in autocommit there is no
