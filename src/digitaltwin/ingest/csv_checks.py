@@ -59,6 +59,9 @@ def row_checks(cols: Columns, mapping: ColumnMapping, tz_name: str | None) -> Ch
     """The checks of each row on its own: asset present, timestamp readable (not yet placed in
     time unless it has a UTC offset), values plain finite numbers within the plausible range."""
     rows = RowChecks(cols.lines)
+    for i in cols.wide:
+        rows.reject(i, "row", f"more fields than the header's {cols.header_fields}: a value holding the delimiter "
+                    "must be quoted (decimal commas: --decimal , with another --delimiter)")
     if not all(cols.assets):
         for i, asset_id in enumerate(cols.assets):
             if not asset_id:

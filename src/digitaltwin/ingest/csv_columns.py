@@ -16,7 +16,7 @@ import csv
 import io
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -61,6 +61,11 @@ class Columns:
     hours: list[str | None] | None
     values: list[list[str | None] | np.ndarray]  # text, or float64 when the fast reader parsed the column
     one_asset: bool = False
+    #: Rows (0-based positions) with more fields than the header (beyond it not all empty), and the
+    #: header's field count: such a row is rejected, whatever its needed columns hold (a value
+    #: holding the delimiter, such as an unquoted decimal comma, shifted the fields after it).
+    wide: list[int] = field(default_factory=list)
+    header_fields: int = 0
 
 
 def read_columns(path: Path, mapping: ColumnMapping) -> Columns:
@@ -91,10 +96,13 @@ def read_columns(path: Path, mapping: ColumnMapping) -> Columns:
         width = max(header.index(c) for c in needed) + 1
         cols = Columns([], [], [], [] if hour_i is not None else None, [[] for _ in value_i], one_asset=asset_i is None)
         pad: list[str | None] = [None] * width
+        cols.header_fields = len(header)
         for record in reader:
             if not record:
                 continue  # a blank line, as csv.DictReader skips them
             row: list[str | None] = record if len(record) >= width else [*record, *pad[len(record):]]  # type: ignore[list-item]
+            if len(record) > len(header) and any(record[len(header):]):  # empty trailing fields are harmless
+                cols.wide.append(len(cols.lines))
             cols.lines.append(reader.line_num)
             cols.stamps.append(row[ts_i])
             cols.assets.append(row[asset_i] if asset_i is not None else mapping.asset_id)
@@ -130,6 +138,14 @@ def _fast_layout(path: Path, mapping: ColumnMapping) -> _Layout | None:
     if len(returns) and (returns[-1] == len(codes) - 1 or not (codes[returns + 1] == ord("\n")).all()):
         return None
     if bool((np.diff(breaks) == 1).any()) or bool((codes[returns[returns > 0] - 1] == ord("\n")).any()):
+        return None
+    # A row with more fields than the header is rejected by the csv path; pandas' C parser would
+    # drop its extra fields silently (usecols), so such a file goes there.
+    if len(mapping.delimiter) != 1 or ord(mapping.delimiter) > 127:
+        return None  # the byte search below takes an ASCII delimiter (one byte in every encoding read here)
+    ends = np.append(breaks, len(codes))
+    fields = np.diff(np.searchsorted(np.flatnonzero(codes == ord(mapping.delimiter)), ends), prepend=0)
+    if bool((fields[1:] > fields[0]).any()):
         return None
     first_line = data.split(b"\n", 1)[0].rstrip(b"\r")
     header = first_line.decode(mapping.encoding).split(mapping.delimiter)  # UnicodeDecodeError: the caller reports it
